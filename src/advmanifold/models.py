@@ -11,11 +11,19 @@ import torch
 from torch import nn
 
 
-def conv_stack(channels=(1, 16, 32, 64)) -> nn.Sequential:
-    """Convolutions k4 s2 p1 with batch norm and ReLU: 28 → 14 → 7 → 3."""
+def conv_stack(channels=(1, 16, 32, 64), groups: int = 1) -> nn.Sequential:
+    """Convolutions k4 s2 p1 with batch norm and ReLU: 28 → 14 → 7 → 3.
+
+    ``groups > 1`` builds that many independent stacks side by side as grouped
+    convolutions (channels group-major: stack g owns channels [g·c, (g+1)·c)),
+    e.g. the discriminators of ten class-specific VAE-GANs trained at once.
+    """
+    if int(groups) != groups or groups < 1:
+        raise ValueError(f"groups must be an integer >= 1, got {groups!r}")
     layers = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers += [nn.Conv2d(groups * c_in, groups * c_out, 4, 2, 1, groups=groups),
+                   nn.BatchNorm2d(groups * c_out), nn.ReLU()]
     return nn.Sequential(*layers)
 
 

@@ -1,0 +1,254 @@
+"""Re-execute the book with papermill, then compile it with Jupyter Book.
+
+    python -m advmanifold.book                       # every chapter, profile quick, then build
+    python -m advmanifold.book --profile smoke       # the CI profile
+    python -m advmanifold.book --only 02_mnist -p epochs=3 -p 02_mnist:seed=1
+    python -m advmanifold.book --no-execute          # compile what was executed before
+
+Chapters are the notebooks listed in ``_toc.yml``; their source of truth is
+``notebooks/<stem>.py`` (jupytext py:percent). Each is converted, executed with
+papermill into ``_build/site/notebooks/<stem>.ipynb`` (the committed notebooks stay
+output-free), and the site tree (``_config.yml``, ``_toc.yml``, ``book/`` and the
+executed notebooks) is compiled with ``jupyter-book build -W -n --keep-going`` into
+``_build/html``. Per-chapter times go to ``_build/results/book_run_<profile>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .profiles import PROFILES, check_profile
+from .results import atomic_write_text
+
+
+class BookError(SystemExit):
+    """A user-facing failure: printed without a traceback, exit status 2 (usage) or 1 (run)."""
+
+    def __init__(self, message: str, status: int = 2):
+        print(f"error: {message}", file=sys.stderr)
+        super().__init__(status)
+
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+@dataclass
+class Chapter:
+    stem: str
+    source: Path  # notebooks/<stem>.py
+
+    def notebook(self):
+        import jupytext
+
+        notebook = jupytext.read(self.source)
+        notebook.metadata.setdefault("kernelspec", KERNELSPEC)
+        return notebook
+
+    def parameters(self) -> dict[str, Any]:
+        """Names and defaults of the ``parameters`` cell."""
+        from papermill.inspection import inspect_notebook
+        import jupytext
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{self.stem}.ipynb"
+            jupytext.write(self.notebook(), path)
+            return {name: info["default"] for name, info in inspect_notebook(str(path)).items()}
+
+
+def toc_files(toc: dict) -> list[str]:
+    """Every ``file`` entry of a Jupyter Book ``_toc.yml``, in reading order."""
+    found = [toc["root"]] if "root" in toc else []
+    for key in ("parts", "chapters", "sections"):
+        for entry in toc.get(key, []) or []:
+            if "file" in entry:
+                found.append(entry["file"])
+            found.extend(toc_files({k: v for k, v in entry.items() if k != "file"}))
+    return found
+
+
+def chapters(root: Path) -> list[Chapter]:
+    """Notebook chapters of ``_toc.yml`` (entries with a ``notebooks/<stem>.py`` source)."""
+    toc_path = root / "_toc.yml"
+    if not toc_path.is_file():
+        raise BookError(f"no _toc.yml in {root}: run from the book's folder or pass --root")
+    found = []
+    for entry in toc_files(yaml.safe_load(toc_path.read_text())):
+        source = (root / entry).with_suffix(".py")
+        if source.parent.name == "notebooks" and source.is_file():
+            found.append(Chapter(source.stem, source))
+    return found
+
+
+@dataclass
+class Plan:
+    profile: str
+    chapters: list[Chapter]
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def parse_assignment(text: str) -> tuple[str | None, str, Any]:
+    """``[stem:]name=value`` → (stem or None, name, YAML-parsed value)."""
+    if "=" not in text:
+        raise BookError(f"parameter {text!r} must look like name=value or stem:name=value")
+    target, raw = text.split("=", 1)
+    stem, _, name = target.rpartition(":")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return (stem or None), name.strip(), value
+
+
+def plan(root: Path, profile: str, only: list[str] | None, assignments: list[str]) -> Plan:
+    """Validate everything before any notebook runs: profile, chapter names, parameters."""
+    try:
+        check_profile(profile)
+    except ValueError:
+        raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}") from None
+    every = chapters(root)
+    by_stem = {c.stem: c for c in every}
+    selected = every
+    if only:
+        names = [Path(o).stem for o in only]
+        unknown = [n for n in names if n not in by_stem]
+        if unknown:
+            raise BookError(f"unknown notebook(s) {unknown}; valid: {', '.join(by_stem) or '(none)'}")
+        selected = [by_stem[n] for n in names]
+    result = Plan(profile, selected, {c.stem: {"profile": profile} for c in selected})
+    declared = {c.stem: c.parameters() for c in selected}
+    for stem, params in declared.items():
+        if "profile" not in params:
+            raise BookError(f"notebook {stem} has no 'profile' in its parameters cell")
+    for text in assignments:
+        stem, name, value = parse_assignment(text)
+        if stem is not None and stem not in declared:
+            raise BookError(f"parameter {text!r} names notebook {stem!r}, which is not selected; "
+                            f"selected: {', '.join(declared)}")
+        targets = [stem] if stem else [s for s, p in declared.items() if name in p]
+        if name == "profile":
+            raise BookError("set the profile with --profile, not as a parameter")
+        if not targets or any(name not in declared[t] for t in targets):
+            valid = sorted({p for s in (targets or declared) for p in declared[s]})
+            raise BookError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
+        for t in targets:
+            result.parameters[t][name] = value
+    return result
+
+
+def execute(root: Path, the_plan: Plan, site: Path) -> dict[str, float]:
+    """Run each chapter with papermill; stop at the first failure, naming notebook and cell."""
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ.setdefault("ADVMANIFOLD_RESULTS", str(root / "_build" / "results"))
+    os.environ.setdefault("ADVMANIFOLD_FIGURES", str(root / "_build" / "figures"))
+    out_dir = site / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    total = len(the_plan.chapters)
+    for i, chapter in enumerate(the_plan.chapters, 1):
+        params = the_plan.parameters[chapter.stem]
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        print(f"[{i}/{total}] {chapter.source.relative_to(root)} ({shown}) ...", flush=True)
+        source = out_dir / f".{chapter.stem}.source.ipynb"
+        target = out_dir / f"{chapter.stem}.ipynb"
+        jupytext.write(chapter.notebook(), source)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(source), str(target), parameters=params, cwd=str(chapter.source.parent),
+                                       kernel_name="python3", progress_bar=False, log_output=False)
+        except PapermillExecutionError as err:
+            raise BookError(
+                f"{chapter.source.relative_to(root)} failed in cell {err.cell_index} "
+                f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
+                f"executed notebook with the traceback: {target}", status=1) from None
+        finally:
+            source.unlink(missing_ok=True)
+        times[chapter.stem] = round(time.perf_counter() - start, 1)
+        print(f"      done in {times[chapter.stem]:.1f} s", flush=True)
+    return times
+
+
+def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
+    """Merge this run's chapter times into ``_build/results/book_run_<profile>.json``."""
+    path = root / "_build" / "results" / f"book_run_{profile}.json"
+    log = json.loads(path.read_text()) if path.is_file() else {"profile": profile, "chapters_s": {}}
+    log["chapters_s"].update(times)
+    log["total_s"] = round(sum(log["chapters_s"].values()), 1)
+    log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    atomic_write_text(path, json.dumps(log, indent=1) + "\n")
+    return path
+
+
+def stage(root: Path, site: Path, every: list[Chapter]) -> None:
+    """Copy the book's sources next to the executed notebooks; chapters never executed
+    are staged without outputs so the book still compiles."""
+    import jupytext
+
+    site.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, site / name)
+    shutil.rmtree(site / "book", ignore_errors=True)
+    shutil.copytree(root / "book", site / "book")
+    for chapter in every:
+        target = site / "notebooks" / f"{chapter.stem}.ipynb"
+        if not target.is_file():
+            print(f"note: {chapter.stem} was never executed; it is built without outputs", flush=True)
+            jupytext.write(chapter.notebook(), target)
+    figures = root / "_build" / "figures"
+    if figures.is_dir():
+        shutil.copytree(figures, site / "book" / "generated", dirs_exist_ok=True)
+
+
+def build(root: Path, site: Path) -> None:
+    command = ["jupyter-book", "build", str(site), "--path-output", str(root), "-W", "-n", "--keep-going"]
+    print("$ " + " ".join(command), flush=True)
+    start = time.perf_counter()
+    status = subprocess.call(command)
+    if status:
+        raise BookError(f"jupyter-book build failed (exit {status}); see the warnings above", status=1)
+    print(f"book built in {time.perf_counter() - start:.1f} s: {root / '_build' / 'html' / 'index.html'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m advmanifold.book", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default: quick)")
+    parser.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="execute only these chapters (stems)")
+    parser.add_argument("-p", "--set", dest="assignments", action="append", default=[], metavar="[STEM:]NAME=VALUE",
+                        help="override a notebook parameter (all selected notebooks that declare it, or one)")
+    parser.add_argument("--no-execute", action="store_true", help="compile without executing")
+    parser.add_argument("--no-build", action="store_true", help="execute without compiling")
+    parser.add_argument("--root", type=Path, default=None, help="the book's folder (default: found from cwd)")
+    args = parser.parse_args(argv)
+
+    from .paths import book_root
+
+    root = (args.root or book_root()).resolve()
+    the_plan = plan(root, args.profile, args.only, args.assignments)
+    site = root / "_build" / "site"
+    if not args.no_execute:
+        start = time.perf_counter()
+        times = execute(root, the_plan, site)
+        log = record_times(root, args.profile, times)
+        print(f"executed {len(times)} chapter(s) in {time.perf_counter() - start:.1f} s (times: {log})", flush=True)
+    if not args.no_build:
+        stage(root, site, chapters(root))
+        build(root, site)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

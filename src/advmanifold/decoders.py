@@ -1,0 +1,154 @@
+"""The FONTS decoder: prototype (font, letter) → affine spatial transformer → image.
+
+The latent code is z = (font, letter, θ) with θ = (t_x, t_y, λ_x, λ_y, s, r):
+translation, shear, scale and rotation (radians). Following Stutz et al. (2019),
+θ defines the 2×3 matrix
+
+    A(θ) = [[s cos r − s sin r λ_x,   −s sin r + s cos r λ_x,   t_x],
+            [s cos r λ_y + s sin r,   −s sin r λ_y + s cos r,   t_y]]
+
+(i.e. A = s·R(r)·[[1, λ_x], [λ_y, 1]] with translation t), used as in a spatial
+transformer (Jaderberg et al. 2015): output pixel at normalised coordinates p reads
+the prototype at A·(p, 1) (bilinear, zeros outside, ``align_corners=True``), then
+the image is clamped to [0, 1]. Coordinates span [−1, 1] over the image, so
+t = 0.2 moves the glyph by a tenth of the image width, and s > 1 *shrinks* it.
+
+Because x = dec(font, letter, θ) is differentiable in θ, the data manifold of a
+(font, letter) is known exactly: the image of the θ-box under the decoder.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+THETA_NAMES = ("t_x", "t_y", "shear_x", "shear_y", "scale", "rotation")
+
+#: Uniform ranges of θ (lower, upper), in the order of :data:`THETA_NAMES`. ``"hard"`` is the
+#: setting of the experiments of Stutz et al.; the two easier ones existed in their code.
+THETA_RANGES = {
+    "easy": ((-0.1, -0.1, -0.2, -0.2, 0.9, -math.pi / 6), (0.1, 0.1, 0.2, 0.2, 1.1, math.pi / 6)),
+    "medium": ((-0.2, -0.2, -0.4, -0.4, 0.85, -math.pi / 3), (0.2, 0.2, 0.4, 0.4, 1.15, math.pi / 3)),
+    "hard": ((-0.2, -0.2, -0.5, -0.5, 0.75, -math.pi / 2), (0.2, 0.2, 0.5, 0.5, 1.15, math.pi / 2)),
+}
+IDENTITY = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def theta_box(ranges: str = "hard") -> tuple[Tensor, Tensor]:
+    """Lower and upper bounds ``[6]`` of θ for a named range."""
+    if ranges not in THETA_RANGES:
+        raise ValueError(f"ranges must be one of {tuple(THETA_RANGES)}, got {ranges!r}")
+    lower, upper = THETA_RANGES[ranges]
+    return torch.tensor(lower), torch.tensor(upper)
+
+
+def sample_theta(n: int, ranges: str = "hard", generator: torch.Generator | None = None) -> Tensor:
+    """``[n, 6]`` parameters, each uniform in its range."""
+    lower, upper = theta_box(ranges)
+    return lower + (upper - lower) * torch.rand(n, 6, generator=generator)
+
+
+def affine_matrices(theta: Tensor) -> Tensor:
+    """The matrices A(θ) ``[N, 2, 3]`` of the module docstring for θ ``[N, 6]``."""
+    if theta.ndim != 2 or theta.shape[1] != 6:
+        raise ValueError(f"theta must have shape [N, 6], got {tuple(theta.shape)}")
+    tx, ty, lx, ly, s, r = theta.unbind(1)
+    cos, sin = torch.cos(r) * s, torch.sin(r) * s
+    row0 = torch.stack([cos - sin * lx, -sin + cos * lx, tx], 1)
+    row1 = torch.stack([cos * ly + sin, -sin * ly + cos, ty], 1)
+    return torch.stack([row0, row1], 1)
+
+
+def warp(images: Tensor, theta: Tensor) -> Tensor:
+    """Spatial transformer: ``images [N, C, H, W]`` warped by A(θ), clamped to [0, 1]."""
+    grid = F.affine_grid(affine_matrices(theta).to(images.dtype), list(images.shape), align_corners=True)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True).clamp(0, 1)
+
+
+class FontDecoder(nn.Module):
+    """dec(font, letter, θ) for prototypes ``[F, L, H, W]`` (see :mod:`advmanifold.fonts`)."""
+
+    def __init__(self, prototypes: Tensor):
+        super().__init__()
+        if prototypes.ndim != 4:
+            raise ValueError(f"prototypes must have shape [fonts, letters, H, W], got {tuple(prototypes.shape)}")
+        self.register_buffer("prototypes", prototypes.float())
+
+    @property
+    def n_fonts(self) -> int:
+        return self.prototypes.shape[0]
+
+    def forward(self, font: Tensor, letter: Tensor, theta: Tensor) -> Tensor:
+        """Images ``[N, 1, H, W]`` for index tensors ``font``, ``letter`` ``[N]`` and θ ``[N, 6]``."""
+        return warp(self.prototypes[font, letter].unsqueeze(1), theta)
+
+    def tangents(self, font: Tensor, letter: Tensor, theta: Tensor) -> Tensor:
+        """Jacobian ∂dec/∂θ as ``[N, H·W, 6]``: the tangent directions of the manifold at θ
+        (one forward-mode derivative per coordinate of θ)."""
+        base = self.prototypes[font, letter].unsqueeze(1)
+        columns = []
+        for i in range(6):
+            direction = torch.zeros_like(theta)
+            direction[:, i] = 1.0
+            _, column = torch.func.jvp(lambda t: warp(base, t), (theta,), (direction,))
+            columns.append(column.flatten(1))
+        return torch.stack(columns, 2)
+
+
+def make_dataset(decoder: FontDecoder, per_prototype: int, *, ranges: str = "hard", test_per_prototype: int = 0,
+                 seed: int = 0, batch_size: int = 20000) -> dict[str, Tensor]:
+    """Images of every (font, letter) under ``per_prototype + test_per_prototype`` random θ.
+
+    Like the original split (112 θ per prototype: 96 train, 16 test), every font appears
+    in both splits with different θ. Returns tensors ``x`` (float32 ``[N, 1, 28, 28]``),
+    ``y`` (letter), ``font``, ``theta`` and the same with prefix ``test_``; examples are in
+    font-major order.
+    """
+    for name, value in (("per_prototype", per_prototype), ("test_per_prototype", test_per_prototype)):
+        if int(value) != value or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    n_fonts, n_letters = decoder.prototypes.shape[:2]
+    total = per_prototype + test_per_prototype
+    generator = torch.Generator().manual_seed(seed)
+    theta = sample_theta(n_fonts * n_letters * total, ranges, generator).view(n_fonts, n_letters, total, 6)
+    font = torch.arange(n_fonts).view(-1, 1, 1).expand(n_fonts, n_letters, total)
+    letter = torch.arange(n_letters).view(1, -1, 1).expand(n_fonts, n_letters, total)
+    out = {}
+    for prefix, part in (("", slice(0, per_prototype)), ("test_", slice(per_prototype, total))):
+        f, y, t = font[:, :, part].reshape(-1), letter[:, :, part].reshape(-1), theta[:, :, part].reshape(-1, 6)
+        with torch.no_grad():
+            x = torch.cat([decoder(f[i:i + batch_size], y[i:i + batch_size], t[i:i + batch_size])
+                           for i in range(0, len(f), batch_size)]) if len(f) else torch.zeros(0, 1, 28, 28)
+        out.update({f"{prefix}x": x, f"{prefix}y": y.clone(), f"{prefix}font": f.clone(), f"{prefix}theta": t})
+    return out
+
+
+def attack_theta(classifier: nn.Module, decoder: FontDecoder, font: Tensor, letter: Tensor, theta: Tensor, *,
+                 eps: float = 0.3, ranges: str = "hard", **pgd_kwargs):
+    """On-manifold adversarial examples: L∞ PGD (:func:`advmanifold.attacks.pgd`) on θ with font
+    and letter fixed, ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images are dec(font, letter, θ̃).
+
+    ``pgd`` hands ``forward`` only the still-active examples, so the (font, letter) of each
+    example travels with it as two extra coordinates of the attacked variable whose box is
+    a single point. Returns ``(AttackResult on θ, images)``.
+    """
+    from . import attacks
+
+    lower, upper = theta_box(ranges)
+    ids = torch.stack([font, letter], 1).to(theta.dtype)
+    v = torch.cat([theta, ids], 1)
+    lo = torch.cat([lower.expand(len(theta), 6), ids], 1)
+    hi = torch.cat([upper.expand(len(theta), 6), ids], 1)
+
+    def forward(v: Tensor) -> Tensor:
+        ids = v[:, 6:].detach().round().long()
+        return classifier(decoder(ids[:, 0], ids[:, 1], v[:, :6]))
+
+    pgd_kwargs["batch_size"] = len(v)  # per-example boxes: one chunk
+    result = attacks.pgd(forward, v, letter, eps=eps, lower=lo, upper=hi, **pgd_kwargs)
+    result.adversarial = result.adversarial[:, :6]
+    with torch.no_grad():
+        images = decoder(font, letter, result.adversarial)
+    return result, images

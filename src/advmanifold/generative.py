@@ -1,0 +1,319 @@
+"""Class-specific VAE-GANs on MNIST and the on-manifold attack in their latent spaces.
+
+One VAE-GAN per digit approximates that class's manifold (Stutz et al. 2019; the
+VAE-GAN of Larsen et al. 2016). Per model, with z ∈ R^10:
+
+- encoder q(z|x): 3 convolutions (k4, s2, p1; 64 → 128 → 256; batch norm; ReLU),
+  then two linear maps to μ and log σ²;
+- decoder: Linear(10 → 256·3·3), then transposed convolutions 3 → 7 → 14 → 28
+  (256 → 128 → 64 → 1) and a sigmoid, so images lie in [0, 1];
+- discriminator D: the classifier's convolution stack (:func:`models.conv_stack`)
+  and a head 576 → 100 → 1.
+
+Losses on a batch (sums over pixels / latent dimensions, means over the batch),
+with x̂ = dec(μ + σ ⊙ ε), ε ~ N(0, I):
+
+    L_enc,dec = KL(q(z|x) ‖ N(0, I)) + β ‖x̂ − x‖₁ + γ · (−log σ(D(x̂)))
+    L_D       = γ · (−log σ(D(x)) − log(1 − σ(D(x̂))))
+
+β = 2.25 (5 for digit 1, 3 for digit 7), γ = 1; Adam with betas (0.5, 0.9),
+lr 0.005 multiplied by 0.9 after every epoch. Both losses use the same forward
+pass, as in the original code.
+
+The ten models are trained *at once* as one network of grouped layers (grouped
+convolutions, batched linear maps, per-channel batch norm): group g is the model
+of digit g and sees only images of digit g. Parameters of different groups never
+interact, so this equals ten separate trainings (Adam acts per coordinate) at the
+Python overhead of one. :meth:`VAEGANs.member` cuts out one class's model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.std import tqdm
+
+from . import attacks, cache
+from .models import conv_stack
+
+LATENT = 10
+BETAS = (2.25, 5.0, 2.25, 2.25, 2.25, 2.25, 2.25, 3.0, 2.25, 2.25)
+"""Reconstruction weight β per digit (the original settings)."""
+
+
+class GroupedLinear(nn.Module):
+    """G independent linear maps applied side by side: y[:, g] = W_g x[:, g] + b_g."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)  # nn.Linear's default initialisation
+        self.weight = nn.Parameter(torch.empty(groups, out_features, in_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:  # x: [B, G, in]
+        return torch.einsum("bgi,goi->bgo", x, self.weight) + self.bias
+
+
+class VAEGANs(nn.Module):
+    """``n_models`` VAE-GANs evaluated in parallel; images and codes carry a group axis.
+
+    ``encode``: [B, G, 28, 28] → (μ, log σ²) each [B, G, latent];
+    ``decode``: [B, G, latent] → [B, G, 28, 28] in [0, 1];
+    ``discriminate``: [B, G, 28, 28] → logits [B, G].
+    With ``n_models=1`` the group axis has size 1 (see :meth:`member`).
+    """
+
+    def __init__(self, n_models: int = 10, latent: int = LATENT):
+        super().__init__()
+        if int(n_models) != n_models or n_models < 1:
+            raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
+        if int(latent) != latent or latent < 1:
+            raise ValueError(f"latent must be an integer >= 1, got {latent!r}")
+        G = self.n_models = int(n_models)
+        self.latent = int(latent)
+        enc = []
+        for c_in, c_out in ((1, 64), (64, 128), (128, 256)):
+            enc += [nn.Conv2d(G * c_in, G * c_out, 4, 2, 1, groups=G), nn.BatchNorm2d(G * c_out), nn.ReLU()]
+        self.encoder = nn.Sequential(*enc)                      # 28 → 14 → 7 → 3
+        self.mu = GroupedLinear(G, 256 * 9, latent)
+        self.logvar = GroupedLinear(G, 256 * 9, latent)
+        self.dec_linear = GroupedLinear(G, latent, 256 * 9)
+        self.decoder = nn.Sequential(
+            nn.BatchNorm2d(G * 256), nn.ReLU(),
+            nn.ConvTranspose2d(G * 256, G * 128, 4, 2, 1, output_padding=1, groups=G),  # 3 → 7
+            nn.BatchNorm2d(G * 128), nn.ReLU(),
+            nn.ConvTranspose2d(G * 128, G * 64, 4, 2, 1, groups=G),                     # 7 → 14
+            nn.BatchNorm2d(G * 64), nn.ReLU(),
+            nn.ConvTranspose2d(G * 64, G, 4, 2, 1, groups=G),                           # 14 → 28
+            nn.Sigmoid(),
+        )
+        self.disc_features = conv_stack(groups=G)
+        self.disc_head = nn.ModuleList([GroupedLinear(G, 64 * 9, 100), GroupedLinear(G, 100, 1)])
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        B, G = x.shape[0], self.n_models
+        h = self.encoder(x.reshape(B, G, 28, 28)).reshape(B, G, 256 * 9)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: Tensor) -> Tensor:
+        B, G = z.shape[0], self.n_models
+        h = self.dec_linear(z.reshape(B, G, self.latent)).reshape(B, G * 256, 3, 3)
+        return self.decoder(h).reshape(B, G, 28, 28)
+
+    def discriminate(self, x: Tensor) -> Tensor:
+        B, G = x.shape[0], self.n_models
+        h = self.disc_features(x.reshape(B, G, 28, 28)).reshape(B, G, 64 * 9)
+        return self.disc_head[1](F.relu(self.disc_head[0](h))).squeeze(-1)
+
+    def member(self, g: int) -> "VAEGANs":
+        """A stand-alone copy (``n_models=1``, eval mode) of model ``g``."""
+        if not 0 <= g < self.n_models:
+            raise ValueError(f"g must be in [0, {self.n_models}), got {g!r}")
+        one = VAEGANs(1, self.latent)
+        state = {}
+        for name, value in self.state_dict().items():
+            if value.ndim == 0:                               # BN's num_batches_tracked
+                state[name] = value.clone()
+            elif isinstance(self.get_submodule(name.rsplit(".", 1)[0]), GroupedLinear):
+                state[name] = value[g:g + 1].clone()
+            else:                                             # group-major first axis
+                size = value.shape[0] // self.n_models
+                state[name] = value[g * size:(g + 1) * size].clone()
+        one.load_state_dict(state)
+        return one.eval()
+
+
+def _losses(model: VAEGANs, x: Tensor, betas: Tensor, gamma: float) -> tuple[Tensor, Tensor, dict]:
+    """Generator (encoder + decoder) and discriminator losses of one grouped batch."""
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    x_hat = model.decode(z)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)            # [B, G]
+    rec = (x_hat - x).abs().flatten(2).sum(-1)                              # [B, G]
+    d_real, d_fake = model.discriminate(x), model.discriminate(x_hat)
+    gan = F.softplus(-d_fake)                                               # −log σ(D(x̂))
+    gen = (kl + betas * rec + gamma * gan).mean(0).sum()
+    disc = gamma * (F.softplus(-d_real) + F.softplus(d_fake)).mean(0).sum()
+    stats = {"kl": kl.mean().item(), "l1": rec.mean().item(), "gan": gan.mean().item()}
+    return gen, disc, stats
+
+
+def _class_table(labels: Tensor, n_models: int, length: int, generator: torch.Generator) -> Tensor:
+    """[G, length] training indices: a fresh permutation of each class, repeated to ``length``."""
+    rows = []
+    for g in range(n_models):  # a loop over the classes, not over examples
+        idx = (labels == g).nonzero().squeeze(1)
+        perm = idx[torch.randperm(len(idx), generator=generator)]
+        rows.append(perm.repeat(math.ceil(length / len(perm)))[:length])
+    return torch.stack(rows)
+
+
+def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: int = 64, lr: float = 0.005,
+                  lr_decay: float = 0.9, betas=BETAS, gamma: float = 1.0, latent: int = LATENT,
+                  seed: int = 0, progress: bool = True) -> tuple[VAEGANs, list[dict]]:
+    """Train one VAE-GAN per class on ``images`` [N, 1, 28, 28] with ``labels`` in 0..G−1.
+
+    An epoch is ⌈max_g N_g / batch_size⌉ steps; each step feeds every model a batch of
+    ``batch_size`` images of its own class (smaller classes wrap around).
+    Returns the model (eval mode) and one row of mean losses per epoch.
+    """
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if int(batch_size) != batch_size or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
+    G = len(betas)
+    counts = torch.bincount(labels, minlength=G)
+    if len(counts) != G or (counts == 0).any():
+        raise ValueError(f"labels must cover every class 0..{G - 1} (one β each), got counts {counts.tolist()}")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = VAEGANs(G, latent)
+    beta = torch.tensor(betas, dtype=images.dtype)
+    gen_params = [p for n, p in model.named_parameters() if not n.startswith("disc_")]
+    disc_params = [p for n, p in model.named_parameters() if n.startswith("disc_")]
+    opt_gen = torch.optim.Adam(gen_params, lr=lr, betas=(0.5, 0.9))
+    opt_disc = torch.optim.Adam(disc_params, lr=lr, betas=(0.5, 0.9))
+    schedules = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=lr_decay) for o in (opt_gen, opt_disc)]
+    steps = math.ceil(counts.max().item() / batch_size)
+    flat = images.reshape(len(images), 28, 28)
+    history = []
+    bar = tqdm(total=epochs * steps, desc=f"VAE-GANs ({G} classes)", disable=not progress,
+               mininterval=2.0, unit="step")
+    model.train()
+    for epoch in range(epochs):
+        table = _class_table(labels, G, steps * batch_size, generator)
+        sums = {"kl": 0.0, "l1": 0.0, "gan": 0.0, "disc": 0.0}
+        for s in range(steps):
+            x = flat[table[:, s * batch_size:(s + 1) * batch_size].T]              # [B, G, 28, 28]
+            gen, disc, stats = _losses(model, x, beta, gamma)
+            g_grads = torch.autograd.grad(gen, gen_params, retain_graph=True)
+            d_grads = torch.autograd.grad(disc, disc_params)
+            for p, grad in zip(gen_params + disc_params, g_grads + d_grads):
+                p.grad = grad
+            opt_gen.step()
+            opt_disc.step()
+            for k, v in stats.items():
+                sums[k] += v / steps
+            sums["disc"] += disc.item() / (G * steps)
+            bar.update(1)
+        for schedule in schedules:
+            schedule.step()
+        history.append({"epoch": epoch + 1, **sums})
+        bar.set_postfix(epoch=epoch + 1, l1=f"{sums['l1']:.1f}", kl=f"{sums['kl']:.1f}")
+    bar.close()
+    return model.eval(), history
+
+
+def cached_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: int = 64, lr: float = 0.005,
+                   lr_decay: float = 0.9, betas=BETAS, gamma: float = 1.0, latent: int = LATENT,
+                   seed: int = 0, progress: bool = True) -> tuple[VAEGANs, list[dict]]:
+    """:func:`train_vaegans` through the cache: one entry for all classes, keyed by the
+    settings and a fingerprint of the training data."""
+    config = {"model": "vaegans-v1", "epochs": epochs, "batch_size": batch_size, "lr": lr,
+              "lr_decay": lr_decay, "betas": list(betas), "gamma": gamma, "latent": latent, "seed": seed,
+              "data": cache.fingerprint(images, labels)}
+
+    def build():
+        model, history = train_vaegans(images, labels, epochs=epochs, batch_size=batch_size, lr=lr,
+                                       lr_decay=lr_decay, betas=betas, gamma=gamma, latent=latent,
+                                       seed=seed, progress=progress)
+        return {"state": model.state_dict(), "history": history}
+
+    payload = cache.cached("vaegans-mnist", config, build)
+    model = VAEGANs(len(betas), latent)
+    model.load_state_dict(payload["state"])
+    return model.eval(), payload["history"]
+
+
+@torch.no_grad()
+def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor) -> Tensor:
+    """Encoder means μ [N, latent] of each image under the model of its own class."""
+    x = x.reshape(len(x), 28, 28)
+    mu = torch.zeros(len(x), model.latent, dtype=x.dtype)
+    for g in range(model.n_models):  # loop over classes; all examples of a class at once
+        sel = (y == g).nonzero().squeeze(1)
+        if sel.numel():
+            mu[sel] = model.member(g).encode(x[sel].unsqueeze(1))[0].squeeze(1)
+    return mu
+
+
+@torch.no_grad()
+def decode_by_class(model: VAEGANs, z: Tensor, y: Tensor) -> Tensor:
+    """Images [N, 1, 28, 28] decoded from codes z by the model of class y."""
+    out = torch.zeros(len(z), 1, 28, 28, dtype=z.dtype)
+    for g in range(model.n_models):
+        sel = (y == g).nonzero().squeeze(1)
+        if sel.numel():
+            out[sel] = model.member(g).decode(z[sel].unsqueeze(1))
+    return out
+
+
+@torch.no_grad()
+def sample(model: VAEGANs, n: int, seed: int = 0) -> Tensor:
+    """n samples per class from the prior: [n, G, 28, 28] (all classes in one pass)."""
+    z = torch.randn(n, model.n_models, model.latent, generator=torch.Generator().manual_seed(seed))
+    return model.eval().decode(z)
+
+
+@dataclass
+class OnManifoldResult:
+    """Latent-space attack outcome per example.
+
+    ``z0`` encoder mean, ``z`` final code, ``images`` = dec_y(z); ``fooled``: the
+    classifier's label on ``images`` differs from y; ``valid``: ‖z‖∞ ≤ bound;
+    ``success`` = fooled ∧ valid (the counted on-manifold adversarial examples).
+    """
+
+    z0: Tensor
+    z: Tensor
+    images: Tensor
+    fooled: Tensor
+    valid: Tensor
+    steps: Tensor
+
+    @property
+    def success(self) -> Tensor:
+        return self.fooled & self.valid
+
+
+def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tensor, *, eta: float = 0.3,
+                      bound: float = 2.0, steps: int = 40, step_size: float | None = None, restarts: int = 1,
+                      seed: int = 0, batch_size: int = 1000) -> OnManifoldResult:
+    """On-manifold adversarial examples: :func:`attacks.pgd` on the latent code of the true
+    class's model, forward = classifier ∘ dec_y, ‖z − μ(x)‖∞ ≤ η, no box; then an example
+    counts only if ‖z‖∞ ≤ ``bound``. Examples are grouped by class (one attack per class)."""
+    if not bound > 0:
+        raise ValueError(f"bound must be > 0, got {bound!r}")
+    classifier.eval()
+    z0 = encode_by_class(model, x, y)
+    z, fooled = z0.clone(), torch.zeros(len(x), dtype=torch.bool)
+    used = torch.zeros(len(x), dtype=torch.long)
+    params = list(classifier.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        for g in range(model.n_models):
+            sel = (y == g).nonzero().squeeze(1)
+            if not sel.numel():
+                continue
+            member = model.member(g)
+            for p in member.parameters():
+                p.requires_grad_(False)
+
+            def forward(v, member=member):
+                return classifier(member.decode(v.unsqueeze(1)).reshape(-1, 1, 28, 28))
+
+            result = attacks.pgd(forward, z0[sel], y[sel], eps=eta, steps=steps, step_size=step_size,
+                                 lower=None, upper=None, restarts=restarts, mode="first",
+                                 batch_size=batch_size, seed=seed + g)
+            z[sel], fooled[sel], used[sel] = result.adversarial, result.success, result.steps
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+    images = decode_by_class(model, z, y)
+    valid = z.abs().amax(1) <= bound
+    return OnManifoldResult(z0, z, images, fooled, valid, used)
