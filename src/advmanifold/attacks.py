@@ -83,48 +83,69 @@ def _gradient(forward: Forward, v: Tensor, y: Tensor) -> tuple[Tensor, Tensor, T
     return logits.detach(), loss.detach(), grad
 
 
+def _rows(t: Tensor, idx: Tensor) -> Tensor:
+    """Rows ``idx`` of ``t`` (index_select: a row copy, much cheaper than advanced indexing)."""
+    return t.index_select(0, idx)
+
+
 def _pgd_once(forward, v0, y, lo, hi, eps, steps, step_size, random_start, mode, generator):
-    """One run of PGD from one start. Returns (iterate, fooled, steps used)."""
+    """One run of PGD from one start. Returns (iterate, fooled, steps used).
+
+    In ``"first"`` mode the still-active examples are kept *compacted* (iterate, label,
+    bounds): an example leaves these tensors when its label changes, so each step
+    costs only the active examples' forward/backward pass plus a few elementwise ops;
+    gathers happen only on the steps where some example leaves.
+    """
     n = v0.shape[0]
     if random_start:
         noise = torch.rand(v0.shape, generator=generator).to(v0) * 2 - 1
-        v = torch.minimum(torch.maximum(v0 + eps * noise, lo), hi)
+        v = torch.clamp(v0 + eps * noise, lo, hi)
     else:
         v = v0.clone()
     used = torch.zeros(n, dtype=torch.long, device=v0.device)
     fooled = torch.zeros(n, dtype=torch.bool, device=v0.device)
+    if mode == "first":
+        idx = torch.arange(n, device=v0.device)
+        va, ya, loa, hia = v.clone(), y, lo, hi
+        taken = 0
+        for _ in range(steps):
+            logits, _, grad = _gradient(forward, va, ya)
+            wrong = logits.argmax(1) != ya
+            if wrong.any():
+                done = idx[wrong]
+                fooled[done] = True
+                used[done] = taken
+                v.index_copy_(0, done, va[wrong])
+                keep = (~wrong).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    return v, fooled, used
+                idx, va, ya, loa, hia, grad = (idx[keep], _rows(va, keep), ya[keep], _rows(loa, keep),
+                                               _rows(hia, keep), _rows(grad, keep))
+            # v ← clip_[lo, hi](v + α · sign(g)), in place on the compacted iterate
+            va = torch.clamp(grad.sign().mul_(step_size).add_(va), loa, hia)
+            taken += 1
+        # the last iterate has not been evaluated yet
+        with torch.no_grad():
+            logits = forward(va)
+        fooled[idx] = logits.argmax(1) != ya
+        used[idx] = taken
+        v.index_copy_(0, idx, va)
+        return v, fooled, used
     best_v, best_loss = v.clone(), torch.full((n,), -float("inf"), device=v0.device)
-    active = torch.arange(n, device=v0.device)
     for _ in range(steps):
-        logits, loss, grad = _gradient(forward, v[active], y[active])
-        wrong = logits.argmax(1) != y[active]
-        if mode == "first":
-            fooled[active[wrong]] = True
-            active, grad = active[~wrong], grad[~wrong]
-            if active.numel() == 0:
-                break
-        else:
-            better = loss > best_loss[active]
-            best_v[active[better]] = v[active[better]]
-            best_loss[active[better]] = loss[better]
-        step = v[active] + step_size * grad.sign()
-        v[active] = torch.minimum(torch.maximum(step, lo[active]), hi[active])
-        used[active] += 1
+        _, loss, grad = _gradient(forward, v, y)
+        better = loss > best_loss
+        best_v[better] = v[better]
+        best_loss = torch.where(better, loss, best_loss)
+        v = torch.clamp(grad.sign().mul_(step_size).add_(v), lo, hi)
+        used += 1
     # the last iterate has not been evaluated yet
-    if active.numel():
-        with torch.no_grad():
-            logits = forward(v[active])
-        loss = F.cross_entropy(logits, y[active], reduction="none")
-        if mode == "first":
-            fooled[active] = logits.argmax(1) != y[active]
-        else:
-            better = loss > best_loss[active]
-            best_v[active[better]] = v[active[better]]
-    if mode == "best":
-        v = best_v
-        with torch.no_grad():
-            fooled = forward(v).argmax(1) != y
-    return v, fooled, used
+    with torch.no_grad():
+        loss = F.cross_entropy(forward(v), y, reduction="none")
+        better = loss > best_loss
+        best_v[better] = v[better]
+        fooled = forward(best_v).argmax(1) != y
+    return best_v, fooled, used
 
 
 def pgd(
@@ -150,8 +171,8 @@ def pgd(
     The random start draws δ ~ U[−ε, ε] per coordinate (then clips to the box)
     from a generator seeded with ``seed``, so results are reproducible.
     """
+    _check(eps, steps, 1.0 if step_size is None else step_size, restarts, mode)
     step_size = 2.5 * eps / steps if step_size is None else step_size
-    _check(eps, steps, step_size, restarts, mode)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None

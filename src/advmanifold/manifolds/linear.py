@@ -57,15 +57,16 @@ def _orient(basis: Tensor) -> Tensor:
 
 def pca_basis(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Top-k principal directions (k × d, orthonormal rows, decreasing variance) and the
-    mean of ``x`` ([N, ...]); eigen-decomposition of the covariance in float64."""
-    flat = _flat(x).double()
+    mean of ``x`` ([N, ...]); eigen-decomposition of the covariance (accumulated in
+    float32, decomposed in float64)."""
+    flat = _flat(x).float()
     if not 1 <= k <= flat.shape[1]:
         raise ValueError(f"k must be in [1, {flat.shape[1]}], got {k!r}")
     if flat.shape[0] < 2:
         raise ValueError(f"need at least 2 examples to fit a PCA, got {flat.shape[0]}")
     mean = flat.mean(0)
     centred = flat - mean
-    cov = centred.T @ centred / (flat.shape[0] - 1)
+    cov = (centred.T @ centred).double() / (flat.shape[0] - 1)
     _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
     basis = vectors[:, -k:].flip(-1).T.contiguous()
     return _orient(basis).to(x.dtype), mean.to(x.dtype)

@@ -1,0 +1,709 @@
+"""Benchmarks: the package against what a researcher would otherwise use.
+
+Every comparison runs its candidates *interleaved* on the same data in the same
+process: after ``warmup`` untimed rounds, each of ``repeats`` rounds times every
+candidate once (in a rotating order), and a ratio is computed per round,
+
+    speed-up_r = t_reference,r / t_ours,r,
+
+so load from other processes hits both sides of a ratio alike. We report the median
+over rounds with min and max. The thread count is fixed with
+``torch.set_num_threads`` (:func:`fixed_threads`) and recorded in :func:`machine`.
+
+Pieces (each returns a flat dict of numbers plus a tidy table of raw timings):
+
+- :func:`pgd_benchmark`: ``attacks.pgd`` (per-example early stop) against
+  ``torchattacks.PGD`` (optional dependency), and the attack's arithmetic throughput
+  against a plain ``torch.mm`` of similar shape (:func:`matmul_gflops`);
+- :func:`knn_benchmark`: the exact batched k-NN subspace projection against the
+  original pipeline (IncrementalPCA → kd-tree → per-example QR, :func:`knn_original`);
+- :func:`decoder_benchmark`: FONTS decoder projections per second;
+- :func:`training_step_benchmark`: alignment-loss and adversarial-training steps
+  over a plain cross-entropy step;
+- :func:`book_times`: whole-book execution times from the runner's log.
+
+``benchmarks/run.py`` runs them at full size; the appendix notebook
+``90_benchmarks`` runs them with profile-dependent sizes.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import attacks, paths, training
+from .models import MLP
+
+#: the PGD setting of the issue: L∞ ε, step size, steps
+PGD_SETTING = {"eps": 0.1, "step_size": 0.01, "steps": 40}
+
+
+class MissingDependency(RuntimeError):
+    """An optional package a benchmark compares against is not installed."""
+
+
+def require_torchattacks():
+    """Import torchattacks, or say clearly how to install it."""
+    try:
+        import torchattacks
+    except ImportError as err:
+        raise MissingDependency(
+            "torchattacks is not installed, so the PGD reference cannot run: "
+            "install it with `python -m pip install --no-deps torchattacks` (or `make install`)") from err
+    return torchattacks
+
+
+# ----------------------------------------------------------------------------- machine, timing
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import numpy
+
+    return {"cpu_model": cpu_model(), "cores_available": available_cores(), "threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "numpy_version": numpy.__version__,
+            "python_version": platform.python_version(), "platform": platform.platform()}
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int | None):
+    """Run the block with ``torch.set_num_threads(n)`` and, through threadpoolctl (when
+    installed; it comes with scikit-learn), the same limit for NumPy's BLAS and OpenMP
+    pools, so the references run on as many threads as ours. None leaves both as they are."""
+    if n is not None and (int(n) != n or n < 1):
+        raise ValueError(f"threads must be an integer >= 1 or None, got {n!r}")
+    before = torch.get_num_threads()
+    with contextlib.ExitStack() as stack:
+        if n is not None:
+            try:  # entered first, left last: it restores the OpenMP pool that torch shares
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                pass
+            else:
+                stack.enter_context(threadpool_limits(limits=int(n)))
+            torch.set_num_threads(int(n))
+        try:
+            yield torch.get_num_threads()
+        finally:
+            torch.set_num_threads(before)
+
+
+def interleaved(candidates: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall-clock seconds of each candidate over ``repeats`` rounds after ``warmup`` rounds.
+
+    Within a round every candidate runs once; the order rotates from round to round so
+    that no candidate always runs first (or right after another)."""
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if int(warmup) != warmup or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            candidates[name]()
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def summary(values: list[float], prefix: str) -> dict[str, float]:
+    """``{prefix: median, prefix_min: min, prefix_max: max}``."""
+    return {prefix: statistics.median(values), f"{prefix}_min": min(values), f"{prefix}_max": max(values)}
+
+
+def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """Per-round ratios of two interleaved timing lists."""
+    return [a / b for a, b in zip(numerator, denominator)]
+
+
+def timing_rows(piece: str, times: Mapping[str, list[float]]) -> list[dict[str, Any]]:
+    return [{"piece": piece, "candidate": name, "round": i, "seconds": t}
+            for name, values in times.items() for i, t in enumerate(values)]
+
+
+# ----------------------------------------------------------------------------- models and data
+
+def mlp_flops(sizes=(784, 1568, 1568, 10), *, backward: bool = True) -> int:
+    """Floating-point operations per example of the MLP: 2·Σ a·b for the forward
+    matrix products, the same again for the backward pass to the *input* (no weight
+    gradients, as in an attack); biases and ReLUs are negligible and not counted."""
+    forward = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return forward * (2 if backward else 1)
+
+
+def trained_mlp(x: Tensor, y: Tensor, *, epochs: int = 1, batch_size: int = 128, lr: float = 1e-3,
+                seed: int = 0, use_cache: bool | None = None) -> nn.Module:
+    """The 784-1568-1568-10 MLP trained with Adam on cross-entropy (cached by data and settings)."""
+    from .cache import cached, fingerprint
+
+    config = {"model": "MLP-784-1568-1568-10", "epochs": epochs, "batch_size": batch_size, "lr": lr,
+              "seed": seed, "data": fingerprint(x, y)}
+
+    def build():
+        torch.manual_seed(seed)
+        model = MLP()
+        training.train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                       desc="benchmark MLP", progress=False)
+        return model.state_dict()
+
+    torch.manual_seed(seed)
+    model = MLP()
+    model.load_state_dict(cached("benchmark-mlp", config, build, enabled=use_cache))
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- matmul peak
+
+def matmul_gflops(m: int = 1000, k: int = 1568, n: int = 1568, *, repeats: int = 5, inner: int = 5) -> list[float]:
+    """GFLOP/s of ``torch.mm`` [m×k]·[k×n] (2·m·k·n FLOPs), one value per round of
+    ``inner`` products (after one warm-up product)."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    out = torch.empty(m, n)
+    torch.mm(a, b, out=out)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            torch.mm(a, b, out=out)
+        rates.append(2 * m * k * n * inner / (time.perf_counter() - start) / 1e9)
+    return rates
+
+
+# ----------------------------------------------------------------------------- PGD
+
+def pgd_benchmark(model: nn.Module, x: Tensor, y: Tensor, *, eps: float = 0.1, step_size: float = 0.01,
+                  steps: int = 40, repeats: int = 5, warmup: int = 1, seed: int = 0,
+                  reference: bool = True, out: dict | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """``attacks.pgd`` (mode "first", random start, box [0, 1]) against ``torchattacks.PGD``
+    with the same ε, step and steps on the same images, and a plain ``torch.mm``.
+
+    Metrics: ``pgd_speedup_vs_torchattacks`` = t_torchattacks / t_ours per round;
+    fooled sets of both (success of ours = some iterate changed the label; of
+    torchattacks = its final iterate is misclassified) and their robust accuracies;
+    ``pgd_fraction_of_matmul_peak`` = (FLOPs of ours / t_ours) / GFLOP/s of torch.mm of
+    shape [batch × 1568]·[1568 × 1568], per round. FLOPs of ours count one forward and
+    one input-backward pass (:func:`mlp_flops`) per gradient evaluation: the steps taken
+    plus the evaluation at which each fooled example was found. ``out["ours"]`` receives
+    our :class:`~advmanifold.attacks.AttackResult`.
+    """
+    model = model.eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)  # attacks need no weight gradients (neither implementation computes them)
+    n = len(x)
+    state: dict[str, Any] = {}
+
+    def ours():
+        state["ours"] = attacks.pgd(model, x, y, eps=eps, steps=steps, step_size=step_size, lower=0.0, upper=1.0,
+                                    random_start=True, mode="first", batch_size=n, seed=seed)
+
+    a, b, product = torch.randn(n, 1568), torch.randn(1568, 1568), torch.empty(n, 1568)
+    mm_calls = 20
+
+    def matmul():
+        for _ in range(mm_calls):
+            torch.mm(a, b, out=product)
+
+    candidates = {"ours": ours, "torch.mm": matmul}
+    if reference:
+        torchattacks = require_torchattacks()
+        attack = torchattacks.PGD(model, eps=eps, alpha=step_size, steps=steps, random_start=True)
+
+        def theirs():
+            torch.manual_seed(seed)
+            state["theirs"] = attack(x, y)
+
+        candidates["torchattacks"] = theirs
+    try:
+        times = interleaved(candidates, repeats=repeats, warmup=warmup)
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    result = state["ours"]
+    if out is not None:
+        out["ours"] = result
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    gradient_evals = int(result.steps.sum()) + int(result.success.sum())
+    ours_gflops = [mlp_flops() * gradient_evals / t / 1e9 for t in times["ours"]]
+    mm_gflops = [2 * n * 1568 * 1568 * mm_calls / t / 1e9 for t in times["torch.mm"]]
+    metrics: dict[str, float] = {
+        "pgd_examples": n, "pgd_eps": eps, "pgd_step_size": step_size, "pgd_steps": steps,
+        "pgd_clean_accuracy": clean.float().mean().item(),
+        "pgd_ours_success_rate": result.success.float().mean().item(),
+        "pgd_ours_robust_accuracy": (clean & ~result.success).float().mean().item(),
+        "pgd_ours_mean_steps": result.steps.float().mean().item(),
+        "pgd_ours_gradient_evaluations": gradient_evals,
+        **summary(times["ours"], "pgd_ours_s"),
+        **summary(ours_gflops, "pgd_ours_gflops"),
+        **summary(mm_gflops, "matmul_gflops"),
+        **summary(ratios(ours_gflops, mm_gflops), "pgd_fraction_of_matmul_peak"),
+    }
+    if reference:
+        with torch.no_grad():
+            fooled_theirs = model(state["theirs"]).argmax(1) != y
+        fooled_ours = result.success
+        theirs_gflops = [mlp_flops() * n * steps / t / 1e9 for t in times["torchattacks"]]
+        metrics.update({
+            "pgd_torchattacks_success_rate": fooled_theirs.float().mean().item(),
+            "pgd_torchattacks_robust_accuracy": (clean & ~fooled_theirs).float().mean().item(),
+            "pgd_fooled_only_by_ours": int((fooled_ours & ~fooled_theirs).sum()),
+            "pgd_fooled_only_by_torchattacks": int((fooled_theirs & ~fooled_ours).sum()),
+            "pgd_identical_fooled_set": int(bool((fooled_ours == fooled_theirs).all())),
+            # the target: the same fooled set, or a lower robust accuracy than torchattacks
+            "pgd_same_or_better_fooled_set": int(bool((fooled_ours == fooled_theirs).all())
+                                                 or (clean & ~fooled_ours).sum() < (clean & ~fooled_theirs).sum()),
+            "pgd_torchattacks_max_linf": (state["theirs"] - x).abs().amax().item(),
+            "pgd_ours_max_linf": (result.adversarial - x).abs().amax().item(),
+            **summary(times["torchattacks"], "pgd_torchattacks_s"),
+            **summary(theirs_gflops, "pgd_torchattacks_gflops"),
+            **summary(ratios(times["torchattacks"], times["ours"]), "pgd_speedup_vs_torchattacks"),
+            **summary(ratios(theirs_gflops, mm_gflops), "pgd_torchattacks_fraction_of_matmul_peak"),
+        })
+    return metrics, timing_rows("pgd", times)
+
+
+# ----------------------------------------------------------------------------- k-NN subspace distance
+
+def knn_original(perturbed: Tensor, reference: Tensor, train: Tensor, k: int = 50, *, n_components: int = 40,
+                 stages: dict[str, float] | None = None) -> tuple[Tensor, Tensor]:
+    """The original pipeline of the MNIST distance (Stutz et al.): IncrementalPCA with
+    ``n_components`` fitted on the training images, a kd-tree (scikit-learn ``KDTree``)
+    in that PCA space, the k nearest training images of each *reference* image, and per
+    example a reduced QR of the basis B = [x_i − x] (D × k) in NumPy: distance =
+    ‖δ − Q Qᵀ δ‖₂ with δ = x̃ − x. The Python loop over examples is the reference's
+    nature. Returns (neighbour indices [N, k], distances [N]); ``stages`` collects
+    seconds per stage."""
+    import numpy as np
+    from sklearn.decomposition import IncrementalPCA
+    from sklearn.neighbors import KDTree
+
+    stages = {} if stages is None else stages
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = now - clock
+        clock = now
+
+    t = train.reshape(len(train), -1).numpy()
+    x = reference.reshape(len(reference), -1).numpy()
+    xt = perturbed.reshape(len(perturbed), -1).numpy()
+    pca = IncrementalPCA(n_components=n_components).fit(t)
+    lap("pca_fit")
+    tree = KDTree(pca.transform(t))
+    lap("kdtree_build")
+    _, neighbours = tree.query(pca.transform(x), k=k)
+    lap("kdtree_query")
+    distances = np.empty(len(x))
+    for i in range(len(x)):
+        basis = (t[neighbours[i]] - x[i]).T.astype(np.float64)
+        q, _ = np.linalg.qr(basis)
+        delta = (xt[i] - x[i]).astype(np.float64)
+        distances[i] = np.linalg.norm(delta - q @ (q.T @ delta))
+    lap("qr_loop")
+    return torch.from_numpy(np.asarray(neighbours, dtype=np.int64)), torch.from_numpy(distances)
+
+
+def neighbour_overlap(found: Tensor, exact: Tensor) -> Tensor:
+    """Per example, the fraction of the exact neighbours that ``found`` contains (0–1)."""
+    return (found.unsqueeze(2) == exact.unsqueeze(1)).any(2).float().mean(1)
+
+
+def knn_benchmark(perturbed: Tensor, reference: Tensor, train: Tensor, *, k: int = 50, n_components: int = 40,
+                  repeats: int = 3, warmup: int = 1) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Ours (:func:`advmanifold.manifolds.knn.knn_projection`: exact batched search of the
+    reference images' neighbours, batched SVD projection) against :func:`knn_original`,
+    end to end (the original's PCA fit and tree build included; also reported without).
+
+    Metrics: ``knn_speedup_vs_original`` = t_original / t_ours per round;
+    ``knn_neighbour_overlap`` = mean fraction of the exact neighbours that the original
+    returns (ours is exact: its overlap with a float64 brute-force search is reported as
+    ``knn_ours_neighbour_overlap``); distance differences original − ours.
+    """
+    from sklearn.decomposition import IncrementalPCA  # noqa: F401 - imported before timing
+    from sklearn.neighbors import KDTree  # noqa: F401
+
+    from .manifolds.knn import knn_projection
+
+    state: dict[str, Any] = {}
+    stages_runs: list[dict[str, float]] = []
+
+    def ours():
+        state["ours"] = knn_projection(perturbed, reference, train, k, neighbours_of="reference")
+
+    def original():
+        stages: dict[str, float] = {}
+        state["original"] = knn_original(perturbed, reference, train, k, n_components=n_components, stages=stages)
+        stages_runs.append(stages)
+
+    times = interleaved({"ours": ours, "original": original}, repeats=repeats, warmup=warmup)
+    mine, (their_idx, their_dist) = state["ours"], state["original"]
+    # ours against a float64 brute-force search on (up to) 100 queries
+    m = min(100, len(reference))
+    q = reference[:m].reshape(m, -1).double()
+    d = torch.cdist(q, train.reshape(len(train), -1).double())
+    brute = d.topk(k, dim=1, largest=False).indices
+    ours_overlap = neighbour_overlap(mine.neighbours[:m], brute)
+    overlap = neighbour_overlap(their_idx, mine.neighbours)
+    diff = their_dist - mine.distance.double()
+    query_only = [sum(v for s, v in st.items() if s in ("kdtree_query", "qr_loop")) for st in stages_runs[warmup:]]
+    metrics = {
+        "knn_examples": len(perturbed), "knn_train": len(train), "knn_k": k, "knn_pca_components": n_components,
+        **summary(times["ours"], "knn_ours_s"),
+        **summary(times["original"], "knn_original_s"),
+        **summary(ratios(times["original"], times["ours"]), "knn_speedup_vs_original"),
+        **summary(ratios(query_only, times["ours"]), "knn_speedup_vs_original_without_fit"),
+        "knn_neighbour_overlap": overlap.mean().item(),
+        "knn_neighbour_overlap_min": overlap.min().item(),
+        "knn_ours_neighbour_overlap": ours_overlap.mean().item(),
+        "knn_distance_abs_diff_median": diff.abs().median().item(),
+        "knn_distance_abs_diff_max": diff.abs().max().item(),
+        "knn_distance_rel_diff_median": (diff.abs() / mine.distance.double().clamp_min(1e-12)).median().item(),
+        "knn_distance_diff_mean": diff.mean().item(),
+        "knn_distance_ours_median": mine.distance.median().item(),
+        "knn_distance_original_median": their_dist.median().item(),
+    }
+    for stage in stages_runs[0]:
+        metrics[f"knn_original_{stage}_s"] = statistics.median(st[stage] for st in stages_runs[warmup:])
+    return metrics, timing_rows("knn", times)
+
+
+# ----------------------------------------------------------------------------- FONTS decoder projection
+
+def decoder_benchmark(decoder, *, n_examples: int = 1000, restarts: int = 3, steps: int = 100, eps: float = 0.3,
+                      repeats: int = 3, warmup: int = 1, seed: int = 0) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Examples per second of :func:`advmanifold.manifolds.decoder.project` (Adam on θ from
+    the true θ and ``restarts`` random starts, ``steps`` steps each) for ``n_examples``
+    decoded images perturbed by random L∞ sign noise of size ``eps`` (clipped to [0, 1])."""
+    from .decoders import sample_theta
+    from .manifolds import decoder as decoder_manifold
+
+    g = torch.Generator().manual_seed(seed)
+    font = torch.randint(decoder.n_fonts, (n_examples,), generator=g)
+    letter = torch.randint(decoder.prototypes.shape[1], (n_examples,), generator=g)
+    theta = sample_theta(n_examples, "hard", g)
+    with torch.no_grad():
+        clean = decoder(font, letter, theta)
+    noise = torch.randint(0, 2, clean.shape, generator=g).float() * 2 - 1
+    perturbed = (clean + eps * noise).clamp(0, 1)
+    state = {}
+
+    def ours():
+        state["projection"], _ = decoder_manifold.project(decoder, font, letter, perturbed, theta, steps=steps,
+                                                          restarts=restarts, seed=seed)
+
+    times = interleaved({"decoder_projection": ours}, repeats=repeats, warmup=warmup)
+    rate = [n_examples / t for t in times["decoder_projection"]]
+    projection = state["projection"]
+    metrics = {"decoder_examples": n_examples, "decoder_restarts": restarts, "decoder_steps": steps,
+               "decoder_fonts": decoder.n_fonts,
+               **summary(times["decoder_projection"], "decoder_projection_s"),
+               **summary(rate, "decoder_examples_per_s"),
+               "decoder_distance_median": projection.distance.median().item(),
+               "decoder_distance_over_l2_median": (projection.distance / projection.delta_norm).median().item()}
+    return metrics, timing_rows("decoder", times)
+
+
+# ----------------------------------------------------------------------------- training steps
+
+def training_step_benchmark(x: Tensor, y: Tensor, manifold, *, batch_size: int = 128, inner: int = 5,
+                            repeats: int = 5, warmup: int = 1, alpha: float = 1.0, eps: float = 0.1,
+                            pgd_steps: int = 10, seed: int = 0) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Seconds per Adam step of the MLP on one batch for three objectives of the package:
+    plain cross-entropy, the alignment loss CE + α·ratio as the PMNIST chapter trains it
+    (double backprop, one forward pass: :func:`advmanifold.alignment.aligned_cross_entropy`),
+    and adversarial training (:func:`advmanifold.training.adversarial`, PGD-``pgd_steps``);
+    plus, as a diagnostic, the same loss composed of two objectives (two forward passes).
+    Each candidate has its own model and optimiser and runs ``inner`` steps per round."""
+    from .alignment import aligned_cross_entropy, alignment_penalty
+
+    xb, yb = x[:batch_size], y[:batch_size]
+
+    objectives = {
+        "plain": training.cross_entropy(),
+        "alignment": aligned_cross_entropy(manifold, alpha=alpha),
+        "alignment_composed": training.combined(training.cross_entropy(), alignment_penalty(manifold, alpha=alpha)),
+        "adversarial": training.adversarial(eps=eps, steps=pgd_steps),
+    }
+
+    def make(objective):
+        torch.manual_seed(seed)
+        model = MLP().train()
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def run():
+            for _ in range(inner):
+                loss = objective(model, xb, yb)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+        return run
+
+    times = interleaved({name: make(obj) for name, obj in objectives.items()}, repeats=repeats, warmup=warmup)
+    per_step = {name: [t / inner for t in values] for name, values in times.items()}
+    metrics = {"step_batch_size": batch_size, "step_pgd_steps": pgd_steps}
+    for name, values in per_step.items():
+        metrics.update(summary(values, f"{name}_step_s"))
+    metrics.update(summary(ratios(per_step["alignment"], per_step["plain"]), "alignment_step_over_plain"))
+    metrics.update(summary(ratios(per_step["alignment_composed"], per_step["plain"]),
+                           "alignment_composed_step_over_plain"))
+    metrics.update(summary(ratios(per_step["adversarial"], per_step["plain"]), "adversarial_step_over_plain"))
+    return metrics, timing_rows("training_step", per_step)
+
+
+# ----------------------------------------------------------------------------- whole book
+
+def book_times(directory: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """The runner's logs ``book_run_<profile>.json`` found in the results folder:
+    profile → {"total_s", "chapters_s"}."""
+    from .profiles import PROFILES
+
+    folder = Path(directory) if directory else paths.results_dir()
+    found = {}
+    for profile in PROFILES:
+        path = folder / f"book_run_{profile}.json"
+        if path.is_file():
+            log = json.loads(path.read_text())
+            found[profile] = {"total_s": float(log.get("total_s", sum(log.get("chapters_s", {}).values()))),
+                              "chapters_s": dict(log.get("chapters_s", {})), "finished": log.get("finished")}
+    return found
+
+
+def book_chapters(root: str | os.PathLike | None = None) -> list[str]:
+    """Stems of the notebook chapters listed in the book's ``_toc.yml`` (empty if none)."""
+    from .book import chapters
+
+    try:
+        return [c.stem for c in chapters(Path(root) if root else paths.book_root())]
+    except SystemExit:  # BookError: no _toc.yml here
+        return []
+
+
+# ----------------------------------------------------------------------------- targets
+
+#: (metric, comparison, threshold, what it means) — checked by :func:`targets`.
+TARGETS = (
+    ("pgd_speedup_vs_torchattacks", ">=", 2.5, "PGD at least 2.5× faster than torchattacks"),
+    ("pgd_same_or_better_fooled_set", ">=", 1, "PGD fools the same examples as torchattacks (or more)"),
+    ("pgd_fraction_of_matmul_peak", ">=", 0.85, "PGD throughput at least 0.85 of torch.mm's GFLOP/s"),
+    ("knn_speedup_vs_original", ">=", 10.0, "k-NN distance at least 10× faster than the original pipeline"),
+    ("knn_ours_neighbour_overlap", ">=", 1.0, "our k-NN neighbours are the exact ones"),
+    ("alignment_step_over_plain", "<=", 2.5, "alignment-loss step at most 2.5× a plain step"),
+    ("book_quick_minutes", "<=", 30.0, "whole book, profile quick, within 30 minutes"),
+    ("book_smoke_minutes", "<=", 5.0, "whole book, profile smoke, within 5 minutes"),
+)
+
+
+def targets(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+    """One row per target whose metric was measured: value, threshold, met (bool)."""
+    rows = []
+    for name, op, threshold, meaning in TARGETS:
+        if name in metrics:
+            value = metrics[name]
+            met = value >= threshold if op == ">=" else value <= threshold
+            rows.append({"metric": name, "value": value, "target": f"{op} {threshold:g}", "met": bool(met),
+                         "meaning": meaning})
+    return rows
+
+
+# ----------------------------------------------------------------------------- everything at once
+
+#: The sizes of the issue ("full size"); the notebook scales them per profile.
+FULL = {
+    "pgd_examples": 1000, "pgd_steps": 40, "pgd_repeats": 5,
+    "knn_examples": 1000, "knn_train": 60000, "knn_repeats": 3,
+    "decoder_examples": 1000, "decoder_restarts": 3, "decoder_steps": 100, "decoder_fonts": 100, "decoder_repeats": 3,
+    "step_batch_size": 128, "step_inner": 5, "step_repeats": 5,
+    "mlp_train": 60000, "warmup": 1,
+    # per-piece warm-up rounds (None: ``warmup``); a full-size k-NN or decoder round takes
+    # tens of seconds, so short runs may skip their warm-up
+    "pgd_warmup": None, "knn_warmup": None, "decoder_warmup": None, "step_warmup": None,
+    "decoder_bundled_fonts": False,
+}
+PIECES = ("pgd", "knn", "decoder", "steps", "book")
+
+
+def load_decoder(n_fonts: int, *, bundled_only: bool = False):
+    """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed);
+    ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
+    from . import fonts
+    from .decoders import FontDecoder
+
+    files = fonts.matplotlib_font_files() if bundled_only else fonts.find_font_files()
+    prototypes = fonts.load_prototypes(None, files=files)
+    return FontDecoder(prototypes.images[:n_fonts]), ("matplotlib" if bundled_only else "system")
+
+
+def run_benchmarks(settings: Mapping[str, Any] | None = None, *, threads: int | None = None,
+                   pieces: tuple[str, ...] = PIECES, data_dir=None, seed: int = 0,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark ``pieces`` with ``settings`` (default :data:`FULL`) on ``threads``
+    threads (default: every core available). Returns ``{"metrics": {...}, "timings":
+    DataFrame of raw seconds, "targets": [...], "notes": [...], "chapters": DataFrame}``;
+    a piece whose reference is not installed is skipped with a note."""
+    import pandas as pd
+
+    from .data import load_mnist
+
+    unknown = [p for p in pieces if p not in PIECES]
+    if unknown:
+        raise ValueError(f"pieces must be among {PIECES}, got {unknown}")
+    unknown = sorted(set(settings or {}) - set(FULL))
+    if unknown:
+        raise ValueError(f"unknown benchmark setting(s) {unknown}; valid: {sorted(FULL)}")
+    cfg = {**FULL, **(settings or {})}
+    for piece in ("pgd", "knn", "decoder", "step"):
+        if cfg[f"{piece}_warmup"] is None:
+            cfg[f"{piece}_warmup"] = cfg["warmup"]
+    threads = available_cores() if threads is None else threads
+    metrics: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    started = time.perf_counter()
+    with fixed_threads(threads):
+        metrics.update(machine())
+        needs_mnist = any(p in pieces for p in ("pgd", "knn", "steps"))
+        if needs_mnist:
+            x_train, y_train = load_mnist(True, data_dir)
+            x_test, y_test = load_mnist(False, data_dir)
+        adversarial = None
+        if "pgd" in pieces:
+            n_train = cfg["mlp_train"]
+            log(f"training (or loading) the MLP on {n_train} images ...")
+            model = trained_mlp(x_train[:n_train], y_train[:n_train], seed=seed)
+            x, y = x_test[:cfg["pgd_examples"]], y_test[:cfg["pgd_examples"]]
+            log(f"PGD on {len(x)} images ...")
+            try:
+                require_torchattacks()
+                reference = True
+            except MissingDependency as err:
+                notes.append(str(err))
+                log(f"note: {err}")
+                reference = False
+            found: dict[str, Any] = {}
+            m, r = pgd_benchmark(model, x, y, **{**PGD_SETTING, "steps": cfg["pgd_steps"]},
+                                 repeats=cfg["pgd_repeats"], warmup=cfg["pgd_warmup"],
+                                 seed=seed, reference=reference, out=found)
+            metrics.update(m)
+            rows += r
+            adversarial = found["ours"].adversarial
+        if "knn" in pieces:
+            n = cfg["knn_examples"]
+            x = x_test[:n]
+            if adversarial is None or len(adversarial) < n:  # random L∞ perturbations instead of PGD ones
+                g = torch.Generator().manual_seed(seed)
+                perturbed = (x + PGD_SETTING["eps"] * (torch.randint(0, 2, x.shape, generator=g) * 2 - 1)).clamp(0, 1)
+                notes.append("k-NN: perturbed examples are random L∞ sign noise (PGD piece not run)")
+            else:
+                perturbed = adversarial[:n]
+            log(f"k-NN distance of {n} examples against {cfg['knn_train']} training images ...")
+            m, r = knn_benchmark(perturbed, x, x_train[:cfg["knn_train"]], repeats=cfg["knn_repeats"],
+                                 warmup=cfg["knn_warmup"])
+            metrics.update(m)
+            rows += r
+        if "decoder" in pieces:
+            log(f"FONTS decoder projection of {cfg['decoder_examples']} examples ...")
+            try:
+                decoder, source = load_decoder(cfg["decoder_fonts"], bundled_only=cfg.get("decoder_bundled_fonts", False))
+            except Exception as err:  # noqa: BLE001 - no fonts at all: say so, run the rest
+                notes.append(f"FONTS decoder benchmark skipped: {type(err).__name__}: {err}")
+                log(f"note: {notes[-1]}")
+            else:
+                notes.append(f"FONTS decoder on {decoder.n_fonts} {source} fonts")
+                m, r = decoder_benchmark(decoder, n_examples=cfg["decoder_examples"], restarts=cfg["decoder_restarts"],
+                                         steps=cfg["decoder_steps"], repeats=cfg["decoder_repeats"],
+                                         warmup=cfg["decoder_warmup"], seed=seed)
+                metrics.update(m)
+                rows += r
+        if "steps" in pieces:
+            from .manifolds.linear import LinearManifold
+
+            log("training steps: plain, alignment, adversarial ...")
+            manifold = LinearManifold.fit(x_train[:10000], k=28)
+            m, r = training_step_benchmark(x_train, y_train, manifold, batch_size=cfg["step_batch_size"],
+                                           inner=cfg["step_inner"], repeats=cfg["step_repeats"],
+                                           warmup=cfg["step_warmup"], seed=seed)
+            metrics.update(m)
+            rows += r
+    chapters = []
+    if "book" in pieces:
+        expected = book_chapters()
+        for profile, log_entry in book_times().items():
+            ran = set(log_entry["chapters_s"])
+            missing = [c for c in expected if c not in ran]
+            chapters += [{"profile": profile, "chapter": c, "seconds": s} for c, s in log_entry["chapters_s"].items()]
+            metrics[f"book_{profile}_chapters_logged"] = len(ran)
+            if missing:  # a partial log (e.g. `--only`) is no whole-book time: report it, judge nothing
+                metrics[f"book_{profile}_partial_minutes"] = log_entry["total_s"] / 60
+                notes.append(f"book run log of profile {profile} lacks {len(missing)} of {len(expected)} chapters "
+                             f"({', '.join(missing)}): no whole-book time for it")
+            else:
+                metrics[f"book_{profile}_minutes"] = log_entry["total_s"] / 60
+        if not chapters:
+            notes.append("no book run log (_build/results/book_run_<profile>.json) yet: run `make book` first")
+    metrics["benchmark_wall_s"] = time.perf_counter() - started
+    return {"metrics": metrics, "timings": pd.DataFrame(rows), "targets": targets(metrics), "notes": notes,
+            "chapters": pd.DataFrame(chapters, columns=["profile", "chapter", "seconds"]),
+            "settings": {**cfg, "threads": threads, "seed": seed}}
+
+
+#: metric-name prefixes written by each piece (used to replace a piece's numbers on a partial re-run)
+PIECE_PREFIXES = {"pgd": ("pgd_", "matmul_"), "knn": ("knn_",), "decoder": ("decoder_",),
+                  "steps": ("step_", "plain_step", "alignment_", "adversarial_step"), "book": ("book_",)}
+
+
+def write_json(run: Mapping[str, Any], path: str | os.PathLike | None = None, *,
+               pieces: tuple[str, ...] = PIECES) -> Path:
+    """``benchmarks.json``: metrics (flat), settings, targets, notes, per-chapter book times.
+
+    When only some ``pieces`` ran, the other pieces' metrics already in the file are kept
+    (this run's pieces replace theirs) and the targets are recomputed from the merge."""
+    from .results import atomic_write_text, versions
+
+    path = Path(path) if path else paths.results_dir() / "benchmarks.json"
+    metrics = dict(run["metrics"])
+    if set(pieces) != set(PIECES) and path.is_file():
+        old = json.loads(path.read_text())
+        prefixes = tuple(x for p in pieces for x in PIECE_PREFIXES[p])
+        kept = {k: v for k, v in old.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                and any(k.startswith(x) for q in PIECES if q not in pieces for x in PIECE_PREFIXES[q])
+                and not k.startswith(prefixes)}
+        metrics = {**kept, **metrics}
+    record = {**metrics, "settings": run["settings"], "pieces": list(pieces), "targets": targets(metrics),
+              "notes": run["notes"], "book_chapters_s": run["chapters"].to_dict(orient="records"),
+              **{f"version_{k}": v for k, v in versions().items()},
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_text(path, json.dumps(record, indent=1, default=float) + "\n")
+    return path

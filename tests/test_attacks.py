@@ -1,0 +1,115 @@
+"""The shared L∞ attacks: constraints, early stop, restarts, determinism, references."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advmanifold import attacks, models, training, verification
+
+TOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def problem():
+    torch.manual_seed(0)
+    x = torch.rand(200, 1, 28, 28)
+    y = (x.flatten(1) @ torch.randn(784, 10)).argmax(1)
+    model = models.MLP((784, 64, 10))
+    training.train(model, x, y, epochs=5, batch_size=50, progress=False)
+    model.eval()
+    return model, x, y
+
+
+def reference_pgd(model, x, y, eps, steps, step_size, start):
+    """Plain full-length sign PGD from a given start: iterates and per-step predictions."""
+    v, flipped = start.clone(), torch.zeros(len(x), dtype=torch.bool)
+    for _ in range(steps):
+        v.requires_grad_(True)
+        logits = model(v)
+        flipped |= logits.argmax(1) != y
+        (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), v)
+        v = torch.min(torch.max(v.detach() + step_size * g.sign(), x - eps), x + eps).clamp(0, 1)
+    with torch.no_grad():
+        flipped |= model(v).argmax(1) != y
+    return v, flipped
+
+
+@pytest.mark.parametrize("mode", attacks.MODES)
+@pytest.mark.parametrize("box", [(0.0, 1.0), (None, None)])
+def test_pgd_respects_ball_and_box(problem, mode, box):
+    model, x, y = problem
+    result = attacks.pgd(model, x, y, eps=0.1, steps=10, restarts=2, lower=box[0], upper=box[1], mode=mode)
+    delta = (result.adversarial - x).abs().flatten(1).amax(1)
+    assert (delta <= 0.1 + TOL).all()
+    if box[0] is not None:
+        assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    with torch.no_grad():
+        assert torch.equal(model(result.adversarial).argmax(1) != y, result.success)
+
+
+def test_early_stop_finds_exactly_the_examples_a_full_run_flips(problem):
+    model, x, y = problem
+    first = attacks.pgd(model, x, y, eps=0.05, steps=8, step_size=0.01, random_start=False, mode="first")
+    _, flipped = reference_pgd(model, x, y, 0.05, 8, 0.01, x)
+    assert torch.equal(first.success, flipped)
+    assert 0 < first.success.float().mean() < 1  # the case is not trivial
+    assert (first.steps[first.success] <= 8).all() and (first.steps[~first.success] == 8).all()
+    assert first.steps[first.success].float().mean() < 8  # fooled examples stopped early
+
+
+def test_best_mode_is_at_least_as_strong_as_the_last_iterate(problem):
+    model, x, y = problem
+    best = attacks.pgd(model, x, y, eps=0.05, steps=8, step_size=0.01, random_start=False, mode="best")
+    last, _ = reference_pgd(model, x, y, 0.05, 8, 0.01, x)
+    with torch.no_grad():
+        loss_best = F.cross_entropy(model(best.adversarial), y, reduction="none")
+        loss_last = F.cross_entropy(model(last), y, reduction="none")
+    assert (loss_best >= loss_last - 1e-5).all()
+
+
+def test_restarts_only_add_successes_and_seed_makes_runs_identical(problem):
+    model, x, y = problem
+    one = attacks.pgd(model, x, y, eps=0.03, steps=5, restarts=1, seed=3)
+    again = attacks.pgd(model, x, y, eps=0.03, steps=5, restarts=1, seed=3)
+    more = attacks.pgd(model, x, y, eps=0.03, steps=5, restarts=4, seed=3)
+    assert torch.equal(one.adversarial, again.adversarial) and torch.equal(one.success, again.success)
+    assert (more.success | ~one.success).all()  # everything fooled once stays fooled
+    assert more.success.sum() >= one.success.sum()
+
+
+def test_fgsm_is_one_pgd_step_without_random_start(problem):
+    model, x, y = problem
+    f = attacks.fgsm(model, x, y, eps=0.1)
+    p = attacks.pgd(model, x, y, eps=0.1, steps=1, step_size=0.1, random_start=False, mode="best")
+    assert torch.equal(f.adversarial, p.adversarial) and torch.equal(f.success, p.success)
+
+
+def test_attack_on_a_non_image_variable_with_per_coordinate_box():
+    """θ-space use: a 2-d variable with per-coordinate bounds narrower than ε."""
+    w = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+    forward = lambda v: v @ w  # noqa: E731
+    v0, y = torch.tensor([[0.2, 0.0], [0.0, 0.1]]), torch.tensor([0, 1])
+    lower, upper = torch.tensor([-0.1, -0.5]), torch.tensor([0.5, 0.05])
+    r = attacks.pgd(forward, v0, y, eps=0.3, steps=20, lower=lower, upper=upper, mode="best")
+    assert ((r.adversarial - v0).abs() <= 0.3 + TOL).all()
+    assert (r.adversarial >= lower - TOL).all() and (r.adversarial <= upper + TOL).all()
+
+
+@pytest.mark.skipif(not verification.torchattacks_available(), reason="torchattacks not installed")
+def test_as_strong_as_torchattacks_pgd(problem):
+    import torchattacks
+    model, x, y = problem
+    ours = attacks.pgd(model, x, y, eps=0.05, steps=20, step_size=0.005, mode="first", seed=0)
+    torch.manual_seed(0)
+    theirs = torchattacks.PGD(model, eps=0.05, alpha=0.005, steps=20, random_start=True)(x, y)
+    with torch.no_grad():
+        theirs_success = model(theirs).argmax(1) != y
+    assert ours.success.float().mean() >= theirs_success.float().mean() - 0.02
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(eps=0.0), "eps"), (dict(eps=0.1, steps=0), "steps"), (dict(eps=0.1, restarts=0), "restarts"),
+    (dict(eps=0.1, mode="last"), "mode"), (dict(eps=0.1, step_size=-1.0), "step_size")])
+def test_bad_arguments_name_the_parameter(problem, kwargs, word):
+    model, x, y = problem
+    with pytest.raises(ValueError, match=word):
+        attacks.pgd(model, x, y, **kwargs)

@@ -1,0 +1,140 @@
+"""The benchmark helpers: timing bookkeeping, the original k-NN pipeline, targets, logs.
+
+The benchmarks themselves (`make benchmarks`) are not part of the test run; these tests
+check the pieces they are built from, on tiny inputs, without asserting any timing.
+"""
+import json
+import sys
+
+import pytest
+import torch
+
+from advmanifold import benchmarking as B
+from advmanifold.manifolds.knn import knn_projection
+
+
+def test_interleaved_rotates_order_and_skips_warmup():
+    calls = []
+    times = B.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
+                           "c": lambda: calls.append("c")}, repeats=3, warmup=1)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+    with pytest.raises(ValueError, match="repeats"):
+        B.interleaved({"a": lambda: None}, repeats=0)
+    with pytest.raises(ValueError, match="warmup"):
+        B.interleaved({"a": lambda: None}, repeats=1, warmup=-1)
+
+
+def test_summary_and_per_round_ratios():
+    assert B.summary([3.0, 1.0, 2.0], "x") == {"x": 2.0, "x_min": 1.0, "x_max": 3.0}
+    assert B.ratios([4.0, 9.0], [2.0, 3.0]) == [2.0, 3.0]
+
+
+def test_mlp_flops_counts_forward_and_input_backward():
+    forward = 2 * (784 * 1568 + 1568 * 1568 + 1568 * 10)
+    assert B.mlp_flops(backward=False) == forward
+    assert B.mlp_flops() == 2 * forward
+    assert B.mlp_flops((3, 4), backward=False) == 24
+
+
+def test_fixed_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with B.fixed_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        with B.fixed_threads(0):
+            pass
+
+
+def test_neighbour_overlap_is_the_fraction_of_exact_neighbours_found():
+    exact = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    found = torch.tensor([[4, 3, 9, 1], [0, 10, 11, 12]])  # order does not matter
+    assert B.neighbour_overlap(found, exact).tolist() == [0.75, 0.0]
+
+
+def _cloud(n_train=300, n=12, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    train = torch.rand(n_train, 1, 4, 4, generator=g)
+    reference = torch.rand(n, 1, 4, 4, generator=g)
+    perturbed = reference + 0.1 * torch.randn(n, 1, 4, 4, generator=g)
+    return perturbed, reference, train
+
+
+def test_original_pipeline_with_all_components_matches_the_exact_projection():
+    # with as many PCA components as dimensions the kd-tree search is exact, so the
+    # original pipeline must return our neighbours and our distances
+    perturbed, reference, train = _cloud()
+    stages = {}
+    idx, dist = B.knn_original(perturbed, reference, train, k=5, n_components=16, stages=stages)
+    ours = knn_projection(perturbed, reference, train, k=5)
+    assert B.neighbour_overlap(idx, ours.neighbours).min().item() == 1.0
+    torch.testing.assert_close(dist, ours.distance.double(), atol=1e-5, rtol=1e-5)
+    assert set(stages) == {"pca_fit", "kdtree_build", "kdtree_query", "qr_loop"}
+
+
+def test_original_pipeline_with_few_components_misses_some_neighbours():
+    perturbed, reference, train = _cloud(seed=1)
+    idx, _ = B.knn_original(perturbed, reference, train, k=10, n_components=2)
+    exact = knn_projection(perturbed, reference, train, k=10).neighbours
+    assert B.neighbour_overlap(idx, exact).mean().item() < 1.0
+
+
+def test_targets_compare_in_the_right_direction_and_skip_unmeasured():
+    rows = {r["metric"]: r for r in B.targets({"pgd_speedup_vs_torchattacks": 3.0,
+                                                "alignment_step_over_plain": 2.6})}
+    assert rows["pgd_speedup_vs_torchattacks"]["met"] is True
+    assert rows["alignment_step_over_plain"]["met"] is False
+    assert "knn_speedup_vs_original" not in rows
+
+
+def test_book_times_reads_the_runner_logs(tmp_path):
+    log = {"profile": "smoke", "chapters_s": {"01_fonts": 30.0, "02_mnist": 60.0}, "total_s": 90.0}
+    (tmp_path / "book_run_smoke.json").write_text(json.dumps(log))
+    found = B.book_times(tmp_path)
+    assert list(found) == ["smoke"]
+    assert found["smoke"]["total_s"] == 90.0 and found["smoke"]["chapters_s"]["02_mnist"] == 60.0
+
+
+def test_partial_book_log_gives_no_whole_book_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tmp_path))
+    monkeypatch.setattr(B, "book_chapters", lambda root=None: ["01_fonts", "02_mnist"])
+    log = {"profile": "quick", "chapters_s": {"01_fonts": 120.0}, "total_s": 120.0}
+    (tmp_path / "book_run_quick.json").write_text(json.dumps(log))
+    run = B.run_benchmarks({}, pieces=("book",))
+    assert "book_quick_minutes" not in run["metrics"]
+    assert run["metrics"]["book_quick_partial_minutes"] == 2.0
+    assert any("lacks 1 of 2 chapters" in note for note in run["notes"])
+    log["chapters_s"]["02_mnist"] = 60.0
+    log["total_s"] = 180.0
+    (tmp_path / "book_run_quick.json").write_text(json.dumps(log))
+    run = B.run_benchmarks({}, pieces=("book",))
+    assert run["metrics"]["book_quick_minutes"] == 3.0
+    assert [t["met"] for t in run["targets"] if t["metric"] == "book_quick_minutes"] == [True]
+
+
+def test_pgd_benchmark_without_reference_reports_our_attack(monkeypatch):
+    torch.manual_seed(0)
+    model = B.MLP()
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    out = {}
+    metrics, rows = B.pgd_benchmark(model, x, y, steps=2, repeats=1, warmup=0, reference=False, out=out)
+    assert metrics["pgd_examples"] == 6 and 0 <= metrics["pgd_ours_success_rate"] <= 1
+    assert (out["ours"].adversarial - x).abs().max() <= 0.1 + 1e-6
+    assert {r["candidate"] for r in rows} == {"ours", "torch.mm"}
+    assert "pgd_speedup_vs_torchattacks" not in metrics
+    assert all(p.requires_grad for p in model.parameters())  # restored
+
+
+def test_missing_torchattacks_is_reported_clearly(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # makes `import torchattacks` fail
+    with pytest.raises(B.MissingDependency, match="pip install --no-deps torchattacks"):
+        B.require_torchattacks()
+
+
+def test_run_benchmarks_rejects_unknown_settings_and_pieces():
+    with pytest.raises(ValueError, match="pieces"):
+        B.run_benchmarks({}, pieces=("nope",))
+    with pytest.raises(ValueError, match="setting"):
+        B.run_benchmarks({"pgd_exampels": 3})
