@@ -27,9 +27,9 @@
 # approximate manifold as ordinary test images, while regular L∞ adversarial examples
 # {cite}`madry2018towards` lie clearly farther away and leave it almost orthogonally.
 
-# %%
+# %% tags=["remove-cell"]
 import sys, subprocess
-if "google.colab" in sys.modules:  # on Colab: install the companion package (and fonts for FONTS)
+if "google.colab" in sys.modules:  # on Colab: install the companion package
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/adversarial-manifolds/companion.git"], check=True)
 
 # %% tags=["parameters"]

@@ -25,7 +25,7 @@
 # claimed sign, and as *not reproduced* otherwise. Claims that something is "near zero"
 # are judged relative to the regular adversarial examples' distance.
 
-# %%
+# %% tags=["remove-cell"]
 import sys, subprocess
 if "google.colab" in sys.modules:  # on Colab: install the companion package
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",

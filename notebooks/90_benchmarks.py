@@ -43,7 +43,7 @@
 # `make benchmarks` (`python3 benchmarks/run.py`), which writes
 # `_build/results/benchmarks.json`; this page runs them with profile-dependent sizes.
 
-# %%
+# %% tags=["remove-cell"]
 import sys, subprocess
 if "google.colab" in sys.modules:  # on Colab: install the companion package (and torchattacks, the PGD reference)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
