@@ -7,11 +7,12 @@ translation, shear, scale and rotation (radians). Following Stutz et al. (2019),
     A(θ) = [[s cos r − s sin r λ_x,   −s sin r + s cos r λ_x,   t_x],
             [s cos r λ_y + s sin r,   −s sin r λ_y + s cos r,   t_y]]
 
-(i.e. A = s·R(r)·[[1, λ_x], [λ_y, 1]] with translation t), used as in a spatial
+(rotation and scale with the two shears mixed in as in the original code; it is not a
+plain product of a rotation and a shear matrix), used as in a spatial
 transformer (Jaderberg et al. 2015): output pixel at normalised coordinates p reads
 the prototype at A·(p, 1) (bilinear, zeros outside, ``align_corners=True``), then
 the image is clamped to [0, 1]. Coordinates span [−1, 1] over the image, so
-t = 0.2 moves the glyph by a tenth of the image width, and s > 1 *shrinks* it.
+t_x = 0.2 moves the glyph left by a tenth of the image width, and s > 1 *shrinks* it.
 
 Because x = dec(font, letter, θ) is differentiable in θ, the data manifold of a
 (font, letter) is known exactly: the image of the θ-box under the decoder.
@@ -84,16 +85,17 @@ class FontDecoder(nn.Module):
         """Images ``[N, 1, H, W]`` for index tensors ``font``, ``letter`` ``[N]`` and θ ``[N, 6]``."""
         return warp(self.prototypes[font, letter].unsqueeze(1), theta)
 
-    def tangents(self, font: Tensor, letter: Tensor, theta: Tensor) -> Tensor:
-        """Jacobian ∂dec/∂θ as ``[N, H·W, 6]``: the tangent directions of the manifold at θ
-        (one forward-mode derivative per coordinate of θ)."""
-        base = self.prototypes[font, letter].unsqueeze(1)
+    @torch.no_grad()
+    def tangents(self, font: Tensor, letter: Tensor, theta: Tensor, h: float = 1e-3) -> Tensor:
+        """Jacobian ∂dec/∂θ as ``[N, H·W, 6]``, the tangent directions of the manifold at θ, by
+        central differences (dec(θ + h e_i) − dec(θ − h e_i)) / 2h; grid_sample has no
+        forward-mode derivative, and the warp is piecewise linear in θ for small h."""
         columns = []
         for i in range(6):
-            direction = torch.zeros_like(theta)
-            direction[:, i] = 1.0
-            _, column = torch.func.jvp(lambda t: warp(base, t), (theta,), (direction,))
-            columns.append(column.flatten(1))
+            step = torch.zeros_like(theta)
+            step[:, i] = h
+            diff = self(font, letter, theta + step) - self(font, letter, theta - step)
+            columns.append(diff.flatten(1) / (2 * h))
         return torch.stack(columns, 2)
 
 
@@ -136,7 +138,7 @@ def attack_theta(classifier: nn.Module, decoder: FontDecoder, font: Tensor, lett
     """
     from . import attacks
 
-    lower, upper = theta_box(ranges)
+    lower, upper = (b.to(theta) for b in theta_box(ranges))
     ids = torch.stack([font, letter], 1).to(theta.dtype)
     v = torch.cat([theta, ids], 1)
     lo = torch.cat([lower.expand(len(theta), 6), ids], 1)

@@ -1,29 +1,41 @@
-"""FONTS prototypes: the letters A–J rendered from the font files of this machine.
+"""FONTS prototypes: the letters A–J rendered from font files found in folders.
 
 Stutz et al. (2019) render each (font, letter) once, directly at 28×28 with a
 font size of 21 pt, centred, glyph bright (≈ 1) on a dark background (0). These
 *prototypes* are the discrete part of the FONTS latent code; the continuous part,
 an affine transformation θ, is applied by :mod:`advmanifold.decoders`.
 
-The original used 1000 hand-cleaned Google Fonts. Offline we use the font files
-installed on the machine (on Debian/Ubuntu: :data:`DEBIAN_FONT_PACKAGES`), and
-replace the manual cleaning by automatic checks (:func:`legible`):
+The original used 1000 hand-cleaned Google Fonts. We discover the faces in a list of
+folders (default: the system's font folders, :func:`system_font_dirs`; on Debian/Ubuntu
+the packages of :func:`debian_font_packages`; any folder works, e.g. a checkout of
+Google Fonts): every ``.ttf``/``.otf`` file is one face, every ``.ttc``/``.otc``
+collection contributes each of its faces as (path, face index). The manual cleaning is
+replaced by filters applied in this order, each counted (:attr:`FontPrototypes.counts`):
 
-1. every letter has a glyph (its rendering differs from the font's "missing glyph"
-   box) and the ten letters are pairwise different;
-2. ink covers a plausible fraction of the image and does not touch the border;
-3. k-nearest-neighbour check: after blurring, each of the font's letters must be
-   recognised as itself by a majority vote of the 5 most similar glyphs of *other*
-   fonts. Symbol and decorative fonts (cubes, skulls, binary digits, Greek
-   letters on Latin code points) fail it.
+1. ``unreadable``: the face cannot be opened or rendered;
+2. ``deny_list``: the family name contains a substring of :data:`DENY_FAMILIES`
+   (display faces that draw pictures, not letters);
+3. ``missing_glyphs``: a letter renders as the face's missing-glyph box, or two
+   letters are (almost) the same image;
+4. ``ink``: the ink fraction of a letter is implausible or the glyph touches the border;
+5. ``illegible``: leave-one-family-out k-nearest-neighbour check: after blurring, each
+   letter must be recognised as itself by a majority of its 5 most similar glyphs of
+   fonts of *other* families (cubes, skulls, binary digits, Greek letters on Latin
+   code points fail);
+6. ``near_duplicate``: the ten prototypes lie within :data:`DUPLICATE_THRESHOLD` of a
+   face taken earlier (:func:`near_duplicates`; the same design in two formats or
+   packages, weights too close to tell apart at 28×28).
 
-Fonts whose ten prototypes are identical to an earlier font's are dropped.
+The survivors are permuted with a seed; a manifest (path, face index, family, style,
+SHA-256 of the file) travels with the prototypes.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,31 +46,37 @@ from torch import Tensor
 LETTERS = "ABCDEFGHIJ"
 IMAGE_SIZE = 28
 FONT_SIZE = 21  # image size minus a quarter, leaving room for the transformations
-FONT_SUFFIXES = (".ttf", ".otf")
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+COLLECTION_SUFFIXES = (".ttc", ".otc")
 
-#: Debian/Ubuntu packages giving about 1,200 faces with A–J (serif, sans, mono,
-#: display, blackletter, handwriting); ~59 MB. ``apt-get install`` them on Colab.
-DEBIAN_FONT_PACKAGES = (
-    "fonts-aenigma fonts-dustin fonts-georgewilliams fonts-linex fonts-urw-base35 fonts-cmu fonts-lyx "
-    "fonts-liberation fonts-croscore fonts-crosextra-caladea fonts-crosextra-carlito fonts-freefont-ttf "
-    "fonts-linuxlibertine fonts-ebgaramond fonts-vollkorn fonts-sil-gentium-basic fonts-adf-accanthis "
-    "fonts-adf-baskervald fonts-adf-gillius fonts-adf-irianis fonts-adf-romande fonts-adf-switzera "
-    "fonts-adf-tribun fonts-adf-verana fonts-gfs-didot fonts-yrsa-rasa fonts-roboto-slab fonts-open-sans "
-    "fonts-lato fonts-roboto-unhinted fonts-inter fonts-cantarell fonts-cabin fonts-karla fonts-go "
-    "fonts-comfortaa fonts-quicksand fonts-dosis fonts-league-spartan fonts-clear-sans fonts-b612 "
-    "fonts-tiresias fonts-paratype fonts-uralic fonts-eurofurence fonts-averia-gwf fonts-johnsmith-induni "
-    "fonts-arkpandora fonts-hack fonts-inconsolata fonts-jetbrains-mono fonts-anonymous-pro "
-    "fonts-courier-prime fonts-ocr-a fonts-ocr-b fonts-pc fonts-bebas-neue fonts-yanone-kaffeesatz "
-    "fonts-routed-gothic fonts-roadgeek fonts-gotico-antiqua fonts-klaudia-berenika fonts-blankenburg "
-    "fonts-essays1743 fonts-dancingscript fonts-kaushanscript fonts-lobstertwo fonts-kristi fonts-breip "
-    "fonts-bwht fonts-sjfonts fonts-dkg-handwriting fonts-femkeklaver fonts-humor-sans fonts-comic-neue "
-    "fonts-cabinsketch fonts-tomsontalks fonts-leckerli-one fonts-cherrybomb"
-).split()
+#: Substrings (lower case) of family names whose faces are dropped without rendering:
+#: symbol and dingbat faces, and display faces of the Debian packages that pass the
+#: automatic checks although their letters are hard to read at 28×28 (our choice, from
+#: looking at every face that passes).
+DENY_FAMILIES = ("dingbat", "symbol", "emoji", "ornament", "webdings", "wingding",
+                 "acid reflux", "gyrose", "weaver")
+
+#: Near-duplicate threshold: RMS pixel difference of two faces' ten prototypes,
+#: ‖P_a − P_b‖₂ / √(10·28·28), below which the later face is dropped (our choice: pairs
+#: below it, such as the Light and Regular weights of one design or two Helvetica clones,
+#: look alike at 28×28; a tenth of the Debian faces has a copy at distance 0).
+DUPLICATE_THRESHOLD = 0.07
+
+FILTERS = ("unreadable", "deny_list", "missing_glyphs", "ink", "illegible", "near_duplicate")
 
 
-def font_dirs() -> list[Path]:
-    """Folders searched for fonts: ``ADVMANIFOLD_FONTS`` (``os.pathsep``-separated) if set,
-    else the system and user font folders of Linux, macOS and Windows."""
+def debian_font_packages() -> list[str]:
+    """Debian/Ubuntu font packages of ``advmanifold/debian-font-packages.txt`` (about 1,200
+    faces with A–J); one per line, ``#`` starts a comment."""
+    from importlib.resources import files
+
+    text = files("advmanifold").joinpath("debian-font-packages.txt").read_text(encoding="utf-8")
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+
+
+def system_font_dirs() -> list[Path]:
+    """Folders searched by default: ``ADVMANIFOLD_FONTS`` (``os.pathsep``-separated) if set,
+    else the existing system and user font folders of Linux, macOS and Windows."""
     if os.environ.get("ADVMANIFOLD_FONTS"):
         return [Path(p).expanduser() for p in os.environ["ADVMANIFOLD_FONTS"].split(os.pathsep) if p]
     home = Path.home()
@@ -68,34 +86,102 @@ def font_dirs() -> list[Path]:
     return [p for p in candidates if p.is_dir()]
 
 
-def matplotlib_font_files() -> list[Path]:
-    """The ~40 font files bundled with matplotlib: a last-resort fallback (about 8 designs)."""
+
+def matplotlib_font_dir() -> Path:
+    """The folder of the ~40 font files bundled with matplotlib (about 8 designs)."""
     import matplotlib
 
-    return sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("*.ttf"))
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def find_font_files(dirs: list[Path] | None = None) -> list[Path]:
-    """Sorted TrueType/OpenType files under ``dirs`` (default :func:`font_dirs`); matplotlib's
-    bundled fonts when none is found."""
-    dirs = font_dirs() if dirs is None else [Path(d) for d in dirs]
-    files = sorted({p.resolve() for d in dirs for p in d.rglob("*") if p.suffix.lower() in FONT_SUFFIXES
-                    and p.is_file()})
-    return files or matplotlib_font_files()
+def matplotlib_font_files() -> list[Path]:
+    """The font files bundled with matplotlib: a last-resort fallback."""
+    return sorted(matplotlib_font_dir().glob("*.ttf"))
+
+
+def find_font_files(font_dirs: list[str | os.PathLike] | None = None) -> list[Path]:
+    """Sorted font files (:data:`FONT_SUFFIXES`) under the folders ``font_dirs`` (default
+    :func:`system_font_dirs`); matplotlib's bundled fonts, with a warning, when none is found."""
+    if font_dirs is not None and isinstance(font_dirs, (str, os.PathLike)):
+        raise ValueError(f"font_dirs must be a list of folders or None, got {font_dirs!r}")
+    dirs = system_font_dirs() if font_dirs is None else [Path(d).expanduser() for d in font_dirs]
+    missing = [str(d) for d in dirs if not Path(d).is_dir()]
+    if missing:
+        raise ValueError(f"font_dirs: not a folder: {missing}")
+    files = sorted({p.resolve() for d in dirs for p in Path(d).rglob("*")
+                    if p.suffix.lower() in FONT_SUFFIXES and p.is_file()})
+    if not files:
+        warnings.warn(f"no font file under {[str(d) for d in dirs]}; using matplotlib's bundled fonts",
+                      stacklevel=2)
+        files = matplotlib_font_files()
+    return files
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FontFace:
+    """One face: a file, the face's index in it (0 except in collections), its names and the
+    SHA-256 of the file."""
+
+    path: str
+    index: int
+    family: str
+    style: str
+    sha256: str
+
+
+def discover_faces(files: list[str | os.PathLike] | None = None, *,
+                   font_dirs: list[str | os.PathLike] | None = None,
+                   digests: dict[str, str] | None = None) -> list[FontFace]:
+    """Every face of ``files`` (default: :func:`find_font_files` of ``font_dirs``), in file
+    order and face order. A collection (``.ttc``/``.otc``) gives faces 0, 1, … until FreeType
+    refuses the index; a file that cannot be opened gives one face with empty names (it is
+    counted as unreadable later)."""
+    from PIL import ImageFont
+
+    files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
+    digests = digests or {}
+    faces = []
+    for path in files:
+        path = Path(path)
+        sha = digests.get(str(path)) or sha256_file(path)
+        collection = path.suffix.lower() in COLLECTION_SUFFIXES
+        index = 0
+        while True:
+            try:
+                family, style = ImageFont.truetype(str(path), FONT_SIZE, index=index).getname()
+            except (OSError, ValueError):
+                if index == 0:
+                    faces.append(FontFace(str(path), 0, "", "", sha))
+                break
+            faces.append(FontFace(str(path), index, family or "", style or "", sha))
+            if not collection:
+                break
+            index += 1
+    return faces
 
 
 def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMAGE_SIZE,
-                font_size: int = FONT_SIZE) -> np.ndarray | None:
-    """Letters of one font as float32 ``[len(letters) + 1, size, size]`` in [0, 1], ink = 1.
+                font_size: int = FONT_SIZE, *, index: int = 0) -> np.ndarray | None:
+    """Letters of face ``index`` of a font file as float32 ``[len(letters) + 1, size, size]`` in
+    [0, 1], ink = 1.
 
     Each glyph is centred by its bounding box. The last image is a code point no
     Latin font maps (U+E000, private use), i.e. the font's missing-glyph box, used to
-    detect letters the font lacks. None if the file cannot be read.
+    detect letters the font lacks. None if the face cannot be read.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     try:
-        font = ImageFont.truetype(str(path), font_size)
+        font = ImageFont.truetype(str(path), font_size, index=index)
     except (OSError, ValueError):
         return None
     out = np.zeros((len(letters) + 1, size, size), dtype=np.float32)
@@ -112,7 +198,7 @@ def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMA
     return out
 
 
-def _blur(images: Tensor, sigma: float = 1.5) -> Tensor:
+def blur(images: Tensor, sigma: float = 1.5) -> Tensor:
     """Gaussian blur of ``[..., H, W]`` images (separable, zero padding)."""
     radius = int(3 * sigma)
     k = torch.exp(-torch.arange(-radius, radius + 1, dtype=images.dtype) ** 2 / (2 * sigma ** 2))
@@ -124,106 +210,185 @@ def _blur(images: Tensor, sigma: float = 1.5) -> Tensor:
     return x.reshape(shape)
 
 
-def legible(prototypes: Tensor, missing: Tensor, *, min_ink: float = 0.005, max_ink: float = 0.6,
-            k: int = 5, min_correct: int | None = None) -> Tensor:
-    """Boolean mask ``[F]`` of fonts passing the checks of the module docstring.
+def legibility_checks(prototypes: Tensor, missing: Tensor, *, groups: Tensor | None = None,
+                      min_ink: float = 0.005, max_ink: float = 0.6, k: int = 5,
+                      min_correct: int | None = None) -> dict[str, Tensor]:
+    """Failure masks ``[F]`` of checks 3–5 of the module docstring, each only among the fonts
+    that passed the earlier ones: ``{"missing_glyphs", "ink", "illegible"}``.
 
     ``prototypes``: ``[F, 10, H, W]`` in [0, 1]; ``missing``: ``[F, H, W]``, each font's
-    missing-glyph rendering. A font passes the k-NN check when at least ``min_correct``
-    (default: all) of its letters get their own label from the majority of their ``k``
-    nearest glyphs among the *other* fonts (cosine similarity of blurred glyphs).
+    missing-glyph rendering; ``groups``: ``[F]`` integer family ids (default: every font its own);
+    fonts of the same group never vote for each other. A font passes the k-NN check when at
+    least ``min_correct`` (default: all) of its letters get their own label from the majority
+    of their ``k`` nearest glyphs (cosine similarity of blurred glyphs).
     """
     if prototypes.ndim != 4 or missing.shape != (prototypes.shape[0], *prototypes.shape[2:]):
         raise ValueError("prototypes must be [F, L, H, W] and missing [F, H, W], "
                          f"got {tuple(prototypes.shape)} and {tuple(missing.shape)}")
     n_fonts, n_letters = prototypes.shape[:2]
+    groups = torch.arange(n_fonts) if groups is None else torch.as_tensor(groups)
+    if groups.shape != (n_fonts,):
+        raise ValueError(f"groups must have shape [{n_fonts}], got {tuple(groups.shape)}")
     min_correct = n_letters if min_correct is None else min_correct
     flat = prototypes.flatten(2)
-    # 1. glyphs exist and differ from each other
+    # 3. glyphs exist and differ from each other
     differs_missing = (flat - missing.flatten(1)[:, None]).abs().amax(2) > 0.1
     pair = torch.cdist(flat, flat).masked_fill(torch.eye(n_letters, dtype=torch.bool), float("inf"))
-    keep = differs_missing.all(1) & (pair.amin((1, 2)) > 0.5)
-    # 2. plausible ink, nothing cut at the border
+    glyphs = differs_missing.all(1) & (pair.amin((1, 2)) > 0.5)
+    # 4. plausible ink, nothing cut at the border
     ink = flat.mean(2)
     border = torch.cat([prototypes[..., 0, :], prototypes[..., -1, :], prototypes[..., :, 0],
                         prototypes[..., :, -1]], -1).amax(-1)
-    keep &= ((ink > min_ink) & (ink < max_ink)).all(1) & (border < 0.5).all(1)
-    # 3. leave-one-font-out k-NN on blurred, unit-norm glyphs
-    if keep.sum() <= k:
-        return keep
-    idx = keep.nonzero().squeeze(1)
-    blurred = _blur(prototypes[idx]).flatten(2)
+    inked = ((ink > min_ink) & (ink < max_ink)).all(1) & (border < 0.5).all(1)
+    out = {"missing_glyphs": ~glyphs, "ink": glyphs & ~inked, "illegible": torch.zeros(n_fonts, dtype=torch.bool)}
+    # 5. leave-one-family-out k-NN on blurred, unit-norm glyphs
+    idx = (glyphs & inked).nonzero().squeeze(1)
+    if len(idx) <= k:
+        return out
+    blurred = blur(prototypes[idx]).flatten(2)
     blurred = (blurred / blurred.norm(dim=2, keepdim=True).clamp_min(1e-8)).flatten(0, 1)
-    font = torch.arange(len(idx)).repeat_interleave(n_letters)
+    group = groups[idx].repeat_interleave(n_letters)
     label = torch.arange(n_letters).repeat(len(idx))
     predicted = torch.empty_like(label)
     for s in range(0, len(blurred), 2048):
         sim = blurred[s:s + 2048] @ blurred.T
-        sim[font[s:s + 2048, None] == font[None]] = -2.0          # never vote for yourself
+        sim[group[s:s + 2048, None] == group[None]] = -2.0          # never vote for your own family
         votes = F.one_hot(label[sim.topk(k, dim=1).indices], n_letters).sum(1)
         predicted[s:s + 2048] = votes.argmax(1)
     correct = (predicted == label).view(len(idx), n_letters).sum(1)
-    keep[idx[correct < min_correct]] = False
-    return keep
+    out["illegible"][idx[correct < min_correct]] = True
+    return out
+
+
+def legible(prototypes: Tensor, missing: Tensor, **kwargs) -> Tensor:
+    """Boolean mask ``[F]`` of fonts passing :func:`legibility_checks`."""
+    failed = legibility_checks(prototypes, missing, **kwargs)
+    return ~(failed["missing_glyphs"] | failed["ink"] | failed["illegible"])
+
+
+def near_duplicates(prototypes: Tensor, threshold: float = DUPLICATE_THRESHOLD) -> Tensor:
+    """Boolean mask ``[F]`` of faces to drop: greedily in the given order, a face is kept
+    unless its prototypes are within RMS distance ``threshold`` of a face kept before,
+
+        ‖P_a − P_b‖₂ / √(L·H·W) < threshold   (P the stack of the L letters).
+
+    Pairwise distances come from one ``torch.cdist``; the loop is over faces only."""
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+    n = prototypes.shape[0]
+    flat = prototypes.flatten(1).double()
+    close = torch.cdist(flat, flat) / flat.shape[1] ** 0.5 < threshold
+    drop = torch.zeros(n, dtype=torch.bool)
+    for i in range(n):
+        if not drop[i]:
+            later = close[i].clone()
+            later[: i + 1] = False
+            drop |= later
+    return drop
+
+
+def denied(family: str, deny: tuple[str, ...] = DENY_FAMILIES) -> bool:
+    """Whether a family name contains one of the deny-listed substrings (case-insensitive)."""
+    family = family.lower()
+    return any(word in family for word in deny)
 
 
 @dataclass
 class FontPrototypes:
-    """Prototypes ``images [F, 10, 28, 28]`` (float32, [0, 1]) and the ``names`` of their fonts."""
+    """Prototypes ``images [F, 10, 28, 28]`` (float32, [0, 1]), the ``manifest`` of their faces
+    (same order) and ``counts``: faces found and faces removed by each filter."""
 
     images: Tensor
-    names: list[str]
+    manifest: list[FontFace]
+    counts: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.manifest)
+
+    @property
+    def names(self) -> list[str]:
+        """Short labels "family style" (file name and face index if the face has no name)."""
+        return [f"{m.family} {m.style}".strip() or f"{Path(m.path).name}#{m.index}" for m in self.manifest]
+
+    def manifest_frame(self):
+        """The manifest as a pandas DataFrame (columns path, index, family, style, sha256)."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(m) for m in self.manifest], columns=list(FontFace.__dataclass_fields__))
 
 
-def render_prototypes(files: list[Path] | None = None, *, n_fonts: int | None = None, seed: int = 0,
+def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = None, *, n_fonts: int | None = None, seed: int = 0,
+                      font_dirs: list[str | os.PathLike] | None = None,
+                      deny: tuple[str, ...] = DENY_FAMILIES,
+                      duplicate_threshold: float = DUPLICATE_THRESHOLD,
                       progress: bool = False) -> FontPrototypes:
-    """Render, check (:func:`legible`), de-duplicate, permute with ``seed`` and keep the first
-    ``n_fonts`` (all if None) fonts. Deterministic for a given set of font files."""
+    """Render ``faces`` (font files or faces; default: :func:`discover_faces` of ``font_dirs``), apply the filters of
+    the module docstring in the faces' (sorted) order, permute the survivors with ``seed`` and
+    keep the first ``n_fonts`` (all if None). Deterministic for a given set of font files."""
     if n_fonts is not None and (int(n_fonts) != n_fonts or n_fonts < 1):
         raise ValueError(f"n_fonts must be a positive integer or None, got {n_fonts!r}")
-    files = find_font_files() if files is None else [Path(f) for f in files]
-    rendered, names = [], []
-    for i, path in enumerate(files):
-        images = render_font(path)
+    if faces is None:
+        faces = discover_faces(font_dirs=font_dirs)
+    elif not all(isinstance(f, FontFace) for f in faces):  # font files: discover their faces
+        faces = discover_faces(faces)
+    counts = {"faces": len(faces), "files": len({f.path for f in faces})}
+    rendered, kept = [], []
+    n_denied = 0
+    for i, face in enumerate(faces):
+        if face.family and denied(face.family, deny):
+            n_denied += 1
+            continue
+        images = render_font(face.path, index=face.index)
         if images is not None:
             rendered.append(images)
-            names.append(Path(path).name)
+            kept.append(face)
         if progress and (i + 1) % 200 == 0:
-            print(f"rendered {i + 1}/{len(files)} font files", file=sys.stderr)
+            print(f"rendered {i + 1}/{len(faces)} faces", file=sys.stderr)
+    counts["unreadable"] = len(faces) - n_denied - len(kept)
+    counts["deny_list"] = n_denied
     if not rendered:
-        raise RuntimeError(f"no usable font among {len(files)} files; install fonts "
-                           f"(e.g. apt-get install {' '.join(DEBIAN_FONT_PACKAGES[:3])} ...)")
+        raise RuntimeError(f"no usable font among {len(faces)} faces; install fonts (e.g. apt-get install "
+                           f"{' '.join(debian_font_packages()[:3])} ...) or pass font_dirs")
     stack = torch.from_numpy(np.stack(rendered))
     prototypes, missing = stack[:, :-1], stack[:, -1]
-    keep = legible(prototypes, missing)
-    # drop exact duplicates (the same design shipped twice), keeping the first file
-    quantised = (prototypes * 255).round().to(torch.uint8).flatten(1)
-    seen, unique = set(), torch.zeros_like(keep)
-    for i in keep.nonzero().squeeze(1).tolist():
-        key = quantised[i].numpy().tobytes()
-        if key not in seen:
-            seen.add(key)
-            unique[i] = True
-    index = unique.nonzero().squeeze(1)
+    families = {}
+    groups = torch.tensor([families.setdefault(f.family or f.path, len(families)) for f in kept])
+    failed = legibility_checks(prototypes, missing, groups=groups)
+    for name, mask in failed.items():
+        counts[name] = int(mask.sum())
+    keep = ~(failed["missing_glyphs"] | failed["ink"] | failed["illegible"])
+    index = keep.nonzero().squeeze(1)
+    duplicate = near_duplicates(prototypes[index], duplicate_threshold)
+    counts["near_duplicate"] = int(duplicate.sum())
+    index = index[~duplicate]
+    counts["kept"] = len(index)
     order = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))]
     if n_fonts is not None:
         if n_fonts > len(order):
             raise ValueError(f"n_fonts={n_fonts} but only {len(order)} legible fonts were found")
         order = order[:n_fonts]
-    return FontPrototypes(prototypes[order].contiguous(), [names[i] for i in order.tolist()])
+    return FontPrototypes(prototypes[order].contiguous(), [kept[i] for i in order.tolist()], counts)
 
 
-def load_prototypes(n_fonts: int | None = None, *, seed: int = 0, files: list[Path] | None = None,
-                    cache: bool | None = None) -> FontPrototypes:
-    """:func:`render_prototypes`, cached by the list of font files (names and sizes)."""
+def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
+                    font_dirs: list[str | os.PathLike] | None = None,
+                    files: list[str | os.PathLike] | None = None, cache: bool | None = None,
+                    duplicate_threshold: float = DUPLICATE_THRESHOLD) -> FontPrototypes:
+    """:func:`render_prototypes` of the faces in ``files`` (default: :func:`find_font_files` of
+    ``font_dirs``), cached by the files' paths and SHA-256; the cache holds the manifest and the
+    filter counts with the images."""
     from .cache import cached
 
-    files = find_font_files() if files is None else [Path(f) for f in files]
-    config = {"files": [f"{Path(f).name}:{Path(f).stat().st_size}" for f in files], "n_fonts": n_fonts,
-              "seed": seed, "size": IMAGE_SIZE, "font_size": FONT_SIZE, "letters": LETTERS, "version": 1}
-    payload = cached("fonts-prototypes", config,
-                     lambda: vars(render_prototypes(files, n_fonts=n_fonts, seed=seed)), enabled=cache)
-    return FontPrototypes(payload["images"], list(payload["names"]))
+    files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
+    digests = {str(f): sha256_file(f) for f in files}
+    config = {"files": sorted(digests.items()), "n_fonts": n_fonts, "seed": seed, "size": IMAGE_SIZE,
+              "font_size": FONT_SIZE, "letters": LETTERS, "deny": list(DENY_FAMILIES),
+              "duplicate_threshold": duplicate_threshold, "version": 2}
+
+    def build():
+        faces = discover_faces(files, digests=digests)
+        result = render_prototypes(faces, n_fonts=n_fonts, seed=seed, duplicate_threshold=duplicate_threshold)
+        return {"images": result.images, "manifest": [asdict(m) for m in result.manifest], "counts": result.counts}
+
+    payload = cached("fonts-prototypes", config, build, enabled=cache)
+    return FontPrototypes(payload["images"], [FontFace(**m) for m in payload["manifest"]], dict(payload["counts"]))
