@@ -57,19 +57,19 @@ found = {stem: json.loads((folder / f"{stem}.json").read_text())
 profiles_used = {stem: record["profile"] for stem, record in found.items()}
 ledger = claims.ledger(found)
 res.add_table("ledger", ledger)
-print("results read:", profiles_used or "none")
+print("profile of each chapter read:", profiles_used or "none")
 
 # %% [markdown]
 # ## The ledger
 
-# %%
-icons = {claims.REPRODUCED: "✅ reproduced", claims.PARTLY: "🟡 partly",
-         claims.NOT_REPRODUCED: "❌ not reproduced", claims.NOT_RUN: "⚪ not run"}
+# %% tags=["remove-input"]
+icons = {claims.REPRODUCED: "**reproduced**", claims.PARTLY: "*partly*",
+         claims.NOT_REPRODUCED: "**not reproduced**", claims.NOT_RUN: "not run"}
 lines = ["| claim | source | paper | measured | verdict | rule | evidence |",
          "|---|---|---|---|---|---|---|"]
 for row in ledger.itertuples():
     lines.append(f"| {row.claim} | {{cite:t}}`{row.source}` | {row.paper} | {row.measured} | "
-                 f"{icons[row.verdict]} | {row.rule} | {{ref}}`{row.figure}` |")
+                 f"{icons[row.verdict]} | {row.rule} | {{numref}}`{row.figure}` |")
 display(Markdown("\n".join(lines)))
 
 # %%
