@@ -34,6 +34,10 @@ from torch import Tensor
 from . import Projection, angle_from_norms
 
 NEIGHBOURS_OF = ("reference", "perturbed")
+#: rows of the training set per distance block in :func:`nearest_neighbours`
+TRAIN_BLOCK = 8192
+#: queries per block (bounds the candidates' re-ranking buffer)
+QUERY_BLOCK = 256
 
 
 @dataclass
@@ -72,23 +76,29 @@ def nearest_neighbours(queries: Tensor, train: Tensor, k: int = 50, *, exclude: 
     if len(q) == 0:
         return torch.empty(0, k, dtype=torch.long, device=q.device), q.new_empty(0, k)
     m = min(len(t), k + extra + margin)
-    t_chunk = max(m, min(len(t), max_elements))
-    q_chunk = max(1, max_elements // min(len(t), t_chunk))
+    # training blocks of a few thousand rows keep the [queries × block] distance buffer
+    # small and reused (cache- and allocation-friendly); queries fill the memory bound
+    t_chunk = min(len(t), max(m, min(max_elements, max(TRAIN_BLOCK, max_elements // len(q)))))
+    q_chunk = max(1, min(QUERY_BLOCK, max_elements // t_chunk))
     t_sq = t.pow(2).sum(1)
     out_idx, out_dist = [], []
     for qs in range(0, len(q), q_chunk):
         qb = q[qs:qs + q_chunk]
+        buffer = qb.new_empty(len(qb), t_chunk)
         best_d = qb.new_empty(len(qb), 0)
         best_i = torch.empty(len(qb), 0, dtype=torch.long, device=qb.device)
         for ts in range(0, len(t), t_chunk):
+            tb = t[ts:ts + t_chunk]
+            d = buffer[:, :len(tb)]
             # ‖t‖² − 2 q·t: the squared distance less ‖q‖², which does not change a row's ranking
-            d = torch.addmm(t_sq[ts:ts + t_chunk].expand(len(qb), -1), qb, t[ts:ts + t_chunk].T, alpha=-2)
+            torch.mm(qb, tb.T, out=d)
+            d.mul_(-2).add_(t_sq[ts:ts + t_chunk])
             d, i = torch.topk(d, min(m, d.shape[1]), dim=1, largest=False)
             best_d, best_i = torch.cat([best_d, d], 1), torch.cat([best_i, i + ts], 1)
             if best_d.shape[1] > m:
                 best_d, sel = torch.topk(best_d, m, dim=1, largest=False)
                 best_i = best_i.gather(1, sel)
-        # re-rank the candidates with directly computed distances (no cancellation), in float64
+        # re-rank the candidates with distances computed from differences (no cancellation)
         diff = t[best_i].sub_(qb.unsqueeze(1))
         exact = torch.einsum("nmd,nmd->nm", diff, diff).double()
         if exclude is not None:
