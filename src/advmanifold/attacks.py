@@ -175,6 +175,7 @@ def pgd(
     step_size = 2.5 * eps / steps if step_size is None else step_size
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    torch.set_flush_denormal(True)  # see training.flush_denormals (attacks import no training)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     out, success = x.detach().clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
     used = torch.zeros(len(x), dtype=torch.long, device=x.device)

@@ -11,6 +11,11 @@ and stored as two files in the cache folder:
 Both are written atomically (temporary file + rename), the metadata last. On load
 the payload's hash is checked; a missing, truncated or corrupted entry is rebuilt
 with a warning. ``ADVMANIFOLD_NO_CACHE=1`` (or ``enabled=False``) bypasses the cache.
+
+The metadata also records how long the build took (``build_s``), which
+:func:`advmanifold.units.estimate` uses to predict the cost of units not built yet;
+:func:`stats` counts this process's hits and misses (a chapter writes them to its
+results as ``cache_hits`` and ``cache_misses``).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -47,6 +53,18 @@ def fingerprint(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()[:16]
 
 
+_STATS = {"hits": 0, "misses": 0}
+
+
+def stats() -> dict[str, int]:
+    """Hits and misses of :func:`cached` in this process since the last :func:`reset_stats`."""
+    return dict(_STATS)
+
+
+def reset_stats() -> None:
+    _STATS.update(hits=0, misses=0)
+
+
 def enabled_by_default() -> bool:
     return os.environ.get("ADVMANIFOLD_NO_CACHE", "").strip().lower() not in {"1", "true", "yes"}
 
@@ -71,7 +89,33 @@ def load(name: str, config: Mapping[str, Any], directory: str | os.PathLike | No
         return None
 
 
-def save(name: str, config: Mapping[str, Any], payload: Any, directory: str | os.PathLike | None = None) -> Path:
+def exists(name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None) -> bool:
+    """Whether a valid entry is stored (the payload's hash is checked, nothing is loaded)."""
+    payload_path, meta_path = _paths(name, config_key(config), paths.cache_dir(directory))
+    if not meta_path.is_file() or not payload_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+        return hashlib.sha256(payload_path.read_bytes()).hexdigest() == meta["sha256"]
+    except Exception:  # noqa: BLE001 - unreadable metadata: not a valid entry
+        return False
+
+
+def build_records(name: str, directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The metadata of every stored entry called ``name`` (for timing estimates)."""
+    records = []
+    for meta_path in paths.cache_dir(directory).glob(f"{name}-*.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("name") == name:
+            records.append(meta)
+    return records
+
+
+def save(name: str, config: Mapping[str, Any], payload: Any, directory: str | os.PathLike | None = None,
+         meta: Mapping[str, Any] | None = None) -> Path:
     payload_path, meta_path = _paths(name, config_key(config), paths.cache_dir(directory))
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -79,13 +123,15 @@ def save(name: str, config: Mapping[str, Any], payload: Any, directory: str | os
     tmp = payload_path.with_name(f".{payload_path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(blob)
     os.replace(tmp, payload_path)
-    meta = {"name": name, "config": config, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
-    atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))
+    record = {"name": name, "config": config, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+              **(meta or {})}
+    atomic_write_text(meta_path, json.dumps(record, indent=1, default=str))
     return payload_path
 
 
 def cached(name: str, config: Mapping[str, Any], build: Callable[[], Any], *,
-           enabled: bool | None = None, directory: str | os.PathLike | None = None) -> Any:
+           enabled: bool | None = None, directory: str | os.PathLike | None = None,
+           meta: Mapping[str, Any] | None = None) -> Any:
     """``build()`` once per configuration; later calls load the stored payload.
 
     >>> state = cached("cnn-mnist", {"epochs": 2, "data": fingerprint(x)},   # doctest: +SKIP
@@ -97,8 +143,12 @@ def cached(name: str, config: Mapping[str, Any], build: Callable[[], Any], *,
     if enabled:
         hit = load(name, config, directory)
         if hit is not None:
+            _STATS["hits"] += 1
             return hit
+    _STATS["misses"] += 1
+    start = time.perf_counter()
     payload = build()
     if enabled:
-        save(name, config, payload, directory)
+        built = {"build_s": round(time.perf_counter() - start, 3), "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        save(name, config, payload, directory, meta={**built, **(meta or {})})
     return payload

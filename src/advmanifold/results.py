@@ -91,6 +91,8 @@ class Results:
         self.tables[name] = frame
 
     def write(self) -> Path:
+        from . import cache  # cache imports this module
+
         directory = self.directory or paths.results_dir()
         record = {
             "stem": self.stem,
@@ -98,6 +100,7 @@ class Results:
             "seed": self.seed,
             "wall_time_s": round(time.perf_counter() - self.started, 3),
             **{f"version_{k}": v for k, v in versions().items()},
+            **{f"cache_{k}": v for k, v in cache.stats().items()},
             **self.metrics,
         }
         path = Path(directory) / f"{self.stem}.json"

@@ -1,0 +1,125 @@
+"""Units: the expensive, independent pieces of work of a chapter.
+
+A chapter is its settings, its units and a narrative notebook. A :class:`Unit` is a
+pure function of a JSON-able configuration whose result goes through the
+content-addressed cache (:mod:`advmanifold.cache`) under ``(name, config)``: a model
+trained for one seed, a rendered data set, an attack run over a test set. Built in
+the notebook, in another process or on a Dask worker, a unit is the same cache entry,
+so scaling out is only "build the missing units first, anywhere"
+(:mod:`advmanifold.fanout`), after which the notebook finds everything cached.
+
+Each chapter module listed in :data:`CHAPTERS` provides
+
+- ``settings(profile, **overrides)`` → its settings (``profiles.select`` of its table);
+- ``units(profile, params)`` → the list of its units for the notebook parameters
+  ``params`` (the parameters cell's values, as the runner would inject them).
+
+A unit's configuration must be computable without building anything expensive: it
+holds the unit's own settings plus the keys of the units it depends on (``deps``), or
+fingerprints of raw inputs that are cheap to read (the MNIST files).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from . import cache
+
+#: Notebook stem → module holding that chapter's ``settings`` and ``units``.
+CHAPTERS: dict[str, str] = {
+    "01_fonts": "advmanifold.fonts_chapter",
+    "02_mnist": "advmanifold.mnist",
+    "03_pmnist": "advmanifold.pmnist",
+    "04_bridge": "advmanifold.bridge",
+    "06_generalization": "advmanifold.generalization",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Unit:
+    """One cached piece of work: ``build()`` → payload, stored under ``(name, config)``.
+
+    ``deps`` are units whose payloads ``build`` reads (through the cache); they are
+    built first. ``estimate_s`` is a rough cost in seconds on the reference machine
+    (2 CPU cores), corrected by :func:`estimate` with the timings recorded when units
+    of the same name were built.
+    """
+
+    chapter: str
+    name: str
+    config: Mapping[str, Any]
+    build: Callable[[], Any] = field(repr=False)
+    deps: tuple["Unit", ...] = ()
+    estimate_s: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """The cache entry's file stem, ``<name>-<sha256 of config>``."""
+        return f"{self.name}-{cache.config_key(self.config)}"
+
+    def is_cached(self) -> bool:
+        return cache.exists(self.name, self.config)
+
+    def get(self) -> Any:
+        """The payload: loaded from the cache, or built (and stored) now."""
+        return cache.cached(self.name, self.config, self.build,
+                            meta={"estimate_s": float(self.estimate_s), "chapter": self.chapter})
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "data")
+        return f"{self.chapter} / {self.name} ({shown})"
+
+
+def unique(units: Iterable[Unit]) -> list[Unit]:
+    """Units and their dependencies, each key once, dependencies before dependents."""
+    seen: dict[str, Unit] = {}
+
+    def visit(unit: Unit) -> None:
+        if unit.key in seen:
+            return
+        for dep in unit.deps:
+            visit(dep)
+        seen[unit.key] = unit
+
+    for unit in units:
+        visit(unit)
+    return list(seen.values())
+
+
+def chapter_module(stem: str):
+    """The module of a chapter with units, or None for chapters without any."""
+    if stem not in CHAPTERS:
+        return None
+    return importlib.import_module(CHAPTERS[stem])
+
+
+def chapter_units(stem: str, profile: str, params: Mapping[str, Any] | None = None) -> list[Unit]:
+    """The units chapter ``stem`` needs for ``profile`` and notebook parameters ``params``."""
+    module = chapter_module(stem)
+    if module is None or not hasattr(module, "units"):
+        return []
+    return unique(module.units(profile, dict(params or {})))
+
+
+def estimate(unit: Unit) -> tuple[float, str]:
+    """Seconds this unit should take here, and where the number comes from.
+
+    The unit's own ``estimate_s`` is scaled by the median ratio of measured to
+    estimated build time over the units of the same name built on this machine
+    (recorded in the cache's metadata); without such records it is used as it is.
+    """
+    ratios = [r["build_s"] / r["estimate_s"] for r in cache.build_records(unit.name)
+              if r.get("estimate_s") and r.get("build_s") is not None]
+    if not ratios:
+        return float(unit.estimate_s), "model"
+    ratios.sort()
+    return float(unit.estimate_s) * ratios[len(ratios) // 2], f"model × {len(ratios)} timing(s)"
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
