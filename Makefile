@@ -1,18 +1,59 @@
 # Two commands do everything on a fresh machine:
 #   make book   install, execute every chapter (PROFILE=quick by default), compile the book
 #   make test   install, run the tests
-PYTHON ?= python3
+# Both work in a project virtual environment, .venv, created on first use with
+# `python3 -m venv` (Debian's own python3 refuses pip installs, PEP 668). To use another
+# environment (conda, Colab, an existing venv), point PYTHON at its interpreter:
+#   make test PYTHON=python
 PROFILE ?= quick
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+FONT_LIST := src/advmanifold/debian-font-packages.txt
+BOOK_ARGS ?=
 
-.PHONY: install book test pairs benchmarks
+.PHONY: install fonts book test pairs benchmarks plan
 
-install:
+# the project's virtual environment (only when PYTHON was not pointed elsewhere)
+$(VENV)/bin/python:
+	@python3 -c "import venv, ensurepip" 2>/dev/null || { \
+	  echo "error: python3 cannot create virtual environments (its venv module is missing)."; \
+	  echo "  On Debian/Ubuntu: sudo apt-get install python3-venv"; \
+	  echo "  Or use another environment: make $(MAKECMDGOALS) PYTHON=/path/to/python"; \
+	  exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+
+install: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
 	$(PYTHON) -m pip install -q -r requirements.txt
 	$(PYTHON) -m pip install -q --no-deps "torchattacks>=3.5"
 	$(PYTHON) -m pip install -q --no-deps -e .
 
-book: install
-	$(PYTHON) -m advmanifold.book --profile $(PROFILE)
+# The Debian fonts FONTS is rendered from: installed when apt-get runs without a prompt
+# (as root, or with password-less sudo); otherwise the exact command is printed.
+fonts:
+	@pkgs="$$(grep -v '^\s*#' $(FONT_LIST) | xargs)"; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "note: no apt-get here; FONTS uses the fonts it finds (see README, Fonts)"; \
+	elif dpkg-query -W -f='$${Status}\n' $$pkgs 2>/dev/null | grep -vq "ok installed" \
+	     || [ "$$(dpkg-query -W $$pkgs 2>/dev/null | wc -l)" -lt "$$(echo $$pkgs | wc -w)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else \
+	    echo "note: FONTS needs Debian font packages; install them with:"; \
+	    echo "  sudo apt-get install --no-install-recommends $$pkgs"; \
+	    echo "(going on: FONTS will warn that it runs on fallback fonts)"; exit 0; fi; \
+	  echo "installing $$(echo $$pkgs | wc -w) Debian font packages for FONTS"; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	    $$pkgs >/dev/null; \
+	fi
+
+book: install fonts
+	$(PYTHON) -m advmanifold.book --profile $(PROFILE) $(BOOK_ARGS)
+
+# what the paper profile (or any profile) would build, and what it costs here
+plan: install
+	$(PYTHON) -m advmanifold.book --profile $(PROFILE) --plan
 
 # pytest exits 5 when it collects no test: report that instead of failing obscurely
 test: install
@@ -20,8 +61,8 @@ test: install
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
 # the paired notebooks are in sync when regenerating the .ipynb changes nothing
-pairs:
-	jupytext --to ipynb --update notebooks/*.py
+pairs: install
+	$(PYTHON) -m jupytext --to ipynb --update notebooks/*.py
 	git diff --exit-code -- notebooks/
 
 benchmarks: install

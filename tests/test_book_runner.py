@@ -104,3 +104,43 @@ def test_failing_chapter_names_notebook_and_cell(tiny_book, monkeypatch, capsys)
     assert "notebooks/01_alpha.py failed in cell" in message.err
     assert "thirteen is unlucky" in message.err
     assert "02_beta" not in message.out  # stopped at the first failure
+
+
+def test_heartbeat_shows_cell_and_progress_bar(tiny_book, monkeypatch, capsys):
+    slow = textwrap.dedent('''\
+        # %% tags=["parameters"]
+        profile = "quick"
+        seed = 0
+
+        # %%
+        import time
+        from tqdm import tqdm
+        for _ in tqdm(range(12), desc="training", mininterval=0.1):
+            time.sleep(0.1)
+        ''')
+    (tiny_book / "notebooks" / "01_alpha.py").write_text(slow)
+    monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tiny_book / "_build" / "results"))
+    the_plan = book.plan(tiny_book, "smoke", ["01_alpha"], [])
+    book.execute(tiny_book, the_plan, tiny_book / "_build" / "site", heartbeat_s=0.3)
+    out = capsys.readouterr().out
+    beats = [line for line in out.splitlines() if line.strip().startswith("… 01_alpha")]
+    assert any("cell 3/3 (import time)" in b and "training:" in b for b in beats), out
+
+
+def test_never_executed_chapters_are_left_out_of_the_staged_toc(tiny_book, capsys):
+    (tiny_book / "_config.yml").write_text("title: tiny\n")
+    site = tiny_book / "_build" / "site"
+    (site / "notebooks").mkdir(parents=True)
+    (site / "notebooks" / "02_beta.ipynb").write_text("{}")
+    left_out = book.stage(tiny_book, site, book.chapters(tiny_book))
+    assert left_out == ["01_alpha"]
+    staged = book.toc_files(__import__("yaml").safe_load((site / "_toc.yml").read_text()))
+    assert staged == ["book/intro", "notebooks/02_beta"]
+    assert "01_alpha" in capsys.readouterr().out
+
+
+def test_without_files_drops_emptied_parts():
+    toc = {"root": "intro", "parts": [{"caption": "A", "chapters": [{"file": "x"}]},
+                                      {"caption": "B", "chapters": [{"file": "y"}]}]}
+    assert book.without_files(toc, {"x"}) == {
+        "root": "intro", "parts": [{"caption": "B", "chapters": [{"file": "y"}]}]}

@@ -4,6 +4,8 @@
     python -m advmanifold.book --profile smoke       # the CI profile
     python -m advmanifold.book --only 02_mnist -p epochs=3 -p 02_mnist:seed=1
     python -m advmanifold.book --no-execute          # compile what was executed before
+    python -m advmanifold.book --profile paper --plan        # units, cached or not, cost here
+    python -m advmanifold.book --profile paper --workers 4   # build units on Dask first
 
 Chapters are the notebooks listed in ``_toc.yml``; their source of truth is
 ``notebooks/<stem>.py`` (jupytext py:percent). Each is converted, executed with
@@ -11,6 +13,13 @@ papermill into ``_build/site/notebooks/<stem>.ipynb`` (the committed notebooks s
 output-free), and the site tree (``_config.yml``, ``_toc.yml``, ``book/`` and the
 executed notebooks) is compiled with ``jupyter-book build -W -n --keep-going`` into
 ``_build/html``. Per-chapter times go to ``_build/results/book_run_<profile>.json``.
+While a chapter runs, a heartbeat line every 30 s shows its current cell, the elapsed
+time and the latest progress bar printed by the notebook (training, attacks).
+Chapters never executed in this tree are left out of the compiled book (and named).
+
+With ``--workers N`` (N > 1) or ``--scheduler ADDRESS`` the chapters' units (see
+:mod:`advmanifold.units`) are first built on Dask distributed (:mod:`advmanifold.fanout`);
+the notebooks then find them cached.
 """
 from __future__ import annotations
 
@@ -146,11 +155,67 @@ def plan(root: Path, profile: str, only: list[str] | None, assignments: list[str
     return result
 
 
-def execute(root: Path, the_plan: Plan, site: Path) -> dict[str, float]:
+class ChapterProgress:
+    """What a running chapter is doing: its current cell and its latest progress line.
+
+    Papermill writes the kernel's stderr (where tqdm draws) to :meth:`write`; the
+    engine below reports each cell as it starts.
+    """
+
+    def __init__(self, stem: str):
+        self.stem, self.cell, self.n_cells, self.source = stem, 0, 0, ""
+        self.latest, self.started = "", time.perf_counter()
+
+    def write(self, text: str) -> None:
+        for line in text.replace("\r", "\n").split("\n"):
+            line = line.strip()
+            if line:
+                self.latest = line
+
+    def flush(self) -> None:
+        pass
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        first = self.source.strip().splitlines()[0][:60] if self.source.strip() else "markdown"
+        where = f"cell {self.cell}/{self.n_cells} ({first})" if self.n_cells else "starting"
+        shown = f"      … {self.stem}: {where}, "
+        shown += f"{elapsed // 60:.0f}:{elapsed % 60:02.0f} elapsed"
+        return shown + (f" | {self.latest[:110]}" if self.latest else "")
+
+
+def _tracking_engine(progress_of):
+    """A papermill engine that tells ``progress_of()`` which cell starts."""
+    from papermill.engines import NBClientEngine
+
+    class TrackingEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            cell_start = nb_man.cell_start
+
+            def tracked(cell, cell_index=None, **kw):
+                progress = progress_of()
+                progress.cell, progress.n_cells = (cell_index or 0) + 1, len(nb_man.nb.cells)
+                progress.source = cell.source if cell.cell_type == "code" else ""
+                return cell_start(cell, cell_index, **kw)
+
+            nb_man.cell_start = tracked
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    return TrackingEngine
+
+
+def execute(root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0) -> dict[str, float]:
     """Run each chapter with papermill; stop at the first failure, naming notebook and cell."""
     import jupytext
     import papermill
+    from papermill.engines import papermill_engines
     from papermill.exceptions import PapermillExecutionError
+
+    from .fanout import Heartbeat
+
+    current: list[ChapterProgress] = []
+    papermill_engines.register("advmanifold-tracking", _tracking_engine(lambda: current[-1]))
 
     os.environ.setdefault("ADVMANIFOLD_RESULTS", str(root / "_build" / "results"))
     os.environ.setdefault("ADVMANIFOLD_FIGURES", str(root / "_build" / "figures"))
@@ -166,9 +231,14 @@ def execute(root: Path, the_plan: Plan, site: Path) -> dict[str, float]:
         target = out_dir / f"{chapter.stem}.ipynb"
         jupytext.write(chapter.notebook(), source)
         start = time.perf_counter()
+        current.append(ChapterProgress(chapter.stem))
         try:
-            papermill.execute_notebook(str(source), str(target), parameters=params, cwd=str(chapter.source.parent),
-                                       kernel_name="python3", progress_bar=False, log_output=False)
+            with Heartbeat(lambda: current[-1].line(), heartbeat_s):
+                papermill.execute_notebook(
+                    str(source), str(target), parameters=params,
+                    cwd=str(chapter.source.parent), kernel_name="python3",
+                    engine_name="advmanifold-tracking", progress_bar=False,
+                    log_output=False, stderr_file=current[-1])
         except PapermillExecutionError as err:
             raise BookError(
                 f"{chapter.source.relative_to(root)} failed in cell {err.cell_index} "
@@ -192,28 +262,50 @@ def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
     return path
 
 
-def stage(root: Path, site: Path, every: list[Chapter]) -> None:
-    """Copy the book's sources next to the executed notebooks; chapters never executed
-    are staged without outputs so the book still compiles."""
-    import jupytext
+def without_files(toc: dict, left_out: set[str]) -> dict:
+    """A copy of a ``_toc.yml`` mapping without the entries whose ``file`` is in
+    ``left_out``; parts or sections left empty are dropped too."""
+    out = {}
+    for key, value in toc.items():
+        if key in ("parts", "chapters", "sections") and isinstance(value, list):
+            kept = []
+            for entry in value:
+                if entry.get("file") in left_out:
+                    continue
+                entry = without_files(entry, left_out)
+                if key == "parts" and not entry.get("chapters"):
+                    continue
+                kept.append(entry)
+            out[key] = kept
+        else:
+            out[key] = value
+    return out
 
+
+def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
+    """Copy the book's sources next to the executed notebooks. Chapters never executed
+    in this tree are left out of the staged ``_toc.yml`` (a page without its glued
+    numbers would not compile); their stems are returned."""
     site.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(root / name, site / name)
+    shutil.copy2(root / "_config.yml", site / "_config.yml")
+    left_out = [c.stem for c in every if not (site / "notebooks" / f"{c.stem}.ipynb").is_file()]
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    staged = without_files(toc, {f"notebooks/{stem}" for stem in left_out})
+    atomic_write_text(site / "_toc.yml", yaml.safe_dump(staged, sort_keys=False))
     shutil.rmtree(site / "book", ignore_errors=True)
     shutil.copytree(root / "book", site / "book")
-    for chapter in every:
-        target = site / "notebooks" / f"{chapter.stem}.ipynb"
-        if not target.is_file():
-            print(f"note: {chapter.stem} was never executed; it is built without outputs", flush=True)
-            jupytext.write(chapter.notebook(), target)
+    if left_out:
+        print(f"note: left out of this build, never executed here: {', '.join(left_out)} "
+              f"(run them with --only {' '.join(left_out)})", flush=True)
     figures = root / "_build" / "figures"
     if figures.is_dir():
         shutil.copytree(figures, site / "book" / "generated", dirs_exist_ok=True)
+    return left_out
 
 
 def build(root: Path, site: Path) -> None:
-    command = ["jupyter-book", "build", str(site), "--path-output", str(root), "-W", "-n", "--keep-going"]
+    beside = Path(sys.executable).parent / "jupyter-book"  # the same environment's CLI
+    command = [str(beside) if beside.is_file() else "jupyter-book", "build", str(site), "--path-output", str(root), "-W", "-n", "--keep-going"]
     print("$ " + " ".join(command), flush=True)
     start = time.perf_counter()
     status = subprocess.call(command)
@@ -232,13 +324,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-execute", action="store_true", help="compile without executing")
     parser.add_argument("--no-build", action="store_true", help="execute without compiling")
     parser.add_argument("--root", type=Path, default=None, help="the book's folder (default: found from cwd)")
+    parser.add_argument("--plan", action="store_true",
+                        help="list every unit of the selected chapters, cached or not, with its "
+                             "estimated cost here, and stop")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="build missing units on a Dask LocalCluster of N processes first "
+                             "(default 1: the notebooks build them)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="build missing units on a running Dask scheduler first (its workers "
+                             "must share the cache folder)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        raise BookError(f"--workers must be an integer >= 1, got {args.workers}")
 
     from .paths import book_root
 
     root = (args.root or book_root()).resolve()
     the_plan = plan(root, args.profile, args.only, args.assignments)
     site = root / "_build" / "site"
+    if args.plan:
+        from .fanout import format_plan, plan_units
+
+        log = root / "_build" / "results" / f"book_run_{args.profile}.json"
+        times = json.loads(log.read_text())["chapters_s"] if log.is_file() else {}
+        planned = plan_units(the_plan.parameters, args.profile)
+        print(f"profile {args.profile}: {len(the_plan.chapters)} chapter(s)")
+        print(format_plan(planned, {c.stem: times[c.stem] for c in the_plan.chapters
+                                    if c.stem in times}, workers=args.workers))
+        return 0
+    if not args.no_execute and (args.workers > 1 or args.scheduler):
+        from .fanout import build_missing, plan_units
+
+        start = time.perf_counter()
+        units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
+        report = build_missing(units, workers=args.workers, scheduler=args.scheduler)
+        print(f"units: {len(report.built)} built, {len(report.found)} found, "
+              f"{len(report.failed)} failed in {time.perf_counter() - start:.1f} s", flush=True)
+        if report.failed:
+            raise BookError(report.describe_failures() + "\nthe other units are built and "
+                            "cached; fix the failing ones and run again", status=1)
     if not args.no_execute:
         start = time.perf_counter()
         times = execute(root, the_plan, site)

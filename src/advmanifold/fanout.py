@@ -1,0 +1,181 @@
+"""Plan a book run's units and build the missing ones on Dask distributed.
+
+    python -m advmanifold.book --profile paper --plan          # what it needs, what it costs
+    python -m advmanifold.book --profile paper --workers 4     # LocalCluster of 4 processes
+    python -m advmanifold.book --scheduler tcp://host:8786     # any running Dask scheduler
+
+Every unit (:mod:`advmanifold.units`) is submitted as one Dask task after the units it
+depends on; a worker builds it through the shared content-addressed cache, so the
+notebooks executed afterwards find every unit cached. Workers on other machines must
+see the same cache folder (``ADVMANIFOLD_CACHE`` on shared storage) and data folder.
+Dask provides the scheduling, the retries and the dashboard; nothing here is a job system.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .units import Unit, chapter_units, estimate, format_seconds, unique
+
+
+@dataclass
+class PlannedUnit:
+    unit: Unit
+    cached: bool
+    estimate_s: float
+    basis: str
+
+
+def plan_units(parameters: Mapping[str, Mapping[str, Any]], profile: str) -> list[PlannedUnit]:
+    """Every unit of the selected chapters (``{stem: notebook parameters}``), each once."""
+    units = unique(u for stem, params in parameters.items()
+                   for u in chapter_units(stem, profile, params))
+    planned = []
+    for unit in units:
+        seconds, basis = estimate(unit)
+        planned.append(PlannedUnit(unit, unit.is_cached(), seconds, basis))
+    return planned
+
+
+def format_plan(planned: list[PlannedUnit], chapter_times: Mapping[str, float] | None = None,
+                workers: int = 1) -> str:
+    """A per-chapter table: unit, cached or not, estimated cost here; totals at the end."""
+    lines, chapter_times = [], dict(chapter_times or {})
+    by_chapter: dict[str, list[PlannedUnit]] = {}
+    for p in planned:
+        by_chapter.setdefault(p.unit.chapter, []).append(p)
+    for chapter, rows in by_chapter.items():
+        todo = sum(p.estimate_s for p in rows if not p.cached)
+        lines.append(f"{chapter}: {len(rows)} unit(s), {sum(not p.cached for p in rows)} to build, "
+                     f"about {format_seconds(todo)}")
+        for p in rows:
+            state = "cached" if p.cached else f"build ~{format_seconds(p.estimate_s)} ({p.basis})"
+            lines.append(f"  {p.unit.key:<34} {state}")
+    missing = [p for p in planned if not p.cached]
+    total = sum(p.estimate_s for p in missing)
+    lines.append(f"units to build: {len(missing)} of {len(planned)}, about {format_seconds(total)} "
+                 f"of one worker" + (f", about {format_seconds(total / workers)} on {workers} workers"
+                                     if workers > 1 else ""))
+    if chapter_times:
+        shown = ", ".join(f"{k} {format_seconds(v)}" for k, v in chapter_times.items())
+        lines.append(f"recorded chapter times of this profile (with cached units or not): {shown}")
+    return "\n".join(lines)
+
+
+def build_unit(unit: Unit, *_dependencies_done, threads: int = 1) -> dict[str, Any]:
+    """Dask task: build (or find) one unit in the shared cache; returns its timing."""
+    import torch
+
+    from . import cache, training
+
+    training.flush_denormals()
+    torch.set_num_threads(max(1, int(threads)))
+    before = cache.stats()["misses"]
+    start = time.perf_counter()
+    unit.get()
+    return {"key": unit.key, "seconds": time.perf_counter() - start,
+            "built": cache.stats()["misses"] > before}
+
+
+@dataclass
+class FanOutReport:
+    built: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+    failed: list[tuple[Unit, str]] = field(default_factory=list)
+
+    def describe_failures(self) -> str:
+        return "\n".join(f"unit failed: {u.describe()} [cache key {u.key}]\n  {err}"
+                         for u, err in self.failed)
+
+
+class Heartbeat:
+    """Prints ``message()`` every ``every`` seconds from a daemon thread until stopped."""
+
+    def __init__(self, message, every: float = 30.0):
+        self.message, self.every = message, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            print(self.message(), flush=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def client_for(workers: int | None = None, scheduler: str | None = None):
+    """A Dask client: of a running scheduler, or of a new LocalCluster of processes."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                           dashboard_address=":0")
+    return Client(cluster), cluster
+
+
+def build_missing(units: Iterable[Unit], *, workers: int | None = None,
+                  scheduler: str | None = None, retries: int = 1,
+                  heartbeat_s: float = 30.0) -> FanOutReport:
+    """Build every unit not cached yet on Dask, dependencies first.
+
+    A unit that fails is reported with its chapter, name and configuration; the
+    units that do not depend on it are still built and stay cached.
+    """
+    from dask.distributed import as_completed
+
+    todo = [u for u in unique(units) if not u.is_cached()]
+    report = FanOutReport()
+    if not todo:
+        return report
+    client, cluster = client_for(workers, scheduler)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else 1
+        link = getattr(client, "dashboard_link", None)
+        print(f"building {len(todo)} unit(s) on {n_workers} Dask worker(s)"
+              + (f"; dashboard: {link}" if link else ""), flush=True)
+        futures: dict[str, Any] = {}
+        missing_keys = {u.key for u in todo}
+        for unit in todo:
+            deps = [futures[d.key] for d in unit.deps if d.key in missing_keys]
+            futures[unit.key] = client.submit(build_unit, unit, *deps, threads=threads,
+                                              key=f"unit-{unit.key}", retries=retries, pure=False)
+        by_future = {f.key: u for u, f in zip(todo, (futures[u.key] for u in todo))}
+        start, done = time.perf_counter(), 0
+
+        def status() -> str:
+            running = len(todo) - done
+            return (f"      … {done}/{len(todo)} unit(s) done, {running} queued or running, "
+                    f"{format_seconds(time.perf_counter() - start)} elapsed")
+
+        with Heartbeat(status, heartbeat_s):
+            for future in as_completed(list(futures.values())):
+                unit = by_future[future.key]
+                done += 1
+                if future.status == "error":
+                    err = future.exception()
+                    text = "".join(traceback.format_exception_only(type(err), err)).strip()
+                    report.failed.append((unit, text))
+                    print(f"[{done}/{len(todo)}] FAILED {unit.describe()}: {text}", flush=True)
+                    continue
+                info = future.result()
+                (report.built if info["built"] else report.found).append(unit.key)
+                print(f"[{done}/{len(todo)}] {'built' if info['built'] else 'found'} "
+                      f"{unit.chapter} / {unit.key} in {format_seconds(info['seconds'])}",
+                      flush=True)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return report

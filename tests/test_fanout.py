@@ -1,0 +1,133 @@
+"""Units and their fan-out on Dask: same cache entries anywhere, failures reported."""
+import functools
+import json
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from advmanifold import cache, fanout, units
+
+pytest.importorskip("dask.distributed")
+
+
+def make_weights(seed: int, size: int) -> dict:
+    """A tiny deterministic 'training': the payload depends only on the configuration."""
+    generator = torch.Generator().manual_seed(seed)
+    w = torch.randn(size, size, generator=generator)
+    for _ in range(20):
+        w = torch.tanh(w @ w.T / size)
+    return {"w": w}
+
+
+def sum_of(dependency: units.Unit) -> dict:
+    return {"total": dependency.get()["w"].sum()}
+
+
+def explode(seed: int) -> dict:
+    raise RuntimeError(f"diverged at seed {seed}")
+
+
+def unit(seed: int, size: int = 64) -> units.Unit:
+    return units.Unit("99_test", "test-weights", {"seed": seed, "size": size},
+                      functools.partial(make_weights, seed, size), estimate_s=0.1)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
+    # the build functions live in this test module, which workers cannot import
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield tmp_path / "cache"
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def payload_hash(u: units.Unit, directory) -> str:
+    meta = json.loads((directory / f"{u.key}.json").read_text())
+    return meta["sha256"]
+
+
+def test_unit_key_is_name_and_config_hash():
+    a, b = unit(0), unit(0)
+    assert a.key == b.key == f"test-weights-{cache.config_key({'seed': 0, 'size': 64})}"
+    assert unit(1).key != a.key
+
+
+def test_unique_orders_dependencies_first_and_drops_repeats():
+    base = unit(0)
+    top = units.Unit("99_test", "test-sum", {"of": base.key}, functools.partial(sum_of, base),
+                     deps=(base,))
+    assert [u.key for u in units.unique([top, base, top])] == [base.key, top.key]
+
+
+def test_cache_counts_hits_and_misses_and_records_build_time(fresh_cache):
+    cache.reset_stats()
+    u = unit(3)
+    assert not u.is_cached()
+    first = u.get()
+    second = u.get()
+    assert torch.equal(first["w"], second["w"])
+    assert cache.stats() == {"hits": 1, "misses": 1}
+    assert u.is_cached()
+    (record,) = cache.build_records("test-weights")
+    assert record["build_s"] >= 0 and record["estimate_s"] == 0.1 and record["chapter"] == "99_test"
+
+
+def test_estimate_is_corrected_by_recorded_timings(fresh_cache):
+    u = unit(4)
+    assert units.estimate(u) == (0.1, "model")
+    u.get()
+    seconds, basis = units.estimate(unit(5))
+    (record,) = cache.build_records("test-weights")
+    assert seconds == pytest.approx(record["build_s"]) and "1 timing" in basis
+
+
+def test_unit_built_on_a_local_cluster_is_byte_identical_to_a_local_build(fresh_cache, tmp_path):
+    u = unit(7)
+    report = fanout.build_missing([u], workers=2, heartbeat_s=600)
+    assert report.built == [u.key] and not report.failed
+    remote = payload_hash(u, fresh_cache)
+    local_dir = tmp_path / "local"
+    cache.cached(u.name, u.config, u.build, directory=local_dir)
+    assert payload_hash(u, local_dir) == remote
+
+
+def test_failing_unit_is_named_and_the_others_are_still_built(fresh_cache, capsys):
+    good = [unit(10), unit(11)]
+    bad = units.Unit("99_test", "test-diverges", {"seed": 12}, functools.partial(explode, 12))
+    report = fanout.build_missing([good[0], bad, good[1]], workers=2, retries=0, heartbeat_s=600)
+    assert sorted(report.built) == sorted(u.key for u in good)
+    assert [u.key for u, _ in report.failed] == [bad.key]
+    text = report.describe_failures()
+    assert "99_test / test-diverges (seed=12)" in text and "diverged at seed 12" in text
+    assert all(u.is_cached() for u in good) and not bad.is_cached()
+    # a second fan-out has nothing left to build but the failing unit
+    again = fanout.build_missing(good, workers=2, heartbeat_s=600)
+    assert not again.built and not again.failed
+
+
+def test_dependencies_are_built_before_dependents(fresh_cache):
+    base = unit(20)
+    top = units.Unit("99_test", "test-sum", {"of": base.key}, functools.partial(sum_of, base),
+                     deps=(base,))
+    report = fanout.build_missing([top], workers=2, heartbeat_s=600)
+    assert set(report.built) == {base.key, top.key}
+    assert float(top.get()["total"]) == pytest.approx(float(base.get()["w"].sum()))
+
+
+def test_plan_lists_units_with_cache_state_and_estimate(fresh_cache, monkeypatch):
+    chapter = SimpleNamespace(units=lambda profile, params: [unit(params["seed"]),
+                                                             unit(params["seed"] + 1)])
+    monkeypatch.setattr(units, "chapter_module", lambda stem: chapter)
+    planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke")
+    assert [p.unit.key for p in planned] == [unit(30).key, unit(31).key]
+    assert not any(p.cached for p in planned)
+    unit(30).get()
+    planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke")
+    assert [p.cached for p in planned] == [True, False]
+    text = fanout.format_plan(planned, workers=2)
+    assert "99_test: 2 unit(s), 1 to build" in text and "cached" in text
+
