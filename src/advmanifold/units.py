@@ -71,6 +71,17 @@ class Unit:
         return f"{self.chapter} / {self.name} ({shown})"
 
 
+def build_device() -> str:
+    """The device unit builds train on: ``ADVMANIFOLD_DEVICE`` (default ``cpu``).
+
+    A Dask worker that owns one GPU is started with ``ADVMANIFOLD_DEVICE=cuda`` and
+    ``CUDA_VISIBLE_DEVICES=<i>``; payloads are stored as CPU tensors either way.
+    """
+    import os
+
+    return os.environ.get("ADVMANIFOLD_DEVICE", "cpu")
+
+
 def unique(units: Iterable[Unit]) -> list[Unit]:
     """Units and their dependencies, each key once, dependencies before dependents."""
     seen: dict[str, Unit] = {}
