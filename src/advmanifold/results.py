@@ -45,6 +45,37 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def machine() -> dict[str, Any]:
+    """Where a result was computed: CPU model and cores, OS, torch threads, CUDA device."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    found: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform()}
+    try:
+        import torch
+
+        found["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            found["cuda_device"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return found
+
+
+def describe_machine() -> str:
+    """One line: ``<cpu>, <n> cores, <threads> torch threads[, <GPU>]``."""
+    m = machine()
+    text = f"{m['cpu']}, {m['cores']} cores"
+    if "torch_threads" in m:
+        text += f", {m['torch_threads']} torch threads"
+    return text + (f", {m['cuda_device']}" if "cuda_device" in m else "")
+
+
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in VERSIONED:
@@ -99,6 +130,8 @@ class Results:
             "profile": self.profile,
             "seed": self.seed,
             "wall_time_s": round(time.perf_counter() - self.started, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": describe_machine(),
             **{f"version_{k}": v for k, v in versions().items()},
             **{f"cache_{k}": v for k, v in cache.stats().items()},
             **self.metrics,
