@@ -144,3 +144,14 @@ def test_without_files_drops_emptied_parts():
                                       {"caption": "B", "chapters": [{"file": "y"}]}]}
     assert book.without_files(toc, {"x"}) == {
         "root": "intro", "parts": [{"caption": "B", "chapters": [{"file": "y"}]}]}
+
+
+def test_record_copies_results_and_times_into_results_profile(tiny_book, monkeypatch):
+    monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tiny_book / "_build" / "results"))
+    the_plan = book.plan(tiny_book, "smoke", ["02_beta"], ["n=6"])
+    times = book.execute(tiny_book, the_plan, tiny_book / "_build" / "site")
+    book.record_times(tiny_book, "smoke", times)
+    target = book.record(tiny_book, "smoke", ["02_beta"])
+    assert target == tiny_book / "results" / "smoke"
+    assert json.loads((target / "02_beta.json").read_text())["n_squared"] == 36
+    assert set(json.loads((target / "book_run_smoke.json").read_text())["chapters_s"]) == {"02_beta"}

@@ -282,6 +282,30 @@ def without_files(toc: dict, left_out: set[str]) -> dict:
     return out
 
 
+def record(root: Path, profile: str, stems: list[str]) -> Path:
+    """Copy the chapters' results (``<stem>.json`` and ``<stem>__*.csv``) into the
+    committed record ``results/<profile>/``, which outlives this machine."""
+    source = Path(os.environ.get("ADVMANIFOLD_RESULTS") or root / "_build" / "results")
+    target = root / "results" / profile
+    target.mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        for path in [source / f"{stem}.json", *sorted(source.glob(f"{stem}__*.csv"))]:
+            if path.is_file():
+                atomic_write_text(target / path.name, path.read_text())
+    runs = root / "_build" / "results" / f"book_run_{profile}.json"
+    if runs.is_file():  # chapter times of every run of this profile in this tree
+        log = json.loads(runs.read_text())
+        kept = target / runs.name
+        merged = json.loads(kept.read_text()) if kept.is_file() else {"profile": profile,
+                                                                      "chapters_s": {}}
+        merged["chapters_s"].update({s: log["chapters_s"][s] for s in stems
+                                     if s in log["chapters_s"]})
+        merged["total_s"] = round(sum(merged["chapters_s"].values()), 1)
+        atomic_write_text(kept, json.dumps(merged, indent=1) + "\n")
+    print(f"recorded {', '.join(stems)} in {target}", flush=True)
+    return target
+
+
 def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
     """Copy the book's sources next to the executed notebooks. Chapters never executed
     in this tree are left out of the staged ``_toc.yml`` (a page without its glued
@@ -324,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-execute", action="store_true", help="compile without executing")
     parser.add_argument("--no-build", action="store_true", help="execute without compiling")
     parser.add_argument("--root", type=Path, default=None, help="the book's folder (default: found from cwd)")
+    parser.add_argument("--record", action="store_true",
+                        help="copy the executed chapters' results into results/<profile>/ "
+                             "(the committed record of a profile's run)")
     parser.add_argument("--plan", action="store_true",
                         help="list every unit of the selected chapters, cached or not, with its "
                              "estimated cost here, and stop")
@@ -368,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         times = execute(root, the_plan, site)
         log = record_times(root, args.profile, times)
         print(f"executed {len(times)} chapter(s) in {time.perf_counter() - start:.1f} s (times: {log})", flush=True)
+        if args.record:
+            record(root, args.profile, list(times))
     if not args.no_build:
         stage(root, site, chapters(root))
         build(root, site)
