@@ -46,3 +46,62 @@ def test_masking_flags_fire_on_constructed_cases(problem):
     torch.nn.init.zeros_(flat[1].weight)
     assert verification.zero_gradient_fraction(flat, x, y) == 1.0
     assert verification.masking_flags(v, large_eps_accuracy=0.5, zero_gradients=1.0)["large_eps_not_zero"]
+
+
+def test_margin_pgd_reaches_the_closed_form_on_a_linear_model():
+    """For f(x) = W x with two classes the largest margin over the L∞ ball is
+    M(x) + ε ‖w_other − w_y‖₁, reached at x + ε sign(w_other − w_y): fooled ⇔ it is > 0."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 20, generator=g)
+    model = lambda v: v @ w.T  # noqa: E731
+    x = torch.randn(200, 20, generator=g)
+    y = (x @ w.T).argmax(1)
+    eps = 0.05
+    res = verification.margin_pgd(model, x, y, eps=eps, steps=10, restarts=1, lower=None,
+                                  upper=None, seed=0)
+    sign = 1 - 2 * y.float()                           # +1 when y = 0, else −1
+    dw = (w[1] - w[0]).unsqueeze(0) * sign.unsqueeze(1)  # w_other − w_y
+    best = (x @ dw.T).diagonal() + eps * dw.abs().sum(1)
+    clear = best.abs() > 1e-4                            # float32 rounding decides ties
+    assert torch.equal(res.success[clear], (best > 0)[clear])
+    assert 0 < res.success.float().mean() < 1           # the case is not trivial
+    assert (res.adversarial - x).abs().max() <= eps + 1e-6
+
+
+def test_margin_logits_are_the_cw_margin(problem):
+    model, x, y = problem
+    two = verification._margin_logits(model, y)(x)
+    logits = model(x)
+    others = logits.clone()
+    others[torch.arange(len(y)), y] = -float("inf")
+    expected = others.max(1).values - logits[torch.arange(len(y)), y]
+    torch.testing.assert_close(two[:, 1], expected)
+    assert torch.equal(two[:, 0], torch.zeros(len(y)))
+    with pytest.raises(RuntimeError, match="whole batch"):
+        verification._margin_logits(model, y)(x[:3])
+
+
+def test_margin_attacks_join_the_worst_case(problem):
+    model, x, y = problem
+    v = verification.verify(model, x, y, 0.05, box=(None, None), steps=10, strong_steps=20,
+                            restarts=1, targets=2)
+    names = list(v.successes)
+    assert "ours PGD-CW-20×1" in names
+    if verification.torchattacks_available():
+        assert {"torchattacks APGD-DLR", "torchattacks APGD-T"} <= set(names)
+    acc = v.accuracies()
+    assert acc["worst case"] == pytest.approx(v.worst_case())
+    assert v.margin_gain() >= 0
+    ce = [n for n in names if not verification.is_margin(n)]
+    assert v.margin_gain() == pytest.approx(v.worst_case(ce) - acc["worst case"])
+    rows = {r["attack"]: r for r in v.lowering()}
+    for name in names:
+        assert rows[name]["accuracy"] == pytest.approx(acc[name])
+        assert rows[name]["lowers CE worst case by"] >= 0
+        assert (rows[name]["loss"] == "margin") == verification.is_margin(name)
+    plain = verification.verify(model, x, y, 0.05, box=(None, None), steps=10, strong_steps=20,
+                                restarts=1, margin=False)
+    assert not any(verification.is_margin(n) for n in plain.successes)
+    assert plain.margin_gain() == 0
+    with pytest.raises(ValueError, match="targets"):
+        verification.verify(model, x, y, 0.05, targets=0)

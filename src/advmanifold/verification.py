@@ -3,7 +3,12 @@
 A robust accuracy measured with one attack is an upper bound. Here every model is
 also attacked with code this project did not write (torchattacks' PGD, FGSM and
 APGD-CE, Croce & Hein 2020) and with a stronger run of our own PGD (more steps and
-restarts). An example counts as robust only if it survives every attack:
+restarts). Cross-entropy attacks miss examples whose loss saturates, so *margin*
+attacks follow, the parts of AutoAttack that catch them: APGD with the difference of
+logits ratio loss (APGD-DLR), its targeted variant (APGD-T, one run per target among
+the highest-scoring wrong classes) and our sign-PGD on the Carlini–Wagner margin
+M(x) = max_{j≠y} f_j(x) − f_y(x) (:func:`margin_pgd`). An example counts as robust
+only if it survives every attack:
 
     robust accuracy = mean_i [ f(x_i) = y_i  ∧  ∀ attacks a: f(a(x_i)) = y_i ].
 
@@ -48,9 +53,49 @@ class _UnitBox(nn.Module):
         return self.forward_fn(self.lo + u * self.scale)
 
 
-def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box: tuple[float | None, float | None],
-                 steps: int, restarts: int, seed: int) -> dict[str, Tensor]:
-    """Successes (label changed) of torchattacks' FGSM, PGD and APGD-CE."""
+#: substrings naming the margin-type attacks (the rest use the cross-entropy)
+MARGIN_ATTACKS = ("APGD-DLR", "APGD-T", "PGD-CW")
+
+
+def is_margin(name: str) -> bool:
+    """Whether an attack of :func:`verify` uses a margin-type loss."""
+    return any(tag in name for tag in MARGIN_ATTACKS)
+
+
+def _margin_logits(forward: Forward, y: Tensor) -> Forward:
+    """v ↦ logits (0, M(v)) with M = max_{j≠y} f_j(v) − f_y(v), for a full batch."""
+    def two_class(v: Tensor) -> Tensor:
+        if len(v) != len(y):
+            raise RuntimeError("margin logits need the whole batch (its labels are fixed)")
+        logits = forward(v)
+        true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
+        other = logits.scatter(1, y.unsqueeze(1), float("-inf")).amax(1)
+        return torch.stack([torch.zeros_like(true), other - true], 1)
+
+    return two_class
+
+
+def margin_pgd(forward: Forward, x: Tensor, y: Tensor, *, eps: float, steps: int = 100,
+               restarts: int = 1, lower=0.0, upper=1.0, seed: int = 0) -> attacks.AttackResult:
+    """L∞ sign-PGD on the Carlini–Wagner margin M = max_{j≠y} f_j − f_y (fooled ⇔ M > 0).
+
+    Implemented with the shared :func:`attacks.pgd` on the two logits (0, M) and label
+    0: their cross-entropy softplus(M) increases with M, so its sign-gradient steps are
+    exactly those of the margin, and the iterate of largest loss (mode ``"best"``) is
+    the one of largest margin over steps and restarts.
+    """
+    zeros = torch.zeros_like(y)
+    result = attacks.pgd(_margin_logits(forward, y), x, zeros, eps=eps, steps=steps,
+                         lower=lower, upper=upper, restarts=restarts, mode="best",
+                         batch_size=max(1, len(x)), seed=seed)
+    return result
+
+
+def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
+                 box: tuple[float | None, float | None], steps: int, restarts: int,
+                 seed: int, margin: bool = True, targets: int = 9) -> dict[str, Tensor]:
+    """Successes (label changed) of torchattacks' FGSM, PGD and APGD-CE, and with
+    ``margin`` of APGD-DLR and APGD-T (``targets`` target classes)."""
     import torchattacks
 
     lower, upper = box
@@ -64,6 +109,16 @@ def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box: tup
         "torchattacks APGD-CE": torchattacks.APGD(wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts,
                                                   loss="ce", seed=seed),
     }
+    if margin:
+        with torch.no_grad():
+            n_classes = wrapped(u[:1]).shape[1]
+        suite["torchattacks APGD-DLR"] = torchattacks.APGD(
+            wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts, loss="dlr",
+            seed=seed)
+        apgdt = torchattacks.APGDT(wrapped, norm="Linf", eps=e, steps=steps, n_restarts=1,
+                                   seed=seed, n_classes=n_classes)
+        apgdt.n_target_classes = max(1, min(int(targets), n_classes - 1))
+        suite["torchattacks APGD-T"] = apgdt
     found = {}
     for name, attack in suite.items():
         torch.manual_seed(seed)
@@ -94,11 +149,41 @@ class Verification:
         out["worst case"] = self.robust.float().mean().item()
         return out
 
+    def worst_case(self, names=None) -> float:
+        """Accuracy when an example must survive every attack in ``names`` (all: None)."""
+        chosen = [s for n, s in self.successes.items() if names is None or n in names]
+        if not chosen:
+            return self.clean.float().mean().item()
+        return (self.clean & ~torch.stack(chosen).any(0)).float().mean().item()
+
+    def margin_gain(self) -> float:
+        """How much the margin attacks lower the worst case over the cross-entropy ones
+        (0 without margin attacks)."""
+        ce = [n for n in self.successes if not is_margin(n)]
+        return self.worst_case(ce) - self.worst_case()
+
+    def lowering(self) -> list[dict]:
+        """Per attack: its accuracy, how much it lowers the clean accuracy, and how much
+        it lowers the worst case over the cross-entropy attacks when added to them."""
+        clean = self.clean.float().mean().item()
+        ce = [n for n in self.successes if not is_margin(n)]
+        base = self.worst_case(ce)
+        return [{"attack": n, "loss": "margin" if is_margin(n) else "cross-entropy",
+                 "accuracy": (self.clean & ~s).float().mean().item(),
+                 "lowers clean accuracy by": clean - (self.clean & ~s).float().mean().item(),
+                 "lowers CE worst case by": base - self.worst_case(ce + [n])}
+                for n, s in self.successes.items()]
+
 
 def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0), steps: int = 40,
-           strong_steps: int = 200, restarts: int = 5, seed: int = 0, third_party: bool = True) -> Verification:
+           strong_steps: int = 200, restarts: int = 5, seed: int = 0, third_party: bool = True,
+           margin: bool = True, targets: int = 9) -> Verification:
     """Attack with our PGD (the chapter's setting and a strong one), our FGSM and, when
-    installed and ``third_party``, torchattacks' FGSM, PGD and APGD-CE."""
+    installed and ``third_party``, torchattacks' FGSM, PGD and APGD-CE. With ``margin``
+    also our CW-margin PGD (``strong_steps`` × ``restarts``) and torchattacks' APGD-DLR
+    and APGD-T (``targets`` target classes), when installed."""
+    if int(targets) != targets or targets < 1:
+        raise ValueError(f"targets must be an integer >= 1, got {targets!r}")
     lower, upper = box
     with torch.no_grad():
         clean = forward(x).argmax(1) == y
@@ -110,8 +195,13 @@ def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0)
                                                            restarts=restarts, lower=lower, upper=upper,
                                                            mode="first", seed=seed + 1).success,
     }
+    if margin:
+        ours[f"ours PGD-CW-{strong_steps}×{restarts}"] = margin_pgd(
+            forward, x, y, eps=eps, steps=strong_steps, restarts=restarts, lower=lower,
+            upper=upper, seed=seed + 2).success
     if third_party and torchattacks_available():
-        ours.update(_third_party(forward, x, y, eps, box=box, steps=steps, restarts=restarts, seed=seed))
+        ours.update(_third_party(forward, x, y, eps, box=box, steps=steps, restarts=restarts,
+                                 seed=seed, margin=margin, targets=targets))
     return Verification(eps, clean, ours)
 
 
