@@ -1,0 +1,918 @@
+"""Robustness versus generalization on the known FONTS manifold, and alignment with a
+curved manifold's tangent space (chapter ``06_generalization``).
+
+Stutz et al. (2019) train the same CNN with several methods on training sets of N
+FONTS images and compare test error with regular and on-manifold robustness; Geyer
+et al. (2023) align input gradients with a *linear* manifold. On FONTS the manifold is
+known and curved: the tangent space at x = dec(font, letter, θ) is the span of the six
+columns of ∂dec/∂θ (:mod:`advmanifold.tangent`). The methods (names of the original
+code where it has one), all :class:`advmanifold.models.ConvNet`:
+
+=============  =======================================================================
+``Normal``      cross-entropy on the clean batch
+``OffAdvTrain`` half clean, half L∞ PGD examples in image space (ε = 0.3, box [0, 1])
+``OnAdvTrain``  half clean, half on-manifold PGD examples: PGD on θ with font and
+                letter fixed, ‖θ̃ − θ‖∞ ≤ ε = 0.3, θ̃ in the data ranges,
+                x̃ = dec(font, letter, θ̃)
+``STNAugm``     half clean, half dec(font, letter, θ̃), θ̃ uniform in the same ε-ball
+                (clipped to the ranges): the random counterpart of ``OnAdvTrain``
+``Aligned``     CE + α · mean ‖g‖/‖P_T g‖, g = ∇ₓ CE, P_T the projector onto the
+                tangent space at the training image's own θ (double backprop)
+``AlignedAdv``  ``OffAdvTrain``'s loss + α · mean ‖g‖/‖P_T g‖ on the clean half
+=============  =======================================================================
+
+Half clean, half perturbed per batch follows the original code (the perturbed half is
+the second half of each shuffled batch). Every training (method, N, seed) is a
+:class:`advmanifold.units.Unit` (``gen-cnn``), and so is its evaluation (``gen-eval``)
+on a fixed test set: test error, on-manifold and regular success rates at ε = 0.3
+(PGD, first iterate that changes the label, among the correctly classified examples),
+FGSM and PGD robust accuracy at a smaller ε, and the alignment of input gradients with
+the true tangent space (cosine ‖P_T g‖/‖g‖ and ratio ‖g‖/‖P_T g‖).
+
+Data (our choice where the original is silent): each seed draws its own training set,
+font, letter and θ i.i.d. uniform (θ in the "hard" ranges), as the first N examples of
+a seeded stream, so that the sets of one seed are nested in N; the test set is a fixed
+stream of its own. Images are decoded from the prototypes on the fly (cheap), so only
+their codes (font, letter, θ) define the data.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import alignment, attacks, claims, decoders, fonts, models, profiles, training
+from .decoders import FontDecoder
+from .tangent import TangentSpace
+from .units import Unit
+
+STEM = "06_generalization"
+METHODS = ("Normal", "OffAdvTrain", "OnAdvTrain", "STNAugm", "Aligned", "AlignedAdv")
+RANGES = "hard"
+CHUNK = 1000  # examples per seeded chunk of a data stream
+
+#: Settings per profile. Sizes, ε = 0.3, epochs, batch size, Adam's learning rate,
+#: decay and weight decay, 40 attack iterations, 5 restarts and 5 models per N are the
+#: original's (``paper``). Ours: α, the small ε, the number of attacked and aligned
+#: test images in ``quick``/``smoke``, and the PGD steps of the training attacks there.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        n_fonts=None,
+        sizes=(100, 200),
+        n_seeds=2,
+        epochs=1,
+        batch_size=100,
+        lr=0.01,
+        lr_decay=0.95,
+        weight_decay=1e-4,
+        eps=0.3,
+        train_steps=2,
+        alpha=1.0,
+        n_test=200,
+        n_attack=20,
+        attack_steps=5,
+        restarts=1,
+        eps_small=0.1,
+        n_align=20,
+    ),
+    "quick": dict(
+        n_fonts=None,
+        sizes=(250, 500, 1000, 2500),
+        n_seeds=2,
+        epochs=20,
+        batch_size=100,
+        lr=0.01,
+        lr_decay=0.95,
+        weight_decay=1e-4,
+        eps=0.3,
+        train_steps=5,
+        alpha=1.0,
+        n_test=2000,
+        n_attack=200,
+        attack_steps=20,
+        restarts=1,
+        eps_small=0.1,
+        n_align=200,
+    ),
+    "paper": dict(
+        n_fonts=None,
+        sizes=(250, 500, 1000, 2500, 5000, 10_000, 20_000, 40_000),
+        n_seeds=5,
+        epochs=20,
+        batch_size=100,
+        lr=0.01,
+        lr_decay=0.95,
+        weight_decay=1e-4,
+        eps=0.3,
+        train_steps=40,
+        alpha=1.0,
+        n_test=10_000,
+        n_attack=1000,
+        attack_steps=40,
+        restarts=5,
+        eps_small=0.1,
+        n_align=1000,
+    ),
+}
+#: Settings a training depends on, per method (others would only split the cache).
+_COMMON = ("n_fonts", "epochs", "batch_size", "lr", "lr_decay", "weight_decay")
+TRAIN_KEYS = {
+    "Normal": _COMMON,
+    "OffAdvTrain": _COMMON + ("eps", "train_steps"),
+    "OnAdvTrain": _COMMON + ("eps", "train_steps"),
+    "STNAugm": _COMMON + ("eps",),
+    "Aligned": _COMMON + ("alpha",),
+    "AlignedAdv": _COMMON + ("eps", "train_steps", "alpha"),
+}
+EVAL_KEYS = (
+    "n_fonts",
+    "eps",
+    "n_test",
+    "n_attack",
+    "attack_steps",
+    "restarts",
+    "eps_small",
+    "n_align",
+)
+
+#: On-manifold success rates on FONTS read off the figure of the original repository's
+#: README (approximate): method → {N: success rate}.
+ANCHOR = {
+    "Normal": {500: 0.95, 2500: 0.74, 10_000: 0.50, 20_000: 0.44},
+    "OnAdvTrain": {500: 0.77, 2500: 0.34, 10_000: 0.22, 20_000: 0.17},
+    "OffAdvTrain": {500: 0.88, 2500: 0.71, 10_000: 0.50, 20_000: 0.44},
+    "STNAugm": {500: 0.85, 2500: 0.59, 10_000: 0.40, 20_000: 0.33},
+}
+
+#: Rough cost model of a training on the reference machine (2 cores): seconds per
+#: batch of Normal, and each method's cost in Normal batches (k = PGD steps), measured
+#: here once (``quick``), see the chapter.
+SECONDS_PER_BATCH = 0.012
+_COST = {
+    "Normal": lambda k: 1.0,
+    "STNAugm": lambda k: 1.3,
+    "Aligned": lambda k: 2.6,
+    "OffAdvTrain": lambda k: 1.0 + 0.45 * k,
+    "OnAdvTrain": lambda k: 1.3 + 0.6 * k,
+    "AlignedAdv": lambda k: 2.3 + 0.45 * k,
+}
+
+
+def settings(profile: str, **overrides) -> SimpleNamespace:
+    """``profiles.select(profile, SETTINGS, **overrides)``, checked."""
+    s = profiles.select(profile, SETTINGS, **overrides)
+    s.sizes = tuple(int(n) for n in s.sizes)
+    if not s.sizes or min(s.sizes) < 1:
+        raise ValueError(f"sizes must be positive integers, got {s.sizes!r}")
+    if isinstance(s.n_seeds, bool) or int(s.n_seeds) != s.n_seeds or s.n_seeds < 1:
+        raise ValueError(f"n_seeds must be an integer >= 1, got {s.n_seeds!r}")
+    if s.n_fonts is not None and (int(s.n_fonts) != s.n_fonts or s.n_fonts < 1):
+        raise ValueError(f"n_fonts must be None or an integer >= 1, got {s.n_fonts!r}")
+    return s
+
+
+# --- data ----------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """Codes (font, letter = label, θ) and decoded images ``x [N, 1, 28, 28]``."""
+
+    font: Tensor
+    letter: Tensor
+    theta: Tensor
+    x: Tensor
+
+    @property
+    def y(self) -> Tensor:
+        return self.letter
+
+    def __len__(self) -> int:
+        return len(self.letter)
+
+
+def _chunk_generator(stream: str, seed: int, chunk: int) -> torch.Generator:
+    digest = hashlib.sha256(f"{STEM}:{stream}:{seed}:{chunk}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:7], "little"))
+
+
+def draw_codes(
+    n: int, n_fonts: int, *, stream: str, seed: int, ranges: str = RANGES
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The first ``n`` codes (font, letter, θ) of a seeded stream, i.i.d. uniform.
+
+    The stream is drawn in chunks of :data:`CHUNK` with a generator per chunk, so the
+    first n codes do not depend on how many are drawn (nested training sets)."""
+    if int(n) != n or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    parts = []
+    for c in range(math.ceil(n / CHUNK)):
+        g = _chunk_generator(stream, seed, c)
+        font = torch.randint(n_fonts, (CHUNK,), generator=g)
+        letter = torch.randint(len(fonts.LETTERS), (CHUNK,), generator=g)
+        parts.append((font, letter, decoders.sample_theta(CHUNK, ranges, g)))
+    if not parts:
+        return (
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, 6),
+        )
+    return tuple(torch.cat(p)[:n] for p in zip(*parts))
+
+
+def split(
+    decoder: FontDecoder,
+    n: int,
+    *,
+    stream: str,
+    seed: int,
+    ranges: str = RANGES,
+    batch_size: int = 10_000,
+) -> Split:
+    """:func:`draw_codes` decoded into images."""
+    font, letter, theta = draw_codes(
+        n, decoder.n_fonts, stream=stream, seed=seed, ranges=ranges
+    )
+    with torch.no_grad():
+        x = (
+            torch.cat(
+                [
+                    decoder(
+                        font[i : i + batch_size],
+                        letter[i : i + batch_size],
+                        theta[i : i + batch_size],
+                    )
+                    for i in range(0, n, batch_size)
+                ]
+            )
+            if n
+            else torch.zeros(0, 1, 28, 28)
+        )
+    return Split(font, letter, theta, x)
+
+
+def train_split(decoder: FontDecoder, n: int, seed: int) -> Split:
+    """The training set of ``n`` images of seed ``seed``."""
+    return split(decoder, n, stream="train", seed=seed)
+
+
+def test_split(decoder: FontDecoder, n: int) -> Split:
+    """The fixed test set (its first ``n`` images)."""
+    return split(decoder, n, stream="test", seed=0)
+
+
+# --- perturbations used in training --------------------------------------------------
+
+
+class Decoded(nn.Module):
+    """classifier ∘ decoder on v = (θ, font, letter) ``[N, 8]``: the attacked variable
+    of on-manifold attacks carries each example's font and letter (boxes of zero
+    width)."""
+
+    def __init__(self, classifier: nn.Module, decoder: FontDecoder):
+        super().__init__()
+        self.classifier, self.decoder = classifier, decoder
+
+    def forward(self, v: Tensor) -> Tensor:
+        ids = v[:, 6:].detach().round().long()
+        return self.classifier(self.decoder(ids[:, 0], ids[:, 1], v[:, :6]))
+
+
+def _theta_bounds(font, letter, theta, ranges):
+    lower, upper = (b.to(theta) for b in decoders.theta_box(ranges))
+    ids = torch.stack([font, letter], 1).to(theta.dtype)
+    v = torch.cat([theta, ids], 1)
+    lo = torch.cat([lower.expand(len(theta), 6), ids], 1)
+    hi = torch.cat([upper.expand(len(theta), 6), ids], 1)
+    return v, lo, hi
+
+
+def onmanifold_examples(
+    model: nn.Module,
+    decoder: FontDecoder,
+    font: Tensor,
+    letter: Tensor,
+    theta: Tensor,
+    *,
+    eps: float,
+    steps: int,
+    ranges: str = RANGES,
+    seed: int | None = None,
+) -> Tensor:
+    """Adversarial θ̃ for training: PGD on θ (largest-loss iterate, random start) with
+    ‖θ̃ − θ‖∞ ≤ ε and θ̃ in the data ranges, font and letter fixed; weights
+    untouched."""
+    v, lo, hi = _theta_bounds(font, letter, theta, ranges)
+    v_adv = training.adversarial_examples(
+        Decoded(model, decoder),
+        v,
+        letter,
+        eps=eps,
+        steps=steps,
+        lower=lo,
+        upper=hi,
+        seed=seed,
+    )
+    return v_adv[:, :6].detach()
+
+
+def random_theta(
+    theta: Tensor,
+    *,
+    eps: float,
+    ranges: str = RANGES,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """θ̃ uniform in the L∞ ball of radius ε around θ, clipped to the data ranges."""
+    lower, upper = (b.to(theta) for b in decoders.theta_box(ranges))
+    noise = torch.rand(theta.shape, generator=generator).to(theta) * 2 - 1
+    return torch.maximum(torch.minimum(theta + eps * noise, upper), lower)
+
+
+def objective(
+    method: str, data: Split, decoder: FontDecoder, s: Any, seed: int = 0
+) -> training.Objective:
+    """The training objective of ``method`` for :func:`advmanifold.training.train`
+    called with the example *indices* as inputs: each batch is decoded, perturbed and
+    scored here, since the perturbations need the examples' codes."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    counter = itertools.count(1_000_003 * seed)
+    generator = torch.Generator().manual_seed(seed)
+
+    def adversarial_half(model, idx):
+        x, y = data.x[idx], data.y[idx]
+        h = len(idx) // 2
+        if method in ("OffAdvTrain", "AlignedAdv"):
+            x_tilde = training.adversarial_examples(
+                model, x[h:], y[h:], eps=s.eps, steps=s.train_steps, seed=next(counter)
+            )
+        else:
+            f, t = data.font[idx[h:]], data.theta[idx[h:]]
+            if method == "OnAdvTrain":
+                t = onmanifold_examples(
+                    model,
+                    decoder,
+                    f,
+                    y[h:],
+                    t,
+                    eps=s.eps,
+                    steps=s.train_steps,
+                    seed=next(counter),
+                )
+            else:
+                t = random_theta(t, eps=s.eps, generator=generator)
+            with torch.no_grad():
+                x_tilde = decoder(f, y[h:], t)
+        return F.cross_entropy(model(torch.cat([x[:h], x_tilde])), y)
+
+    def loss_fn(model: nn.Module, idx: Tensor, _y: Tensor) -> Tensor:
+        x, y = data.x[idx], data.y[idx]
+        if method == "Normal":
+            return F.cross_entropy(model(x), y)
+        if method == "Aligned":
+            space = TangentSpace.of(decoder, data.font[idx], y, data.theta[idx])
+            return alignment.aligned_cross_entropy(space, s.alpha)(model, x, y)
+        loss = adversarial_half(model, idx)
+        if method == "AlignedAdv":
+            h = len(idx) // 2
+            space = TangentSpace.of(
+                decoder, data.font[idx[:h]], y[:h], data.theta[idx[:h]]
+            )
+            loss = loss + alignment.alignment_penalty(space, s.alpha)(
+                model, x[:h], y[:h]
+            )
+        return loss
+
+    loss_fn.__name__ = method
+    return loss_fn
+
+
+def train_model(
+    method: str,
+    data: Split,
+    decoder: FontDecoder,
+    s: Any,
+    seed: int,
+    *,
+    progress: bool = True,
+) -> models.ConvNet:
+    """A :class:`ConvNet` trained with ``method`` on ``data`` (Adam, the original's
+    schedule), in eval mode."""
+    torch.manual_seed(seed)
+    model = models.ConvNet()
+    training.train(
+        model,
+        torch.arange(len(data)),
+        data.y,
+        objective(method, data, decoder, s, seed),
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        lr_decay=s.lr_decay,
+        weight_decay=s.weight_decay,
+        seed=seed,
+        progress=progress,
+        desc=f"{method} N={len(data)} seed {seed}",
+    )
+    return model
+
+
+# --- evaluation ----------------------------------------------------------------------
+
+
+def _frozen(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def evaluate(
+    model: nn.Module, decoder: FontDecoder, test: Split, s: Any, seed: int = 0
+) -> dict[str, float]:
+    """The measures of one model on the test set (see the module docstring).
+
+    Success rates count over the attacked examples that the model classifies
+    correctly; robust accuracies over all attacked examples (correct and not fooled)."""
+    model = _frozen(model)
+    n_test, n_attack, n_align = (
+        min(v, len(test)) for v in (s.n_test, s.n_attack, s.n_align)
+    )
+    predicted = models.predict(model, test.x[:n_test])
+    out = {"test_error": (predicted != test.y[:n_test]).float().mean().item()}
+    a = slice(0, n_attack)
+    x, y, f, t = test.x[a], test.y[a], test.font[a], test.theta[a]
+    correct = models.predict(model, x) == y
+    kwargs = dict(steps=s.attack_steps, restarts=s.restarts, mode="first", seed=seed)
+    on, _ = decoders.attack_theta(
+        model, decoder, f, y, t, eps=s.eps, ranges=RANGES, **kwargs
+    )
+    regular = attacks.pgd(model, x, y, eps=s.eps, **kwargs)
+    n_correct = max(int(correct.sum()), 1)
+    rate = lambda r: (r.success & correct).sum().item() / n_correct  # noqa: E731
+    out["onmanifold_success"], out["regular_success"] = rate(on), rate(regular)
+    fgsm = attacks.fgsm(model, x, y, eps=s.eps_small)
+    pgd = attacks.pgd(
+        model,
+        x,
+        y,
+        eps=s.eps_small,
+        steps=s.attack_steps,
+        restarts=s.restarts,
+        mode="best",
+        seed=seed,
+    )
+    out["fgsm_accuracy"] = attacks.robust_accuracy(model, x, y, fgsm)
+    out["pgd_accuracy"] = attacks.robust_accuracy(model, x, y, pgd)
+    b = slice(0, n_align)
+    g = alignment.input_gradients(model, test.x[b], test.y[b])
+    space = TangentSpace.of(decoder, test.font[b], test.y[b], test.theta[b])
+    frame = alignment.alignment_frame(g, space)
+    out["alignment_cosine"] = float(frame.cosine.median())
+    out["alignment_ratio"] = float(frame.ratio.median())
+    return out
+
+
+# --- units ---------------------------------------------------------------------------
+
+
+def prototypes_config(font_dirs=None, files=None) -> dict[str, Any]:
+    """The cache configuration under which :func:`advmanifold.fonts.load_prototypes`
+    stores every legible font's prototypes (``n_fonts=None``, ``seed=0``)."""
+    files = fonts.find_font_files(font_dirs) if files is None else list(files)
+    digests = {str(f): fonts.sha256_file(f) for f in files}
+    return {
+        "files": sorted(digests.items()),
+        "n_fonts": None,
+        "seed": 0,
+        "size": fonts.IMAGE_SIZE,
+        "font_size": fonts.FONT_SIZE,
+        "letters": fonts.LETTERS,
+        "deny": list(fonts.DENY_FAMILIES),
+        "duplicate_threshold": fonts.DUPLICATE_THRESHOLD,
+        "version": 2,
+    }
+
+
+def _build_prototypes(config: Mapping[str, Any]) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    digests = dict(config["files"])
+    faces = fonts.discover_faces(list(digests), digests=digests)
+    result = fonts.render_prototypes(
+        faces, n_fonts=None, seed=0, duplicate_threshold=config["duplicate_threshold"]
+    )
+    return {
+        "images": result.images,
+        "manifest": [asdict(m) for m in result.manifest],
+        "counts": result.counts,
+    }
+
+
+def prototypes_unit(font_dirs=None, files=None) -> Unit:
+    """The ``fonts-prototypes`` cache entry (the FONTS chapter's) as a unit."""
+    config = prototypes_config(font_dirs, files)
+    return Unit(
+        STEM,
+        "fonts-prototypes",
+        config,
+        functools.partial(_build_prototypes, config),
+        estimate_s=15.0,
+    )
+
+
+def load_decoder(proto: Unit, n_fonts: int | None) -> FontDecoder:
+    """The decoder on the first ``n_fonts`` legible fonts (all for None)."""
+    images = proto.get()["images"]
+    if n_fonts is not None and n_fonts > len(images):
+        raise ValueError(
+            f"n_fonts={n_fonts} but only {len(images)} legible fonts exist here"
+        )
+    return FontDecoder(images[:n_fonts])
+
+
+def _steps(n: int, s: Any) -> int:
+    return s.epochs * math.ceil(n / s.batch_size)
+
+
+def _train_payload(method: str, n: int, seed: int, s: Mapping[str, Any], proto: Unit):
+    s = SimpleNamespace(**s)
+    training.flush_denormals()
+    decoder = load_decoder(proto, s.n_fonts)
+    model = train_model(method, train_split(decoder, n, seed), decoder, s, seed)
+    return model.state_dict()
+
+
+def training_unit(method: str, n: int, seed: int, s: Any, proto: Unit) -> Unit:
+    """Unit ``gen-cnn``: the ConvNet of ``method`` on the ``n`` training images of
+    ``seed``; payload its state dict."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    own = {k: getattr(s, k) for k in TRAIN_KEYS[method]}
+    config = {
+        "method": method,
+        "n_train": int(n),
+        "seed": int(seed),
+        "ranges": RANGES,
+        "arch": "ConvNet",
+        "prototypes": proto.key,
+        **own,
+        "version": 1,
+    }
+    estimate = (
+        SECONDS_PER_BATCH * _steps(n, s) * _COST[method](getattr(s, "train_steps", 0))
+    )
+    return Unit(
+        STEM,
+        "gen-cnn",
+        config,
+        functools.partial(
+            _train_payload, method, int(n), int(seed), dict(vars(s)), proto
+        ),
+        deps=(proto,),
+        estimate_s=estimate,
+    )
+
+
+def load_model(unit: Unit) -> models.ConvNet:
+    model = models.ConvNet()
+    model.load_state_dict(unit.get())
+    return model.eval()
+
+
+def _eval_payload(train: Unit, proto: Unit, s: Mapping[str, Any]):
+    s = SimpleNamespace(**s)
+    training.flush_denormals()
+    decoder = load_decoder(proto, s.n_fonts)
+    test = test_split(decoder, max(s.n_test, s.n_attack, s.n_align))
+    return evaluate(load_model(train), decoder, test, s)
+
+
+def evaluation_unit(train: Unit, s: Any, proto: Unit) -> Unit:
+    """Unit ``gen-eval``: the measures of :func:`evaluate` for one trained model."""
+    config = {
+        "model": train.key,
+        "prototypes": proto.key,
+        "ranges": RANGES,
+        **{k: getattr(s, k) for k in EVAL_KEYS},
+        "version": 1,
+    }
+    # attacks: ≈ 2 × steps × restarts input-gradient passes over the attacked images
+    estimate = (
+        2e-4 * s.n_attack * s.attack_steps * (2 * s.restarts + 1) + 1e-4 * s.n_test
+    )
+    return Unit(
+        STEM,
+        "gen-eval",
+        config,
+        functools.partial(_eval_payload, train, proto, dict(vars(s))),
+        deps=(train,),
+        estimate_s=estimate,
+    )
+
+
+def seeds(s: Any, seed: int = 0) -> list[int]:
+    return list(range(int(seed), int(seed) + int(s.n_seeds)))
+
+
+def grid(s: Any, seed: int = 0, font_dirs=None) -> list[dict[str, Any]]:
+    """One row per (method, N, seed): its training and evaluation units."""
+    proto = prototypes_unit(font_dirs)
+    rows = []
+    for n in s.sizes:
+        for method in METHODS:
+            for sd in seeds(s, seed):
+                train = training_unit(method, n, sd, s, proto)
+                rows.append(
+                    {
+                        "method": method,
+                        "n": n,
+                        "seed": sd,
+                        "train": train,
+                        "eval": evaluation_unit(train, s, proto),
+                    }
+                )
+    return rows
+
+
+OVERRIDES = ("n_fonts", "sizes", "n_seeds", "epochs", "n_attack", "restarts")
+
+
+def settings_from_params(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
+    """The settings for the notebook parameters (keys of :data:`OVERRIDES`)."""
+    return settings(profile, **{k: params.get(k) for k in OVERRIDES})
+
+
+def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
+    """Every unit of the chapter: prototypes, trainings and evaluations."""
+    s = settings_from_params(profile, params)
+    rows = grid(s, int(params.get("seed", 0) or 0), params.get("font_dirs"))
+    return (
+        [rows[0]["train"].deps[0]]
+        + [r["train"] for r in rows]
+        + [r["eval"] for r in rows]
+    )
+
+
+def run(rows: list[dict[str, Any]], *, progress: bool = True) -> pd.DataFrame:
+    """Build (or load) every evaluation of ``rows``; one row per model, tidy."""
+    from tqdm.auto import tqdm
+
+    records = []
+    for row in tqdm(rows, desc="models", disable=not progress):
+        metrics = row["eval"].get()
+        records.append(
+            {
+                "method": row["method"],
+                "n": row["n"],
+                "seed": row["seed"],
+                **{k: float(v) for k, v in metrics.items()},
+            }
+        )
+    return pd.DataFrame(records)
+
+
+# --- summaries, results, claims ------------------------------------------------------
+
+MEASURES = (
+    "test_error",
+    "onmanifold_success",
+    "regular_success",
+    "fgsm_accuracy",
+    "pgd_accuracy",
+    "alignment_cosine",
+    "alignment_ratio",
+)
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds per (method, N)."""
+    grouped = frame.groupby(["method", "n"])[list(MEASURES)]
+    out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
+    order = {m: i for i, m in enumerate(METHODS)}
+    return (
+        out.reset_index()
+        .sort_values(
+            ["method", "n"], key=lambda c: c.map(order) if c.name == "method" else c
+        )
+        .reset_index(drop=True)
+    )
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's ρ: Pearson correlation of the ranks (average ranks for ties)."""
+    ra, rb = pd.Series(np.asarray(a)).rank(), pd.Series(np.asarray(b)).rank()
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def correlations(frame: pd.DataFrame, x: str, y: str) -> tuple[float, float, float]:
+    """ρ(x, y) over all models; mean and standard deviation of ρ within each seed."""
+    per_seed = [rank_correlation(g[x], g[y]) for _, g in frame.groupby("seed")]
+    per_seed = np.array([r for r in per_seed if np.isfinite(r)])
+    std = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0
+    mean = float(per_seed.mean()) if len(per_seed) else float("nan")
+    return rank_correlation(frame[x], frame[y]), mean, std
+
+
+def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
+    """Write the chapter's numbers: ``<measure>_<method>_n<N>`` (+ ``_std``), the rank
+    correlations, ``n_seeds``, ``n_small`` and ``n_large``; returns the summary."""
+    table = summary(frame)
+    for row in table.itertuples(index=False):
+        for m in MEASURES:
+            res.add(f"{m}_{row.method}_n{row.n}", getattr(row, m))
+            res.add(f"{m}_{row.method}_n{row.n}_std", getattr(row, f"{m}_std"))
+    for name, x in (
+        ("onmanifold_success", "onmanifold_success"),
+        ("regular_success", "regular_success"),
+    ):
+        pooled, mean, std = correlations(frame, x, "test_error")
+        res.add(f"rank_corr_{name}_vs_test_error", pooled)
+        res.add(f"rank_corr_{name}_vs_test_error_per_seed", mean)
+        res.add(f"rank_corr_{name}_vs_test_error_std", std)
+    res.add("n_seeds", int(frame.seed.nunique()))
+    res.add("n_models", len(frame))
+    res.add("n_small", int(frame.n.min()))
+    res.add("n_large", int(frame.n.max()))
+    res.add_table("models", frame)
+    res.add_table("summary", table)
+    return table
+
+
+def _at(size: str, factory, *templates: str, **kwargs):
+    """A judge evaluating ``factory(STEM, *keys)`` with ``{n}`` in the key templates
+    replaced by the chapter's ``n_small`` or ``n_large``."""
+
+    def judge(results):
+        n = int(results[STEM][f"n_{size}"])
+        return factory(STEM, *(t.format(n=n) for t in templates), **kwargs)(results)
+
+    return judge
+
+
+def _never_lower(method: str, reference: str = "Normal"):
+    """Claim: at no N is ``method``'s test error below ``reference``'s beyond the
+    spread."""
+
+    def judge(results):
+        record = results[STEM]
+        sizes = sorted(
+            int(k.rsplit("_n", 1)[1])
+            for k in record
+            if k.startswith(f"test_error_{reference}_n") and not k.endswith("_std")
+        )
+        if not sizes:
+            raise KeyError(f"test_error_{reference}_n<N>")
+        verdicts = {
+            n: claims.not_greater(
+                STEM, f"test_error_{reference}_n{n}", f"test_error_{method}_n{n}"
+            )(results)
+            for n in sizes
+        }
+        lower = [n for n, v in verdicts.items() if v.verdict != claims.REPRODUCED]
+        gaps = ", ".join(
+            f"N={n}: {record[f'test_error_{method}_n{n}']:.3f} vs "
+            f"{record[f'test_error_{reference}_n{n}']:.3f}"
+            for n in sizes
+        )
+        verdict = claims.REPRODUCED if not lower else claims.NOT_REPRODUCED
+        return claims.Verdict(
+            verdict,
+            f"test error {method} vs {reference}: {gaps}",
+            f"at every N, {reference} − {method} ≤ {claims.SPREAD_FACTOR:g}·SE",
+        )
+
+    return judge
+
+
+def _correlation(key: str, *, positive: bool, good: float):
+    """Claim on a rank correlation ρ (pooled over all models) with the spread of the
+    per-seed ρ: ``positive`` — ρ ≥ good and ρ − 2·SE > 0 (partly: ρ > 0); otherwise
+    ρ ≤ good (no positive association; partly: ρ − 2·SE ≤ good)."""
+
+    def judge(results):
+        rho = claims._value(results, STEM, key)
+        se = claims._se(results, STEM, key)
+        noise = claims.SPREAD_FACTOR * se
+        if positive:
+            verdict = (
+                claims.REPRODUCED
+                if rho >= good and rho - noise > 0
+                else claims.PARTLY
+                if rho > 0
+                else claims.NOT_REPRODUCED
+            )
+            rule = (
+                f"ρ ≥ {good:g} and ρ − {claims.SPREAD_FACTOR:g}·SE > 0; partly if ρ > 0"
+            )
+        else:
+            verdict = (
+                claims.REPRODUCED
+                if rho <= good
+                else claims.PARTLY
+                if rho - noise <= good
+                else claims.NOT_REPRODUCED
+            )
+            rule = f"ρ ≤ {good:g}; partly if ρ − {claims.SPREAD_FACTOR:g}·SE ≤ {good:g}"
+        return claims.Verdict(verdict, f"ρ = {rho:.2f} (per-seed SE {se:.2f})", rule)
+
+    return judge
+
+
+_ACC = "{kind}_accuracy_{m}_n{{n}}"
+CLAIMS: tuple[claims.Claim, ...] = (
+    claims.Claim(
+        "onadv-generalizes",
+        claims.STUTZ,
+        STEM,
+        "fig-gen-test-error",
+        "On-manifold adversarial training lowers test error relative to Normal "
+        "at small N",
+        "yes (FONTS)",
+        _at(
+            "small",
+            claims.greater,
+            "test_error_Normal_n{n}",
+            "test_error_OnAdvTrain_n{n}",
+            what="test error ",
+        ),
+    ),
+    claims.Claim(
+        "offadv-no-generalization",
+        claims.STUTZ,
+        STEM,
+        "fig-gen-test-error",
+        "Regular adversarial training does not lower test error",
+        "yes",
+        _never_lower("OffAdvTrain"),
+    ),
+    claims.Claim(
+        "onmanifold-is-generalization",
+        claims.STUTZ,
+        STEM,
+        "fig-gen-scatter",
+        "On-manifold success rate falls as test error falls (rank correlation "
+        "over all models)",
+        "yes",
+        _correlation(
+            "rank_corr_onmanifold_success_vs_test_error", positive=True, good=0.5
+        ),
+    ),
+    claims.Claim(
+        "robustness-not-generalization",
+        claims.STUTZ,
+        STEM,
+        "fig-gen-regular",
+        "Regular robustness does not come with lower test error (no positive "
+        "rank correlation of regular success and test error)",
+        "yes",
+        _correlation(
+            "rank_corr_regular_success_vs_test_error", positive=False, good=0.3
+        ),
+    ),
+    claims.Claim(
+        "curved-alignment-fgsm",
+        claims.GEYER,
+        STEM,
+        "fig-gen-regular",
+        "Alignment with the curved manifold's tangent space raises FGSM "
+        "robustness at a small ε (Aligned > Normal, largest N)",
+        "future work",
+        _at(
+            "large",
+            claims.greater,
+            _ACC.format(kind="fgsm", m="Aligned"),
+            _ACC.format(kind="fgsm", m="Normal"),
+            what="accuracy ",
+        ),
+    ),
+    claims.Claim(
+        "curved-alignment-pgd",
+        claims.GEYER,
+        STEM,
+        "fig-gen-regular",
+        "… and PGD robustness at the same ε (Aligned > Normal, largest N)",
+        "future work",
+        _at(
+            "large",
+            claims.greater,
+            _ACC.format(kind="pgd", m="Aligned"),
+            _ACC.format(kind="pgd", m="Normal"),
+            what="accuracy ",
+        ),
+    ),
+)

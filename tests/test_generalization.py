@@ -1,0 +1,258 @@
+"""Generalization chapter: tangent projector, alignment loss, on-manifold training
+examples, data streams, determinism, units and claims."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from advmanifold import cache, claims, decoders, fonts, models
+from advmanifold import generalization as G
+from advmanifold.tangent import TangentSpace, jacobian
+
+
+def _decoder(n_fonts=3, seed=0, dtype=torch.float32):
+    """A decoder on smooth random prototypes (blurred noise blobs in the centre)."""
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.rand(n_fonts, 10, 28, 28, generator=g)
+    raw[..., :5, :] = raw[..., -5:, :] = 0
+    raw[..., :5] = raw[..., -5:] = 0
+    protos = fonts.blur(raw, sigma=1.2)
+    protos = (protos / protos.amax((-1, -2), keepdim=True)).to(dtype)
+    return decoders.FontDecoder(protos).to(dtype)
+
+
+def _codes(n, n_fonts=3, seed=1, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    font = torch.randint(n_fonts, (n,), generator=g)
+    letter = torch.randint(10, (n,), generator=g)
+    # stay away from the range limits so that central differences stay inside
+    theta = decoders.sample_theta(n, "easy", g).to(dtype)
+    return font, letter, theta
+
+
+def test_tangent_projector_is_an_orthogonal_projector():
+    dec = _decoder()
+    font, letter, theta = _codes(16)
+    space = TangentSpace.of(dec, font, letter, theta)
+    v = torch.randn(16, 784, generator=torch.Generator().manual_seed(2))
+    pv = space.project_vectors(v)
+    assert torch.allclose(space.project_vectors(pv), pv, atol=1e-5)  # P² = P
+    assert (((v - pv) * pv).sum(1).abs() < 1e-4 * v.norm(dim=1) ** 2).all()  # ⟂
+    w = torch.randn_like(v)
+    # symmetric: <P v, w> = <v, P w>
+    lhs, rhs = (pv * w).sum(1), (v * space.project_vectors(w)).sum(1)
+    assert torch.allclose(lhs, rhs, atol=1e-4)
+    assert space.basis.shape == (16, 784, 6)
+
+
+def test_jacobian_matches_central_differences():
+    dec = _decoder(dtype=torch.float64)
+    font, letter, theta = _codes(8, dtype=torch.float64)
+    exact = jacobian(dec, font, letter, theta)
+    numeric = dec.tangents(font, letter, theta, h=1e-6)
+    rel = (exact - numeric).norm(dim=1) / numeric.norm(dim=1)
+    # the warp is piecewise linear in θ: a central difference that straddles a kink
+    # (a grid point crossing a pixel line) averages two slopes, the rest agree exactly
+    assert (rel < 1e-6).float().mean() > 0.9
+    assert rel.max() < 0.05
+
+
+def test_range_contains_the_change_of_the_image_under_a_small_step_in_theta():
+    dec = _decoder(dtype=torch.float64)
+    font, letter, theta = _codes(32, dtype=torch.float64)
+    space = TangentSpace.of(dec, font, letter, theta)
+    g = torch.Generator().manual_seed(3)
+    step = 1e-6 * torch.randn(32, 6, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        change = (dec(font, letter, theta + step) - dec(font, letter, theta)).flatten(1)
+    residual = change - space.project_vectors(change)
+    rel = residual.norm(dim=1) / change.norm(dim=1)
+    # first order in the step (second-order terms ~ 1e-6 here), up to the rare step
+    # that moves a grid point across a pixel line (a kink of the bilinear warp)
+    assert (rel < 1e-4).float().mean() > 0.9
+    assert rel.max() < 0.1
+    # a random direction of the same size is far from the range
+    noise = torch.randn_like(change)
+    off = noise - space.project_vectors(noise)
+    assert (off.norm(dim=1) > 0.9 * noise.norm(dim=1)).all()
+
+
+def _split(n=12, n_fonts=3):
+    dec = _decoder(n_fonts)
+    font, letter, theta = _codes(n, n_fonts)
+    with torch.no_grad():
+        x = dec(font, letter, theta)
+    return dec, G.Split(font, letter, theta, x)
+
+
+def _settings(**kw):
+    s = G.settings("smoke")
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+def test_alignment_loss_equals_its_definition():
+    dec, data = _split()
+    torch.manual_seed(0)
+    model = models.ConvNet().eval()  # eval: batch norm does not couple examples
+    alpha = 0.7
+    idx = torch.arange(len(data))
+    loss = G.objective("Aligned", data, dec, _settings(alpha=alpha))(model, idx, data.y)
+    # the definition, example by example, P = J (JᵀJ)⁻¹ Jᵀ by least squares (no QR)
+    ces, ratios = [], []
+    for i in range(len(data)):
+        x = data.x[i : i + 1].clone().requires_grad_(True)
+        ce = F.cross_entropy(model(x), data.y[i : i + 1])
+        (g,) = torch.autograd.grad(ce, x)
+        jac = jacobian(dec, data.font[i : i + 1], data.letter[i : i + 1],
+                       data.theta[i : i + 1])[0].double()  # checked in its own test
+        g = g.flatten().double()
+        coef = torch.linalg.lstsq(jac, g.unsqueeze(1)).solution
+        pg = (jac @ coef).squeeze(1)
+        ces.append(ce.item())
+        ratios.append((g.norm() / pg.norm()).item())
+    expected = sum(ces) / len(ces) + alpha * sum(ratios) / len(ratios)
+    assert loss.item() == pytest.approx(expected, rel=2e-3)
+
+
+def test_onmanifold_training_examples_stay_in_ball_and_ranges():
+    dec, data = _split(20)
+    torch.manual_seed(0)
+    model = models.ConvNet()
+    theta = decoders.sample_theta(20, "hard", torch.Generator().manual_seed(4))
+    eps = 0.3
+    adv = G.onmanifold_examples(model, dec, data.font, data.letter, theta, eps=eps,
+                                steps=5, seed=0)
+    lower, upper = decoders.theta_box("hard")
+    assert ((adv - theta).abs() <= eps + 1e-6).all()
+    assert ((adv >= lower - 1e-6) & (adv <= upper + 1e-6)).all()
+    assert (adv - theta).abs().amax() > 0.05  # it moved
+    rnd = G.random_theta(theta, eps=eps, generator=torch.Generator().manual_seed(5))
+    assert ((rnd - theta).abs() <= eps + 1e-6).all()
+    assert ((rnd >= lower - 1e-6) & (rnd <= upper + 1e-6)).all()
+
+
+def test_training_examples_leave_the_weights_untouched():
+    dec, data = _split(10)
+    torch.manual_seed(0)
+    model = models.ConvNet().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    G.onmanifold_examples(model, dec, data.font, data.letter, data.theta, eps=0.3,
+                          steps=3, seed=0)
+    assert model.training
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_codes_are_nested_and_test_stream_differs():
+    a = G.draw_codes(2500, 7, stream="train", seed=3)
+    b = G.draw_codes(900, 7, stream="train", seed=3)
+    assert all(torch.equal(x[:900], y) for x, y in zip(a, b))
+    c = G.draw_codes(900, 7, stream="test", seed=3)
+    assert not torch.equal(b[2], c[2])
+    lower, upper = decoders.theta_box("hard")
+    assert ((a[2] >= lower) & (a[2] <= upper)).all() and a[0].max() < 7
+
+
+@pytest.mark.parametrize("method", G.METHODS)
+def test_training_is_deterministic(method):
+    dec, data = _split(40)
+    s = _settings(epochs=1, batch_size=20, train_steps=2)
+    m1 = G.train_model(method, data, dec, s, seed=3, progress=False)
+    m2 = G.train_model(method, data, dec, s, seed=3, progress=False)
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k]), k
+
+
+def test_evaluate_measures_are_in_range():
+    dec, data = _split(30)
+    s = _settings(n_test=30, n_attack=10, n_align=10, attack_steps=3)
+    model = G.train_model("Normal", data, dec, _settings(epochs=1, batch_size=10), 0,
+                          progress=False)
+    out = G.evaluate(model, dec, data, s)
+    assert set(out) == set(G.MEASURES)
+    for key in ("test_error", "onmanifold_success", "regular_success", "fgsm_accuracy",
+                "pgd_accuracy", "alignment_cosine"):
+        assert 0.0 <= out[key] <= 1.0, key
+    assert out["alignment_ratio"] >= 1.0
+    assert out["pgd_accuracy"] <= 1.0 - out["test_error"] + 1e-6 or s.n_attack < s.n_test
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="sizes"):
+        G.settings("quick", sizes=())
+    with pytest.raises(ValueError, match="n_seeds"):
+        G.settings("quick", n_seeds=0)
+    with pytest.raises(ValueError, match="profile"):
+        G.settings("huge")
+    dec, data = _split()
+    with pytest.raises(ValueError, match="method"):
+        G.objective("Bogus", data, dec, _settings())
+
+
+def test_units_of_smoke_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
+    s = G.settings("smoke")
+    listed = G.units("smoke", {"seed": 0})
+    n_models = len(G.METHODS) * len(s.sizes) * s.n_seeds
+    assert len(listed) == 1 + 2 * n_models
+    assert len({u.key for u in listed}) == len(listed)
+    assert listed[0].name == "fonts-prototypes"
+    assert all(u.estimate_s > 0 for u in listed)
+    evals = [u for u in listed if u.name == "gen-eval"]
+    assert all(e.deps[0].name == "gen-cnn" for e in evals)
+    assert not any(u.is_cached() for u in listed)
+
+
+def test_prototypes_unit_is_the_fonts_chapter_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
+    files = fonts.matplotlib_font_files()[:6]
+    unit = G.prototypes_unit(files=files)
+    payload = unit.get()
+    hits = cache.stats()["hits"]
+    loaded = fonts.load_prototypes(None, seed=0, files=files)
+    assert cache.stats()["hits"] == hits + 1  # the same cache entry
+    assert torch.equal(loaded.images, payload["images"])
+
+
+def _results(**values):
+    base = {"n_small": 250, "n_large": 1000, "n_seeds": 2}
+    return {G.STEM: {**base, **values}}
+
+
+def test_claims_judge_synthetic_results():
+    by_key = {c.key: c for c in G.CLAIMS}
+    good = _results(test_error_Normal_n250=0.5, test_error_Normal_n250_std=0.01,
+                    test_error_OnAdvTrain_n250=0.3, test_error_OnAdvTrain_n250_std=0.01)
+    assert by_key["onadv-generalizes"].verdict(good).verdict == claims.REPRODUCED
+    bad = _results(test_error_Normal_n250=0.3, test_error_Normal_n250_std=0.01,
+                   test_error_OnAdvTrain_n250=0.5, test_error_OnAdvTrain_n250_std=0.01)
+    assert by_key["onadv-generalizes"].verdict(bad).verdict == claims.NOT_REPRODUCED
+    never = _results(**{f"test_error_{m}_n{n}{sfx}": v for n in (250, 1000)
+                        for m, v in (("Normal", 0.3), ("OffAdvTrain", 0.35))
+                        for sfx, v in (("", v), ("_std", 0.01))})
+    assert by_key["offadv-no-generalization"].verdict(never).verdict == claims.REPRODUCED
+    never[G.STEM]["test_error_OffAdvTrain_n1000"] = 0.1
+    assert by_key["offadv-no-generalization"].verdict(never).verdict == \
+        claims.NOT_REPRODUCED
+    rho = _results(rank_corr_onmanifold_success_vs_test_error=0.8,
+                   rank_corr_onmanifold_success_vs_test_error_std=0.05)
+    assert by_key["onmanifold-is-generalization"].verdict(rho).verdict == claims.REPRODUCED
+    assert by_key["curved-alignment-fgsm"].verdict(rho).verdict == claims.NOT_RUN
+
+
+def test_rank_correlation_and_summary():
+    import pandas as pd
+
+    assert G.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert G.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    rows = [{"method": m, "n": n, "seed": sd, **{k: float(n + sd) for k in G.MEASURES}}
+            for m in G.METHODS[:2] for n in (10, 20) for sd in (0, 1)]
+    table = G.summary(pd.DataFrame(rows))
+    assert len(table) == 4
+    row = table[(table.method == "Normal") & (table.n == 20)].iloc[0]
+    assert row.test_error == pytest.approx(20.5)
+    assert row.test_error_std == pytest.approx(math.sqrt(0.5))
