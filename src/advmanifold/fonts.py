@@ -370,6 +370,36 @@ def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = N
     return FontPrototypes(prototypes[order].contiguous(), [kept[i] for i in order.tolist()], counts)
 
 
+def prototypes_config(files: list[str | os.PathLike], *, n_fonts: int | None = None, seed: int = 0,
+                      duplicate_threshold: float = DUPLICATE_THRESHOLD,
+                      digests: dict[str, str] | None = None) -> dict:
+    """The cache configuration of the prototypes of ``files``: their paths and SHA-256
+    (cheap to compute: no rendering) and the rendering and filter settings."""
+    digests = digests or {str(f): sha256_file(f) for f in files}
+    return {"files": sorted(digests.items()), "n_fonts": n_fonts, "seed": seed, "size": IMAGE_SIZE,
+            "font_size": FONT_SIZE, "letters": LETTERS, "deny": list(DENY_FAMILIES),
+            "duplicate_threshold": duplicate_threshold, "version": 2}
+
+
+def prototypes_payload(config: dict, files: list[str | os.PathLike] | None = None) -> dict:
+    """Render the prototypes described by :func:`prototypes_config` ``config``: the cache
+    payload ``{"images", "manifest", "counts"}``. ``files`` gives the order in which faces
+    are filtered (default: sorted as by :func:`find_font_files`)."""
+    digests = dict(config["files"])
+    files = sorted(Path(f) for f in digests) if files is None else files
+    faces = discover_faces(files, digests=digests)
+    result = render_prototypes(faces, n_fonts=config["n_fonts"], seed=config["seed"],
+                               duplicate_threshold=config["duplicate_threshold"])
+    return {"images": result.images, "manifest": [asdict(m) for m in result.manifest],
+            "counts": result.counts}
+
+
+def prototypes_from_payload(payload: dict) -> FontPrototypes:
+    """The :class:`FontPrototypes` of a payload of :func:`prototypes_payload`."""
+    return FontPrototypes(payload["images"], [FontFace(**m) for m in payload["manifest"]],
+                          dict(payload["counts"]))
+
+
 def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
                     font_dirs: list[str | os.PathLike] | None = None,
                     files: list[str | os.PathLike] | None = None, cache: bool | None = None,
@@ -377,18 +407,13 @@ def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
     """:func:`render_prototypes` of the faces in ``files`` (default: :func:`find_font_files` of
     ``font_dirs``), cached by the files' paths and SHA-256; the cache holds the manifest and the
     filter counts with the images."""
+    from functools import partial
+
     from .cache import cached
 
     files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
-    digests = {str(f): sha256_file(f) for f in files}
-    config = {"files": sorted(digests.items()), "n_fonts": n_fonts, "seed": seed, "size": IMAGE_SIZE,
-              "font_size": FONT_SIZE, "letters": LETTERS, "deny": list(DENY_FAMILIES),
-              "duplicate_threshold": duplicate_threshold, "version": 2}
-
-    def build():
-        faces = discover_faces(files, digests=digests)
-        result = render_prototypes(faces, n_fonts=n_fonts, seed=seed, duplicate_threshold=duplicate_threshold)
-        return {"images": result.images, "manifest": [asdict(m) for m in result.manifest], "counts": result.counts}
-
-    payload = cached("fonts-prototypes", config, build, enabled=cache)
-    return FontPrototypes(payload["images"], [FontFace(**m) for m in payload["manifest"]], dict(payload["counts"]))
+    config = prototypes_config(files, n_fonts=n_fonts, seed=seed,
+                               duplicate_threshold=duplicate_threshold)
+    payload = cached("fonts-prototypes", config, partial(prototypes_payload, config, files),
+                     enabled=cache)
+    return prototypes_from_payload(payload)

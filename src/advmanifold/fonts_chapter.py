@@ -1,0 +1,453 @@
+"""The FONTS chapter (``notebooks/01_fonts``): settings, units, bookkeeping and figures.
+
+The chapter's expensive work is two units (:mod:`advmanifold.units`):
+
+- ``fonts-prototypes``: A–J rendered from every font face found and filtered
+  (:func:`advmanifold.fonts.prototypes_payload`); its configuration is the font
+  files' paths and SHA-256, so it is known without rendering anything;
+- ``fonts-convnet``: the paper's classifier trained on the data set rendered from
+  the first ``n_fonts`` legible faces (:func:`train_classifier`); its configuration
+  holds the prototypes unit's key instead of the images.
+
+The data set itself is not cached: rendering it, ``n_fonts × 10 × (train + test)``
+images through the spatial transformer, costs seconds where training costs minutes,
+and at the paper's size it would take gigabytes on disk. The attacks and the latent
+search take about a minute at ``quick`` and run in the notebook.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from types import SimpleNamespace
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from . import decoders, fonts, models, profiles, training
+from .units import Unit
+
+STEM = "01_fonts"
+
+#: Settings per profile: fonts used (None: every legible face found), θ per prototype
+#: (train / test), classifier epochs, attacked test images, attack iterations and
+#: restarts, latent-search steps and extra random starts. The paper: 1000 fonts × 10
+#: letters × (96 + 16) θ, 20 epochs, 1000 attacked test images, 40 iterations,
+#: 5 restarts, 100 search steps (Stutz et al. 2019; the search restarts are ours).
+SETTINGS = {
+    "smoke": dict(n_fonts=10, train_per_prototype=10, test_per_prototype=2, epochs=1,
+                  n_attack=20, attack_steps=10, restarts=1, search_steps=10,
+                  search_restarts=1),
+    "quick": dict(n_fonts=500, train_per_prototype=16, test_per_prototype=4, epochs=3,
+                  n_attack=1000, attack_steps=40, restarts=3, search_steps=100,
+                  search_restarts=1),
+    "paper": dict(n_fonts=None, train_per_prototype=96, test_per_prototype=16,
+                  epochs=20, n_attack=1000, attack_steps=40, restarts=5,
+                  search_steps=100, search_restarts=4),
+}
+
+#: When a profile takes every legible face (``n_fonts=None``), fewer than this many
+#: mean the fonts are missing: the Debian packages of
+#: :func:`advmanifold.fonts.debian_font_packages` give about 630 (our choice).
+MIN_FONTS = 500
+
+EPS = 0.3          # L∞ budget of both attacks, in image and in θ-space (the paper's)
+RANGES = "hard"    # θ ranges of the paper's experiments
+SEARCH_LR = 0.09   # Adam's learning rate in the latent search (the paper's code)
+#: The classifier's optimiser (the paper's): Adam, lr decayed per epoch, batch 100.
+TRAINING = dict(lr=0.01, lr_decay=0.95, weight_decay=1e-4, batch_size=100)
+
+#: Rough costs on the reference machine (2 CPU cores, no other load): seconds to
+#: discover, render and filter one font file; to train the ConvNet on one image for
+#: one epoch (about 130 batches of 100 per second); to render one image.
+SECONDS_PER_FONT_FILE = 0.007
+SECONDS_PER_IMAGE_EPOCH = 7.7e-5
+SECONDS_PER_IMAGE = 6e-5
+LEGIBLE_FRACTION = 0.5  # legible share of the faces found, for estimates only
+
+
+def settings(profile: str, **overrides: Any) -> SimpleNamespace:
+    """``profiles.select(profile, SETTINGS, **overrides)`` (None overrides ignored)."""
+    S = profiles.select(profile, SETTINGS, **overrides)
+    n = S.n_fonts
+    if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
+        raise ValueError(f"n_fonts must be a positive integer or None, got {n!r}")
+    return S
+
+
+def fonts_wanted(S: SimpleNamespace) -> int:
+    """Legible faces the profile asks for: ``n_fonts``, or :data:`MIN_FONTS` (all)."""
+    return MIN_FONTS if S.n_fonts is None else int(S.n_fonts)
+
+
+# ------------------------------------------------------------------------------ units
+
+def _font_files(font_dirs) -> list:
+    if isinstance(font_dirs, (str, os.PathLike)):
+        raise ValueError(
+            f"font_dirs must be a list of folders or None, got {font_dirs!r}")
+    return fonts.find_font_files(None if font_dirs is None else list(font_dirs))
+
+
+def prototypes_unit(font_dirs=None) -> Unit:
+    """The ``fonts-prototypes`` unit: every legible face under ``font_dirs`` (default:
+    the system's font folders), in a fixed random order (the cache entry of
+    :func:`advmanifold.fonts.load_prototypes` with its defaults)."""
+    files = _font_files(font_dirs)
+    config = fonts.prototypes_config(files)
+    return Unit(STEM, "fonts-prototypes", config,
+                functools.partial(fonts.prototypes_payload, config, files),
+                estimate_s=1.0 + SECONDS_PER_FONT_FILE * len(files))
+
+
+def prototypes(unit: Unit) -> fonts.FontPrototypes:
+    """The :class:`~advmanifold.fonts.FontPrototypes` of a prototypes unit."""
+    return fonts.prototypes_from_payload(unit.get())
+
+
+def n_used(n_legible: int, n_fonts: int | None) -> int:
+    """Faces used: the first ``n_fonts`` legible ones, or all (None, or too few)."""
+    return n_legible if n_fonts is None else min(int(n_fonts), n_legible)
+
+
+def dataset(images: Tensor, S: SimpleNamespace, seed: int) -> dict[str, Tensor]:
+    """FONTS from prototypes ``images [F, 10, 28, 28]``: each under
+    ``S.train_per_prototype`` + ``S.test_per_prototype`` random θ of :data:`RANGES`
+    (:func:`advmanifold.decoders.make_dataset`, on the CPU)."""
+    return decoders.make_dataset(decoders.FontDecoder(images),
+                                 S.train_per_prototype,
+                                 test_per_prototype=S.test_per_prototype,
+                                 ranges=RANGES, seed=seed)
+
+
+def train_classifier(prototypes_dep: Unit, S: SimpleNamespace, seed: int,
+                     device: str = "cpu") -> dict[str, Tensor]:
+    """Build of ``fonts-convnet``: the ConvNet's state dict (CPU tensors) after training
+    on :func:`dataset` of the first ``S.n_fonts`` legible faces of
+    ``prototypes_dep``."""
+    every = prototypes(prototypes_dep)
+    data = dataset(every.images[: n_used(len(every), S.n_fonts)], S, seed)
+    torch.manual_seed(seed)  # the initial weights do not depend on the caller's RNG
+    net = models.ConvNet().to(device)
+    training.train(net, data["x"].to(device), data["y"].to(device), epochs=S.epochs,
+                   seed=seed, desc="ConvNet on FONTS", **TRAINING)
+    return {k: v.cpu() for k, v in net.state_dict().items()}
+
+
+def classifier_unit(S: SimpleNamespace, *, seed: int = 0, font_dirs=None,
+                    device: str = "cpu", prototypes_dep: Unit | None = None) -> Unit:
+    """The ``fonts-convnet`` unit for settings ``S`` (only the data and training
+    settings enter its configuration) and the prototypes unit of ``font_dirs``."""
+    dep = prototypes_unit(font_dirs) if prototypes_dep is None else prototypes_dep
+    data = {k: getattr(S, k)
+            for k in ("n_fonts", "train_per_prototype", "test_per_prototype")}
+    config = {"model": "ConvNet", "prototypes": dep.key, **data, "ranges": RANGES,
+              "epochs": S.epochs, **TRAINING, "seed": seed}
+    n_files = len(dep.config["files"])
+    n_fonts = S.n_fonts if S.n_fonts is not None else LEGIBLE_FRACTION * n_files
+    n_images = n_fonts * 10 * (S.train_per_prototype + S.test_per_prototype)
+    n_train = n_fonts * 10 * S.train_per_prototype
+    estimate = (SECONDS_PER_IMAGE * n_images
+                + SECONDS_PER_IMAGE_EPOCH * n_train * S.epochs + 2.0)
+    build = functools.partial(train_classifier, dep, S, seed, device)
+    return Unit(STEM, "fonts-convnet", config, build, deps=(dep,), estimate_s=estimate)
+
+
+def overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings overrides among notebook parameters ``params``."""
+    return {k: params.get(k) for k in ("n_fonts", "epochs", "n_attack", "restarts")}
+
+
+def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
+    """The chapter's units for ``profile`` and notebook parameters ``params``."""
+    S = settings(profile, **overrides(params))
+    dep = prototypes_unit(params.get("font_dirs"))
+    seed = int(params.get("seed") or 0)
+    device = params.get("device") or "cpu"
+    return [dep, classifier_unit(S, seed=seed, font_dirs=params.get("font_dirs"),
+                                 device=device, prototypes_dep=dep)]
+
+
+def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
+    """The trained ConvNet of a ``fonts-convnet`` unit, in eval mode, weights frozen."""
+    model = models.ConvNet()
+    model.load_state_dict(unit.get())
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+# ------------------------------------------------------------------------ bookkeeping
+
+def record_fonts(res, every: fonts.FontPrototypes, S: SimpleNamespace):
+    """Add the font counts and the fallback flag to ``res``; return the manifest of the
+    faces used (also added as table ``manifest``)."""
+    count = n_used(len(every), S.n_fonts)
+    manifest = every.manifest_frame().iloc[:count]
+    manifest.insert(0, "font", range(count))
+    res.add_table("manifest", manifest)
+    res.add("n_font_files", every.counts["files"])
+    res.add("n_faces", every.counts["faces"])
+    for name in fonts.FILTERS:
+        res.add(f"removed_{name}", every.counts[name])
+    res.add("duplicate_threshold", fonts.DUPLICATE_THRESHOLD)
+    res.add("n_fonts_legible", len(every))
+    res.add("n_families_legible", every.manifest_frame().family.nunique())
+    res.add("n_fonts", count)
+    res.add("n_families", manifest.family.nunique())
+    res.add("n_fonts_wanted", fonts_wanted(S))
+    res.add("fonts_fallback", int(count < fonts_wanted(S)))
+    return manifest
+
+
+def fallback_warning(n_used: int, n_wanted: int, profile: str) -> str | None:
+    """A MyST warning box for a run on fewer legible faces than the profile asks for,
+    or None."""
+    if n_used >= n_wanted:
+        return None
+    packages = "src/advmanifold/debian-font-packages.txt"
+    return (
+        ":::{admonition} Fallback fonts: not comparable with the paper\n"
+        ":class: warning\n"
+        f"This run used **{n_used}** legible font faces instead of the **{n_wanted}** "
+        f"that the `{profile}` profile asks for: the fonts this chapter is meant to be "
+        "rendered from are not installed here (or `font_dirs` names too few). Its "
+        "numbers are **not comparable** with the paper's FONTS results, and the claims "
+        "ledger marks this chapter's verdicts as such.\n\n"
+        "To fix it, install the Debian/Ubuntu font packages listed in "
+        f"`{packages}` (`make book` installs them when it runs as root or with "
+        "password-less sudo; otherwise `sudo apt-get install --no-install-recommends "
+        "$(grep -o '^[^#]*' " + packages + ")`), or pass `font_dirs` with folders "
+        "holding more fonts (e.g. a checkout of Google Fonts), and run the chapter "
+        "again.\n"
+        ":::")
+
+
+def filter_table(every: fonts.FontPrototypes, count: int):
+    """The faces found, removed by each filter, kept and used, as a styled table."""
+    import pandas as pd
+
+    steps = ["faces found", *(f"removed: {n.replace('_', ' ')}" for n in fonts.FILTERS),
+             "kept", "used in this run"]
+    counts = [every.counts["faces"], *(every.counts[n] for n in fonts.FILTERS),
+              len(every), count]
+    return pd.DataFrame({"step": steps, "faces": counts}).style.hide(axis="index")
+
+
+# ---------------------------------------------------------------------------- figures
+# Figures are at most 10 in wide with text of at least 10 pt, so that their text
+# stays at 8 pt or more at the book's content width (about 750 px).
+
+THETA_LABELS = ("$t_x$", "$t_y$", r"$\lambda_x$", r"$\lambda_y$", "$s$", "$r$")
+SET_ORDER = ("test", "on-manifold adversarial", "regular adversarial")
+
+
+def style() -> None:
+    """The chapter's seaborn theme."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save_figure(fig, name: str) -> None:
+    """Glue ``fig`` as ``fig_<name>`` for the page and write it as PNG next to the
+    results (``<figures>/01_fonts_<name>.png``)."""
+    import matplotlib.pyplot as plt
+
+    from . import paths
+
+    try:
+        from myst_nb import glue
+    except ImportError:  # outside the book
+        glue = None
+    if glue is not None:
+        glue(f"fig_{name}", fig, display=False)
+    fig.savefig(paths.figures_dir() / f"{STEM}_{name}.png", dpi=150,
+                bbox_inches="tight")
+    plt.close(fig)
+
+
+def _image(ax, image: Tensor) -> None:
+    ax.imshow(image.detach().cpu(), cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def _short(name: str, width: int = 16) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _row_label(ax, name: str) -> None:
+    """A horizontal label left of an image row: family and style on two lines."""
+    words = name.split()
+    half = (len(words) + 1) // 2
+    text = "\n".join(_short(" ".join(part), 14) for part in (words[:half], words[half:])
+                     if part)
+    ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=11, labelpad=6)
+
+
+def plot_decoder_parameters(decoder: decoders.FontDecoder, font: list[int],
+                            letter: list[int], names: list[str]):
+    """One row per parameter of θ; for each (font, letter): the parameter at the lower
+    end of its range, the prototype (identity θ), the upper end (others at identity)."""
+    import matplotlib.pyplot as plt
+
+    lower, upper = decoders.theta_box(RANGES)
+    thetas = []
+    for i in range(6):
+        for value in (lower[i], None, upper[i]):
+            theta = decoders.IDENTITY.clone()
+            if value is not None:
+                theta[i] = value
+            thetas.append(theta)
+    thetas = torch.stack(thetas)                                        # [18, 6]
+    n = len(font)
+    f = torch.tensor(font).repeat_interleave(len(thetas))
+    y = torch.tensor(letter).repeat_interleave(len(thetas))
+    with torch.no_grad():
+        images = decoder(f, y, thetas.repeat(n, 1)).view(n, 6, 3, 28, 28).cpu()
+    fig, axes = plt.subplots(6, 3 * n, figsize=(1.2 * 3 * n + 1.6, 1.2 * 6 + 0.9),
+                             squeeze=False)
+    for row in range(6):
+        for k in range(n):
+            for j in range(3):
+                ax = axes[row, 3 * k + j]
+                _image(ax, images[k, row, j])
+                if row == 0:
+                    ax.set_title(("lower", "prototype", "upper")[j], fontsize=11)
+        bounds = f"[{lower[row]:.2f}, {upper[row]:.2f}]"
+        axes[row, 0].set_ylabel(f"{THETA_LABELS[row]}\n{bounds}", fontsize=12)
+    for k in range(n):
+        name = _short(names[font[k]], 18)
+        axes[0, 3 * k + 1].set_title(f"{name}\nprototype", fontsize=11)
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    return fig
+
+
+def plot_decoder_random(decoder: decoders.FontDecoder, font: list[int],
+                        letter: list[int], names: list[str], n_theta: int = 5,
+                        seed: int = 0):
+    """Prototypes (left column), each under ``n_theta`` random θ of the data ranges."""
+    import matplotlib.pyplot as plt
+
+    n = len(font)
+    generator = torch.Generator().manual_seed(seed)
+    theta = decoders.sample_theta(n * n_theta, RANGES, generator)
+    theta = torch.cat([decoders.IDENTITY.expand(n, 1, 6), theta.view(n, n_theta, 6)], 1)
+    cols = n_theta + 1
+    f = torch.tensor(font).repeat_interleave(cols)
+    y = torch.tensor(letter).repeat_interleave(cols)
+    with torch.no_grad():
+        images = decoder(f, y, theta.reshape(-1, 6)).view(n, cols, 28, 28).cpu()
+    fig, axes = plt.subplots(n, cols, figsize=(1.2 * cols + 1.9, 1.2 * n + 0.5),
+                             squeeze=False)
+    for r in range(n):
+        for c in range(cols):
+            _image(axes[r, c], images[r, c])
+            if r == 0:
+                title = "prototype" if c == 0 else f"random θ {c}"
+                axes[r, c].set_title(title, fontsize=11)
+        _row_label(axes[r, 0], names[font[r]])
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    return fig
+
+
+def plot_examples(rows: list[tuple[str, Tensor, Tensor]], show: Tensor):
+    """Rows of images (label, images ``[N, 1, 28, 28]``, predicted letters ``[N]``) at
+    the indices ``show``, each titled with its prediction."""
+    import matplotlib.pyplot as plt
+
+    cols = max(len(show), 1)
+    size = (1.0 * cols + 1.6, 1.35 * len(rows))
+    fig, axes = plt.subplots(len(rows), cols, figsize=size, squeeze=False)
+    for r, (label, images, predicted) in enumerate(rows):
+        for c, i in enumerate(show.tolist()):
+            _image(axes[r, c], images[i, 0])
+            axes[r, c].set_title(f"→ {fonts.LETTERS[predicted[i]]}", fontsize=12)
+        for c in range(len(show), cols):
+            axes[r, c].axis("off")
+        axes[r, 0].set_ylabel(label.replace(" ", "\n", 1), fontsize=12)
+    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    return fig
+
+
+def plot_distances(distances):
+    """a) histograms of the distance to the manifold per set; b) distance vs ‖δ‖₂."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    palette = dict(zip(SET_ORDER, sns.color_palette("colorblind", 3)))
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 4.2))
+    bins = np.linspace(0, max(distances.distance.max(), 1e-3) * 1.02, 40)
+    for name in SET_ORDER:
+        part = distances[distances.set == name]
+        if len(part):
+            ax0.hist(part.distance, bins=bins, alpha=0.6, color=palette[name],
+                     label=f"{name} (n = {len(part)})")
+    ax0.set_xlabel("distance to the manifold ‖x̃ − π(x̃)‖₂\n(pixel values in [0, 1])")
+    ax0.set_ylabel("number of examples")
+    ax0.set_yscale("log")
+    ax0.legend(fontsize=11)
+    ax0.set_title("a) distance found by the latent search", fontsize=12)
+    adv = distances[distances.set != "test"]
+    sns.scatterplot(data=adv, x="delta_l2", y="distance", hue="set", palette=palette,
+                    s=14, ax=ax1, legend=False)
+    top = max(adv.delta_l2.max(), 1e-3) if len(adv) else 1.0
+    ax1.plot([0, top], [0, top], color="grey", lw=1, ls="--", label="distance = ‖δ‖₂")
+    ax1.set_xlabel("size of the perturbation ‖δ‖₂ = ‖x̃ − x‖₂")
+    ax1.set_ylabel("distance to the manifold")
+    ax1.legend(fontsize=11, loc="upper left")
+    ax1.set_title("b) distance against ‖δ‖₂", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+# -------------------------------------------------------------------------- distances
+
+def distance_frame(decoder: decoders.FontDecoder, font: Tensor, letter: Tensor,
+                   theta: Tensor, clean: Tensor,
+                   sets: Mapping[str, tuple[Tensor, Tensor]], **search: Any):
+    """Distances to the manifold of the examples of ``sets`` (name → (images ``[N, …]``,
+    mask ``[N]`` of those to measure)), all measured in one batched latent search
+    (:func:`advmanifold.manifolds.decoder.project`, keyword arguments ``search``).
+
+    ``font``, ``letter``, ``theta`` and ``clean`` are those of the N attacked test
+    images. Returns a DataFrame (one row per example: set, distance, delta_l2,
+    angle_deg, distance_over_l2); empty sets are left out."""
+    from .manifolds import decoder as decoder_manifold
+
+    index, images, labels = [], [], []
+    for name, (imgs, keep) in sets.items():
+        keep = keep.nonzero().squeeze(1).to(clean.device)
+        index.append(keep)
+        images.append(imgs[keep])
+        labels += [name] * len(keep)
+    index, images = torch.cat(index), torch.cat(images)
+    projection, _ = decoder_manifold.project(
+        decoder, font[index], letter[index], images, theta[index],
+        reference=clean[index], **search)
+    frame = projection.to_frame(set=labels)
+    frame["distance_over_l2"] = frame.distance / frame.delta_l2
+    return frame
+
+
+def record_distances(res, distances) -> None:
+    """Add the median distance, ‖δ‖₂, ratio and angle of each set to ``res``, and the
+    share of on-manifold examples traced back (distance below a tenth of ‖δ‖₂)."""
+    median = distances.groupby("set").median(numeric_only=True)
+    for key, name in [("test", "test"), ("onmanifold", "on-manifold adversarial"),
+                      ("regular", "regular adversarial")]:
+        if name not in median.index:
+            continue
+        res.add(f"distance_{key}_median", median.loc[name, "distance"])
+        if key != "test":
+            res.add(f"l2_{key}_median", median.loc[name, "delta_l2"])
+            res.add(f"{key}_distance_over_l2_median",
+                    median.loc[name, "distance_over_l2"])
+            res.add(f"{key}_angle_deg_median", median.loc[name, "angle_deg"])
+    on = distances[distances.set == "on-manifold adversarial"]
+    if len(on):
+        res.add("onmanifold_found_fraction", (on.distance <= 0.1 * on.delta_l2).mean())

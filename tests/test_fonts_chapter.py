@@ -1,0 +1,124 @@
+"""The FONTS chapter module: settings, units, fallback warning, and a chapter run on
+three fonts (the fallback acceptance check of issue 10)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from advmanifold import book, cache, fonts, units
+from advmanifold import fonts_chapter as chapter
+from advmanifold.results import Results
+
+ROOT = Path(__file__).resolve().parents[1]
+THREE = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
+
+
+@pytest.fixture
+def three_fonts(tmp_path, monkeypatch):
+    """A folder with three of matplotlib's bundled fonts, and an empty cache."""
+    folder = tmp_path / "fonts"
+    folder.mkdir()
+    for name in THREE:
+        shutil.copy(fonts.matplotlib_font_dir() / name, folder / name)
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
+    return folder
+
+
+def test_settings_take_overrides_and_reject_bad_values():
+    assert chapter.settings("quick").n_fonts == 500
+    assert chapter.settings("paper").n_fonts is None          # every legible face
+    assert chapter.settings("paper").train_per_prototype == 96  # the paper's 96 + 16
+    assert chapter.settings("smoke", epochs=3, n_fonts=None).epochs == 3
+    with pytest.raises(ValueError, match="profile"):
+        chapter.settings("huge")
+    with pytest.raises(ValueError, match="unknown setting"):
+        chapter.settings("smoke", width=3)
+    with pytest.raises(ValueError, match="n_fonts"):
+        chapter.settings("smoke", n_fonts=0)
+    with pytest.raises(ValueError, match="font_dirs"):
+        chapter.prototypes_unit("/usr/share/fonts")
+
+
+def test_units_are_listed_without_building_and_configs_hold_dependency_keys(three_fonts):
+    params = {"font_dirs": [str(three_fonts)], "seed": 0, "device": "cpu"}
+    listed = units.chapter_units("01_fonts", "smoke", params)
+    assert [u.name for u in listed] == ["fonts-prototypes", "fonts-convnet"]
+    protos, net = listed
+    assert net.deps == (protos,) and net.config["prototypes"] == protos.key
+    assert "device" not in net.config and all(u.estimate_s > 0 for u in listed)
+    assert not any(u.is_cached() for u in listed)
+    assert not list(Path(cache.paths.cache_dir()).glob("*.json"))  # nothing built
+    # the prototypes unit is the cache entry of fonts.load_prototypes
+    assert protos.config == fonts.prototypes_config(fonts.find_font_files([three_fonts]))
+    # training settings change the classifier's key; attack settings do not
+    again = {u.name: u.key for u in chapter.units("smoke", {**params, "n_attack": 5})}
+    assert again["fonts-convnet"] == net.key
+    other = {u.name: u.key for u in chapter.units("smoke", {**params, "epochs": 2})}
+    assert other["fonts-convnet"] != net.key and other["fonts-prototypes"] == protos.key
+
+
+def test_classifier_unit_does_not_depend_on_the_callers_random_state(three_fonts):
+    S = chapter.settings("smoke", train_per_prototype=None)
+    S.train_per_prototype, S.test_per_prototype = 2, 1
+    unit = chapter.classifier_unit(S, seed=3, font_dirs=[three_fonts])
+    torch.manual_seed(0)
+    first = unit.build()
+    torch.manual_seed(1)
+    torch.rand(10)
+    second = unit.build()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    model = chapter.classifier(unit)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(three_fonts,
+                                                                         tmp_path):
+    every = chapter.prototypes(chapter.prototypes_unit([three_fonts]))
+    assert len(every) == 3
+    for profile, n_fonts, flag in [("smoke", None, 1), ("smoke", 3, 0), ("paper", None, 1)]:
+        res = Results("01_fonts", profile=profile, seed=0, directory=tmp_path)
+        S = chapter.settings(profile, n_fonts=n_fonts)
+        manifest = chapter.record_fonts(res, every, S)
+        assert len(manifest) == res.metrics["n_fonts"] == 3
+        assert res.metrics["fonts_fallback"] == flag
+        text = chapter.fallback_warning(3, chapter.fonts_wanted(S), profile)
+        assert (text is None) == (flag == 0)
+    text = chapter.fallback_warning(3, chapter.MIN_FONTS, "paper")
+    assert text.startswith(":::{admonition}") and ":class: warning" in text
+    assert "**3**" in text and f"**{chapter.MIN_FONTS}**" in text
+    assert "debian-font-packages.txt" in text and "font_dirs" in text
+    assert text.rstrip().endswith(":::")
+
+
+def test_chapter_runs_on_three_fonts_warns_and_creates_exactly_its_units(three_fonts,
+                                                                         tmp_path,
+                                                                         monkeypatch):
+    """Smoke run with ``font_dirs`` = three fonts: the page opens with the warning box,
+    the results flag the fallback, and the cache holds exactly the listed units."""
+    monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("ADVMANIFOLD_FIGURES", str(tmp_path / "figures"))
+    the_plan = book.plan(ROOT, "smoke", ["01_fonts"],
+                         [f"font_dirs={json.dumps([str(three_fonts)])}"])
+    params = the_plan.parameters["01_fonts"]
+    assert params["font_dirs"] == [str(three_fonts)]
+    listed = {u.key for u in units.chapter_units("01_fonts", "smoke", params)}
+    book.execute(ROOT, the_plan, tmp_path / "site")
+    created = {p.stem for p in (tmp_path / "cache").glob("*.json")}
+    assert created == listed
+    record = json.loads((tmp_path / "results" / "01_fonts.json").read_text())
+    assert record["fonts_fallback"] == 1 and record["n_fonts"] == 3
+    assert record["n_fonts_wanted"] == 10 and record["cache_misses"] == len(listed)
+    executed = json.loads((tmp_path / "site" / "notebooks" / "01_fonts.ipynb").read_text())
+    markdown = [o["data"]["text/markdown"] for c in executed["cells"]
+                for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    assert len(markdown) == 1
+    text = "".join(markdown[0])
+    assert text.startswith(":::{admonition}") and "**3**" in text and "**10**" in text
+    first = next(i for i, c in enumerate(executed["cells"])
+                 if any("text/markdown" in o.get("data", {}) for o in c.get("outputs", [])))
+    sections = [i for i, c in enumerate(executed["cells"])
+                if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## ")]
+    assert first < sections[0]  # the warning comes before the first section
