@@ -216,9 +216,10 @@ def fallback_warning(n_used: int, n_wanted: int, profile: str) -> str | None:
         "numbers are **not comparable** with the paper's FONTS results, and the claims "
         "ledger marks this chapter's verdicts as such.\n\n"
         "To fix it, install the Debian/Ubuntu font packages listed in "
-        f"`{packages}` (`make book` installs them when it runs as root or with "
-        "password-less sudo; otherwise `sudo apt-get install --no-install-recommends "
-        "$(grep -o '^[^#]*' " + packages + ")`), or pass `font_dirs` with folders "
+        f"`{packages}` (`make fonts`, part of `make book`, installs them when it runs "
+        "as root or with password-less sudo; otherwise run `sudo apt-get install "
+        "--no-install-recommends $(grep -o '^[^#]*' " + packages + ")`), or pass "
+        "`font_dirs` with folders "
         "holding more fonts (e.g. a checkout of Google Fonts), and run the chapter "
         "again.\n"
         ":::")
@@ -360,7 +361,7 @@ def plot_examples(rows: list[tuple[str, Tensor, Tensor]], show: Tensor):
     import matplotlib.pyplot as plt
 
     cols = max(len(show), 1)
-    size = (1.0 * cols + 1.6, 1.35 * len(rows))
+    size = (1.0 * cols + 1.6, 1.6 * len(rows))
     fig, axes = plt.subplots(len(rows), cols, figsize=size, squeeze=False)
     for r, (label, images, predicted) in enumerate(rows):
         for c, i in enumerate(show.tolist()):
@@ -369,7 +370,7 @@ def plot_examples(rows: list[tuple[str, Tensor, Tensor]], show: Tensor):
         for c in range(len(show), cols):
             axes[r, c].axis("off")
         axes[r, 0].set_ylabel(label.replace(" ", "\n", 1), fontsize=12)
-    fig.tight_layout(h_pad=0.3, w_pad=0.3)
+    fig.tight_layout(h_pad=0.8, w_pad=0.3)
     return fig
 
 
