@@ -290,3 +290,21 @@ def test_deny_list_and_debian_package_list():
     assert len(packages) > 50 and len(set(packages)) == len(packages)
     assert all(p.startswith("fonts-") and "#" not in p and " " not in p for p in packages)
     assert "fonts-urw-base35" in packages and "fonts-dejavu-core" not in packages
+
+
+def test_prototypes_payload_from_its_config_alone_matches_load_prototypes(tmp_path,
+                                                                          monkeypatch):
+    """The config lists files sorted as strings; the build must filter the faces in
+    find_font_files' (Path) order, or one cache key could hold two payloads."""
+    for sub, name in [("a", "DejaVuSans.ttf"), ("a-b", "DejaVuSerif.ttf"),
+                      ("a", "DejaVuSansMono.ttf")]:
+        (tmp_path / "fonts" / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(fonts.matplotlib_font_dir() / name, tmp_path / "fonts" / sub / name)
+    files = fonts.find_font_files([tmp_path / "fonts"])
+    config = fonts.prototypes_config(files)
+    assert [p for p, _ in config["files"]] != [str(f) for f in files]  # the orders differ
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
+    loaded = fonts.load_prototypes(font_dirs=[tmp_path / "fonts"])
+    payload = fonts.prototypes_payload(config)
+    assert torch.equal(payload["images"], loaded.images)
+    assert fonts.prototypes_from_payload(payload).manifest == loaded.manifest
