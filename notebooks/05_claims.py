@@ -15,80 +15,124 @@
 # # The claims ledger
 #
 # Every claim of the two papers that this book tests, in one table: what the paper says,
-# what the chapters measured, and a verdict computed from the chapters' results files
-# (`_build/results/<chapter>.json`) by the rules in `advmanifold.claims`. Nothing on this
-# page is typed by hand: re-running a chapter with other settings changes the table.
+# what the chapters measured, and a verdict computed from the chapters' results files by
+# the rules in `advmanifold.claims`. Nothing on this page is typed by hand: re-running a
+# chapter with other settings changes the table.
+#
+# Each claim is judged twice, side by side: on the results of *this build*
+# (`_build/results/<chapter>.json`, whatever profile the chapters ran with) and on the
+# *paper-scale record* committed with the book (`results/paper/<chapter>.json`, the
+# chapters run once with the `paper` profile). A claim whose chapter is missing from
+# either is *not run* there.
 #
 # The rules are this book's choices. A claim about a difference counts as *reproduced*
 # when the difference exceeds twice its standard error over training seeds (where a
 # chapter trained several seeds) and any stated margin, as *partly* when it only has the
 # claimed sign, and as *not reproduced* otherwise. Claims that something is "near zero"
-# are judged relative to the regular adversarial examples' distance.
+# are judged relative to the regular adversarial examples' distance. A chapter that ran
+# on a fallback (FONTS on fewer legible fonts than its profile asks for) measured
+# something else than the paper: its claims are *not comparable*, with the reason (the
+# FONTS chapter says how to install the fonts).
 
 # %% tags=["remove-cell"]
 import sys, subprocess
 if "google.colab" in sys.modules:  # on Colab: install the companion package
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/adversarial-manifolds/companion.git"], check=True)
+                    "git+https://github.com/adversarial-manifolds/companion.git"],
+                   check=True)
 
 # %% tags=["parameters"]
 profile = "quick"
 seed = 0
 device = "cpu"
-results_dir = None
+results_dir = None  # this build's results (None: _build/results)
+record_dir = None   # the paper-scale record (None: results/paper at the book's root)
 
-# %%
-import json
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from advmanifold import claims, paths
+from advmanifold import benchmarking, claims, paths
 from advmanifold.results import Results
 
 res = Results("05_claims", profile=profile, seed=seed)
-folder = Path(results_dir) if results_dir else paths.results_dir()
-chapters = sorted({c.chapter for c in claims.CLAIMS})
-found = {stem: json.loads((folder / f"{stem}.json").read_text())
-         for stem in chapters if (folder / f"{stem}.json").is_file()}
-profiles_used = {stem: record["profile"] for stem, record in found.items()}
-ledger = claims.ledger(found)
+every = claims.all_claims()
+stems = claims.chapters(every)
+found = claims.read_results_folder(Path(results_dir or paths.results_dir()), stems)
+record_folder = Path(record_dir) if record_dir else claims.record_dir()
+record = claims.read_results_folder(record_folder, stems)
+ledger = claims.ledger(found, record, every)
 res.add_table("ledger", ledger)
-print("profile of each chapter read:", profiles_used or "none")
+in_book = set(benchmarking.book_chapters())  # chapters of _toc.yml
+linked = set(found) & in_book  # chapters whose figures exist in this build
+
+# %% [markdown]
+# ## What was read
+#
+# The profile each chapter ran with, in this build and in the paper-scale record (with
+# the date and machine of the record where it says so):
+
+# %% tags=["remove-input"]
+build = claims.describe_records(found).set_index("chapter")
+paper = claims.describe_records(record).set_index("chapter")
+sources = pd.DataFrame({
+    "this build": [build["profile"].get(s, "not run") if len(build) else "not run"
+                   for s in stems],
+    "paper-scale record": [
+        ", ".join(str(x) for x in paper.loc[s].dropna().drop("wall_time_s",
+                                                              errors="ignore"))
+        if s in paper.index else "not run" for s in stems]}, index=stems)
+display(sources.rename_axis("chapter"))
 
 # %% [markdown]
 # ## The ledger
+#
+# Each verdict cell gives the verdict, the value measured, the rule that judged it and,
+# for *not run* and *not comparable*, the reason. The last part of a claim's cell links
+# the figure that shows the evidence (or, where its chapter did not run in this build,
+# the chapter).
 
 # %% tags=["remove-input"]
-icons = {claims.REPRODUCED: "**reproduced**", claims.PARTLY: "*partly*",
-         claims.NOT_REPRODUCED: "**not reproduced**", claims.NOT_RUN: "not run"}
-lines = ["| claim | source | paper | measured | verdict | rule | evidence |",
-         "|---|---|---|---|---|---|---|"]
-for row in ledger.itertuples():
-    lines.append(f"| {row.claim} | {{cite:t}}`{row.source}` | {row.paper} | {row.measured} | "
-                 f"{icons[row.verdict]} | {row.rule} | {{numref}}`{row.figure}` |")
-display(Markdown("\n".join(lines)))
+display(Markdown(claims.ledger_markdown(ledger, linked, in_book)))
 
-# %%
-counts = ledger["verdict"].value_counts()
-for verdict in (claims.REPRODUCED, claims.PARTLY, claims.NOT_REPRODUCED, claims.NOT_RUN):
-    res.add(f"claims_{verdict.replace(' ', '_')}", int(counts.get(verdict, 0)))
+# %% tags=["hide-input"]
+order = list(claims.VERDICTS)
+colours = ["#2ca02c", "#ffbf00", "#d62728", "#9467bd", "#b0b0b0"]
+names = {claims.STUTZ: "Stutz et al. 2019", claims.GEYER: "Geyer et al. 2023"}
+for prefix, column in (("claims", "verdict"), ("record_claims", "record_verdict")):
+    counts = ledger[column].value_counts()
+    for verdict in order:
+        res.add(f"{prefix}_{verdict.replace(' ', '_')}", int(counts.get(verdict, 0)))
 res.add("claims_total", len(ledger))
-score = {claims.REPRODUCED: 1.0, claims.PARTLY: 0.5, claims.NOT_REPRODUCED: 0.0, claims.NOT_RUN: -1.0}
-for row in ledger.itertuples():  # one number per claim, so the verdicts live in the results file too
-    res.add(f"verdict_{row.key.replace('-', '_')}", score[row.verdict], glue=False)
+disagree = claims.differing(ledger)
+res.add("claims_differing", len(disagree))
+for row in ledger.itertuples():  # one number per claim: verdicts in the results file
+    key = row.key.replace("-", "_")
+    res.add(f"verdict_{key}", claims.VERDICT_SCORE[row.verdict], glue=False)
+    res.add(f"record_verdict_{key}", claims.VERDICT_SCORE[row.record_verdict],
+            glue=False)
 
-order = [claims.REPRODUCED, claims.PARTLY, claims.NOT_REPRODUCED, claims.NOT_RUN]
-frame = ledger.assign(paper=ledger["source"].map({claims.STUTZ: "Stutz et al. 2019",
-                                                  claims.GEYER: "Geyer et al. 2023"}))
-fig, ax = plt.subplots(figsize=(6.5, 2.6))
-sns.countplot(data=frame, y="paper", hue="verdict", hue_order=order, ax=ax,
-              palette=["#2ca02c", "#ffbf00", "#d62728", "#b0b0b0"])
+long = pd.concat([
+    pd.DataFrame({"paper": ledger["source"].map(lambda s: names.get(s, s)),
+                  "scale": scale, "verdict": ledger[column]})
+    for scale, column in (("this build", "verdict"),
+                          ("paper scale", "record_verdict"))])
+counts = (pd.crosstab([long["paper"], long["scale"]], long["verdict"])
+          .reindex(columns=order, fill_value=0))
+counts.index = [f"{p}, {s}" for p, s in counts.index]
+fig, ax = plt.subplots(figsize=(8, 0.55 * len(counts) + 1.4))
+counts.plot.barh(stacked=True, color=colours, ax=ax, width=0.7)
+ax.invert_yaxis()
 ax.set(xlabel="number of claims", ylabel="")
-ax.legend(title="verdict", bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+ax.tick_params(labelsize=11)
+ax.xaxis.label.set_size(11)
+ax.legend(title="verdict", ncols=3, fontsize=10, title_fontsize=10,
+          bbox_to_anchor=(0.5, -0.32), loc="upper center", frameon=False)
 sns.despine(fig)
 fig.tight_layout()
 fig.savefig(paths.figures_dir() / "05_claims_verdicts.png", dpi=150)
@@ -98,14 +142,40 @@ plt.close(fig)
 # %% [markdown]
 # ```{glue:figure} fig_claims_verdicts
 # :name: fig-claims-verdicts
-# Verdicts per paper. Of {glue:text}`claims_total:d` claims, {glue:text}`claims_reproduced:d`
-# reproduced, {glue:text}`claims_partly:d` partly, {glue:text}`claims_not_reproduced:d` did
-# not, and {glue:text}`claims_not_run:d` were not run in this build.
+# Verdicts per paper, in this build and in the paper-scale record. Of
+# {glue:text}`claims_total:d` claims, this build reproduced
+# {glue:text}`claims_reproduced:d`, partly {glue:text}`claims_partly:d`, did not
+# reproduce {glue:text}`claims_not_reproduced:d`, and did not run
+# {glue:text}`claims_not_run:d`; the paper-scale record reproduced
+# {glue:text}`record_claims_reproduced:d` and partly
+# {glue:text}`record_claims_partly:d`, and lacks {glue:text}`record_claims_not_run:d`.
 # ```
 #
-# The verdicts depend on the profile the chapters ran with: the `quick` profile trains on
-# subsets for a few epochs, so a claim that is *partly* reproduced there may be settled by
-# the `paper` profile. Each chapter's results file records the profile it used.
+# ## Where the scales disagree
+#
+# Among the claims judged at both scales, {glue:text}`claims_differing:d` have a
+# different verdict in this build than in the paper-scale record:
 
-# %%
+# %% tags=["remove-input"]
+if len(disagree):
+    display(Markdown("\n".join(
+        f"- {claims.escape(row.claim)}: {claims.VERDICT_MARKUP[row.verdict]} in this "
+        f"build, {claims.VERDICT_MARKUP[row.record_verdict]} at paper scale."
+        for row in disagree.itertuples())))
+else:
+    display(Markdown("*None.*"))
+
+# %% [markdown]
+# The verdicts of this build depend on the profile its chapters ran with: the `quick`
+# profile trains on subsets for a few epochs, so a claim only *partly* reproduced there
+# may be settled at paper scale, and the other way round.
+
+# %% tags=["hide-input"]
+# the intro's results at a glance: a Markdown include, staged into book/generated/
+ran = ", ".join(sorted({r["profile"] for r in found.values()})) or "none"
+glance = (f"Judged on this build (profile {ran}) and on the paper-scale record "
+          f"({len(record)} of {len(stems)} chapters); details in "
+          "{doc}`/notebooks/05_claims`.\n\n"
+          + claims.glance_markdown(ledger, linked, in_book))
+(paths.figures_dir() / "05_claims_glance.md").write_text(glance + "\n")
 res.write();

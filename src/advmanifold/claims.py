@@ -44,10 +44,9 @@ MODELS = ("baseline", "robust", "manifold", "manifold_robust")
 FALLBACKS: dict[str, tuple[str, str, str]] = {
     "01_fonts": (
         "fonts_fallback",
-        "FONTS ran on fallback fonts ({n_fonts:.0f} legible faces, fewer than its "
-        "profile asks for): install the fonts (see the FONTS chapter) and re-run it",
-        "FONTS ran on fallback fonts (fewer legible faces than its profile asks for): "
-        "install the fonts (see the FONTS chapter) and re-run it"),
+        "FONTS ran on fallback fonts: {n_fonts:.0f} legible faces, fewer than its "
+        "profile asks for",
+        "FONTS ran on fallback fonts, fewer legible faces than its profile asks for"),
 }
 
 #: modules defining further claims (a tuple ``CLAIMS``), imported by :func:`all_claims`
@@ -152,7 +151,7 @@ def small_relative(stem: str, key: str, reference: str, *, good: float,
         ratio = a / ref if ref > 0 else math.inf
         verdict = (REPRODUCED if ratio <= good
                    else PARTLY if ratio <= fair else NOT_REPRODUCED)
-        return Verdict(verdict, f"{a:.3f} ({ratio:.2f} × {reference} = {ref:.3f})",
+        return Verdict(verdict, f"{a:.3f} ({ratio:.2f} × reference {ref:.3f})",
                        f"ratio ≤ {good:g}; partly if ≤ {fair:g}")
     return judge
 
@@ -403,9 +402,13 @@ def escape(text: object) -> str:
     return _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def figure_link(chapter: str, figure: str, linked: Collection[str]) -> str:
-    """A numbered reference to ``figure`` when its chapter ran (is in ``linked``),
-    else a link to the chapter (whose figure does not exist in this build)."""
+def figure_link(chapter: str, figure: str, linked: Collection[str],
+                in_book: Collection[str] | None = None) -> str:
+    """A numbered reference to ``figure`` when its chapter ran (is in ``linked``), else
+    a link to the chapter (whose figure does not exist in this build), or only the
+    chapter's name when it is not among the book's chapters ``in_book`` (None: all)."""
+    if in_book is not None and chapter not in in_book:
+        return escape(chapter)
     if chapter in linked:
         return f"{{numref}}`{figure}`"
     return f"{{doc}}`/notebooks/{chapter}`"
@@ -440,16 +443,17 @@ def list_table(header: list[str], rows: list[list[str]], *,
     return "\n".join(lines)
 
 
-def ledger_markdown(frame, linked: Collection[str] = ()) -> str:
+def ledger_markdown(frame, linked: Collection[str] = (),
+                    in_book: Collection[str] | None = None) -> str:
     """The ledger as a list table: claim (with its source and figure), the paper's
     value, and the verdict with measured value and rule in this build and, where the
-    frame has ``record_*`` columns, in the paper-scale record."""
+    frame has ``record_*`` columns, in the paper-scale record (:func:`figure_link`)."""
     record = "record_verdict" in frame
     header = ["claim", "paper", "this build"] + ["paper-scale record"] * record
     rows = []
     for row in frame.itertuples():
         claim = (f"{escape(row.claim)} ({{cite:t}}`{row.source}`; "
-                 f"{figure_link(row.chapter, row.figure, linked)})")
+                 f"{figure_link(row.chapter, row.figure, linked, in_book)})")
         cells = [claim, escape(row.paper) or "–",
                  verdict_cell(row.verdict, row.measured, row.rule, row.note)]
         if record:
@@ -460,7 +464,8 @@ def ledger_markdown(frame, linked: Collection[str] = ()) -> str:
     return list_table(header, rows, widths=widths)
 
 
-def glance_markdown(frame, linked: Collection[str] = ()) -> str:
+def glance_markdown(frame, linked: Collection[str] = (),
+                    in_book: Collection[str] | None = None) -> str:
     """The intro's results at a glance: claim, the paper's value, ours (this build),
     the paper-scale record (both with their verdicts), and the figure."""
     record = "record_verdict" in frame
@@ -472,7 +477,7 @@ def glance_markdown(frame, linked: Collection[str] = ()) -> str:
                  verdict_cell(row.verdict, row.measured)]
         if record:
             cells.append(verdict_cell(row.record_verdict, row.record_measured))
-        cells.append(figure_link(row.chapter, row.figure, linked))
+        cells.append(figure_link(row.chapter, row.figure, linked, in_book))
         rows.append(cells)
     widths = [36, 10, 22, 22, 10] if record else [45, 12, 30, 13]
     return list_table(header, rows, widths=widths)
