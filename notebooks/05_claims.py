@@ -57,7 +57,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from advmanifold import benchmarking, claims, paths
+from advmanifold import claims, paths
 from advmanifold.results import Results
 
 res = Results("05_claims", profile=profile, seed=seed)
@@ -68,8 +68,8 @@ record_folder = Path(record_dir) if record_dir else claims.record_dir()
 record = claims.read_results_folder(record_folder, stems)
 ledger = claims.ledger(found, record, every)
 res.add_table("ledger", ledger)
-in_book = set(benchmarking.book_chapters())  # chapters of _toc.yml
-linked = set(found) & in_book  # chapters whose figures exist in this build
+in_book = claims.built_chapters()  # the chapters compiled into this book
+linked = set(found) & in_book  # those whose figures exist in this build
 
 # %% [markdown]
 # ## What was read

@@ -237,3 +237,21 @@ def test_escape_renders_any_text_literally():
     assert rows == [["x"], [" ".join(text.split())]]
     with pytest.raises(ValueError, match="cells"):
         claims.list_table(["a", "b"], [["only one"]])
+
+
+def test_links_only_to_chapters_compiled_into_the_book(tmp_path):
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n"
+        "  - file: notebooks/01_fonts\n  - file: notebooks/03_pmnist\n")
+    (tmp_path / "notebooks").mkdir()
+    for stem in ("01_fonts", "03_pmnist"):
+        (tmp_path / "notebooks" / f"{stem}.py").write_text("# %%\n")
+    site = tmp_path / "_build" / "site" / "notebooks"
+    site.mkdir(parents=True)
+    (site / "03_pmnist.ipynb").write_text("{}")  # only 03_pmnist was executed
+    in_book = claims.built_chapters(tmp_path)
+    assert in_book == {"03_pmnist"} and claims.built_chapters(tmp_path / "x") == set()
+    link = claims.figure_link
+    assert link("03_pmnist", "fig-a", {"03_pmnist"}, in_book) == "{numref}`fig-a`"
+    assert link("03_pmnist", "fig-a", set(), in_book) == "{doc}`/notebooks/03_pmnist`"
+    assert link("01_fonts", "fig-b", {"01_fonts"}, in_book) == "01\\_fonts"  # no link

@@ -342,6 +342,21 @@ def paper_record(root: str | os.PathLike | None = None,
     return read_results_folder(record_dir(root), chapters() if stems is None else stems)
 
 
+def built_chapters(root: str | os.PathLike | None = None) -> set[str]:
+    """The chapters the compiled book will contain: those of ``_toc.yml`` under the
+    book's root ``root`` (default: found from the working directory) whose executed
+    notebook the runner has left in ``_build/site/notebooks`` (it leaves the others
+    out of the build, so links to them would break). Empty outside a book."""
+    from . import paths
+    from .book import chapters as toc_chapters
+
+    root = Path(root) if root is not None else paths.book_root()
+    site = root / "_build" / "site" / "notebooks"
+    if not (root / "_toc.yml").is_file():
+        return set()
+    return {c.stem for c in toc_chapters(root) if (site / f"{c.stem}.ipynb").is_file()}
+
+
 def describe_records(records: Mapping[str, Mapping]) -> "pd.DataFrame":  # noqa: F821
     """One row per chapter record: profile, and when it was made, where and how long."""
     import pandas as pd
