@@ -107,8 +107,9 @@ def test_alignment_loss_equals_its_definition():
         x = data.x[i : i + 1].clone().requires_grad_(True)
         ce = F.cross_entropy(model(x), data.y[i : i + 1])
         (g,) = torch.autograd.grad(ce, x)
-        jac = jacobian(dec, data.font[i : i + 1], data.letter[i : i + 1],
-                       data.theta[i : i + 1])[0].double()  # checked in its own test
+        jac = jacobian(
+            dec, data.font[i : i + 1], data.letter[i : i + 1], data.theta[i : i + 1]
+        )[0].double()  # checked in its own test
         g = g.flatten().double()
         coef = torch.linalg.lstsq(jac, g.unsqueeze(1)).solution
         pg = (jac @ coef).squeeze(1)
@@ -124,8 +125,9 @@ def test_onmanifold_training_examples_stay_in_ball_and_ranges():
     model = models.ConvNet()
     theta = decoders.sample_theta(20, "hard", torch.Generator().manual_seed(4))
     eps = 0.3
-    adv = G.onmanifold_examples(model, dec, data.font, data.letter, theta, eps=eps,
-                                steps=5, seed=0)
+    adv = G.onmanifold_examples(
+        model, dec, data.font, data.letter, theta, eps=eps, steps=5, seed=0
+    )
     lower, upper = decoders.theta_box("hard")
     assert ((adv - theta).abs() <= eps + 1e-6).all()
     assert ((adv >= lower - 1e-6) & (adv <= upper + 1e-6)).all()
@@ -140,8 +142,9 @@ def test_training_examples_leave_the_weights_untouched():
     torch.manual_seed(0)
     model = models.ConvNet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    G.onmanifold_examples(model, dec, data.font, data.letter, data.theta, eps=0.3,
-                          steps=3, seed=0)
+    G.onmanifold_examples(
+        model, dec, data.font, data.letter, data.theta, eps=0.3, steps=3, seed=0
+    )
     assert model.training
     assert all(p.requires_grad for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -170,15 +173,24 @@ def test_training_is_deterministic(method):
 def test_evaluate_measures_are_in_range():
     dec, data = _split(30)
     s = _settings(n_test=30, n_attack=10, n_align=10, attack_steps=3)
-    model = G.train_model("Normal", data, dec, _settings(epochs=1, batch_size=10), 0,
-                          progress=False)
+    model = G.train_model(
+        "Normal", data, dec, _settings(epochs=1, batch_size=10), 0, progress=False
+    )
     out = G.evaluate(model, dec, data, s)
     assert set(out) == set(G.MEASURES)
-    for key in ("test_error", "onmanifold_success", "regular_success", "fgsm_accuracy",
-                "pgd_accuracy", "alignment_cosine"):
+    for key in (
+        "test_error",
+        "onmanifold_success",
+        "regular_success",
+        "fgsm_accuracy",
+        "pgd_accuracy",
+        "alignment_cosine",
+    ):
         assert 0.0 <= out[key] <= 1.0, key
     assert out["alignment_ratio"] >= 1.0
-    assert out["pgd_accuracy"] <= 1.0 - out["test_error"] + 1e-6 or s.n_attack < s.n_test
+    assert (
+        out["pgd_accuracy"] <= 1.0 - out["test_error"] + 1e-6 or s.n_attack < s.n_test
+    )
 
 
 def test_bad_input_is_named():
@@ -225,22 +237,43 @@ def _results(**values):
 
 def test_claims_judge_synthetic_results():
     by_key = {c.key: c for c in G.CLAIMS}
-    good = _results(test_error_Normal_n250=0.5, test_error_Normal_n250_std=0.01,
-                    test_error_OnAdvTrain_n250=0.3, test_error_OnAdvTrain_n250_std=0.01)
+    good = _results(
+        test_error_Normal_n250=0.5,
+        test_error_Normal_n250_std=0.01,
+        test_error_OnAdvTrain_n250=0.3,
+        test_error_OnAdvTrain_n250_std=0.01,
+    )
     assert by_key["onadv-generalizes"].verdict(good).verdict == claims.REPRODUCED
-    bad = _results(test_error_Normal_n250=0.3, test_error_Normal_n250_std=0.01,
-                   test_error_OnAdvTrain_n250=0.5, test_error_OnAdvTrain_n250_std=0.01)
+    bad = _results(
+        test_error_Normal_n250=0.3,
+        test_error_Normal_n250_std=0.01,
+        test_error_OnAdvTrain_n250=0.5,
+        test_error_OnAdvTrain_n250_std=0.01,
+    )
     assert by_key["onadv-generalizes"].verdict(bad).verdict == claims.NOT_REPRODUCED
-    never = _results(**{f"test_error_{m}_n{n}{sfx}": v for n in (250, 1000)
-                        for m, v in (("Normal", 0.3), ("OffAdvTrain", 0.35))
-                        for sfx, v in (("", v), ("_std", 0.01))})
-    assert by_key["offadv-no-generalization"].verdict(never).verdict == claims.REPRODUCED
+    never = _results(
+        **{
+            f"test_error_{m}_n{n}{sfx}": v
+            for n in (250, 1000)
+            for m, v in (("Normal", 0.3), ("OffAdvTrain", 0.35))
+            for sfx, v in (("", v), ("_std", 0.01))
+        }
+    )
+    assert (
+        by_key["offadv-no-generalization"].verdict(never).verdict == claims.REPRODUCED
+    )
     never[G.STEM]["test_error_OffAdvTrain_n1000"] = 0.1
-    assert by_key["offadv-no-generalization"].verdict(never).verdict == \
-        claims.NOT_REPRODUCED
-    rho = _results(rank_corr_onmanifold_success_vs_test_error=0.8,
-                   rank_corr_onmanifold_success_vs_test_error_std=0.05)
-    assert by_key["onmanifold-is-generalization"].verdict(rho).verdict == claims.REPRODUCED
+    assert (
+        by_key["offadv-no-generalization"].verdict(never).verdict
+        == claims.NOT_REPRODUCED
+    )
+    rho = _results(
+        rank_corr_onmanifold_success_vs_test_error=0.8,
+        rank_corr_onmanifold_success_vs_test_error_std=0.05,
+    )
+    assert (
+        by_key["onmanifold-is-generalization"].verdict(rho).verdict == claims.REPRODUCED
+    )
     assert by_key["curved-alignment-fgsm"].verdict(rho).verdict == claims.NOT_RUN
 
 
@@ -249,8 +282,12 @@ def test_rank_correlation_and_summary():
 
     assert G.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert G.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    rows = [{"method": m, "n": n, "seed": sd, **{k: float(n + sd) for k in G.MEASURES}}
-            for m in G.METHODS[:2] for n in (10, 20) for sd in (0, 1)]
+    rows = [
+        {"method": m, "n": n, "seed": sd, **{k: float(n + sd) for k in G.MEASURES}}
+        for m in G.METHODS[:2]
+        for n in (10, 20)
+        for sd in (0, 1)
+    ]
     table = G.summary(pd.DataFrame(rows))
     assert len(table) == 4
     row = table[(table.method == "Normal") & (table.n == 20)].iloc[0]
