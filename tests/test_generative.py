@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from advmanifold import cache
-from advmanifold.generative import (VAEGANs, cached_vaegans, decode_by_class, encode_by_class, onmanifold_attack,
-                                    sample, train_vaegans)
+from advmanifold.generative import (VAEGANs, count_onmanifold, decode_by_class, encode_by_class,
+                                    latent_box, onmanifold_attack, sample, train_vaegans,
+                                    vaegans_from_payload)
 
 
 def _toy(n_per_class=6, classes=3, seed=0):
@@ -91,15 +91,20 @@ def test_training_is_deterministic_and_reduces_reconstruction_error():
     assert hist[-1]["l1"] < hist[0]["l1"]
 
 
-def test_cached_training_loads_the_same_model(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
-    x, y = _toy(n_per_class=4)
-    kwargs = dict(epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), progress=False)
-    first, _ = cached_vaegans(x, y, **kwargs)
-    assert len(list(tmp_path.glob("vaegans-mnist-*.pt"))) == 1
-    second, _ = cached_vaegans(x, y, **kwargs)
-    for p, q in zip(first.state_dict().values(), second.state_dict().values()):
-        assert torch.equal(p, q)
+def test_payload_round_trip():
+    torch.manual_seed(4)
+    model = VAEGANs(3).eval()
+    back = vaegans_from_payload({"state": model.state_dict(), "history": []})
+    assert back.n_models == 3 and back.latent == 10 and not back.training
+    z = torch.randn(2, 3, 10)
+    torch.testing.assert_close(back.decode(z), model.decode(z))
+
+
+def test_learning_rate_decays_per_batch_as_the_original():
+    """lr after b of S batches of epoch e is lr0 · 0.9^(e + 1 + b/S)."""
+    from advmanifold.generative import _lr_factor
+    assert _lr_factor(0, 0.9, 10) == pytest.approx(0.9)
+    assert _lr_factor(25, 0.9, 10) == pytest.approx(0.9 ** 3.5)
 
 
 def test_training_rejects_missing_class():
@@ -108,20 +113,98 @@ def test_training_rejects_missing_class():
         train_vaegans(x[y != 1], y[y != 1], epochs=1, betas=(1.0, 1.0, 1.0), progress=False)
 
 
-def test_onmanifold_attack_stays_in_latent_ball():
+def _attack_setup():
     torch.manual_seed(2)
     model = VAEGANs(3).eval()
     classifier = nn.Sequential(nn.Flatten(), nn.Linear(784, 3)).eval()
-    x, y = _toy(n_per_class=4)
-    res = onmanifold_attack(classifier, model, x, y, eta=0.3, bound=2.0, steps=5, restarts=2)
+    x, y = _toy(n_per_class=6)
+    return model, classifier, x, y
+
+
+def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
+    """Every iterate the attack evaluates lies in the pooled box and within η of z0."""
+    from advmanifold import attacks
+    model, classifier, x, y = _attack_setup()
+    mu = encode_by_class(model, x, y)
+    lo, hi = latent_box(mu)
+    lo, hi = lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo)      # a box that binds
+    seen = []
+    real_pgd = attacks.pgd
+
+    def spy(forward, v0, *args, **kwargs):
+        def watched(v):
+            seen.append((v.detach().clone(), v0))
+            return forward(v)
+        return real_pgd(watched, v0, *args, **kwargs)
+
+    monkeypatch.setattr(attacks, "pgd", spy)
+    eta = 0.3
+    res = onmanifold_attack(classifier, model, x, y, box=(lo, hi), eta=eta, bound=50.0,
+                            steps=6, step_size=0.2, attempts=2)
+    assert res.attacked.any() and len(seen) >= 6
+    for v, v0 in seen:
+        assert (v >= lo - 1e-6).all() and (v <= hi + 1e-6).all()
+        if len(v) == len(v0):        # before early stopping compacts the batch
+            assert ((v - v0).abs() <= eta + 1e-6).all()
+    z = res.z[:, res.attacked]
+    assert (z >= lo - 1e-6).all() and (z <= hi + 1e-6).all()
+    assert ((z - res.z0[res.attacked]).abs() <= eta + 1e-6).all()
+
+
+def test_onmanifold_attack_outcome_and_determinism():
+    model, classifier, x, y = _attack_setup()
+    box = latent_box(encode_by_class(model, x, y))
+    res = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0, steps=5,
+                            attempts=3)
     torch.testing.assert_close(res.z0, encode_by_class(model, x, y))
-    assert (res.z - res.z0).abs().max() <= 0.3 + 1e-6
-    torch.testing.assert_close(res.images, decode_by_class(model, res.z, y))
+    assert res.z.shape == (3, len(x), 10) and res.fooled.shape == (3, len(x))
     with torch.no_grad():
-        pred = classifier(res.images).argmax(1)
-    assert torch.equal(res.fooled, pred != y)
-    assert torch.equal(res.valid, res.z.abs().amax(1) <= 2.0)
-    assert torch.equal(res.success, res.fooled & res.valid)
-    again = onmanifold_attack(classifier, model, x, y, eta=0.3, bound=2.0, steps=5, restarts=2)
+        for a in range(3):
+            pred = classifier(decode_by_class(model, res.z[a], y)).argmax(1)
+            assert torch.equal(res.fooled[a] & res.attacked, (pred != y) & res.attacked)
+        clean = classifier(decode_by_class(model, res.z0, y)).argmax(1) == y
+    assert torch.equal(res.clean_correct, clean)
+    # skipped examples (cannot count under either rule) are left at z0, never fooled
+    skipped = ~res.attacked
+    assert torch.equal(skipped, ~clean | (res.z0.abs().amax(1) > 2.3))
+    assert not res.fooled[:, skipped].any()
+    again = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0, steps=5,
+                              attempts=3)
     assert torch.equal(res.z, again.z)
     assert all(p.requires_grad for p in classifier.parameters())
+    with pytest.raises(ValueError, match="attempts"):
+        onmanifold_attack(classifier, model, x, y, box=box, attempts=0)
+
+
+def test_counting_protocols_differ_on_a_constructed_case():
+    """Four examples, two attempts, bound 2:
+
+    0: ‖z0‖∞ = 1.9, dec(z0) right, x right; fooled in both attempts with ‖z̃‖∞ = 2.1
+    1: ‖z0‖∞ = 2.1, dec(z0) right, x right; fooled in attempt 0 with ‖z̃‖∞ = 1.9
+    2: ‖z0‖∞ = 1.0, dec(z0) right, x WRONG;  fooled in attempt 1 with ‖z̃‖∞ = 1.2
+    3: ‖z0‖∞ = 0.5, dec(z0) WRONG, x right;  never fooled
+
+    original: validity on z0 → counted attempts (0,a0), (0,a1), (2,a1) = 3 out of
+    A · #{dec(z0) right} = 2 · 3 = 6 → 0.5 (example 1 counts as a failure);
+    strict: validity on z̃, eligible = x and dec(z0) right = {0, 1} → example 1 only,
+    1 of 2 → 0.5 with a different count.
+    """
+    z0 = torch.zeros(4, 10)
+    z0[:, 0] = torch.tensor([1.9, 2.1, 1.0, 0.5])
+    z = z0.unsqueeze(0).repeat(2, 1, 1)
+    z[:, 0, 0] = 2.1
+    z[0, 1, 0] = 1.9
+    z[1, 2, 0] = 1.2
+    fooled = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    clean_correct = torch.tensor([True, True, True, False])
+    image_correct = torch.tensor([True, True, False, True])
+    original = count_onmanifold(fooled, z, z0, clean_correct, image_correct, bound=2.0)
+    strict = count_onmanifold(fooled, z, z0, clean_correct, image_correct, bound=2.0,
+                              protocol="strict")
+    assert (original.successes, original.denominator) == (3, 6)
+    assert original.success.nonzero().tolist() == [[0, 0], [1, 0], [1, 2]]
+    assert (strict.successes, strict.denominator) == (1, 2)
+    assert strict.success.tolist() == [False, True, False, False]
+    assert original.rate == strict.rate == 0.5
+    with pytest.raises(ValueError, match="protocol"):
+        count_onmanifold(fooled, z, z0, clean_correct, image_correct, protocol="any")

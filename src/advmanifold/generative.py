@@ -10,15 +10,16 @@ VAE-GAN of Larsen et al. 2016). Per model, with z ∈ R^10:
 - discriminator D: the classifier's convolution stack (:func:`models.conv_stack`)
   and a head 576 → 100 → 1.
 
-Losses on a batch (sums over pixels / latent dimensions, means over the batch),
-with x̂ = dec(μ + σ ⊙ ε), ε ~ N(0, I):
+Losses on a batch, summed over the batch, the pixels and the latent dimensions as
+in the original code, with x̂ = dec(μ + σ ⊙ ε), ε ~ N(0, I):
 
     L_enc,dec = KL(q(z|x) ‖ N(0, I)) + β ‖x̂ − x‖₁ + γ · (−log σ(D(x̂)))
     L_D       = γ · (−log σ(D(x)) − log(1 − σ(D(x̂))))
 
-β = 2.25 (5 for digit 1, 3 for digit 7), γ = 1; Adam with betas (0.5, 0.9),
-lr 0.005 multiplied by 0.9 after every epoch. Both losses use the same forward
-pass, as in the original code.
+β = 2.25 (5 for digit 1, 3 for digit 7), γ = 1 (KL weight 1); Adam with betas
+(0.5, 0.9) and weight decay 10⁻⁴; the learning rate after b of the S batches of epoch
+e is 0.005 · 0.9^(e + 1 + b/S), the original scheduler's per-batch decay. Both losses
+use the same forward pass, as in the original code.
 
 The ten models live in one network of grouped layers (grouped convolutions, batched
 linear maps, per-channel batch norm): group g is the model of digit g and sees only
@@ -28,19 +29,28 @@ grouped network once per batch (one Python step for all ten; the choice on a GPU
 steps ten separate networks in turn on the same batches (on the CPU, where grouped
 convolutions measured 8–20% slower than ten dense ones); Adam acts per coordinate,
 so both are ten independent trainings.
+
+On-manifold adversarial examples (:func:`onmanifold_attack`) follow the original
+protocol: PGD on the latent code of the true class's model from the encoder mean,
+kept at every step within η = 0.3 (L∞) of its start and inside the per-coordinate
+[min, max] of the pooled test-set encoder means (:func:`latent_box`), with several
+independent attempts; :func:`count_onmanifold` counts them by the original rule or by
+the stricter rule used earlier in this book.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
-from . import attacks, cache
-from .models import conv_stack
+from . import attacks
+from .models import conv_stack, predict
+from .training import flush_denormals
 
 LATENT = 10
 BETAS = (2.25, 5.0, 2.25, 2.25, 2.25, 2.25, 2.25, 3.0, 2.25, 2.25)
@@ -152,8 +162,8 @@ def _losses(model: VAEGANs, x: Tensor, betas: Tensor, gamma: float,
     rec = (x_hat - x).abs().flatten(2).sum(-1)                              # [B, G]
     d_real, d_fake = model.discriminate(x), model.discriminate(x_hat)
     gan = F.softplus(-d_fake)                                               # −log σ(D(x̂))
-    gen = (kl + betas * rec + gamma * gan).mean(0).sum()
-    disc = gamma * (F.softplus(-d_real) + F.softplus(d_fake)).mean(0).sum()
+    gen = (kl + betas * rec + gamma * gan).sum()                   # sums, as the original
+    disc = gamma * (F.softplus(-d_real) + F.softplus(d_fake)).sum()
     stats = {"kl": kl.mean().item(), "l1": rec.mean().item(), "gan": gan.mean().item()}
     return gen, disc, stats
 
@@ -171,15 +181,26 @@ def _class_table(labels: Tensor, n_models: int, length: int, generator: torch.Ge
 STRATEGIES = ("auto", "grouped", "sequential")
 
 
+def _lr_factor(step: int, decay: float, steps_per_epoch: int) -> float:
+    """The original scheduler's factor after ``step`` batches: decay^(1 + step / S)."""
+    return decay ** (1 + step / steps_per_epoch)
+
+
 class _Part:
     """One trained network (all classes grouped, or one class) with its two optimisers."""
 
-    def __init__(self, model: VAEGANs, classes: slice, beta: Tensor, lr: float, lr_decay: float):
+    def __init__(self, model: VAEGANs, classes: slice, beta: Tensor, lr: float,
+                 lr_decay: float, weight_decay: float, steps_per_epoch: int):
         self.model, self.classes, self.beta = model, classes, beta
-        self.gen_params = [p for n, p in model.named_parameters() if not n.startswith("disc_")]
-        self.disc_params = [p for n, p in model.named_parameters() if n.startswith("disc_")]
-        self.optimisers = [torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.9)) for ps in (self.gen_params, self.disc_params)]
-        self.schedules = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=lr_decay) for o in self.optimisers]
+        named = list(model.named_parameters())
+        self.gen_params = [p for n, p in named if not n.startswith("disc_")]
+        self.disc_params = [p for n, p in named if n.startswith("disc_")]
+        self.optimisers = [torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.9),
+                                            weight_decay=weight_decay)
+                           for ps in (self.gen_params, self.disc_params)]
+        factor = partial(_lr_factor, decay=lr_decay, steps_per_epoch=steps_per_epoch)
+        self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor)
+                          for o in self.optimisers]
 
     def step(self, x: Tensor, noise: Tensor, gamma: float) -> dict:
         """One Adam step of encoder + decoder and of the discriminator on the same forward pass."""
@@ -188,15 +209,18 @@ class _Part:
         d_grads = torch.autograd.grad(disc, self.disc_params)
         for p, grad in zip(self.gen_params + self.disc_params, g_grads + d_grads):
             p.grad = grad
-        for optimiser in self.optimisers:
+        for optimiser, schedule in zip(self.optimisers, self.schedules):
             optimiser.step()
+            schedule.step()                                 # per batch, as the original
         stats["disc"] = disc.item() / self.model.n_models
         return stats
 
 
-def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: int = 64, lr: float = 0.005,
-                  lr_decay: float = 0.9, betas=BETAS, gamma: float = 1.0, latent: int = LATENT,
-                  seed: int = 0, strategy: str = "auto", progress: bool = True) -> tuple[VAEGANs, list[dict]]:
+def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: int = 100,
+                  lr: float = 0.005, lr_decay: float = 0.9, weight_decay: float = 1e-4,
+                  betas=BETAS, gamma: float = 1.0, latent: int = LATENT, seed: int = 0,
+                  strategy: str = "auto",
+                  progress: bool = True) -> tuple[VAEGANs, list[dict]]:
     """Train one VAE-GAN per class on ``images`` [N, 1, 28, 28] with ``labels`` in 0..G−1.
 
     An epoch is ⌈max_g N_g / batch_size⌉ steps; each step feeds every model a batch of
@@ -219,16 +243,19 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
         raise ValueError(f"labels must cover every class 0..{G - 1} (one β each), got counts {counts.tolist()}")
     if strategy == "auto":
         strategy = "grouped" if images.is_cuda else "sequential"
+    flush_denormals()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)                 # batches
     noise_generator = torch.Generator().manual_seed(seed + 1)       # reparameterisation ε
     beta = torch.tensor(betas, dtype=images.dtype, device=images.device)
     init = VAEGANs(G, latent).to(images.device)   # the same initial weights for both strategies
-    if strategy == "grouped":
-        parts = [_Part(init, slice(0, G), beta, lr, lr_decay)]
-    else:
-        parts = [_Part(init.member(g), slice(g, g + 1), beta[g:g + 1], lr, lr_decay) for g in range(G)]
     steps = math.ceil(counts.max().item() / batch_size)
+    opt = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, steps_per_epoch=steps)
+    if strategy == "grouped":
+        parts = [_Part(init, slice(0, G), beta, **opt)]
+    else:
+        parts = [_Part(init.member(g), slice(g, g + 1), beta[g:g + 1], **opt)
+                 for g in range(G)]
     flat = images.reshape(len(images), 28, 28)
     history = []
     bar = tqdm(total=epochs * steps, desc=f"VAE-GANs ({G} classes, {strategy})", disable=not progress,
@@ -246,9 +273,6 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
                 for k, v in stats.items():
                     sums[k] += v * part.model.n_models / (G * steps)
             bar.update(1)
-        for part in parts:
-            for schedule in part.schedules:
-                schedule.step()
         history.append({"epoch": epoch + 1, **sums})
         bar.set_postfix(epoch=epoch + 1, l1=f"{sums['l1']:.1f}", kl=f"{sums['kl']:.1f}")
     bar.close()
@@ -256,40 +280,26 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
     return model.eval(), history
 
 
-def cached_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: int = 64, lr: float = 0.005,
-                   lr_decay: float = 0.9, betas=BETAS, gamma: float = 1.0, latent: int = LATENT,
-                   seed: int = 0, strategy: str = "auto", progress: bool = True) -> tuple[VAEGANs, list[dict]]:
-    """:func:`train_vaegans` through the cache: one entry for all classes, keyed by the
-    settings and a fingerprint of the training data."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if strategy == "auto":
-        strategy = "grouped" if images.is_cuda else "sequential"
-    config = {"model": "vaegans-v1", "strategy": strategy, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-              "lr_decay": lr_decay, "betas": list(betas), "gamma": gamma, "latent": latent, "seed": seed,
-              "data": cache.fingerprint(images, labels)}
-
-    def build():
-        model, history = train_vaegans(images, labels, epochs=epochs, batch_size=batch_size, lr=lr,
-                                       lr_decay=lr_decay, betas=betas, gamma=gamma, latent=latent,
-                                       seed=seed, strategy=strategy, progress=progress)
-        return {"state": model.state_dict(), "history": history}
-
-    payload = cache.cached("vaegans-mnist", config, build)
-    model = VAEGANs(len(betas), latent).to(images.device)
-    model.load_state_dict(payload["state"])
-    return model.eval(), payload["history"]
+def vaegans_from_payload(payload: dict, device: str | torch.device = "cpu") -> VAEGANs:
+    """The grouped model (eval mode) stored by a training unit: ``{"state", "history"}``."""
+    state = payload["state"]
+    n_models, latent = state["mu.weight"].shape[:2]
+    model = VAEGANs(n_models, latent)
+    model.load_state_dict(state)
+    return model.to(device).eval()
 
 
 @torch.no_grad()
-def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor) -> Tensor:
+def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor, batch_size: int = 2000) -> Tensor:
     """Encoder means μ [N, latent] of each image under the model of its own class."""
     x = x.reshape(len(x), 28, 28)
     mu = x.new_zeros(len(x), model.latent)
     for g in range(model.n_models):  # loop over classes; all examples of a class at once
         sel = (y == g).nonzero().squeeze(1)
         if sel.numel():
-            mu[sel] = model.member(g).encode(x[sel].unsqueeze(1))[0].squeeze(1)
+            member = model.member(g)
+            mu[sel] = torch.cat([member.encode(x[s].unsqueeze(1))[0].squeeze(1)
+                                 for s in sel.split(batch_size)])
     return mu
 
 
@@ -311,46 +321,127 @@ def sample(model: VAEGANs, n: int, seed: int = 0) -> Tensor:
     return model.eval().decode(z.to(model.mu.weight.device))
 
 
+def latent_box(mu: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-coordinate [min, max] of encoder means μ [N, latent]: the original's box, taken
+    over the whole test set with every image under its own class's encoder (pooled)."""
+    if mu.ndim != 2 or len(mu) == 0:
+        raise ValueError(f"mu must be a non-empty [N, latent] tensor, got {tuple(mu.shape)}")
+    return mu.amin(0), mu.amax(0)
+
+
+PROTOCOLS = ("original", "strict")
+"""How on-manifold successes are counted (:func:`count_onmanifold`)."""
+
+
 @dataclass
 class OnManifoldResult:
-    """Latent-space attack outcome per example.
+    """Latent-space attack outcome: A independent attempts on N examples.
 
-    ``z0`` encoder mean, ``z`` final code, ``images`` = dec_y(z); ``fooled``: the
-    classifier's label on ``images`` differs from y; ``valid``: ‖z‖∞ ≤ bound;
-    ``success`` = fooled ∧ valid (the counted on-manifold adversarial examples).
+    ``z0`` [N, L] encoder means; ``z`` [A, N, L] final code of every attempt (the first
+    code that fools the classifier, else the last iterate); ``fooled`` [A, N]: the
+    classifier's label on dec_y(z) differs from y; ``clean_correct`` [N]: it labels
+    dec_y(z0) correctly; ``image_correct`` [N]: it labels x correctly; ``attacked`` [N]:
+    examples that were attacked at all. The others (dec_y(z0) already wrong, or
+    ‖z0‖∞ > bound + η) cannot count under either protocol, so they are skipped and keep
+    ``z = z0``, ``fooled = False``.
     """
 
     z0: Tensor
     z: Tensor
-    images: Tensor
     fooled: Tensor
-    valid: Tensor
+    clean_correct: Tensor
+    image_correct: Tensor
+    attacked: Tensor
     steps: Tensor
+    bound: float
+    eta: float
+
+    def count(self, protocol: str = "original") -> "OnManifoldCount":
+        return count_onmanifold(self.fooled, self.z, self.z0, self.clean_correct,
+                                self.image_correct, bound=self.bound, protocol=protocol)
+
+
+@dataclass
+class OnManifoldCount:
+    """Successes under one counting protocol: ``success`` [A, N] (original: every
+    counted attempt) or [N] (strict: one per image), their number, the denominator
+    and the rate = successes / denominator."""
+
+    protocol: str
+    success: Tensor
+    successes: int
+    denominator: int
 
     @property
-    def success(self) -> Tensor:
-        return self.fooled & self.valid
+    def rate(self) -> float:
+        return self.successes / self.denominator if self.denominator else float("nan")
 
 
-def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tensor, *, eta: float = 0.3,
-                      bound: float = 2.0, steps: int = 40, step_size: float | None = None, restarts: int = 1,
+def count_onmanifold(fooled: Tensor, z: Tensor, z0: Tensor, clean_correct: Tensor,
+                     image_correct: Tensor, *, bound: float = 2.0,
+                     protocol: str = "original") -> OnManifoldCount:
+    """Count on-manifold adversarial examples from A attempts on N examples.
+
+    ``"original"`` (Stutz et al.'s published evaluation): validity is checked on the
+    clean code, ‖z0‖∞ ≤ bound; the denominator is the examples whose decoded clean
+    code dec(z0) is classified correctly, each counted once per attempt; an attempt
+    succeeds when it fools the classifier and its example is valid, so out-of-bound
+    examples count as failures and the rate is averaged over the attempts:
+
+        rate = Σ_a Σ_n [fooled_an ∧ ‖z0_n‖∞ ≤ bound ∧ c_n] / (A · Σ_n c_n).
+
+    ``"strict"`` (the rule this book used before): validity on the adversarial code,
+    ‖z_an‖∞ ≤ bound; the denominator is the examples classified correctly both as x
+    and as dec(z0); an example succeeds when any attempt fools with a valid code.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    attempts = fooled.shape[0]
+    if protocol == "original":
+        valid = z0.abs().amax(-1) <= bound                                   # [N]
+        success = fooled & (valid & clean_correct).unsqueeze(0)               # [A, N]
+        return OnManifoldCount(protocol, success, int(success.sum()),
+                               attempts * int(clean_correct.sum()))
+    eligible = clean_correct & image_correct
+    success = (fooled & (z.abs().amax(-1) <= bound)).any(0) & eligible       # [N]
+    return OnManifoldCount(protocol, success, int(success.sum()), int(eligible.sum()))
+
+
+def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tensor, *,
+                      box: tuple[Tensor, Tensor] | None, eta: float = 0.3, bound: float = 2.0,
+                      steps: int = 40, step_size: float | None = None, attempts: int = 1,
                       seed: int = 0, batch_size: int = 1000) -> OnManifoldResult:
-    """On-manifold adversarial examples: :func:`attacks.pgd` on the latent code of the true
-    class's model, forward = classifier ∘ dec_y, ‖z − μ(x)‖∞ ≤ η, no box; then an example
-    counts only if ‖z‖∞ ≤ ``bound``. Examples are grouped by class (one attack per class)."""
+    """On-manifold adversarial examples in the latent space of the true class's model.
+
+    :func:`attacks.pgd` on the code z, forward = classifier ∘ dec_y, from the encoder
+    mean z0 = μ_y(x) with a random start; every step keeps z in the ε-ball
+    ‖z − z0‖∞ ≤ η and in ``box`` = (lower, upper) per coordinate (the pooled test-latent
+    box of :func:`latent_box`; None for no box); the first code that fools the
+    classifier is kept. ``attempts`` independent runs (different random starts) are all
+    returned; counting is left to :meth:`OnManifoldResult.count`. Examples are grouped
+    by class (one attack per class and attempt).
+    """
     if not bound > 0:
         raise ValueError(f"bound must be > 0, got {bound!r}")
+    if int(attempts) != attempts or attempts < 1:
+        raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
+    lower, upper = (None, None) if box is None else box
     classifier.eval()
     z0 = encode_by_class(model, x, y)
-    z, fooled = z0.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    used = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    image_correct = predict(classifier, x) == y
+    clean_correct = predict(classifier, decode_by_class(model, z0, y)) == y
+    # skipping these is exact: they cannot count under either protocol
+    attacked = clean_correct & (z0.abs().amax(1) <= bound + eta)
+    z = z0.unsqueeze(0).repeat(attempts, 1, 1)
+    fooled = torch.zeros(attempts, len(x), dtype=torch.bool, device=x.device)
+    used = torch.zeros(attempts, len(x), dtype=torch.long, device=x.device)
     params = list(classifier.parameters())
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
     try:
         for g in range(model.n_models):
-            sel = (y == g).nonzero().squeeze(1)
+            sel = (attacked & (y == g)).nonzero().squeeze(1)
             if not sel.numel():
                 continue
             member = model.member(g)
@@ -360,13 +451,15 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
             def forward(v, member=member):
                 return classifier(member.decode(v.unsqueeze(1)).reshape(-1, 1, 28, 28))
 
-            result = attacks.pgd(forward, z0[sel], y[sel], eps=eta, steps=steps, step_size=step_size,
-                                 lower=None, upper=None, restarts=restarts, mode="first",
-                                 batch_size=batch_size, seed=seed + g)
-            z[sel], fooled[sel], used[sel] = result.adversarial, result.success, result.steps
+            for a in range(attempts):
+                result = attacks.pgd(forward, z0[sel], y[sel], eps=eta, steps=steps,
+                                     step_size=step_size, lower=lower, upper=upper,
+                                     restarts=1, mode="first", batch_size=batch_size,
+                                     seed=seed + 1000 * a + g)
+                z[a, sel], fooled[a, sel], used[a, sel] = (result.adversarial, result.success,
+                                                           result.steps)
     finally:
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
-    images = decode_by_class(model, z, y)
-    valid = z.abs().amax(1) <= bound
-    return OnManifoldResult(z0, z, images, fooled, valid, used)
+    return OnManifoldResult(z0, z, fooled, clean_correct, image_correct, attacked, used,
+                            float(bound), float(eta))
