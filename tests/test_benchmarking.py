@@ -3,6 +3,7 @@
 The benchmarks themselves (`make benchmarks`) are not part of the test run; these tests
 check the pieces they are built from, on tiny inputs, without asserting any timing.
 """
+
 import json
 import sys
 
@@ -15,8 +16,15 @@ from advmanifold.manifolds.knn import knn_projection
 
 def test_interleaved_rotates_order_and_skips_warmup():
     calls = []
-    times = B.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
-                           "c": lambda: calls.append("c")}, repeats=3, warmup=1)
+    times = B.interleaved(
+        {
+            "a": lambda: calls.append("a"),
+            "b": lambda: calls.append("b"),
+            "c": lambda: calls.append("c"),
+        },
+        repeats=3,
+        warmup=1,
+    )
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert all(t >= 0 for v in times.values() for t in v)
@@ -67,7 +75,9 @@ def test_original_pipeline_with_all_components_matches_the_exact_projection():
     # original pipeline must return our neighbours and our distances
     perturbed, reference, train = _cloud()
     stages = {}
-    idx, dist = B.knn_original(perturbed, reference, train, k=5, n_components=16, stages=stages)
+    idx, dist = B.knn_original(
+        perturbed, reference, train, k=5, n_components=16, stages=stages
+    )
     ours = knn_projection(perturbed, reference, train, k=5)
     assert B.neighbour_overlap(idx, ours.neighbours).min().item() == 1.0
     torch.testing.assert_close(dist, ours.distance.double(), atol=1e-5, rtol=1e-5)
@@ -82,19 +92,30 @@ def test_original_pipeline_with_few_components_misses_some_neighbours():
 
 
 def test_targets_compare_in_the_right_direction_and_skip_unmeasured():
-    rows = {r["metric"]: r for r in B.targets({"pgd_speedup_vs_torchattacks": 3.0,
-                                                "alignment_step_over_plain": 2.6})}
+    rows = {
+        r["metric"]: r
+        for r in B.targets(
+            {"pgd_speedup_vs_torchattacks": 3.0, "alignment_step_over_plain": 2.6}
+        )
+    }
     assert rows["pgd_speedup_vs_torchattacks"]["met"] is True
     assert rows["alignment_step_over_plain"]["met"] is False
     assert "knn_speedup_vs_original" not in rows
 
 
 def test_book_times_reads_the_runner_logs(tmp_path):
-    log = {"profile": "smoke", "chapters_s": {"01_fonts": 30.0, "02_mnist": 60.0}, "total_s": 90.0}
+    log = {
+        "profile": "smoke",
+        "chapters_s": {"01_fonts": 30.0, "02_mnist": 60.0},
+        "total_s": 90.0,
+    }
     (tmp_path / "book_run_smoke.json").write_text(json.dumps(log))
     found = B.book_times(tmp_path)
     assert list(found) == ["smoke"]
-    assert found["smoke"]["total_s"] == 90.0 and found["smoke"]["chapters_s"]["02_mnist"] == 60.0
+    assert (
+        found["smoke"]["total_s"] == 90.0
+        and found["smoke"]["chapters_s"]["02_mnist"] == 60.0
+    )
 
 
 def test_partial_book_log_gives_no_whole_book_time(tmp_path, monkeypatch):
@@ -111,7 +132,9 @@ def test_partial_book_log_gives_no_whole_book_time(tmp_path, monkeypatch):
     (tmp_path / "book_run_quick.json").write_text(json.dumps(log))
     run = B.run_benchmarks({}, pieces=("book",))
     assert run["metrics"]["book_quick_minutes"] == 3.0
-    assert [t["met"] for t in run["targets"] if t["metric"] == "book_quick_minutes"] == [True]
+    assert [
+        t["met"] for t in run["targets"] if t["metric"] == "book_quick_minutes"
+    ] == [True]
 
 
 def test_pgd_benchmark_without_reference_reports_our_attack(monkeypatch):
@@ -119,7 +142,9 @@ def test_pgd_benchmark_without_reference_reports_our_attack(monkeypatch):
     model = B.MLP()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
     out = {}
-    metrics, rows = B.pgd_benchmark(model, x, y, steps=2, repeats=1, warmup=0, reference=False, out=out)
+    metrics, rows = B.pgd_benchmark(
+        model, x, y, steps=2, repeats=1, warmup=0, reference=False, out=out
+    )
     assert metrics["pgd_examples"] == 6 and 0 <= metrics["pgd_ours_success_rate"] <= 1
     assert (out["ours"].adversarial - x).abs().max() <= 0.1 + 1e-6
     assert {r["candidate"] for r in rows} == {"ours", "torch.mm"}
@@ -128,7 +153,9 @@ def test_pgd_benchmark_without_reference_reports_our_attack(monkeypatch):
 
 
 def test_missing_torchattacks_is_reported_clearly(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torchattacks", None)  # makes `import torchattacks` fail
+    monkeypatch.setitem(
+        sys.modules, "torchattacks", None
+    )  # makes `import torchattacks` fail
     with pytest.raises(B.MissingDependency, match="pip install --no-deps torchattacks"):
         B.require_torchattacks()
 
@@ -138,3 +165,67 @@ def test_run_benchmarks_rejects_unknown_settings_and_pieces():
         B.run_benchmarks({}, pieces=("nope",))
     with pytest.raises(ValueError, match="setting"):
         B.run_benchmarks({"pgd_exampels": 3})
+
+
+def test_denormal_flag_is_read_back_and_denormals_are_counted():
+    before = B.denormals_flushed()
+    try:
+        torch.set_flush_denormal(False)
+        assert B.denormals_flushed() is False
+        values = torch.tensor([1e-39, 0.0, 1.0, -1e-40, 2e-38])  # two denormals
+        assert B.count_denormals([values, torch.zeros(3, dtype=torch.int64)]) == 2
+        torch.set_flush_denormal(True)
+        assert B.denormals_flushed() is True
+    finally:
+        torch.set_flush_denormal(before)
+
+
+@pytest.mark.parametrize("flushed_before", [False, True])
+def test_denormal_benchmark_alternates_windows_and_restores_the_flag(flushed_before):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(60, 1, 28, 28, generator=g), torch.randint(
+        0, 10, (60,), generator=g
+    )
+    before = B.denormals_flushed()
+    torch.set_flush_denormal(flushed_before)
+    try:
+        with B.fixed_threads(1):
+            metrics, rows = B.denormal_benchmark(
+                x, y, batches=8, window=2, batch_size=20
+            )
+        assert B.denormals_flushed() is flushed_before
+    finally:
+        torch.set_flush_denormal(before)
+    assert [r["candidate"] for r in rows[:4]] == [
+        "flush",
+        "noflush",
+        "noflush",
+        "flush",
+    ]
+    assert len(rows) == 8 and [r["batch"] for r in rows[::2]] == [2, 4, 6, 8]
+    for s in ("flush", "noflush"):
+        early, late = (
+            metrics[f"denormal_{s}_early_per_s"],
+            metrics[f"denormal_{s}_late_per_s"],
+        )
+        assert metrics[f"denormal_{s}_late_over_early"] == pytest.approx(late / early)
+    assert metrics["denormal_flush_max_count"] == 0  # flushed: none can be stored
+    with pytest.raises(ValueError, match="window"):
+        B.denormal_benchmark(x, y, batches=8, window=0)
+    with pytest.raises(ValueError, match="3 windows"):
+        B.denormal_benchmark(x, y, batches=4, window=2)
+
+
+def test_appendix_settings_per_profile():
+    assert set(B.PROFILE_SETTINGS) == {"smoke", "quick", "paper"}
+    for profile, table in B.PROFILE_SETTINGS.items():
+        assert set(table) - {"threads"} <= set(B.FULL), profile
+    s = B.settings("smoke", repeats=2)
+    assert s.pgd_repeats == s.knn_repeats == s.step_repeats == 2
+    assert (
+        B.settings("paper").denormal_batches >= 10000
+    )  # long enough to show the effect
+    with pytest.raises(ValueError, match="repeats"):
+        B.settings("smoke", repeats=0)
+    with pytest.raises(ValueError, match="profile"):
+        B.settings("huge")
