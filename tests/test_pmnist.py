@@ -192,7 +192,7 @@ def test_targeted_view_and_training_objectives():
 
 def test_seeds_and_mean_std_over_seeds():
     assert pmnist.seeds(3, seed=5) == [5, 6, 7]
-    assert all(pmnist.N_SEEDS[p] >= 2 for p in ("smoke", "quick")) and pmnist.N_SEEDS["paper"] >= 5
+    assert all(pmnist.N_SEEDS[p] >= 2 for p in ("smoke", "quick")) and pmnist.N_SEEDS["paper"] >= 3
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="n_seeds"):
             pmnist.seeds(bad)
@@ -206,3 +206,68 @@ def test_seeds_and_mean_std_over_seeds():
         pmnist.mean_std([0.1, float("nan")])
     with pytest.raises(ValueError, match="at least one"):
         pmnist.mean_std([])
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_subspace_distances_equal_projecting_onto_each_subspace(center):
+    x, y = _data()
+    m = LinearManifold.fit(x, y, k=4, mode="per_class", center=center)
+    expected = torch.stack([m.distance(x, torch.full_like(y, c)) for c in range(3)], 1)
+    assert torch.allclose(m.subspace_distances(x), expected, atol=1e-4)
+    on = m.project(x, y)
+    assert (m.subspace_distances(on).argmin(1) == y).all()  # the label leak of per_class
+
+
+def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
+    from advmanifold import bridge, units
+
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
+    listed = units.chapter_units("03_pmnist", "paper", {"seed": 0})
+    names = sorted({u.name for u in listed})
+    assert names == sorted(["pmnist-pca"] + [f"pmnist-{kind}-{m.replace('_', '-')}"
+                                             for kind in ("mlp", "eval")
+                                             for m in pmnist.MODELS])
+    n_seeds = pmnist.N_SEEDS["paper"]
+    assert len(listed) == 2 + 2 * len(pmnist.MODELS) * n_seeds  # two PCA fits
+    assert not list((tmp_path / "cache").glob("*"))  # nothing built, nothing cached
+    model = next(u for u in listed if u.name == "pmnist-mlp-baseline")
+    pca = model.deps[0]
+    assert model.config["data"] == {"pca": pca.key, "n_train": 60_000}
+    # the bridge reuses exactly the PMNIST chapter's model units (same keys)
+    bridge_keys = {u.key for u in units.chapter_units("04_bridge", "paper", {"seed": 0})}
+    assert {u.key for u in listed if u.name.startswith("pmnist-mlp")
+            and u.config["seed"] == 0} < bridge_keys
+    # overrides reach the units; another seed or n_train is another unit
+    other = units.chapter_units("03_pmnist", "paper", {"seed": 0, "n_train": 1000})
+    assert not {u.key for u in other if "mlp" in u.name} & {u.key for u in listed}
+    assert bridge.units("paper", {"seed": 0})[0].estimate_s > 0
+
+
+def test_paper_profile_fits_its_time_budget_by_its_own_estimate():
+    from advmanifold import units
+
+    for stem in ("03_pmnist", "04_bridge"):
+        total = sum(u.estimate_s for u in units.chapter_units(stem, "paper", {}))
+        assert 600 < total < 2.5 * 3600, (stem, total)
+    s = pmnist.settings("paper")
+    assert (s.k, s.adv_eps, s.n_train) == (28, 0.1, None)  # the paper's own settings
+
+
+def test_settings_reject_bad_values_before_any_work():
+    with pytest.raises(ValueError, match="pca_mode"):
+        pmnist.settings("smoke", pca_mode="local")
+    with pytest.raises(ValueError, match="n_train"):
+        pmnist.settings("smoke", n_train=70_000)
+    with pytest.raises(ValueError, match="n_seeds"):
+        pmnist.settings("smoke", n_seeds=0)
+    with pytest.raises(ValueError, match="unknown setting"):
+        pmnist.settings("smoke", momentum=0.9)
+    with pytest.raises(ValueError, match="profile"):
+        pmnist.settings("huge")
+
+
+def test_partners_have_another_label():
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 0])
+    p = pmnist.partners(y)
+    assert (y[p] != y).all()
+    assert p.tolist() == [2, 2, 5, 5, 5, 6, 2]  # cyclic: 6 → 0 → 1 → 2

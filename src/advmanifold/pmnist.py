@@ -1,63 +1,133 @@
-"""Projected MNIST and the four models of Geyer et al., trained once and cached.
+"""Projected MNIST (Geyer et al.): settings, units and measurements of its chapter.
 
 - :func:`load` builds PMNIST: PCA (k = 28) on the full MNIST training set, every image
   replaced by its projection (see :mod:`advmanifold.manifolds.linear`).
-- :func:`train_models` trains (or loads from the cache) the four MLPs 784-1568-1568-10:
+- Four MLPs 784-1568-1568-10, one cached unit per (model, training seed):
 
-  ================  ==========================================================
-  ``baseline``       cross-entropy
-  ``robust``         adversarial training, L∞ PGD, ε = 0.1 (no box, see ``ATTACK_BOX``)
-  ``manifold``       cross-entropy + α · ‖∇ₓ‖/‖P_M ∇ₓ‖ (double backprop, one forward pass)
-  ``manifold_robust`` adversarial training + the same alignment term (on the clean batch)
-  ================  ==========================================================
+  ==================  ========================================================
+  ``baseline``         cross-entropy
+  ``robust``           adversarial training, L∞ PGD, ε = 0.1 (no box, ``ATTACK_BOX``)
+  ``manifold``         cross-entropy + α · ‖∇ₓ‖/‖P_M ∇ₓ‖ (double backprop)
+  ``manifold_robust``  adversarial training + the same alignment term (clean batch)
+  ==================  ========================================================
 
-Settings per profile live in :data:`TRAINING`, so every chapter that reuses the models
-(the PMNIST chapter, the bridge chapter) gets the same cache entries:
-``train_models(profiles.select(profile, pmnist.TRAINING), pmnist.load(...))``.
-Everything but k = 28, the architecture and ε = 0.1 is our choice (the paper is silent).
+- :func:`evaluate`: every per-model measurement of the chapter (input-gradient
+  alignment, FGSM/PGD robustness over ε, boundary crossings), one cached unit per
+  (model, seed) too, so that :func:`units` lists all the chapter's expensive work.
 
-Seeds: a chapter trains every model for the seeds :func:`seeds` gives (``seed, seed + 1,
-…``; how many per profile in :data:`N_SEEDS`), each through the same cache, and reports a
-metric as its mean and sample standard deviation over seeds (:func:`mean_std`).
+Settings per profile: :data:`TRAINING` (shared with the bridge chapter, which reuses
+the same model units), :data:`EVAL` and :data:`N_SEEDS`; :func:`settings` merges them.
+The paper's own settings are k = 28, ε = 0.1, the architecture and the full training
+set; everything else is ours (the paper is silent).
+
+The ``paper`` profile is sized to finish in about 2 hours on the reference machine
+(2 CPU cores), from the per-image rates in :data:`RATES` measured there (one torch
+thread, other jobs running): the four models cost about 1.0 + 1.5 + 2.5 + 4.0 = 9 ms
+per training image and epoch together (Baseline, Manifold, Robust and Manifold
+Robust with 5 PGD steps; 10 steps would add 3 ms), so one seed of 3 epochs on 60,000
+images takes about 27 minutes, and 3 seeds 81 minutes. The evaluation of the twelve
+models (2,000 attacked images, 7 budgets, PGD-20; 1,000 crossings) adds about 15.
+Three seeds are the fewest that give a standard error; 5 seeds or 20 epochs would take
+3.5 or 9 hours. Training several seeds as one batched network
+(:class:`advmanifold.models.GroupedMLP`, :func:`train_seed_group`) gives the same
+weights but was not faster on this CPU, so each (model, seed) stays its own unit.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Mapping
 
+import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.std import tqdm
 
-from . import alignment, cache, data, models, training
-from .manifolds.linear import ATTACK_BOX, LinearManifold
+from . import alignment, attacks, boundaries, cache, data, models, training
+from .manifolds.linear import ATTACK_BOX, MODES, LinearManifold
+from .profiles import PROFILES, select
+from .units import Unit
 
+CHAPTER = "03_pmnist"
 MODELS = ("baseline", "robust", "manifold", "manifold_robust")
-NAMES = {"baseline": "Baseline", "robust": "Robust", "manifold": "Manifold", "manifold_robust": "Manifold Robust"}
+NAMES = {"baseline": "Baseline", "robust": "Robust", "manifold": "Manifold",
+         "manifold_robust": "Manifold Robust"}
+ARCH = (784, 1568, 1568, 10)
 
-#: Training settings per profile. n_train: first n MNIST training images (None: all 60,000).
-#: ``quick`` is sized so that all four models for two seeds train in about six minutes of
-#: one CPU core (about 5 ms per training image and epoch for the four together).
+#: Training settings per profile. n_train: first n MNIST training images (None: all).
 TRAINING: dict[str, dict[str, Any]] = {
-    "smoke": dict(pca_mode="global", k=28, center=False, n_train=512, epochs=1, batch_size=128, lr=1e-3,
-                  alpha=1.0, adv_eps=0.1, adv_steps=3),
-    "quick": dict(pca_mode="global", k=28, center=False, n_train=12_000, epochs=3, batch_size=128, lr=1e-3,
-                  alpha=1.0, adv_eps=0.1, adv_steps=5),
-    "paper": dict(pca_mode="global", k=28, center=False, n_train=None, epochs=20, batch_size=128, lr=1e-3,
-                  alpha=1.0, adv_eps=0.1, adv_steps=10),
+    "smoke": dict(pca_mode="global", k=28, center=False, n_train=512, epochs=1,
+                  batch_size=128, lr=1e-3, alpha=1.0, adv_eps=0.1, adv_steps=3),
+    "quick": dict(pca_mode="global", k=28, center=False, n_train=12_000, epochs=3,
+                  batch_size=128, lr=1e-3, alpha=1.0, adv_eps=0.1, adv_steps=5),
+    "paper": dict(pca_mode="global", k=28, center=False, n_train=None, epochs=3,
+                  batch_size=128, lr=1e-3, alpha=1.0, adv_eps=0.1, adv_steps=5),
 }
 TRAINING_KEYS = tuple(TRAINING["paper"])
 
-#: Training seeds per profile (our choice): enough in ``paper`` for a standard error, two
-#: elsewhere so that a spread exists at all. Not part of :data:`TRAINING`, so that a
-#: model's cache key depends on its own seed only.
-N_SEEDS: dict[str, int] = {"smoke": 2, "quick": 2, "paper": 5}
+#: Measurements per profile (all ours): test images for the alignment histograms
+#: (n_align), the robustness curves (n_eval, eps_grid, pgd_steps) and the boundary
+#: crossings (n_cross, cross_eps); fig_eps/fig_steps: the targeted 2 → 3 attack.
+EVAL: dict[str, dict[str, Any]] = {
+    "smoke": dict(n_align=200, n_eval=100, eps_grid=[0.05, 0.1, 0.2], pgd_steps=5,
+                  n_cross=60, cross_eps=0.3, fig_eps=0.3, fig_steps=20),
+    "quick": dict(n_align=5000, n_eval=500, eps_grid=[0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+                  pgd_steps=20, n_cross=500, cross_eps=0.3, fig_eps=0.3, fig_steps=100),
+    "paper": dict(n_align=10_000, n_eval=2000,
+                  eps_grid=[0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], pgd_steps=20,
+                  n_cross=1000, cross_eps=0.3, fig_eps=0.3, fig_steps=100),
+}
+EVAL_KEYS = ("n_align", "n_eval", "eps_grid", "pgd_steps", "n_cross", "cross_eps")
+
+#: Training seeds per profile (ours): two give a spread, three a rough standard error.
+N_SEEDS: dict[str, int] = {"smoke": 2, "quick": 2, "paper": 3}
+
+SETTINGS = {p: {**TRAINING[p], **EVAL[p], "n_seeds": N_SEEDS[p]} for p in PROFILES}
+
+#: Notebook parameters that override settings of the same name.
+PARAMETERS = ("n_seeds", "n_train", "epochs", "alpha", "n_eval", "pca_mode")
+
+#: Seconds per image on the reference machine (2-core Xeon, one torch thread, other
+#: jobs running; measured with batches of 128 and 500): one training step of
+#: cross-entropy, of the alignment loss, one PGD step (forward and input gradient),
+#: one forward pass, one bisection crossing (24 forward passes and a gradient).
+RATES = dict(train_ce=1.0e-3, train_align=1.5e-3, pgd_step=3.0e-4, forward=1.5e-4,
+             crossing=5.8e-3, pca_fit=5.0)
+
+N_MNIST_TRAIN = 60_000
+
+
+def settings(profile: str, **overrides) -> SimpleNamespace:
+    """The chapter's settings for ``profile``: :data:`TRAINING`, :data:`EVAL` and
+    ``n_seeds``, with every non-None override applied and checked."""
+    s = select(profile, SETTINGS, **overrides)
+    if s.pca_mode not in MODES:
+        raise ValueError(f"pca_mode must be one of {MODES}, got {s.pca_mode!r}")
+    n = s.n_train
+    if n is not None and (isinstance(n, bool) or int(n) != n
+                          or not 1 <= n <= N_MNIST_TRAIN):
+        raise ValueError(f"n_train must be None or an integer in [1, {N_MNIST_TRAIN}], "
+                         f"got {n!r}")
+    seeds(s.n_seeds)  # checks n_seeds
+    for key in ("epochs", "n_align", "n_eval", "n_cross", "pgd_steps"):
+        value = getattr(s, key)
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    if not s.alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {s.alpha!r}")
+    return s
+
+
+def notebook_settings(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
+    """:func:`settings` with the overrides that notebook parameters give."""
+    return settings(profile, **{k: params.get(k) for k in PARAMETERS})
 
 
 @dataclass
 class PMNIST:
-    """Projected MNIST: the manifold, projected train/test images, labels and the originals."""
+    """Projected MNIST: the manifold, projected train/test images, labels, originals."""
 
     manifold: LinearManifold
     x_train: Tensor
@@ -65,6 +135,10 @@ class PMNIST:
     x_test: Tensor
     y_test: Tensor
     mnist_test: Tensor  # the original test images, for figures
+
+    def labels(self, y: Tensor) -> Tensor | None:
+        """The labels choosing each example's subspace (None: one global subspace)."""
+        return y if self.manifold.mode == "per_class" else None
 
 
 def _get(settings: Any, key: str):
@@ -74,32 +148,148 @@ def _get(settings: Any, key: str):
 
 
 def training_settings(settings: Any) -> dict[str, Any]:
-    """The entries of :data:`TRAINING` read from a namespace or mapping (extra keys ignored)."""
+    """The entries of :data:`TRAINING` from a namespace or mapping (others ignored)."""
     try:
         return {k: _get(settings, k) for k in TRAINING_KEYS}
     except (KeyError, AttributeError) as err:
         raise ValueError(f"settings lack {err}; needed: {TRAINING_KEYS}") from err
 
 
-def load(settings: Any, data_dir: str | os.PathLike | None = None) -> PMNIST:
+def eval_settings(settings: Any) -> dict[str, Any]:
+    try:
+        return {k: _get(settings, k) for k in EVAL_KEYS}
+    except (KeyError, AttributeError) as err:
+        raise ValueError(f"settings lack {err}; needed: {EVAL_KEYS}") from err
+
+
+def _data_key(data_dir) -> str | None:
+    return None if data_dir is None else str(os.fspath(data_dir))
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist(train: bool, data_dir: str | None) -> tuple[Tensor, Tensor, str]:
+    """MNIST images, labels and their fingerprint (read once per process)."""
+    x, y = data.load_mnist(train, data_dir)
+    return x, y, cache.fingerprint(x, y)
+
+
+# -- units -----------------------------------------------------------------------------
+def pca_unit(settings: Any, data_dir=None, mode: str | None = None) -> Unit:
+    """The PCA fit (on all 60,000 training images, whatever ``n_train``)."""
+    s = training_settings(settings)
+    mode = s["pca_mode"] if mode is None else mode
+    *_, fingerprint = _mnist(True, _data_key(data_dir))
+    config = {"what": "pmnist-pca", "k": s["k"], "mode": mode, "center": s["center"],
+              "data": fingerprint}
+    build = functools.partial(_fit_pca, s["k"], mode, s["center"], _data_key(data_dir))
+    return Unit(CHAPTER, "pmnist-pca", config, build, estimate_s=RATES["pca_fit"])
+
+
+def _fit_pca(k: int, mode: str, center: bool, data_dir: str | None) -> dict:
+    x, y, _ = _mnist(True, data_dir)
+    return LinearManifold.fit(x, y, k=k, mode=mode, center=center).state()
+
+
+def _n_train(s: Mapping[str, Any]) -> int:
+    return N_MNIST_TRAIN if s["n_train"] is None else int(s["n_train"])
+
+
+def training_seconds(name: str, s: Mapping[str, Any]) -> float:
+    """Estimated seconds to train model ``name`` with settings ``s`` (:data:`RATES`)."""
+    adv = RATES["train_ce"] + s["adv_steps"] * RATES["pgd_step"]
+    per_image = {"baseline": RATES["train_ce"], "manifold": RATES["train_align"],
+                 "robust": adv, "manifold_robust": adv + RATES["train_align"]}[name]
+    return per_image * _n_train(s) * s["epochs"]
+
+
+def model_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
+    """Model ``name`` trained with ``seed``: payload its state dict.
+
+    The configuration names the data by the PCA unit's key and ``n_train``; nothing
+    needs to be projected or trained to compute it.
+    """
+    if name not in MODELS:
+        raise ValueError(f"model name must be one of {MODELS}, got {name!r}")
+    s = training_settings(settings)
+    pca = pca_unit(s, data_dir)
+    config = {"model": name, "arch": list(ARCH), "seed": int(seed),
+              "data": {"pca": pca.key, "n_train": _n_train(s)},
+              **{k: v for k, v in s.items() if k != "n_train"}, "n_train": _n_train(s)}
+    build = functools.partial(_train_model, name, int(seed), s, _data_key(data_dir))
+    return Unit(CHAPTER, f"pmnist-mlp-{name.replace('_', '-')}", config, build,
+                deps=(pca,), estimate_s=training_seconds(name, s))
+
+
+def _train_model(name: str, seed: int, s: dict, data_dir: str | None,
+                 progress: bool = True) -> dict:
+    pm = load(s, data_dir)
+    torch.manual_seed(seed)
+    model = models.MLP(ARCH)
+    training.train(model, pm.x_train, pm.y_train, objective(name, pm.manifold, s),
+                   epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                   seed=seed, desc=f"PMNIST {NAMES[name]} seed {seed}",
+                   progress=progress)
+    return model.state_dict()
+
+
+def evaluation_seconds(settings: Any) -> float:
+    """Estimated seconds of :func:`evaluate` of one model (no early stop assumed)."""
+    e = eval_settings(settings)
+    r = RATES
+    return (e["n_align"] * 2 * r["forward"]
+            + len(e["eps_grid"]) * e["n_eval"]
+            * (2 * r["forward"] + e["pgd_steps"] * r["pgd_step"])
+            + e["n_cross"] * (e["pgd_steps"] * r["pgd_step"] + 2 * r["crossing"]))
+
+
+def eval_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
+    """:func:`evaluate` of model ``name`` of ``seed``: payload a dict of tensors."""
+    model = model_unit(settings, name, seed, data_dir)
+    e = eval_settings(settings)
+    *_, test_fingerprint = _mnist(False, _data_key(data_dir))
+    config = {"what": "pmnist-eval", "model": model.key, "seed": int(seed),
+              "test": test_fingerprint, **e}
+    build = functools.partial(_evaluate_unit, training_settings(settings), e, name,
+                              int(seed), _data_key(data_dir))
+    return Unit(CHAPTER, f"pmnist-eval-{name.replace('_', '-')}", config, build,
+                deps=(model,), estimate_s=evaluation_seconds(e))
+
+
+def _evaluate_unit(s: dict, e: dict, name: str, seed: int, data_dir: str | None
+                   ) -> dict:
+    pm = load(s, data_dir)
+    net = to_model(model_unit(s, name, seed, data_dir).get())
+    return evaluate(net, pm, e, seed=seed)
+
+
+def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
+    """The chapter's units: the PCA fit (and the per-class one, for the label-leak
+    check), a model and its evaluation per (model, seed)."""
+    s = notebook_settings(profile, params)
+    data_dir = params.get("data_dir")
+    out = [pca_unit(s, data_dir, "per_class")]
+    for seed in seeds(s.n_seeds, params.get("seed", 0)):
+        out += [eval_unit(s, name, seed, data_dir) for name in MODELS]
+    return out
+
+
+# -- data and models -------------------------------------------------------------------
+def load(settings: Any, data_dir=None) -> PMNIST:
     """PMNIST for the settings' ``pca_mode``, ``k``, ``center`` and ``n_train``.
 
-    The PCA is fitted on all 60,000 training images whatever ``n_train`` (the manifold
-    is part of the dataset's definition); the fit is cached. Per-class mode projects
-    each image, test images included, onto the subspace of its true label.
+    The PCA unit is fitted on all 60,000 training images whatever ``n_train`` (the
+    manifold is part of the dataset's definition). Per-class mode projects each
+    image, test images included, onto the subspace of its true label.
     """
     s = training_settings(settings)
-    x_all, y_all = data.load_mnist(True, data_dir)
-    x_test, y_test = data.load_mnist(False, data_dir)
-    config = {"what": "pmnist-pca", "k": s["k"], "mode": s["pca_mode"], "center": s["center"],
-              "data": cache.fingerprint(x_all, y_all)}
-    state = cache.cached("pmnist-pca", config, lambda: LinearManifold.fit(
-        x_all, y_all, k=s["k"], mode=s["pca_mode"], center=s["center"]).state())
-    manifold = LinearManifold.from_state(state)
-    n = s["n_train"]
-    if n is not None and (int(n) != n or not 1 <= n <= len(x_all)):
-        raise ValueError(f"n_train must be None or an integer in [1, {len(x_all)}], got {n!r}")
-    x_train, y_train = (x_all, y_all) if n is None else (x_all[:n], y_all[:n])
+    manifold = LinearManifold.from_state(pca_unit(s, data_dir).get())
+    x_all, y_all, _ = _mnist(True, _data_key(data_dir))
+    x_test, y_test, _ = _mnist(False, _data_key(data_dir))
+    n = _n_train(s)
+    if not 1 <= n <= len(x_all):
+        raise ValueError(f"n_train must be None or an integer in [1, {len(x_all)}], "
+                         f"got {n!r}")
+    x_train, y_train = x_all[:n], y_all[:n]
     per_class = manifold.mode == "per_class"
     with torch.no_grad():
         px_train = manifold.project(x_train, y_train if per_class else None)
@@ -111,56 +301,227 @@ def objective(name: str, manifold: LinearManifold, settings: Any) -> training.Ob
     """The training objective of one of :data:`MODELS`."""
     s = training_settings(settings)
     lower, upper = ATTACK_BOX
-    adv = lambda: training.adversarial(s["adv_eps"], s["adv_steps"], lower=lower, upper=upper)  # noqa: E731
-    align = lambda: alignment.alignment_penalty(manifold, s["alpha"])  # noqa: E731
+
+    def adv():
+        return training.adversarial(s["adv_eps"], s["adv_steps"], lower=lower,
+                                    upper=upper)
+
     table = {"baseline": training.cross_entropy,
              "robust": adv,
-             "manifold": lambda: alignment.aligned_cross_entropy(manifold, s["alpha"]),  # one forward pass
-             "manifold_robust": lambda: training.combined(adv(), align())}
+             # one forward pass for CE and the alignment term
+             "manifold": lambda: alignment.aligned_cross_entropy(manifold, s["alpha"]),
+             "manifold_robust": lambda: training.combined(
+                 adv(), alignment.alignment_penalty(manifold, s["alpha"]))}
     if name not in table:
         raise ValueError(f"model name must be one of {MODELS}, got {name!r}")
     return table[name]()
 
 
-def train_models(settings: Any, pmnist: PMNIST, *, names=MODELS, seed: int = 0,
-                 progress: bool = True) -> dict[str, models.MLP]:
-    """Train (or load from the cache ``pmnist-mlp-<name>``) the requested models, in eval mode."""
-    s = training_settings(settings)
+def to_model(state: Mapping[str, Tensor]) -> models.MLP:
+    """An MLP in eval mode with frozen weights from a state dict."""
+    model = models.MLP(ARCH)
+    model.load_state_dict(state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def train_models(settings: Any, pmnist: PMNIST | None = None, *, names=MODELS,
+                 seed: int = 0, progress: bool = True, data_dir=None
+                 ) -> dict[str, models.MLP]:
+    """The requested models of ``seed``, through their units (trained or loaded).
+
+    ``pmnist`` is accepted for compatibility and checked against the settings; the
+    units read their data themselves.
+    """
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         raise ValueError(f"names must be among {MODELS}, got {unknown}")
-    data_key = cache.fingerprint(pmnist.x_train, pmnist.y_train, pmnist.manifold.bases)
-    out = {}
-    for name in names:
-        config = {"model": name, "arch": [784, 1568, 1568, 10], "seed": seed, "data": data_key,
-                  **{k: v for k, v in s.items() if k != "n_train"}, "n_train": len(pmnist.x_train)}
+    s = training_settings(settings)
+    if pmnist is not None and len(pmnist.x_train) != _n_train(s):
+        raise ValueError(f"pmnist has {len(pmnist.x_train)} training images, the "
+                         f"settings ask for n_train={s['n_train']}")
+    return {name: to_model(model_unit(s, name, seed, data_dir).get()) for name in names}
 
-        def build(name=name):
-            torch.manual_seed(seed)
-            model = models.MLP()
-            training.train(model, pmnist.x_train, pmnist.y_train, objective(name, pmnist.manifold, s),
-                           epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=seed,
-                           desc=f"PMNIST {NAMES[name]}", progress=progress)
-            return model.state_dict()
 
-        model = models.MLP()
-        model.load_state_dict(cache.cached(f"pmnist-mlp-{name.replace('_', '-')}", config, build))
-        model.eval()
-        out[name] = model
+def load_models(settings: Any, data_dir=None, **kwargs) -> tuple[PMNIST, dict]:
+    """PMNIST and its four models for a settings object (e.g. ``settings(profile)``)."""
+    return load(settings, data_dir), train_models(settings, data_dir=data_dir, **kwargs)
+
+
+def train_seeds(settings: Any, seed_list, *, names=MODELS, data_dir=None
+                ) -> dict[int, dict[str, models.MLP]]:
+    """:func:`train_models` for each seed of ``seed_list``: ``{seed: {name: net}}``."""
+    return {int(s): train_models(settings, names=names, seed=int(s), data_dir=data_dir)
+            for s in seed_list}
+
+
+def train_seed_group(settings: Any, pmnist: PMNIST, name: str, seed_list, *,
+                     progress: bool = True) -> list[dict]:
+    """Model ``name`` for every seed of ``seed_list`` trained as one grouped network;
+    returns the state dicts, equal (to rounding) to those of the per-seed units. Not
+    used by the chapter: on the reference CPU it was not faster (see module doc)."""
+    s = training_settings(settings)
+    nets = []
+    for seed in seed_list:
+        torch.manual_seed(int(seed))
+        nets.append(models.MLP(ARCH))
+    group = models.GroupedMLP(nets)
+    training.train_group(group, pmnist.x_train, pmnist.y_train,
+                         objective(name, pmnist.manifold, s), seeds=seed_list,
+                         epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                         desc=f"PMNIST {NAMES[name]} seeds {list(seed_list)}",
+                         progress=progress)
+    return [net.state_dict() for net in group.members()]
+
+
+# -- measurements ----------------------------------------------------------------------
+def partners(y: Tensor) -> Tensor:
+    """For each test image, the next one (cyclically) whose label differs."""
+    idx = torch.arange(len(y), device=y.device)
+    partner = idx.clone()
+    for shift in range(1, 50):  # vectorised over images; a few shifts suffice on MNIST
+        todo = y[partner] == y
+        if not todo.any():
+            return partner
+        partner[todo] = (idx[todo] + shift) % len(y)
+    raise ValueError("labels must not repeat one class for 50 consecutive images")
+
+
+CROSSING_FIELDS = ("index", "t", "class_a", "class_b", "angle_deg", "normal_cosine")
+
+
+def _crossings(net, pm: PMNIST, x0: Tensor, x1: Tensor, keep: Tensor
+               ) -> dict[str, Tensor]:
+    """Valid crossings of the paths x0 → x1 where ``keep``: index, t, classes, angle and
+    the cosine of the boundary normal with the manifold."""
+    index = keep.nonzero().squeeze(1)
+    if index.numel() == 0:
+        empty = torch.zeros(0)
+        return {k: empty.long() if k in ("index", "class_a", "class_b") else empty
+                for k in CROSSING_FIELDS}
+    cr = boundaries.crossing(net, x0[index], x1[index])
+    normal_cos = alignment.cosine(cr.normal, pm.manifold, pm.labels(pm.y_test[index]))
+    v = cr.valid
+    return {"index": index[v], "t": cr.t[v], "class_a": cr.class_a[v],
+            "class_b": cr.class_b[v], "angle_deg": cr.angle_deg[v],
+            "normal_cosine": normal_cos[v]}
+
+
+def evaluate(net, pm: PMNIST, settings: Any, *, seed: int = 0, progress: bool = True
+             ) -> dict[str, Any]:
+    """Every per-model measurement of the chapter, as CPU tensors:
+
+    - ``accuracy``: clean test accuracy (all 10,000 test images);
+    - ``grad_norm``, ``on_norm``, ``off_norm``: ‖g‖, ‖Pg‖, ‖g − Pg‖ of the input
+      gradients of the first ``n_align`` test images;
+    - ``clean``, ``fgsm``, ``pgd``: accuracy on the first ``n_eval`` test images, clean
+      and under each ε of ``eps_grid`` (PGD: ``pgd_steps`` steps, random start
+      ``seed``);
+    - ``adversarial`` / ``other``: boundary crossings on the paths from the first
+      ``n_cross`` correctly classified test images to their PGD example at ``cross_eps``
+      (if it succeeds) and to the next test image of another digit (if classified
+      correctly), see :func:`_crossings`.
+    """
+    e = eval_settings(settings)
+    lower, upper = ATTACK_BOX
+    x, y = pm.x_test, pm.y_test
+    out: dict[str, Any] = {"accuracy": torch.tensor(models.accuracy(net, x, y))}
+    xa, ya = x[: e["n_align"]], y[: e["n_align"]]
+    g = alignment.input_gradients(net, xa, ya, batch_size=1000)
+    with torch.no_grad():
+        out["grad_norm"], out["on_norm"], out["off_norm"] = alignment.norms(
+            g, pm.manifold, pm.labels(ya))
+    xe, ye = x[: e["n_eval"]], y[: e["n_eval"]]
+    out["clean"] = torch.tensor(models.accuracy(net, xe, ye))
+    fgsm, pgd = [], []
+    for eps in tqdm(e["eps_grid"], desc="FGSM and PGD over ε", disable=not progress,
+                    mininterval=5.0):
+        found = attacks.fgsm(net, xe, ye, eps=eps, lower=lower, upper=upper)
+        fgsm.append(attacks.robust_accuracy(net, xe, ye, found))
+        found = attacks.pgd(net, xe, ye, eps=eps, steps=e["pgd_steps"], lower=lower,
+                            upper=upper, seed=seed)
+        pgd.append(attacks.robust_accuracy(net, xe, ye, found))
+    out["fgsm"], out["pgd"] = torch.tensor(fgsm), torch.tensor(pgd)
+    xc, yc = x[: e["n_cross"]], y[: e["n_cross"]]
+    partner = partners(y)[: e["n_cross"]]
+    ok = models.predict(net, xc) == yc
+    adv = attacks.pgd(net, xc, yc, eps=e["cross_eps"], steps=e["pgd_steps"],
+                      lower=lower, upper=upper, seed=seed)
+    out["adversarial"] = _crossings(net, pm, xc, adv.adversarial, ok & adv.success)
+    other_ok = models.predict(net, x[partner]) == y[partner]
+    out["other"] = _crossings(net, pm, xc, x[partner], ok & other_ok)
     return out
 
 
-def load_models(settings: Any, data_dir: str | os.PathLike | None = None, **kwargs) -> tuple[PMNIST, dict]:
-    """PMNIST and its four models for a settings object (e.g. ``profiles.select(p, TRAINING)``)."""
-    pmnist = load(settings, data_dir)
-    return pmnist, train_models(settings, pmnist, **kwargs)
+def evaluate_seeds(settings: Any, seed_list, data_dir=None
+                   ) -> dict[tuple[int, str], dict]:
+    """Evaluation payloads ``{(seed, model): evaluate(...)}`` through their units."""
+    return {(int(s), name): eval_unit(settings, name, int(s), data_dir).get()
+            for s in seed_list for name in MODELS}
 
 
+# -- tables from the payloads ----------------------------------------------------------
+def alignment_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
+    """One row per (seed, model, image): ‖g‖, ‖g‖/‖Pg‖, cosine ‖Pg‖/‖g‖, rejection."""
+    frames = []
+    for (seed, name), ev in evals.items():
+        full, on, off = ev["grad_norm"], ev["on_norm"], ev["off_norm"]
+        frames.append(pd.DataFrame({
+            "grad_norm": full.numpy(),
+            "ratio": (full / on.clamp_min(alignment.TINY)).numpy(),
+            "cosine": (on / full).where(full > 0, torch.nan).numpy(),
+            "rejection": off.numpy(), "model": NAMES[name], "seed": seed}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def accuracy_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"seed": s, "model": NAMES[m],
+                          "accuracy": float(ev["accuracy"])}
+                         for (s, m), ev in evals.items()])
+
+
+def robustness_table(evals: Mapping[tuple[int, str], dict], eps_grid) -> pd.DataFrame:
+    """One row per (seed, model, attack, ε), ε = 0 being the clean accuracy."""
+    rows = []
+    for (seed, name), ev in evals.items():
+        for attack in ("FGSM", "PGD"):
+            rows.append({"seed": seed, "model": NAMES[name], "attack": attack,
+                         "eps": 0.0, "accuracy": float(ev["clean"])})
+            rows += [{"seed": seed, "model": NAMES[name], "attack": attack, "eps": eps,
+                      "accuracy": float(acc)}
+                     for eps, acc in zip(eps_grid, ev[attack.lower()])]
+    return pd.DataFrame(rows)
+
+
+PATHS = {"adversarial": "to adversarial", "other": "to other digit"}
+
+
+def crossing_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
+    """One row per valid crossing: path, model, seed, test index, t, classes, angle and
+    the boundary normal's cosine with the manifold."""
+    frames = [pd.DataFrame({k: v.numpy() for k, v in ev[key].items()}).assign(
+                  model=NAMES[name], seed=seed, path=path)
+              for (seed, name), ev in evals.items() for key, path in PATHS.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_std_table(frame: pd.DataFrame, by, values) -> pd.DataFrame:
+    """Table of "mean ± standard deviation" over seeds of per-seed values."""
+    agg = frame.groupby(by, sort=False)[values].agg(["mean", "std"])
+    return pd.DataFrame({v: agg[(v, "mean")].map("{:.3f}".format) + " ± "
+                         + agg[(v, "std")].map("{:.3f}".format) for v in values})
+
+
+# -- small helpers ---------------------------------------------------------------------
 def targeted(forward, target: int):
-    """A two-logit view of ``forward`` for a *targeted* attack with the shared untargeted PGD.
+    """A two-logit view of ``forward`` for a *targeted* attack with the shared
+    untargeted PGD.
 
-    u(x) = (LSE_{j≠t} z_j, z_t) with label 0: CE(u, 0) = log(1 + e^{z_t − LSE_{j≠t} z_j})
-    grows as class t gains, and u is "misclassified" exactly when z_t > LSE_{j≠t} z_j,
+    u(x) = (LSE_{j≠t} z_j, z_t) with label 0:
+    CE(u, 0) = log(1 + e^{z_t − LSE_{j≠t} z_j}) grows as class t gains, and u is
+    "misclassified" exactly when z_t > LSE_{j≠t} z_j,
     which implies argmax z = t. Call ``attacks.pgd(targeted(model, t), x, zeros, ...)``.
     """
     def forward_t(x: Tensor) -> Tensor:
@@ -180,18 +541,14 @@ def seeds(n_seeds: int, seed: int = 0) -> list[int]:
     return list(range(int(seed), int(seed) + int(n_seeds)))
 
 
-def train_seeds(settings: Any, pmnist: PMNIST, seed_list, *, names=MODELS,
-                progress: bool = True) -> dict[int, dict[str, models.MLP]]:
-    """:func:`train_models` for each seed of ``seed_list``: ``{seed: {name: model}}``."""
-    return {int(s): train_models(settings, pmnist, names=names, seed=int(s), progress=progress) for s in seed_list}
-
-
 def mean_std(values) -> tuple[float, float]:
-    """Mean x̄ and sample standard deviation s = √(Σ (xᵢ − x̄)² / (n − 1)) of per-seed values.
+    """Mean x̄ and sample standard deviation s = √(Σ (xᵢ − x̄)² / (n − 1)) of per-seed
+    values.
 
     s is reported as 0 for a single value (no spread measured); NaN values are an error.
     """
-    v = torch.as_tensor(list(values) if not isinstance(values, Tensor) else values, dtype=torch.float64).flatten()
+    v = values if isinstance(values, Tensor) else list(values)
+    v = torch.as_tensor(v, dtype=torch.float64).flatten()
     if len(v) == 0:
         raise ValueError("values must hold at least one number")
     if not torch.isfinite(v).all():
@@ -199,8 +556,74 @@ def mean_std(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(correction=1)) if len(v) > 1 else 0.0
 
 
-def settings(profile: str, **overrides) -> SimpleNamespace:
-    """``profiles.select(profile, TRAINING, **overrides)``."""
-    from .profiles import select
+def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -> None:
+    """Record a metric measured once per seed: the mean under ``key``, the sample
+    standard deviation under ``key_std`` (both glued); the per-seed values are
+    appended to
+    ``rows`` (the chapter's ``per_seed`` table)."""
+    rows.extend({"metric": key, "seed": s, "value": float(v)}
+                for s, v in by_seed.items())
+    mean, std = mean_std(list(by_seed.values()))
+    res.add(key, mean)
+    res.add(f"{key}_std", std)
 
-    return select(profile, TRAINING, **overrides)
+
+def targeted_pgd(net, x: Tensor, target: int, *, eps: float, steps: int, seed: int):
+    """Targeted L∞ PGD towards class ``target`` (largest-loss iterate, no box)."""
+    lower, upper = ATTACK_BOX
+    zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    return attacks.pgd(targeted(net, target), x, zeros, eps=eps, steps=steps,
+                       lower=lower, upper=upper, mode="best", seed=seed)
+
+
+#: The paper's claims as judged in this chapter: text and the parts that must all hold,
+#: ``(kind, a, b, margin)``: a > b (by > margin) or a ≤ b, of per-seed means.
+_COS, _FG, _PG = "alignment_cosine_median_", "fgsm_accuracy_", "pgd_accuracy_"
+_ANG, _NORMAL = "crossing_angle_deg_median_", "boundary_normal_cosine_median_"
+_INTER = "crossing_angle_interclass_deg_median_"
+CLAIMS = [
+    ("Robust and Manifold gradients are more aligned than Baseline's",
+     [("greater", _COS + "robust", _COS + "baseline", 0.0),
+      ("greater", _COS + "manifold", _COS + "baseline", 0.0)]),
+    ("Robust is slightly less aligned than Manifold",
+     [("greater", _COS + "manifold", _COS + "robust", 0.0)]),
+    ("Manifold is more robust than Baseline under FGSM and PGD (ε = 0.1)",
+     [("greater", _FG + "manifold_eps0.1", _FG + "baseline_eps0.1", 0.0),
+      ("greater", _PG + "manifold_eps0.1", _PG + "baseline_eps0.1", 0.0)]),
+    ("Robust is much more robust than Manifold (ε = 0.1)",
+     [("greater", _PG + "robust_eps0.1", _PG + "manifold_eps0.1", 0.1),
+      ("greater", _FG + "robust_eps0.1", _FG + "manifold_eps0.1", 0.1)]),
+    ("Manifold Robust beats Robust under FGSM (ε = 0.1)",
+     [("greater", _FG + "manifold_robust_eps0.1", _FG + "robust_eps0.1", 0.0)]),
+    ("... but not under PGD (ε = 0.1)",
+     [("not_greater", _PG + "manifold_robust_eps0.1", _PG + "robust_eps0.1", 0.0)]),
+    ("Alignment makes paths cross boundaries more orthogonally (Manifold vs Baseline, "
+     "adversarial path)",
+     [("greater", _ANG + "manifold", _ANG + "baseline", 0.0)]),
+    ("... and on the path to another digit",
+     [("greater", _INTER + "manifold", _INTER + "baseline", 0.0)]),
+    ("... and boundary normals lie more in the manifold (boundaries more orthogonal to "
+     "it)",
+     [("greater", _NORMAL + "manifold", _NORMAL + "baseline", 0.0)]),
+]
+
+
+def judge_claims(metrics: Mapping[str, float]) -> pd.DataFrame:
+    """One row per claim of :data:`CLAIMS`: its verdict by the claims ledger's rules (a
+    difference holds beyond 2 standard errors of the seed means, "partly" in sign only;
+    a compound claim is as strong as its weakest part), what was measured, the rule."""
+    from . import claims as ledger
+
+    rank = {ledger.NOT_REPRODUCED: 0, ledger.PARTLY: 1, ledger.REPRODUCED: 2}
+    record = {CHAPTER: dict(metrics)}
+    rows = []
+    for text, parts in CLAIMS:
+        judged = [(ledger.greater(CHAPTER, a, b, margin=margin) if kind == "greater"
+                   else ledger.not_greater(CHAPTER, a, b))(record)
+                  for kind, a, b, margin in parts]
+        rows.append({"claim (Geyer et al.)": text,
+                     "verdict": min((v.verdict for v in judged), key=rank.get),
+                     "measured (means over seeds)":
+                         "; ".join(v.measured for v in judged),
+                     "rule": "; ".join(v.rule for v in judged)})
+    return pd.DataFrame(rows)

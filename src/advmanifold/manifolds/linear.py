@@ -89,15 +89,18 @@ class LinearManifold:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.bases.ndim != 3 or self.means.shape != (self.bases.shape[0], self.bases.shape[2]):
-            raise ValueError(f"bases must be [G, k, d] and means [G, d], got {tuple(self.bases.shape)} "
+        expected = (self.bases.shape[0], self.bases.shape[-1])
+        if self.bases.ndim != 3 or self.means.shape != expected:
+            raise ValueError(f"bases must be [G, k, d] and means [G, d], got "
+                             f"{tuple(self.bases.shape)} "
                              f"and {tuple(self.means.shape)}")
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def fit(cls, x: Tensor, y: Tensor | None = None, *, k: int = K, mode: str = "global",
+    def fit(cls, x: Tensor, y: Tensor | None = None, *, k: int = K,
+            mode: str = "global",
             center: bool = False) -> "LinearManifold":
-        """PCA with k components on ``x`` (global) or on each class of ``y`` (per_class)."""
+        """PCA, k components, on ``x`` (global) or each class of ``y`` (per_class)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "global":
@@ -107,7 +110,8 @@ class LinearManifold:
             raise ValueError("mode='per_class' needs the labels y")
         classes = int(y.max()) + 1
         fitted = [pca_basis(x[y == c], k) for c in range(classes)]
-        return cls(torch.stack([b for b, _ in fitted]), torch.stack([m for _, m in fitted]), mode, center)
+        return cls(torch.stack([b for b, _ in fitted]),
+                   torch.stack([m for _, m in fitted]), mode, center)
 
     @property
     def k(self) -> int:
@@ -122,9 +126,11 @@ class LinearManifold:
         if self.mode == "global":
             return self.bases, self.means
         if labels is None:
-            raise ValueError("a per_class manifold needs labels to choose each example's subspace")
+            raise ValueError("a per_class manifold needs labels to choose each "
+                             "example's subspace")
         if labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+            raise ValueError(f"labels must have shape ({n},), got "
+                             f"{tuple(labels.shape)}")
         return self.bases[labels], self.means[labels]
 
     def matrix(self, labels: Tensor | None = None) -> Tensor:
@@ -140,8 +146,9 @@ class LinearManifold:
         flat = _flat(v)
         basis, _ = self._select(labels, flat.shape[0])
         basis = basis.to(flat)
-        coords = torch.einsum("nd,gkd->nk" if basis.shape[0] == 1 else "nd,nkd->nk", flat, basis)
-        out = torch.einsum("nk,gkd->nd" if basis.shape[0] == 1 else "nk,nkd->nd", coords, basis)
+        shared = basis.shape[0] == 1
+        coords = torch.einsum("nd,gkd->nk" if shared else "nd,nkd->nk", flat, basis)
+        out = torch.einsum("nk,gkd->nd" if shared else "nk,nkd->nd", coords, basis)
         return out.reshape(v.shape)
 
     def residual(self, v: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -161,24 +168,43 @@ class LinearManifold:
         """‖x − π(x)‖₂ per example."""
         return _flat(x - self.project(x, labels)).norm(dim=1)
 
-    def angle(self, delta: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Angle (degrees, [0, 90]) between each δ and the subspace: sin θ = ‖δ − Pδ‖/‖δ‖."""
-        return angle_from_norms(_flat(delta).norm(dim=1), _flat(self.residual(delta, labels)).norm(dim=1))
+    def subspace_distances(self, x: Tensor) -> Tensor:
+        """Distance of every x to every subspace g, [n, G], without projecting:
+        ‖x − π_g(x)‖² = ‖x − μ_g‖² − ‖(x − μ_g) W_gᵀ‖² (Pythagoras, in float64;
+        μ_g = 0 unless ``center``)."""
+        flat, bases = _flat(x).double(), self.bases.double()
+        coords = torch.einsum("nd,gkd->ngk", flat, bases)
+        squares = flat.pow(2).sum(1, keepdim=True)
+        if self.center:
+            means = self.means.double()
+            coords = coords - torch.einsum("gd,gkd->gk", means, bases)
+            squares = squares - 2 * flat @ means.T + means.pow(2).sum(1)
+        return (squares - coords.pow(2).sum(2)).clamp_min(0).sqrt().to(x.dtype)
 
-    def projection(self, x_tilde: Tensor, x: Tensor | None = None, labels: Tensor | None = None) -> Projection:
+    def angle(self, delta: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Angle (degrees, [0, 90]) between each δ and the subspace:
+        sin θ = ‖δ − Pδ‖/‖δ‖."""
+        return angle_from_norms(_flat(delta).norm(dim=1),
+                                _flat(self.residual(delta, labels)).norm(dim=1))
+
+    def projection(self, x_tilde: Tensor, x: Tensor | None = None,
+                   labels: Tensor | None = None) -> Projection:
         """Exact projection of x̃ with distance; with the reference x also ‖δ‖₂ and the
         angle of δ = x̃ − x to the manifold (angle NaN, ‖δ‖ = 0 without a reference)."""
         projected = self.project(x_tilde, labels)
         distance = _flat(x_tilde - projected).norm(dim=1)
         if x is None:
             zeros = torch.zeros_like(distance)
-            return Projection(projected, distance, zeros, torch.full_like(distance, torch.nan))
+            return Projection(projected, distance, zeros,
+                              torch.full_like(distance, torch.nan))
         delta = x_tilde - x
-        return Projection(projected, distance, _flat(delta).norm(dim=1), self.angle(delta, labels))
+        return Projection(projected, distance, _flat(delta).norm(dim=1),
+                          self.angle(delta, labels))
 
     def state(self) -> dict:
         """Tensors and flags, for caching with :func:`advmanifold.cache.cached`."""
-        return {"bases": self.bases, "means": self.means, "mode": self.mode, "center": self.center}
+        return {"bases": self.bases, "means": self.means, "mode": self.mode,
+                "center": self.center}
 
     @classmethod
     def from_state(cls, state: dict) -> "LinearManifold":
