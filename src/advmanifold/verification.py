@@ -43,7 +43,7 @@ def torchattacks_available() -> bool:
 
 
 class _UnitBox(nn.Module):
-    """model(lo + u (hi − lo)): lets a [0, 1]-only attack library act on x ∈ [lo, hi]."""
+    """model(lo + u (hi − lo)): lets a [0, 1]-only attack library act on [lo, hi]."""
 
     def __init__(self, forward: Forward, lo: float, hi: float):
         super().__init__()
@@ -66,7 +66,7 @@ def _margin_logits(forward: Forward, y: Tensor) -> Forward:
     """v ↦ logits (0, M(v)) with M = max_{j≠y} f_j(v) − f_y(v), for a full batch."""
     def two_class(v: Tensor) -> Tensor:
         if len(v) != len(y):
-            raise RuntimeError("margin logits need the whole batch (its labels are fixed)")
+            raise RuntimeError("margin logits need the whole batch (labels are fixed)")
         logits = forward(v)
         true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
         other = logits.scatter(1, y.unsqueeze(1), float("-inf")).amax(1)
@@ -76,8 +76,9 @@ def _margin_logits(forward: Forward, y: Tensor) -> Forward:
 
 
 def margin_pgd(forward: Forward, x: Tensor, y: Tensor, *, eps: float, steps: int = 100,
-               restarts: int = 1, lower=0.0, upper=1.0, seed: int = 0) -> attacks.AttackResult:
-    """L∞ sign-PGD on the Carlini–Wagner margin M = max_{j≠y} f_j − f_y (fooled ⇔ M > 0).
+               restarts: int = 1, lower=0.0, upper=1.0,
+               seed: int = 0) -> attacks.AttackResult:
+    """L∞ sign-PGD on the Carlini–Wagner margin M = max_{j≠y} f_j − f_y (fooled: M > 0).
 
     Implemented with the shared :func:`attacks.pgd` on the two logits (0, M) and label
     0: their cross-entropy softplus(M) increases with M, so its sign-gradient steps are
@@ -105,9 +106,11 @@ def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
     u, e = (x - lo) / (hi - lo), eps / (hi - lo)
     suite = {
         "torchattacks FGSM": torchattacks.FGSM(wrapped, eps=e),
-        "torchattacks PGD": torchattacks.PGD(wrapped, eps=e, alpha=2.5 * e / steps, steps=steps, random_start=True),
-        "torchattacks APGD-CE": torchattacks.APGD(wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts,
-                                                  loss="ce", seed=seed),
+        "torchattacks PGD": torchattacks.PGD(wrapped, eps=e, alpha=2.5 * e / steps,
+                                             steps=steps, random_start=True),
+        "torchattacks APGD-CE": torchattacks.APGD(
+            wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts, loss="ce",
+            seed=seed),
     }
     if margin:
         with torch.no_grad():
@@ -115,8 +118,8 @@ def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
         suite["torchattacks APGD-DLR"] = torchattacks.APGD(
             wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts, loss="dlr",
             seed=seed)
-        apgdt = torchattacks.APGDT(wrapped, norm="Linf", eps=e, steps=steps, n_restarts=1,
-                                   seed=seed, n_classes=n_classes)
+        apgdt = torchattacks.APGDT(wrapped, norm="Linf", eps=e, steps=steps,
+                                   n_restarts=1, seed=seed, n_classes=n_classes)
         apgdt.n_target_classes = max(1, min(int(targets), n_classes - 1))
         suite["torchattacks APGD-T"] = apgdt
     found = {}
@@ -127,7 +130,8 @@ def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
             found[name] = wrapped(u_adv).argmax(1) != y
         delta = (u_adv - u).abs().max().item() * (hi - lo)
         if delta > eps * (1 + 1e-4):
-            raise RuntimeError(f"{name} left the ε-ball: ‖δ‖∞ = {delta:.5f} > ε = {eps}")
+            raise RuntimeError(
+                f"{name} left the ε-ball: ‖δ‖∞ = {delta:.5f} > ε = {eps}")
     return found
 
 
@@ -145,12 +149,14 @@ class Verification:
         return self.clean & ~fooled
 
     def accuracies(self) -> dict[str, float]:
-        out = {name: (self.clean & ~s).float().mean().item() for name, s in self.successes.items()}
+        out = {name: (self.clean & ~s).float().mean().item()
+               for name, s in self.successes.items()}
         out["worst case"] = self.robust.float().mean().item()
         return out
 
     def worst_case(self, names=None) -> float:
-        """Accuracy when an example must survive every attack in ``names`` (all: None)."""
+        """Accuracy when an example must survive every attack in ``names`` (None:
+        all)."""
         chosen = [s for n, s in self.successes.items() if names is None or n in names]
         if not chosen:
             return self.clean.float().mean().item()
@@ -168,16 +174,21 @@ class Verification:
         clean = self.clean.float().mean().item()
         ce = [n for n in self.successes if not is_margin(n)]
         base = self.worst_case(ce)
-        return [{"attack": n, "loss": "margin" if is_margin(n) else "cross-entropy",
-                 "accuracy": (self.clean & ~s).float().mean().item(),
-                 "lowers clean accuracy by": clean - (self.clean & ~s).float().mean().item(),
-                 "lowers CE worst case by": base - self.worst_case(ce + [n])}
-                for n, s in self.successes.items()]
+        rows = []
+        for n, s in self.successes.items():
+            accuracy = (self.clean & ~s).float().mean().item()
+            rows.append({"attack": n,
+                         "loss": "margin" if is_margin(n) else "cross-entropy",
+                         "accuracy": accuracy,
+                         "lowers clean accuracy by": clean - accuracy,
+                         "lowers CE worst case by": base - self.worst_case(ce + [n])})
+        return rows
 
 
-def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0), steps: int = 40,
-           strong_steps: int = 200, restarts: int = 5, seed: int = 0, third_party: bool = True,
-           margin: bool = True, targets: int = 9) -> Verification:
+def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0),
+           steps: int = 40, strong_steps: int = 200, restarts: int = 5, seed: int = 0,
+           third_party: bool = True, margin: bool = True,
+           targets: int = 9) -> Verification:
     """Attack with our PGD (the chapter's setting and a strong one), our FGSM and, when
     installed and ``third_party``, torchattacks' FGSM, PGD and APGD-CE. With ``margin``
     also our CW-margin PGD (``strong_steps`` × ``restarts``) and torchattacks' APGD-DLR
@@ -188,20 +199,23 @@ def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0)
     with torch.no_grad():
         clean = forward(x).argmax(1) == y
     ours = {
-        "ours FGSM": attacks.fgsm(forward, x, y, eps=eps, lower=lower, upper=upper).success,
-        f"ours PGD-{steps}": attacks.pgd(forward, x, y, eps=eps, steps=steps, lower=lower, upper=upper,
-                                         mode="first", seed=seed).success,
-        f"ours PGD-{strong_steps}×{restarts}": attacks.pgd(forward, x, y, eps=eps, steps=strong_steps,
-                                                           restarts=restarts, lower=lower, upper=upper,
-                                                           mode="first", seed=seed + 1).success,
+        "ours FGSM": attacks.fgsm(forward, x, y, eps=eps, lower=lower,
+                                  upper=upper).success,
+        f"ours PGD-{steps}": attacks.pgd(forward, x, y, eps=eps, steps=steps,
+                                         lower=lower, upper=upper, mode="first",
+                                         seed=seed).success,
+        f"ours PGD-{strong_steps}×{restarts}": attacks.pgd(
+            forward, x, y, eps=eps, steps=strong_steps, restarts=restarts, lower=lower,
+            upper=upper, mode="first", seed=seed + 1).success,
     }
     if margin:
         ours[f"ours PGD-CW-{strong_steps}×{restarts}"] = margin_pgd(
             forward, x, y, eps=eps, steps=strong_steps, restarts=restarts, lower=lower,
             upper=upper, seed=seed + 2).success
     if third_party and torchattacks_available():
-        ours.update(_third_party(forward, x, y, eps, box=box, steps=steps, restarts=restarts,
-                                 seed=seed, margin=margin, targets=targets))
+        ours.update(_third_party(forward, x, y, eps, box=box, steps=steps,
+                                 restarts=restarts, seed=seed, margin=margin,
+                                 targets=targets))
     return Verification(eps, clean, ours)
 
 
@@ -213,8 +227,8 @@ def zero_gradient_fraction(forward: Forward, x: Tensor, y: Tensor) -> float:
     return (g.flatten(1).abs().amax(1) == 0).float().mean().item()
 
 
-def masking_flags(verification: Verification, large_eps_accuracy: float, zero_gradients: float, *,
-                  tolerance: float = 0.01) -> dict[str, bool]:
+def masking_flags(verification: Verification, large_eps_accuracy: float,
+                  zero_gradients: float, *, tolerance: float = 0.01) -> dict[str, bool]:
     """AutoAttack-style warning signs of gradient masking (True = suspicious)."""
     acc = verification.accuracies()
     fgsm = min(v for k, v in acc.items() if "FGSM" in k)
