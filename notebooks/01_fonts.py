@@ -172,7 +172,7 @@ decoder.to(device);
 # decay 10⁻⁴, batch 100) for {glue:text}`epochs:.0f` epochs (the paper: 20). Test
 # accuracy: {glue:text}`classifier_test_accuracy:.3f`.
 
-# %%
+# %% tags=["remove-stderr"]
 data = chapter.dataset(every_font.images[:count], S, seed)
 started = time.perf_counter()
 model = chapter.classifier(classifier_unit, device)  # trained once, then cached
@@ -317,20 +317,17 @@ chapter.save_figure(chapter.plot_distances(distances), "distances")
 # leaving the manifold: a change of θ moves many pixels, yet stays on it. (Their median
 # angle, {glue:text}`onmanifold_angle_deg_median:.1f`°, is measured at the clean image;
 # a finite step along the curved manifold leaves the tangent space there.)
+#
+# ## What reproduced and what did not
+#
+# The claims ledger of the book ({doc}`05_claims`) judges this chapter's claims from
+# the numbers of this run, with the rules shown:
 
 # %% tags=["hide-input"]
 usage = resource.getrusage(resource.RUSAGE_SELF)  # this kernel's CPU time, all threads
 res.add("cpu_user_s", usage.ru_utime)
 res.add("cpu_system_s", usage.ru_stime)
-res.write();
-
-# %% [markdown]
-# ## What reproduced and what did not
-#
-# The claims ledger of the book ({doc}`05_claims`) judges this chapter's claims from
-# the numbers just written, with the rules shown:
-
-# %% tags=["hide-input"]
+res.write()
 verdicts = claims.ledger({"01_fonts": res.metrics})
 columns = ["claim", "paper", "measured", "verdict", "rule"]
 verdicts[verdicts.chapter == "01_fonts"][columns].style.hide(axis="index")

@@ -286,7 +286,7 @@ def _row_label(ax, name: str) -> None:
     half = (len(words) + 1) // 2
     text = "\n".join(_short(" ".join(part), 14) for part in (words[:half], words[half:])
                      if part)
-    ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=11, labelpad=6)
+    ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=12, labelpad=6)
 
 
 def plot_decoder_parameters(decoder: decoders.FontDecoder, font: list[int],
@@ -317,12 +317,12 @@ def plot_decoder_parameters(decoder: decoders.FontDecoder, font: list[int],
                 ax = axes[row, 3 * k + j]
                 _image(ax, images[k, row, j])
                 if row == 0:
-                    ax.set_title(("lower", "prototype", "upper")[j], fontsize=11)
+                    ax.set_title(("lower", "prototype", "upper")[j], fontsize=12)
         bounds = f"[{lower[row]:.2f}, {upper[row]:.2f}]"
         axes[row, 0].set_ylabel(f"{THETA_LABELS[row]}\n{bounds}", fontsize=12)
     for k in range(n):
         name = _short(names[font[k]], 18)
-        axes[0, 3 * k + 1].set_title(f"{name}\nprototype", fontsize=11)
+        axes[0, 3 * k + 1].set_title(f"{name}\nprototype", fontsize=12)
     fig.tight_layout(h_pad=0.3, w_pad=0.3)
     return fig
 
@@ -349,7 +349,7 @@ def plot_decoder_random(decoder: decoders.FontDecoder, font: list[int],
             _image(axes[r, c], images[r, c])
             if r == 0:
                 title = "prototype" if c == 0 else f"random θ {c}"
-                axes[r, c].set_title(title, fontsize=11)
+                axes[r, c].set_title(title, fontsize=12)
         _row_label(axes[r, 0], names[font[r]])
     fig.tight_layout(h_pad=0.3, w_pad=0.3)
     return fig
@@ -366,10 +366,10 @@ def plot_examples(rows: list[tuple[str, Tensor, Tensor]], show: Tensor):
     for r, (label, images, predicted) in enumerate(rows):
         for c, i in enumerate(show.tolist()):
             _image(axes[r, c], images[i, 0])
-            axes[r, c].set_title(f"→ {fonts.LETTERS[predicted[i]]}", fontsize=12)
+            axes[r, c].set_title(f"→ {fonts.LETTERS[predicted[i]]}", fontsize=13)
         for c in range(len(show), cols):
             axes[r, c].axis("off")
-        axes[r, 0].set_ylabel(label.replace(" ", "\n", 1), fontsize=12)
+        axes[r, 0].set_ylabel(label.replace(" ", "\n", 1), fontsize=13)
     fig.tight_layout(h_pad=0.8, w_pad=0.3)
     return fig
 
@@ -391,7 +391,7 @@ def plot_distances(distances):
     ax0.set_xlabel("distance to the manifold ‖x̃ − π(x̃)‖₂\n(pixel values in [0, 1])")
     ax0.set_ylabel("number of examples")
     ax0.set_yscale("log")
-    ax0.legend(fontsize=11)
+    ax0.legend(fontsize=11, loc="upper right")
     ax0.set_title("a) distance found by the latent search", fontsize=12)
     adv = distances[distances.set != "test"]
     sns.scatterplot(data=adv, x="delta_l2", y="distance", hue="set", palette=palette,
