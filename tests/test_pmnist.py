@@ -14,7 +14,8 @@ def _data(n=300, d=20, k=4, classes=3, seed=0):
     y = torch.arange(n) % classes
     bases = torch.linalg.qr(torch.randn(classes, d, k, generator=g))[0].transpose(1, 2)
     z = torch.randn(n, k, generator=g) * torch.linspace(3, 1, k)
-    x = torch.einsum("nk,nkd->nd", z, bases[y]) + 0.01 * torch.randn(n, d, generator=g) + 0.5
+    noise = 0.01 * torch.randn(n, d, generator=g)
+    x = torch.einsum("nk,nkd->nd", z, bases[y]) + noise + 0.5
     return x, y
 
 
@@ -34,7 +35,8 @@ def test_pca_basis_orthonormal_and_matches_svd():
     assert torch.allclose(basis @ basis.T, torch.eye(4), atol=1e-5)
     u, s, vt = torch.linalg.svd((x - x.mean(0)).double(), full_matrices=False)
     # same subspace as the top-4 right singular vectors
-    assert torch.allclose(basis.double().T @ basis.double(), vt[:4].T @ vt[:4], atol=1e-5)
+    projector = basis.double().T @ basis.double()
+    assert torch.allclose(projector, vt[:4].T @ vt[:4], atol=1e-5)
     assert torch.allclose(mean, x.mean(0), atol=1e-6)
 
 
@@ -45,10 +47,11 @@ def test_projector_identities(fitted):
     pv = m.project_vectors(v, lab)
     assert torch.allclose(m.project_vectors(pv, lab), pv, atol=1e-5)          # P² = P
     r = m.residual(v, lab)
-    assert (r * pv).sum(1).abs().max() < 1e-4                                  # residual ⟂ subspace
-    assert torch.allclose(v.norm(dim=1) ** 2, pv.norm(dim=1) ** 2 + r.norm(dim=1) ** 2, rtol=1e-4)
+    assert (r * pv).sum(1).abs().max() < 1e-4  # residual ⟂ subspace
+    squares = pv.norm(dim=1) ** 2 + r.norm(dim=1) ** 2
+    assert torch.allclose(v.norm(dim=1) ** 2, squares, rtol=1e-4)
     px = m.project(x, lab)
-    assert torch.allclose(m.project(px, lab), px, atol=1e-5)                  # on-manifold points are fixed
+    assert torch.allclose(m.project(px, lab), px, atol=1e-5)  # on-manifold points stay
     assert m.distance(px, lab).max() < 1e-4
     assert m.distance(x, lab).min() > 0
 
@@ -58,10 +61,11 @@ def test_exact_recovery_of_on_manifold_points(fitted):
     lab = _labels(m, y)
     basis = m.bases[0] if m.mode == "global" else m.bases[y]
     z = torch.randn(len(x), m.k)
-    on = torch.einsum("nk,kd->nd", z, basis) if m.mode == "global" else torch.einsum("nk,nkd->nd", z, basis)
+    on = torch.einsum("nk,kd->nd" if m.mode == "global" else "nk,nkd->nd", z, basis)
     assert torch.allclose(m.project(on, lab), on, atol=1e-5)
     proj = m.projection(on + 0.0, on - m.residual(torch.ones_like(on), lab), lab)
-    assert proj.distance.max() < 1e-4 and proj.angle_deg.max() > 89.9  # δ is orthogonal to the subspace
+    # δ is orthogonal to the subspace
+    assert proj.distance.max() < 1e-4 and proj.angle_deg.max() > 89.9
 
 
 def test_shapes_global_vs_per_class():
@@ -101,9 +105,11 @@ def test_ratio_is_one_inside_the_subspace_and_metrics_agree(fitted):
     g_in = m.project_vectors(torch.randn_like(x), lab)
     assert torch.allclose(alignment.ratio(g_in, m, lab), torch.ones(len(x)), atol=1e-4)
     g = torch.randn_like(x)
-    r, c, rej = alignment.ratio(g, m, lab), alignment.cosine(g, m, lab), alignment.rejection(g, m, lab)
+    r, c = alignment.ratio(g, m, lab), alignment.cosine(g, m, lab)
+    rej = alignment.rejection(g, m, lab)
     assert (r > 1).all() and torch.allclose(r * c, torch.ones(len(x)), atol=1e-5)
-    assert torch.allclose(c ** 2 + (rej / g.norm(dim=1)) ** 2, torch.ones(len(x)), atol=1e-5)
+    ones = torch.ones(len(x))
+    assert torch.allclose(c ** 2 + (rej / g.norm(dim=1)) ** 2, ones, atol=1e-5)
 
 
 def test_input_gradients_are_per_example():
@@ -123,14 +129,17 @@ def test_alignment_loss_reaches_weights_and_improves_alignment(fitted):
     loss = penalty(model, x, y)
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
     assert all(g is not None for g in grads)
-    assert grads[0].abs().sum() > 0  # first-layer weights get a gradient through double backprop
-    before = alignment.ratio(alignment.input_gradients(model, x, y), m, _labels(m, y)).mean()
+    # first-layer weights get a gradient through double backprop
+    assert grads[0].abs().sum() > 0
+    grad = alignment.input_gradients(model, x, y)
+    before = alignment.ratio(grad, m, _labels(m, y)).mean()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(30):
         opt.zero_grad()
         penalty(model, x, y).backward()
         opt.step()
-    after = alignment.ratio(alignment.input_gradients(model, x, y), m, _labels(m, y)).mean()
+    grad = alignment.input_gradients(model, x, y)
+    after = alignment.ratio(grad, m, _labels(m, y)).mean()
     assert after < before - 0.1
 
 
@@ -147,8 +156,8 @@ def test_bisection_and_angle_of_a_linear_classifier():
     v = torch.randn(64, d)
     v = v * torch.sign(-(v * normal).sum(1, keepdim=True))
     margin = (lin(x0).gather(1, a[:, None]) - lin(x0).gather(1, b[:, None])).squeeze(1)
-    t_star = margin / (-(v * normal).sum(1))           # z_a − z_b = 0 at x0 + t v, t in units of v
-    x1 = x0 + 2 * t_star[:, None] * v                    # crossing at t = 1/2 of the path
+    t_star = margin / (-(v * normal).sum(1))  # z_a − z_b = 0 at x0 + t v
+    x1 = x0 + 2 * t_star[:, None] * v  # crossing at t = 1/2 of the path
     cr = boundaries.crossing(lin, x0, x1, iterations=30, batch_size=20)
     assert cr.valid.all() and (cr.class_b == b).all()
     assert torch.allclose(cr.t, torch.full((64,), 0.5), atol=1e-5)
@@ -157,7 +166,8 @@ def test_bisection_and_angle_of_a_linear_classifier():
     assert torch.allclose(cr.angle_deg, expected, atol=1e-3)
     assert torch.allclose(cr.normal, normal, atol=1e-5)
     # perpendicular crossing gives 90°, a path that does not cross is flagged invalid
-    perp = boundaries.crossing(lin, x0[:4], x0[:4] - 3 * normal[:4] * (margin[:4] / normal[:4].norm(dim=1) ** 2)[:, None])
+    step = (margin[:4] / normal[:4].norm(dim=1) ** 2)[:, None]
+    perp = boundaries.crossing(lin, x0[:4], x0[:4] - 3 * normal[:4] * step)
     assert torch.allclose(perp.angle_deg, torch.full((4,), 90.0), atol=1e-2)
     same = boundaries.crossing(lin, x0[:4], x0[:4])
     assert not same.valid.any() and torch.isnan(same.angle_deg).all()
@@ -167,10 +177,12 @@ def test_fgsm_equals_one_pgd_step_of_size_eps():
     model, (x, y) = _mlp(), _data(n=50)
     for p in model.parameters():
         p.requires_grad_(False)
-    y = model(x).argmax(1)  # every example starts correctly classified, so PGD takes its one step
+    # every example starts correctly classified, so PGD takes its one step
+    y = model(x).argmax(1)
     lower, upper = ATTACK_BOX
     f = attacks.fgsm(model, x, y, eps=0.1, lower=lower, upper=upper)
-    p = attacks.pgd(model, x, y, eps=0.1, steps=1, step_size=0.1, random_start=False, mode="first",
+    p = attacks.pgd(model, x, y, eps=0.1, steps=1, step_size=0.1, random_start=False,
+                    mode="first",
                     lower=lower, upper=upper)
     assert (p.steps == 1).all()
     assert torch.allclose(p.adversarial, f.adversarial, atol=1e-6)
@@ -192,7 +204,8 @@ def test_targeted_view_and_training_objectives():
 
 def test_seeds_and_mean_std_over_seeds():
     assert pmnist.seeds(3, seed=5) == [5, 6, 7]
-    assert all(pmnist.N_SEEDS[p] >= 2 for p in ("smoke", "quick")) and pmnist.N_SEEDS["paper"] >= 3
+    assert all(pmnist.N_SEEDS[p] >= 2 for p in ("smoke", "quick"))
+    assert pmnist.N_SEEDS["paper"] >= 3
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="n_seeds"):
             pmnist.seeds(bad)
@@ -215,7 +228,8 @@ def test_subspace_distances_equal_projecting_onto_each_subspace(center):
     expected = torch.stack([m.distance(x, torch.full_like(y, c)) for c in range(3)], 1)
     assert torch.allclose(m.subspace_distances(x), expected, atol=1e-4)
     on = m.project(x, y)
-    assert (m.subspace_distances(on).argmin(1) == y).all()  # the label leak of per_class
+    # the label leak of per_class
+    assert (m.subspace_distances(on).argmin(1) == y).all()
 
 
 def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
@@ -234,7 +248,8 @@ def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
     pca = model.deps[0]
     assert model.config["data"] == {"pca": pca.key, "n_train": 60_000}
     # the bridge reuses exactly the PMNIST chapter's model units (same keys)
-    bridge_keys = {u.key for u in units.chapter_units("04_bridge", "paper", {"seed": 0})}
+    bridge_units = units.chapter_units("04_bridge", "paper", {"seed": 0})
+    bridge_keys = {u.key for u in bridge_units}
     assert {u.key for u in listed if u.name.startswith("pmnist-mlp")
             and u.config["seed"] == 0} < bridge_keys
     # overrides reach the units; another seed or n_train is another unit
