@@ -141,7 +141,7 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The four PMNIST models of ``seed`` (the PMNIST chapter's units) and a
     verification of each."""
     s = notebook_settings(profile, params)
-    seed, data_dir = int(params.get("seed", 0)), params.get("data_dir")
+    seed, data_dir = int(params.get("seed") or 0), params.get("data_dir")
     return [verify_unit(s, profile, name, seed, data_dir) for name in pmnist.MODELS]
 
 

@@ -274,7 +274,8 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     s = notebook_settings(profile, params)
     data_dir = params.get("data_dir")
     out = [pca_unit(s, data_dir, "per_class")]
-    for seed in seeds(s.n_seeds, params.get("seed", 0)):
+    first = params.get("seed")
+    for seed in seeds(s.n_seeds, 0 if first is None else first):
         out += [eval_unit(s, name, seed, data_dir) for name in MODELS]
     return out
 
