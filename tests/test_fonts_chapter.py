@@ -41,7 +41,8 @@ def test_settings_take_overrides_and_reject_bad_values():
         chapter.prototypes_unit("/usr/share/fonts")
 
 
-def test_units_are_listed_without_building_and_configs_hold_dependency_keys(three_fonts):
+def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
+        three_fonts):
     params = {"font_dirs": [str(three_fonts)], "seed": 0, "device": "cpu"}
     listed = units.chapter_units("01_fonts", "smoke", params)
     assert [u.name for u in listed] == ["fonts-prototypes", "fonts-convnet"]
@@ -51,7 +52,8 @@ def test_units_are_listed_without_building_and_configs_hold_dependency_keys(thre
     assert not any(u.is_cached() for u in listed)
     assert not list(Path(cache.paths.cache_dir()).glob("*.json"))  # nothing built
     # the prototypes unit is the cache entry of fonts.load_prototypes
-    assert protos.config == fonts.prototypes_config(fonts.find_font_files([three_fonts]))
+    files = fonts.find_font_files([three_fonts])
+    assert protos.config == fonts.prototypes_config(files)
     # training settings change the classifier's key; attack settings do not
     again = {u.name: u.key for u in chapter.units("smoke", {**params, "n_attack": 5})}
     assert again["fonts-convnet"] == net.key
@@ -78,7 +80,8 @@ def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(three_f
                                                                          tmp_path):
     every = chapter.prototypes(chapter.prototypes_unit([three_fonts]))
     assert len(every) == 3
-    for profile, n_fonts, flag in [("smoke", None, 1), ("smoke", 3, 0), ("paper", None, 1)]:
+    cases = [("smoke", None, 1), ("smoke", 3, 0), ("paper", None, 1)]
+    for profile, n_fonts, flag in cases:
         res = Results("01_fonts", profile=profile, seed=0, directory=tmp_path)
         S = chapter.settings(profile, n_fonts=n_fonts)
         manifest = chapter.record_fonts(res, every, S)
@@ -111,14 +114,17 @@ def test_chapter_runs_on_three_fonts_warns_and_creates_exactly_its_units(three_f
     record = json.loads((tmp_path / "results" / "01_fonts.json").read_text())
     assert record["fonts_fallback"] == 1 and record["n_fonts"] == 3
     assert record["n_fonts_wanted"] == 10 and record["cache_misses"] == len(listed)
-    executed = json.loads((tmp_path / "site" / "notebooks" / "01_fonts.ipynb").read_text())
+    site = tmp_path / "site" / "notebooks" / "01_fonts.ipynb"
+    executed = json.loads(site.read_text())
     markdown = [o["data"]["text/markdown"] for c in executed["cells"]
                 for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
     assert len(markdown) == 1
     text = "".join(markdown[0])
     assert text.startswith(":::{admonition}") and "**3**" in text and "**10**" in text
-    first = next(i for i, c in enumerate(executed["cells"])
-                 if any("text/markdown" in o.get("data", {}) for o in c.get("outputs", [])))
-    sections = [i for i, c in enumerate(executed["cells"])
-                if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## ")]
+    cells = executed["cells"]
+    first = next(i for i, c in enumerate(cells)
+                 if any("text/markdown" in o.get("data", {})
+                        for o in c.get("outputs", [])))
+    sections = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                and "".join(c["source"]).startswith("## ")]
     assert first < sections[0]  # the warning comes before the first section

@@ -58,33 +58,37 @@ DENY_FAMILIES = ("dingbat", "symbol", "emoji", "ornament", "webdings", "wingding
 
 #: Near-duplicate threshold: RMS pixel difference of two faces' ten prototypes,
 #: ‖P_a − P_b‖₂ / √(10·28·28), below which the later face is dropped (our choice: pairs
-#: below it, such as the Light and Regular weights of one design or two Helvetica clones,
-#: look alike at 28×28; a tenth of the Debian faces has a copy at distance 0).
+#: below it, such as the Light and Regular weights of one design or two Helvetica
+#: clones, look alike at 28×28; a tenth of the Debian faces has a copy at distance 0).
 DUPLICATE_THRESHOLD = 0.07
 
-FILTERS = ("unreadable", "deny_list", "missing_glyphs", "ink", "illegible", "near_duplicate")
+FILTERS = ("unreadable", "deny_list", "missing_glyphs", "ink", "illegible",
+           "near_duplicate")
 
 
 def debian_font_packages() -> list[str]:
-    """Debian/Ubuntu font packages of ``advmanifold/debian-font-packages.txt`` (about 1,200
-    faces with A–J); one per line, ``#`` starts a comment."""
+    """Debian/Ubuntu font packages of ``advmanifold/debian-font-packages.txt`` (about
+    1,200 faces with A–J); one per line, ``#`` starts a comment."""
     from importlib.resources import files
 
-    text = files("advmanifold").joinpath("debian-font-packages.txt").read_text(encoding="utf-8")
-    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+    path = files("advmanifold").joinpath("debian-font-packages.txt")
+    text = path.read_text(encoding="utf-8")
+    return [word for line in text.splitlines()
+            for word in line.split("#", 1)[0].split()]
 
 
 def system_font_dirs() -> list[Path]:
-    """Folders searched by default: ``ADVMANIFOLD_FONTS`` (``os.pathsep``-separated) if set,
-    else the existing system and user font folders of Linux, macOS and Windows."""
+    """Folders searched by default: ``ADVMANIFOLD_FONTS`` (``os.pathsep``-separated) if
+    set, else the existing system and user font folders of Linux, macOS and Windows."""
     if os.environ.get("ADVMANIFOLD_FONTS"):
-        return [Path(p).expanduser() for p in os.environ["ADVMANIFOLD_FONTS"].split(os.pathsep) if p]
+        return [Path(p).expanduser()
+                for p in os.environ["ADVMANIFOLD_FONTS"].split(os.pathsep) if p]
     home = Path.home()
-    candidates = [Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), home / ".fonts",
-                  home / ".local/share/fonts", Path("/Library/Fonts"), Path("/System/Library/Fonts"),
-                  home / "Library/Fonts", Path(os.environ.get("WINDIR", "C:/Windows")) / "Fonts"]
+    candidates = [Path("/usr/share/fonts"), Path("/usr/local/share/fonts"),
+                  home / ".fonts", home / ".local/share/fonts", Path("/Library/Fonts"),
+                  Path("/System/Library/Fonts"), home / "Library/Fonts",
+                  Path(os.environ.get("WINDIR", "C:/Windows")) / "Fonts"]
     return [p for p in candidates if p.is_dir()]
-
 
 
 def matplotlib_font_dir() -> Path:
@@ -100,18 +104,22 @@ def matplotlib_font_files() -> list[Path]:
 
 
 def find_font_files(font_dirs: list[str | os.PathLike] | None = None) -> list[Path]:
-    """Sorted font files (:data:`FONT_SUFFIXES`) under the folders ``font_dirs`` (default
-    :func:`system_font_dirs`); matplotlib's bundled fonts, with a warning, when none is found."""
+    """Sorted font files (:data:`FONT_SUFFIXES`) under the folders ``font_dirs``
+    (default :func:`system_font_dirs`); matplotlib's bundled fonts, with a warning, when
+    none is found."""
     if font_dirs is not None and isinstance(font_dirs, (str, os.PathLike)):
-        raise ValueError(f"font_dirs must be a list of folders or None, got {font_dirs!r}")
-    dirs = system_font_dirs() if font_dirs is None else [Path(d).expanduser() for d in font_dirs]
+        raise ValueError(
+            f"font_dirs must be a list of folders or None, got {font_dirs!r}")
+    dirs = (system_font_dirs() if font_dirs is None
+            else [Path(d).expanduser() for d in font_dirs])
     missing = [str(d) for d in dirs if not Path(d).is_dir()]
     if missing:
         raise ValueError(f"font_dirs: not a folder: {missing}")
     files = sorted({p.resolve() for d in dirs for p in Path(d).rglob("*")
                     if p.suffix.lower() in FONT_SUFFIXES and p.is_file()})
     if not files:
-        warnings.warn(f"no font file under {[str(d) for d in dirs]}; using matplotlib's bundled fonts",
+        shown = [str(d) for d in dirs]
+        warnings.warn(f"no font file under {shown}; using matplotlib's bundled fonts",
                       stacklevel=2)
         files = matplotlib_font_files()
     return files
@@ -128,8 +136,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 @dataclass(frozen=True)
 class FontFace:
-    """One face: a file, the face's index in it (0 except in collections), its names and the
-    SHA-256 of the file."""
+    """One face: a file, the face's index in it (0 except in collections), its names and
+    the SHA-256 of the file."""
 
     path: str
     index: int
@@ -141,10 +149,10 @@ class FontFace:
 def discover_faces(files: list[str | os.PathLike] | None = None, *,
                    font_dirs: list[str | os.PathLike] | None = None,
                    digests: dict[str, str] | None = None) -> list[FontFace]:
-    """Every face of ``files`` (default: :func:`find_font_files` of ``font_dirs``), in file
-    order and face order. A collection (``.ttc``/``.otc``) gives faces 0, 1, … until FreeType
-    refuses the index; a file that cannot be opened gives one face with empty names (it is
-    counted as unreadable later)."""
+    """Every face of ``files`` (default: :func:`find_font_files` of ``font_dirs``), in
+    file order and face order. A collection (``.ttc``/``.otc``) gives faces 0, 1, …
+    until FreeType refuses the index; a file that cannot be opened gives one face with
+    empty names (it is counted as unreadable later)."""
     from PIL import ImageFont
 
     files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
@@ -157,7 +165,8 @@ def discover_faces(files: list[str | os.PathLike] | None = None, *,
         index = 0
         while True:
             try:
-                family, style = ImageFont.truetype(str(path), FONT_SIZE, index=index).getname()
+                face = ImageFont.truetype(str(path), FONT_SIZE, index=index)
+                family, style = face.getname()
             except (OSError, ValueError):
                 if index == 0:
                     faces.append(FontFace(str(path), 0, "", "", sha))
@@ -171,8 +180,8 @@ def discover_faces(files: list[str | os.PathLike] | None = None, *,
 
 def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMAGE_SIZE,
                 font_size: int = FONT_SIZE, *, index: int = 0) -> np.ndarray | None:
-    """Letters of face ``index`` of a font file as float32 ``[len(letters) + 1, size, size]`` in
-    [0, 1], ink = 1.
+    """Letters of face ``index`` of a font file as float32
+    ``[len(letters) + 1, size, size]`` in [0, 1], ink = 1.
 
     Each glyph is centred by its bounding box. The last image is a code point no
     Latin font maps (U+E000, private use), i.e. the font's missing-glyph box, used to
@@ -190,8 +199,9 @@ def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMA
         draw = ImageDraw.Draw(image)
         try:
             left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
-            draw.text(((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top), char,
-                      fill=255, font=font)
+            corner = ((size - (right - left)) / 2 - left,
+                      (size - (bottom - top)) / 2 - top)
+            draw.text(corner, char, fill=255, font=font)
         except (OSError, ValueError):
             return None
         out[i] = np.asarray(image, dtype=np.float32) / 255.0
@@ -201,7 +211,8 @@ def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMA
 def blur(images: Tensor, sigma: float = 1.5) -> Tensor:
     """Gaussian blur of ``[..., H, W]`` images (separable, zero padding)."""
     radius = int(3 * sigma)
-    k = torch.exp(-torch.arange(-radius, radius + 1, dtype=images.dtype) ** 2 / (2 * sigma ** 2))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    k = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
     shape = images.shape
     x = images.reshape(-1, 1, *shape[-2:])
@@ -210,49 +221,56 @@ def blur(images: Tensor, sigma: float = 1.5) -> Tensor:
     return x.reshape(shape)
 
 
-def legibility_checks(prototypes: Tensor, missing: Tensor, *, groups: Tensor | None = None,
-                      min_ink: float = 0.005, max_ink: float = 0.6, k: int = 5,
+def legibility_checks(prototypes: Tensor, missing: Tensor, *,
+                      groups: Tensor | None = None, min_ink: float = 0.005,
+                      max_ink: float = 0.6, k: int = 5,
                       min_correct: int | None = None) -> dict[str, Tensor]:
-    """Failure masks ``[F]`` of checks 3–5 of the module docstring, each only among the fonts
-    that passed the earlier ones: ``{"missing_glyphs", "ink", "illegible"}``.
+    """Failure masks ``[F]`` of checks 3–5 of the module docstring, each only among the
+    fonts that passed the earlier ones: ``{"missing_glyphs", "ink", "illegible"}``.
 
     ``prototypes``: ``[F, 10, H, W]`` in [0, 1]; ``missing``: ``[F, H, W]``, each font's
-    missing-glyph rendering; ``groups``: ``[F]`` integer family ids (default: every font its own);
-    fonts of the same group never vote for each other. A font passes the k-NN check when at
-    least ``min_correct`` (default: all) of its letters get their own label from the majority
-    of their ``k`` nearest glyphs (cosine similarity of blurred glyphs).
+    missing-glyph rendering; ``groups``: ``[F]`` integer family ids (default: every font
+    its own); fonts of the same group never vote for each other. A font passes the k-NN
+    check when at least ``min_correct`` (default: all) of its letters get their own
+    label from the majority of their ``k`` nearest glyphs (cosine similarity of blurred
+    glyphs).
     """
-    if prototypes.ndim != 4 or missing.shape != (prototypes.shape[0], *prototypes.shape[2:]):
+    expected = (prototypes.shape[0], *prototypes.shape[2:])
+    if prototypes.ndim != 4 or missing.shape != expected:
         raise ValueError("prototypes must be [F, L, H, W] and missing [F, H, W], "
                          f"got {tuple(prototypes.shape)} and {tuple(missing.shape)}")
     n_fonts, n_letters = prototypes.shape[:2]
     groups = torch.arange(n_fonts) if groups is None else torch.as_tensor(groups)
     if groups.shape != (n_fonts,):
-        raise ValueError(f"groups must have shape [{n_fonts}], got {tuple(groups.shape)}")
+        raise ValueError(
+            f"groups must have shape [{n_fonts}], got {tuple(groups.shape)}")
     min_correct = n_letters if min_correct is None else min_correct
     flat = prototypes.flatten(2)
     # 3. glyphs exist and differ from each other
     differs_missing = (flat - missing.flatten(1)[:, None]).abs().amax(2) > 0.1
-    pair = torch.cdist(flat, flat).masked_fill(torch.eye(n_letters, dtype=torch.bool), float("inf"))
+    same = torch.eye(n_letters, dtype=torch.bool)
+    pair = torch.cdist(flat, flat).masked_fill(same, float("inf"))
     glyphs = differs_missing.all(1) & (pair.amin((1, 2)) > 0.5)
     # 4. plausible ink, nothing cut at the border
     ink = flat.mean(2)
-    border = torch.cat([prototypes[..., 0, :], prototypes[..., -1, :], prototypes[..., :, 0],
-                        prototypes[..., :, -1]], -1).amax(-1)
+    border = torch.cat([prototypes[..., 0, :], prototypes[..., -1, :],
+                        prototypes[..., :, 0], prototypes[..., :, -1]], -1).amax(-1)
     inked = ((ink > min_ink) & (ink < max_ink)).all(1) & (border < 0.5).all(1)
-    out = {"missing_glyphs": ~glyphs, "ink": glyphs & ~inked, "illegible": torch.zeros(n_fonts, dtype=torch.bool)}
+    out = {"missing_glyphs": ~glyphs, "ink": glyphs & ~inked,
+           "illegible": torch.zeros(n_fonts, dtype=torch.bool)}
     # 5. leave-one-family-out k-NN on blurred, unit-norm glyphs
     idx = (glyphs & inked).nonzero().squeeze(1)
     if len(idx) <= k:
         return out
     blurred = blur(prototypes[idx]).flatten(2)
-    blurred = (blurred / blurred.norm(dim=2, keepdim=True).clamp_min(1e-8)).flatten(0, 1)
+    norm = blurred.norm(dim=2, keepdim=True).clamp_min(1e-8)
+    blurred = (blurred / norm).flatten(0, 1)
     group = groups[idx].repeat_interleave(n_letters)
     label = torch.arange(n_letters).repeat(len(idx))
     predicted = torch.empty_like(label)
     for s in range(0, len(blurred), 2048):
         sim = blurred[s:s + 2048] @ blurred.T
-        sim[group[s:s + 2048, None] == group[None]] = -2.0          # never vote for your own family
+        sim[group[s:s + 2048, None] == group[None]] = -2.0  # never vote for your family
         votes = F.one_hot(label[sim.topk(k, dim=1).indices], n_letters).sum(1)
         predicted[s:s + 2048] = votes.argmax(1)
     correct = (predicted == label).view(len(idx), n_letters).sum(1)
@@ -266,9 +284,11 @@ def legible(prototypes: Tensor, missing: Tensor, **kwargs) -> Tensor:
     return ~(failed["missing_glyphs"] | failed["ink"] | failed["illegible"])
 
 
-def near_duplicates(prototypes: Tensor, threshold: float = DUPLICATE_THRESHOLD) -> Tensor:
-    """Boolean mask ``[F]`` of faces to drop: greedily in the given order, a face is kept
-    unless its prototypes are within RMS distance ``threshold`` of a face kept before,
+def near_duplicates(prototypes: Tensor,
+                    threshold: float = DUPLICATE_THRESHOLD) -> Tensor:
+    """Boolean mask ``[F]`` of faces to drop: greedily in the given order, a face is
+    kept unless its prototypes are within RMS distance ``threshold`` of a face kept
+    before,
 
         ‖P_a − P_b‖₂ / √(L·H·W) < threshold   (P the stack of the L letters).
 
@@ -288,15 +308,16 @@ def near_duplicates(prototypes: Tensor, threshold: float = DUPLICATE_THRESHOLD) 
 
 
 def denied(family: str, deny: tuple[str, ...] = DENY_FAMILIES) -> bool:
-    """Whether a family name contains one of the deny-listed substrings (case-insensitive)."""
+    """Whether a family name contains a deny-listed substring (case-insensitive)."""
     family = family.lower()
     return any(word in family for word in deny)
 
 
 @dataclass
 class FontPrototypes:
-    """Prototypes ``images [F, 10, 28, 28]`` (float32, [0, 1]), the ``manifest`` of their faces
-    (same order) and ``counts``: faces found and faces removed by each filter."""
+    """Prototypes ``images [F, 10, 28, 28]`` (float32, [0, 1]), the ``manifest`` of
+    their faces (same order) and ``counts``: faces found and faces removed by each
+    filter."""
 
     images: Tensor
     manifest: list[FontFace]
@@ -307,29 +328,35 @@ class FontPrototypes:
 
     @property
     def names(self) -> list[str]:
-        """Short labels "family style" (file name and face index if the face has no name)."""
-        return [f"{m.family} {m.style}".strip() or f"{Path(m.path).name}#{m.index}" for m in self.manifest]
+        """Short labels "family style" (file name and face index if the face has no
+        name)."""
+        return [f"{m.family} {m.style}".strip() or f"{Path(m.path).name}#{m.index}"
+                for m in self.manifest]
 
     def manifest_frame(self):
-        """The manifest as a pandas DataFrame (columns path, index, family, style, sha256)."""
+        """The manifest as a pandas DataFrame (columns path, index, family, style,
+        sha256)."""
         import pandas as pd
 
-        return pd.DataFrame([asdict(m) for m in self.manifest], columns=list(FontFace.__dataclass_fields__))
+        return pd.DataFrame([asdict(m) for m in self.manifest],
+                            columns=list(FontFace.__dataclass_fields__))
 
 
-def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = None, *, n_fonts: int | None = None, seed: int = 0,
+def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = None, *,
+                      n_fonts: int | None = None, seed: int = 0,
                       font_dirs: list[str | os.PathLike] | None = None,
                       deny: tuple[str, ...] = DENY_FAMILIES,
                       duplicate_threshold: float = DUPLICATE_THRESHOLD,
                       progress: bool = False) -> FontPrototypes:
-    """Render ``faces`` (font files or faces; default: :func:`discover_faces` of ``font_dirs``), apply the filters of
-    the module docstring in the faces' (sorted) order, permute the survivors with ``seed`` and
-    keep the first ``n_fonts`` (all if None). Deterministic for a given set of font files."""
+    """Render ``faces`` (font files or faces; default: :func:`discover_faces` of
+    ``font_dirs``), apply the filters of the module docstring in the faces' (sorted)
+    order, permute the survivors with ``seed`` and keep the first ``n_fonts`` (all if
+    None). Deterministic for a given set of font files."""
     if n_fonts is not None and (int(n_fonts) != n_fonts or n_fonts < 1):
         raise ValueError(f"n_fonts must be a positive integer or None, got {n_fonts!r}")
     if faces is None:
         faces = discover_faces(font_dirs=font_dirs)
-    elif not all(isinstance(f, FontFace) for f in faces):  # font files: discover their faces
+    elif not all(isinstance(f, FontFace) for f in faces):  # files: find their faces
         faces = discover_faces(faces)
     counts = {"faces": len(faces), "files": len({f.path for f in faces})}
     rendered, kept = [], []
@@ -347,12 +374,14 @@ def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = N
     counts["unreadable"] = len(faces) - n_denied - len(kept)
     counts["deny_list"] = n_denied
     if not rendered:
-        raise RuntimeError(f"no usable font among {len(faces)} faces; install fonts (e.g. apt-get install "
-                           f"{' '.join(debian_font_packages()[:3])} ...) or pass font_dirs")
+        raise RuntimeError(
+            f"no usable font among {len(faces)} faces; install fonts (e.g. apt-get "
+            f"install {' '.join(debian_font_packages()[:3])} ...) or pass font_dirs")
     stack = torch.from_numpy(np.stack(rendered))
     prototypes, missing = stack[:, :-1], stack[:, -1]
     families = {}
-    groups = torch.tensor([families.setdefault(f.family or f.path, len(families)) for f in kept])
+    groups = torch.tensor([families.setdefault(f.family or f.path, len(families))
+                           for f in kept])
     failed = legibility_checks(prototypes, missing, groups=groups)
     for name, mask in failed.items():
         counts[name] = int(mask.sum())
@@ -362,29 +391,35 @@ def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = N
     counts["near_duplicate"] = int(duplicate.sum())
     index = index[~duplicate]
     counts["kept"] = len(index)
-    order = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))]
+    generator = torch.Generator().manual_seed(seed)
+    order = index[torch.randperm(len(index), generator=generator)]
     if n_fonts is not None:
         if n_fonts > len(order):
-            raise ValueError(f"n_fonts={n_fonts} but only {len(order)} legible fonts were found")
+            raise ValueError(
+                f"n_fonts={n_fonts} but only {len(order)} legible fonts were found")
         order = order[:n_fonts]
-    return FontPrototypes(prototypes[order].contiguous(), [kept[i] for i in order.tolist()], counts)
+    return FontPrototypes(prototypes[order].contiguous(),
+                          [kept[i] for i in order.tolist()], counts)
 
 
-def prototypes_config(files: list[str | os.PathLike], *, n_fonts: int | None = None, seed: int = 0,
-                      duplicate_threshold: float = DUPLICATE_THRESHOLD,
+def prototypes_config(files: list[str | os.PathLike], *, n_fonts: int | None = None,
+                      seed: int = 0, duplicate_threshold: float = DUPLICATE_THRESHOLD,
                       digests: dict[str, str] | None = None) -> dict:
     """The cache configuration of the prototypes of ``files``: their paths and SHA-256
     (cheap to compute: no rendering) and the rendering and filter settings."""
     digests = digests or {str(f): sha256_file(f) for f in files}
-    return {"files": sorted(digests.items()), "n_fonts": n_fonts, "seed": seed, "size": IMAGE_SIZE,
-            "font_size": FONT_SIZE, "letters": LETTERS, "deny": list(DENY_FAMILIES),
-            "duplicate_threshold": duplicate_threshold, "version": 2}
+    return {"files": sorted(digests.items()), "n_fonts": n_fonts, "seed": seed,
+            "size": IMAGE_SIZE, "font_size": FONT_SIZE, "letters": LETTERS,
+            "deny": list(DENY_FAMILIES), "duplicate_threshold": duplicate_threshold,
+            "version": 2}
 
 
-def prototypes_payload(config: dict, files: list[str | os.PathLike] | None = None) -> dict:
-    """Render the prototypes described by :func:`prototypes_config` ``config``: the cache
-    payload ``{"images", "manifest", "counts"}``. ``files`` gives the order in which faces
-    are filtered (default: sorted as by :func:`find_font_files`)."""
+def prototypes_payload(config: dict,
+                       files: list[str | os.PathLike] | None = None) -> dict:
+    """Render the prototypes described by :func:`prototypes_config` ``config``: the
+    cache payload ``{"images", "manifest", "counts"}``. ``files`` gives the order in
+    which faces are filtered (default: sorted as by :func:`find_font_files`, which the
+    order of ``config["files"]``, sorted as strings, is not)."""
     digests = dict(config["files"])
     files = sorted(Path(f) for f in digests) if files is None else files
     faces = discover_faces(files, digests=digests)
@@ -396,17 +431,19 @@ def prototypes_payload(config: dict, files: list[str | os.PathLike] | None = Non
 
 def prototypes_from_payload(payload: dict) -> FontPrototypes:
     """The :class:`FontPrototypes` of a payload of :func:`prototypes_payload`."""
-    return FontPrototypes(payload["images"], [FontFace(**m) for m in payload["manifest"]],
+    return FontPrototypes(payload["images"],
+                          [FontFace(**m) for m in payload["manifest"]],
                           dict(payload["counts"]))
 
 
 def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
                     font_dirs: list[str | os.PathLike] | None = None,
-                    files: list[str | os.PathLike] | None = None, cache: bool | None = None,
+                    files: list[str | os.PathLike] | None = None,
+                    cache: bool | None = None,
                     duplicate_threshold: float = DUPLICATE_THRESHOLD) -> FontPrototypes:
-    """:func:`render_prototypes` of the faces in ``files`` (default: :func:`find_font_files` of
-    ``font_dirs``), cached by the files' paths and SHA-256; the cache holds the manifest and the
-    filter counts with the images."""
+    """:func:`render_prototypes` of the faces in ``files`` (default:
+    :func:`find_font_files` of ``font_dirs``), cached by the files' paths and SHA-256;
+    the cache holds the manifest and the filter counts with the images."""
     from functools import partial
 
     from .cache import cached
@@ -414,6 +451,6 @@ def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
     files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
     config = prototypes_config(files, n_fonts=n_fonts, seed=seed,
                                duplicate_threshold=duplicate_threshold)
-    payload = cached("fonts-prototypes", config, partial(prototypes_payload, config, files),
-                     enabled=cache)
-    return prototypes_from_payload(payload)
+    build = partial(prototypes_payload, config, files)
+    return prototypes_from_payload(cached("fonts-prototypes", config, build,
+                                          enabled=cache))
