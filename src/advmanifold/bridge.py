@@ -91,7 +91,7 @@ def verification_seconds(s: Mapping[str, Any]) -> float:
              + 2 * s["strong_steps"] * s["restarts"]  # strong PGD, CW-margin PGD
              + 2 * s["verify_steps"] * s["restarts"]  # APGD-CE, APGD-DLR
              + s["verify_steps"] * s["targets"])  # APGD-T
-    return steps * s["n_verify"] * pmnist.RATES["pgd_step"]
+    return pmnist.RATES["setup"] + steps * s["n_verify"] * pmnist.RATES["pgd_step"]
 
 
 def verify_unit(s: Any, profile: str, name: str, seed: int, data_dir=None) -> Unit:

@@ -98,9 +98,11 @@ PARAMETERS = ("n_seeds", "n_train", "epochs", "alpha", "n_eval", "pca_mode")
 #: Seconds per image on the reference machine (2-core Xeon, one torch thread, other
 #: jobs running; measured with batches of 128 and 500): one training step of
 #: cross-entropy, of the alignment loss, one PGD step (forward and input gradient),
-#: one forward pass, one bisection crossing (24 forward passes and a gradient).
+#: one forward pass, one bisection crossing (24 forward passes and a gradient); and
+#: seconds for a unit's fixed work: reading MNIST and projecting it (setup), one PCA
+#: fit (ten for ``per_class``).
 RATES = dict(train_ce=1.0e-3, train_align=1.5e-3, pgd_step=3.0e-4, forward=1.5e-4,
-             crossing=5.8e-3, pca_fit=5.0)
+             crossing=5.8e-3, setup=5.0, pca_fit=5.0)
 
 N_MNIST_TRAIN = 60_000
 
@@ -188,7 +190,9 @@ def pca_unit(settings: Any, data_dir=None, mode: str | None = None) -> Unit:
     config = {"what": "pmnist-pca", "k": s["k"], "mode": mode, "center": s["center"],
               "data": fingerprint}
     build = functools.partial(_fit_pca, s["k"], mode, s["center"], _data_key(data_dir))
-    return Unit(CHAPTER, "pmnist-pca", config, build, estimate_s=RATES["pca_fit"])
+    fits = 10 if mode == "per_class" else 1
+    return Unit(CHAPTER, "pmnist-pca", config, build,
+                estimate_s=RATES["setup"] + fits * RATES["pca_fit"])
 
 
 def _fit_pca(k: int, mode: str, center: bool, data_dir: str | None) -> dict:
@@ -205,7 +209,7 @@ def training_seconds(name: str, s: Mapping[str, Any]) -> float:
     adv = RATES["train_ce"] + s["adv_steps"] * RATES["pgd_step"]
     per_image = {"baseline": RATES["train_ce"], "manifold": RATES["train_align"],
                  "robust": adv, "manifold_robust": adv + RATES["train_align"]}[name]
-    return per_image * _n_train(s) * s["epochs"]
+    return RATES["setup"] + per_image * _n_train(s) * s["epochs"]
 
 
 def model_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
@@ -242,7 +246,7 @@ def evaluation_seconds(settings: Any) -> float:
     """Estimated seconds of :func:`evaluate` of one model (no early stop assumed)."""
     e = eval_settings(settings)
     r = RATES
-    return (e["n_align"] * 2 * r["forward"]
+    return (r["setup"] + 10_000 * r["forward"] + e["n_align"] * 2 * r["forward"]
             + len(e["eps_grid"]) * e["n_eval"]
             * (2 * r["forward"] + e["pgd_steps"] * r["pgd_step"])
             + e["n_cross"] * (e["pgd_steps"] * r["pgd_step"] + 2 * r["crossing"]))
