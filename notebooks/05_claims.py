@@ -148,13 +148,17 @@ plt.close(fig)
 # reproduce {glue:text}`claims_not_reproduced:d`, and did not run
 # {glue:text}`claims_not_run:d`; the paper-scale record reproduced
 # {glue:text}`record_claims_reproduced:d` and partly
-# {glue:text}`record_claims_partly:d`, and lacks {glue:text}`record_claims_not_run:d`.
+# {glue:text}`record_claims_partly:d`, did not reproduce
+# {glue:text}`record_claims_not_reproduced:d`, holds
+# {glue:text}`record_claims_not_comparable:d` not comparable, and lacks
+# {glue:text}`record_claims_not_run:d`.
 # ```
 #
 # ## Where the scales disagree
 #
-# Among the claims judged at both scales, {glue:text}`claims_differing:d` have a
-# different verdict in this build than in the paper-scale record:
+# Among the claims judged at both scales (neither *not run* nor *not comparable* in
+# either), the verdict of this build differs from that of the paper-scale record for
+# {glue:text}`claims_differing:d` of them:
 
 # %% tags=["remove-input"]
 if len(disagree):

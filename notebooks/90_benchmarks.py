@@ -65,6 +65,7 @@ repeats = None   # timed rounds per comparison; None: from the profile
 
 # %% tags=["hide-input"]
 import json
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,7 +86,13 @@ S = benchmarking.settings(profile, threads=threads, repeats=repeats)
 torch.manual_seed(seed)
 res = Results("90_benchmarks", profile=profile, seed=seed)
 settings = {k: v for k, v in vars(S).items() if k in benchmarking.FULL}
-display(pd.Series(settings, name="value").rename_axis("setting").to_frame().T)
+pieces = {}  # the settings, one line per piece
+for key, value in settings.items():
+    piece, _, name = key.partition("_")
+    pieces.setdefault(piece, []).append(f"{name or piece} = {value}")
+with pd.option_context("display.max_colwidth", None):
+    display(pd.Series({p: ", ".join(v) for p, v in pieces.items()}, name="settings")
+            .rename_axis("piece").to_frame())
 
 # %%
 run = benchmarking.run_benchmarks(settings, threads=S.threads, data_dir=data_dir,
@@ -101,7 +108,7 @@ res.add_table("timings", run["timings"])
 res.add_table("targets", pd.DataFrame(run["targets"]))
 res.add_table("book_chapters", run["chapters"])
 for note in run["notes"]:
-    print("note:", note)
+    print(textwrap.fill(f"note: {note}", 88, subsequent_indent="  "))
 
 
 def spread(name, fmt=".2f"):
@@ -220,11 +227,11 @@ else:
 # {glue:text}`denormal_batches:.0f` batches twice, with and without the flush, in
 # alternating windows of {glue:text}`denormal_window:.0f` batches. With the flush the
 # late rate was {glue:text}`denormal_flush_late_over_early:.2f` × the early rate
-# ({glue:text}`denormal_flush_early_per_s:.0f` →
-# {glue:text}`denormal_flush_late_per_s:.0f` batches/s); without it
+# ({glue:text}`denormal_flush_early_per_s:.1f` →
+# {glue:text}`denormal_flush_late_per_s:.1f` batches/s); without it
 # {glue:text}`denormal_noflush_late_over_early:.2f` ×
-# ({glue:text}`denormal_noflush_early_per_s:.0f` →
-# {glue:text}`denormal_noflush_late_per_s:.0f` batches/s), with up to
+# ({glue:text}`denormal_noflush_early_per_s:.1f` →
+# {glue:text}`denormal_noflush_late_per_s:.1f` batches/s), with up to
 # {glue:text}`denormal_noflush_max_count:.0f` denormals in the weights and Adam's state.
 
 # %% tags=["hide-input"]

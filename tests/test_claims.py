@@ -130,7 +130,10 @@ def test_paper_record_is_read_from_results_paper_at_book_root(tmp_path, monkeypa
     assert frame.loc["fonts-regular-off", "verdict"] == claims.PARTLY
     assert frame.loc["fonts-regular-off", "record_verdict"] == claims.REPRODUCED
     assert frame.loc["pmnist-baseline-accuracy", "record_verdict"] == claims.NOT_RUN
-    assert "fonts-regular-off" in set(claims.differing(frame.reset_index())["key"])
+    assert set(claims.differing(frame.reset_index())["key"]) == {
+        "fonts-regular-off", "fonts-test-on-manifold", "fonts-onmanifold-adv"}
+    flagged = {"01_fonts": {**paper, "fonts_fallback": 1}}  # not comparable: not judged
+    assert claims.differing(claims.ledger(build, flagged)).empty
     assert claims.describe_records(record)["profile"].tolist() == ["paper"]
     (folder / "02_mnist.json").write_text("{not json")
     with pytest.raises(ValueError, match="02_mnist.json"):

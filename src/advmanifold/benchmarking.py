@@ -579,7 +579,7 @@ def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: in
     ``denormal_<s>_late_over_early`` (about 1 when the rate holds) and
     ``denormal_<s>_max_count``. The flush setting in force before is restored.
     """
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # text bars: the runner relays them to the terminal
 
     from .models import ConvNet
 

@@ -395,8 +395,9 @@ def ledger(results: Results, record: Results | None = None,
 
 def differing(frame) -> "pd.DataFrame":  # noqa: F821
     """The ledger's rows whose verdict differs between this build and the record,
-    among the claims judged at both scales."""
-    judged = ~frame["verdict"].eq(NOT_RUN) & ~frame["record_verdict"].eq(NOT_RUN)
+    among the claims judged at both scales (neither *not run* nor *not comparable*)."""
+    unjudged = [NOT_RUN, NOT_COMPARABLE]
+    judged = ~frame["verdict"].isin(unjudged) & ~frame["record_verdict"].isin(unjudged)
     return frame[judged & frame["verdict"].ne(frame["record_verdict"])]
 
 
