@@ -79,7 +79,8 @@ def over_seeds(key, by_seed):
     pmnist.record_over_seeds(res, PER_SEED, key, by_seed)
 
 
-pd.DataFrame([vars(S)]).set_index("profile")  # this run's settings
+# %% tags=["hide-cell"]
+pd.Series(vars(S), name="this run's settings").to_frame()
 
 # %% [markdown]
 # ## Projected MNIST

@@ -71,6 +71,9 @@ style()
 label = pmnist.NAMES
 lower, upper = ATTACK_BOX
 
+# %% tags=["hide-cell"]
+pd.Series(vars(S), name="this run's settings").to_frame()
+
 # %%
 data = pmnist.load(bridge.model_settings(profile), data_dir)
 nets = pmnist.train_models(bridge.model_settings(profile), seed=seed, data_dir=data_dir)
