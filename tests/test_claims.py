@@ -4,6 +4,7 @@ import string
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from docutils.core import publish_string
@@ -258,3 +259,11 @@ def test_links_only_to_chapters_compiled_into_the_book(tmp_path):
     assert link("03_pmnist", "fig-a", {"03_pmnist"}, in_book) == "{numref}`fig-a`"
     assert link("03_pmnist", "fig-a", set(), in_book) == "{doc}`/notebooks/03_pmnist`"
     assert link("01_fonts", "fig-b", {"01_fonts"}, in_book) == "01\\_fonts"  # no link
+
+
+def test_intro_includes_the_glance_table_and_a_placeholder_exists():
+    root = Path(__file__).resolve().parents[1]
+    intro = (root / "book" / "intro.md").read_text()
+    assert "```{include} generated/05_claims_glance.md" in intro
+    placeholder = (root / "book" / "generated" / "05_claims_glance.md").read_text()
+    assert "{" not in placeholder  # no role: it must compile in any partial build
