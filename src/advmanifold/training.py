@@ -54,8 +54,9 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, 
                                   step_size=step_size, lower=lower, upper=upper,
                                   seed=seed)
         else:
-            result = attacks.pgd(model, x, y, eps=eps, steps=steps, step_size=step_size, lower=lower,
-                                 upper=upper, mode="best", batch_size=len(x), seed=seed)
+            result = attacks.pgd(model, x, y, eps=eps, steps=steps, step_size=step_size,
+                                 lower=lower, upper=upper, mode="best", batch_size=len(x),
+                                 seed=seed)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
