@@ -56,7 +56,7 @@ import time
 import torch
 from IPython.display import Markdown, display
 
-from advmanifold import attacks, claims, decoders, fonts, models
+from advmanifold import attacks, claims, decoders, models
 from advmanifold import fonts_chapter as chapter
 from advmanifold.results import Results
 
