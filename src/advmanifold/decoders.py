@@ -27,12 +27,16 @@ from torch import Tensor, nn
 
 THETA_NAMES = ("t_x", "t_y", "shear_x", "shear_y", "scale", "rotation")
 
-#: Uniform ranges of θ (lower, upper), in the order of :data:`THETA_NAMES`. ``"hard"`` is the
-#: setting of the experiments of Stutz et al.; the two easier ones existed in their code.
+#: Uniform ranges of θ (lower, upper), in the order of :data:`THETA_NAMES`. ``"hard"``
+#: is the setting of the experiments of Stutz et al.; the two easier ones existed in
+#: their code.
 THETA_RANGES = {
-    "easy": ((-0.1, -0.1, -0.2, -0.2, 0.9, -math.pi / 6), (0.1, 0.1, 0.2, 0.2, 1.1, math.pi / 6)),
-    "medium": ((-0.2, -0.2, -0.4, -0.4, 0.85, -math.pi / 3), (0.2, 0.2, 0.4, 0.4, 1.15, math.pi / 3)),
-    "hard": ((-0.2, -0.2, -0.5, -0.5, 0.75, -math.pi / 2), (0.2, 0.2, 0.5, 0.5, 1.15, math.pi / 2)),
+    "easy": ((-0.1, -0.1, -0.2, -0.2, 0.9, -math.pi / 6),
+             (0.1, 0.1, 0.2, 0.2, 1.1, math.pi / 6)),
+    "medium": ((-0.2, -0.2, -0.4, -0.4, 0.85, -math.pi / 3),
+               (0.2, 0.2, 0.4, 0.4, 1.15, math.pi / 3)),
+    "hard": ((-0.2, -0.2, -0.5, -0.5, 0.75, -math.pi / 2),
+             (0.2, 0.2, 0.5, 0.5, 1.15, math.pi / 2)),
 }
 IDENTITY = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
@@ -45,7 +49,8 @@ def theta_box(ranges: str = "hard") -> tuple[Tensor, Tensor]:
     return torch.tensor(lower), torch.tensor(upper)
 
 
-def sample_theta(n: int, ranges: str = "hard", generator: torch.Generator | None = None) -> Tensor:
+def sample_theta(n: int, ranges: str = "hard",
+                 generator: torch.Generator | None = None) -> Tensor:
     """``[n, 6]`` parameters, each uniform in its range."""
     lower, upper = theta_box(ranges)
     return lower + (upper - lower) * torch.rand(n, 6, generator=generator)
@@ -63,18 +68,23 @@ def affine_matrices(theta: Tensor) -> Tensor:
 
 
 def warp(images: Tensor, theta: Tensor) -> Tensor:
-    """Spatial transformer: ``images [N, C, H, W]`` warped by A(θ), clamped to [0, 1]."""
-    grid = F.affine_grid(affine_matrices(theta).to(images.dtype), list(images.shape), align_corners=True)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True).clamp(0, 1)
+    """Spatial transformer: ``images [N, C, H, W]`` warped by A(θ), clamped to
+    [0, 1]."""
+    grid = F.affine_grid(affine_matrices(theta).to(images.dtype), list(images.shape),
+                         align_corners=True)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=True).clamp(0, 1)
 
 
 class FontDecoder(nn.Module):
-    """dec(font, letter, θ) for prototypes ``[F, L, H, W]`` (see :mod:`advmanifold.fonts`)."""
+    """dec(font, letter, θ) for prototypes ``[F, L, H, W]`` (see
+    :mod:`advmanifold.fonts`)."""
 
     def __init__(self, prototypes: Tensor):
         super().__init__()
         if prototypes.ndim != 4:
-            raise ValueError(f"prototypes must have shape [fonts, letters, H, W], got {tuple(prototypes.shape)}")
+            raise ValueError("prototypes must have shape [fonts, letters, H, W], "
+                             f"got {tuple(prototypes.shape)}")
         self.register_buffer("prototypes", prototypes.float())
 
     @property
@@ -82,12 +92,15 @@ class FontDecoder(nn.Module):
         return self.prototypes.shape[0]
 
     def forward(self, font: Tensor, letter: Tensor, theta: Tensor) -> Tensor:
-        """Images ``[N, 1, H, W]`` for index tensors ``font``, ``letter`` ``[N]`` and θ ``[N, 6]``."""
+        """Images ``[N, 1, H, W]`` for index tensors ``font``, ``letter`` ``[N]`` and θ
+        ``[N, 6]``."""
         return warp(self.prototypes[font, letter].unsqueeze(1), theta)
 
     @torch.no_grad()
-    def tangents(self, font: Tensor, letter: Tensor, theta: Tensor, h: float = 1e-3) -> Tensor:
-        """Jacobian ∂dec/∂θ as ``[N, H·W, 6]``, the tangent directions of the manifold at θ, by
+    def tangents(self, font: Tensor, letter: Tensor, theta: Tensor,
+                 h: float = 1e-3) -> Tensor:
+        """Jacobian ∂dec/∂θ as ``[N, H·W, 6]``, the tangent directions of the manifold
+        at θ, by
         central differences (dec(θ + h e_i) − dec(θ − h e_i)) / 2h; grid_sample has no
         forward-mode derivative, and the warp is piecewise linear in θ for small h."""
         columns = []
@@ -99,41 +112,53 @@ class FontDecoder(nn.Module):
         return torch.stack(columns, 2)
 
 
-def make_dataset(decoder: FontDecoder, per_prototype: int, *, ranges: str = "hard", test_per_prototype: int = 0,
-                 seed: int = 0, batch_size: int = 20000) -> dict[str, Tensor]:
-    """Images of every (font, letter) under ``per_prototype + test_per_prototype`` random θ.
+def make_dataset(decoder: FontDecoder, per_prototype: int, *, ranges: str = "hard",
+                 test_per_prototype: int = 0, seed: int = 0,
+                 batch_size: int = 20000) -> dict[str, Tensor]:
+    """Images of every (font, letter) under ``per_prototype + test_per_prototype``
+    random θ.
 
     Like the original split (112 θ per prototype: 96 train, 16 test), every font appears
     in both splits with different θ. Returns tensors ``x`` (float32 ``[N, 1, 28, 28]``),
-    ``y`` (letter), ``font``, ``theta`` and the same with prefix ``test_``; examples are in
-    font-major order.
+    ``y`` (letter), ``font``, ``theta`` and the same with prefix ``test_``; examples are
+    in font-major order.
     """
-    for name, value in (("per_prototype", per_prototype), ("test_per_prototype", test_per_prototype)):
+    for name, value in (("per_prototype", per_prototype),
+                        ("test_per_prototype", test_per_prototype)):
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     n_fonts, n_letters = decoder.prototypes.shape[:2]
     total = per_prototype + test_per_prototype
     generator = torch.Generator().manual_seed(seed)
-    theta = sample_theta(n_fonts * n_letters * total, ranges, generator).view(n_fonts, n_letters, total, 6)
+    theta = sample_theta(n_fonts * n_letters * total, ranges, generator)
+    theta = theta.view(n_fonts, n_letters, total, 6)
     font = torch.arange(n_fonts).view(-1, 1, 1).expand(n_fonts, n_letters, total)
     letter = torch.arange(n_letters).view(1, -1, 1).expand(n_fonts, n_letters, total)
     out = {}
-    for prefix, part in (("", slice(0, per_prototype)), ("test_", slice(per_prototype, total))):
-        f, y, t = font[:, :, part].reshape(-1), letter[:, :, part].reshape(-1), theta[:, :, part].reshape(-1, 6)
+    for prefix, part in (("", slice(0, per_prototype)),
+                         ("test_", slice(per_prototype, total))):
+        f, y = font[:, :, part].reshape(-1), letter[:, :, part].reshape(-1)
+        t = theta[:, :, part].reshape(-1, 6)
         with torch.no_grad():
-            x = torch.cat([decoder(f[i:i + batch_size], y[i:i + batch_size], t[i:i + batch_size])
-                           for i in range(0, len(f), batch_size)]) if len(f) else torch.zeros(0, 1, 28, 28)
-        out.update({f"{prefix}x": x, f"{prefix}y": y.clone(), f"{prefix}font": f.clone(), f"{prefix}theta": t})
+            chunks = [decoder(f[i:i + batch_size], y[i:i + batch_size],
+                              t[i:i + batch_size])
+                      for i in range(0, len(f), batch_size)]
+        x = torch.cat(chunks) if len(f) else torch.zeros(0, 1, 28, 28)
+        out.update({f"{prefix}x": x, f"{prefix}y": y.clone(),
+                    f"{prefix}font": f.clone(), f"{prefix}theta": t})
     return out
 
 
-def attack_theta(classifier: nn.Module, decoder: FontDecoder, font: Tensor, letter: Tensor, theta: Tensor, *,
-                 eps: float = 0.3, ranges: str = "hard", **pgd_kwargs):
-    """On-manifold adversarial examples: L∞ PGD (:func:`advmanifold.attacks.pgd`) on θ with font
-    and letter fixed, ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images are dec(font, letter, θ̃).
+def attack_theta(classifier: nn.Module, decoder: FontDecoder, font: Tensor,
+                 letter: Tensor, theta: Tensor, *, eps: float = 0.3,
+                 ranges: str = "hard", **pgd_kwargs):
+    """On-manifold adversarial examples: L∞ PGD (:func:`advmanifold.attacks.pgd`) on θ
+    with font and letter fixed, ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images
+    are dec(font, letter, θ̃).
 
-    ``pgd`` hands ``forward`` only the still-active examples, so the (font, letter) of each
-    example travels with it as two extra coordinates of the attacked variable whose box is
+    ``pgd`` hands ``forward`` only the still-active examples, so the (font, letter) of
+    each example travels with it as two extra coordinates of the attacked variable whose
+    box is
     a single point. Returns ``(AttackResult on θ, images)``.
     """
     from . import attacks

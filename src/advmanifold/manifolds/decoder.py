@@ -2,7 +2,8 @@
 
 For a perturbed image x̃ of known (font, letter), the closest on-manifold point is
 
-    π(x̃) = dec(font, letter, θ*),  θ* = argmin_{θ in the data box} ‖dec(font, letter, θ) − x̃‖²₂,
+    π(x̃) = dec(font, letter, θ*),
+    θ* = argmin_{θ in the data box} ‖dec(font, letter, θ) − x̃‖²₂,
 
 found by projected Adam on θ (lr 0.09, 100 steps, as in the code of Stutz et al.,
 where the update step was commented out so that their distance equalled ‖δ‖₂),
@@ -33,13 +34,16 @@ def tangent_residual(tangents: Tensor, delta: Tensor, rtol: float = 1e-6) -> Ten
     return (delta - torch.einsum("ndk,nk->nd", basis, coeff)).norm(dim=1)
 
 
-def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor, theta: Tensor, *,
+def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor,
+            theta: Tensor, *,
             steps: int = 100, lr: float = 0.09, restarts: int = 0, ranges: str = "hard",
-            reference: Tensor | None = None, seed: int = 0) -> tuple[Projection, Tensor]:
+            reference: Tensor | None = None,
+            seed: int = 0) -> tuple[Projection, Tensor]:
     """Closest point of the (font, letter) manifold to each ``x_tilde`` and its θ*.
 
     ``theta`` ``[N, 6]`` is the true θ of the clean example (first start, and where the
-    tangent space is taken); ``reference`` the clean image (default dec(font, letter, θ)).
+    tangent space is taken); ``reference`` the clean image (default
+    dec(font, letter, θ)).
     Returns ``(Projection, θ* [N, 6])``.
     """
     if int(steps) != steps or steps < 0:
@@ -54,8 +58,9 @@ def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor,
     best_theta = theta.detach().clone()
     with torch.no_grad():
         best = (decoder(font, letter, best_theta).flatten(1) - target).pow(2).sum(1)
-    todo = (best > 0).nonzero().squeeze(1)  # examples already on the manifold at θ need no search
-    starts = [theta.detach()[todo]] + [sample_theta(len(todo), ranges, generator).to(theta) for _ in range(restarts)]
+    todo = (best > 0).nonzero().squeeze(1)  # examples on the manifold at θ: no search
+    starts = [theta.detach()[todo]] + [
+        sample_theta(len(todo), ranges, generator).to(theta) for _ in range(restarts)]
     f, l, x = font[todo], letter[todo], target[todo]
     for start in starts if len(todo) else []:
         t = start.clone().requires_grad_(True)
@@ -65,7 +70,8 @@ def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor,
                 err = (decoder(f, l, t).flatten(1) - x).pow(2).sum(1)
             with torch.no_grad():
                 better = err < best[todo]
-                best_theta[todo[better]], best[todo[better]] = t.detach()[better], err.detach()[better]
+                best_theta[todo[better]] = t.detach()[better]
+                best[todo[better]] = err.detach()[better]
             if step == steps:
                 break
             optimiser.zero_grad(set_to_none=True)
@@ -78,6 +84,8 @@ def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor,
         clean = decoder(font, letter, theta) if reference is None else reference
         delta = (x_tilde - clean).flatten(1)
         delta_norm = delta.norm(dim=1)
-        residual = tangent_residual(decoder.tangents(font, letter, theta.detach()), delta)
+        tangents = decoder.tangents(font, letter, theta.detach())
+        residual = tangent_residual(tangents, delta)
     distance = (projected - x_tilde).flatten(1).norm(dim=1)
-    return Projection(projected, distance, delta_norm, angle_from_norms(delta_norm, residual)), best_theta
+    angle = angle_from_norms(delta_norm, residual)
+    return Projection(projected, distance, delta_norm, angle), best_theta
