@@ -302,7 +302,7 @@ def test_prototypes_payload_from_its_config_alone_matches_load_prototypes(tmp_pa
         shutil.copy(fonts.matplotlib_font_dir() / name, tmp_path / "fonts" / sub / name)
     files = fonts.find_font_files([tmp_path / "fonts"])
     config = fonts.prototypes_config(files)
-    assert [p for p, _ in config["files"]] != [str(f) for f in files]  # the orders differ
+    assert [p for p, _ in config["files"]] != [str(f) for f in files]  # orders differ
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
     loaded = fonts.load_prototypes(font_dirs=[tmp_path / "fonts"])
     payload = fonts.prototypes_payload(config)
