@@ -229,3 +229,21 @@ def test_appendix_settings_per_profile():
         B.settings("smoke", repeats=0)
     with pytest.raises(ValueError, match="profile"):
         B.settings("huge")
+
+
+def test_units_are_the_cache_entries_the_appendix_reads(tmp_path, monkeypatch):
+    from advmanifold import cache
+
+    monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
+    params = {"profile": "smoke", "seed": 0, "threads": None, "repeats": None}
+    listed = B.units("smoke", params)
+    assert {u.name for u in listed} == {"benchmark-mlp", "fonts-prototypes"}
+    assert all(u.chapter == "90_benchmarks" and u.estimate_s > 0 for u in listed)
+    mlp = next(u for u in listed if u.name == "benchmark-mlp")
+    assert mlp.config["epochs"] == 1 and not mlp.is_cached()
+    # the decoder the pieces load reads exactly the listed prototypes entry
+    decoder, source = B.load_decoder(3, bundled_only=True)
+    assert source == "matplotlib" and decoder.n_fonts <= 3
+    fonts_unit = next(u for u in listed if u.name == "fonts-prototypes")
+    assert fonts_unit.is_cached()
+    assert cache.exists(fonts_unit.name, fonts_unit.config)

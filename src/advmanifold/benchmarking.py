@@ -49,6 +49,9 @@ Timed = tuple[dict[str, float], list[dict[str, Any]]]
 #: the PGD setting of the issue: L∞ ε, step size, steps
 PGD_SETTING = {"eps": 0.1, "step_size": 0.01, "steps": 40}
 
+#: the appendix notebook's stem (its units are listed under it)
+STEM = "90_benchmarks"
+
 
 class MissingDependency(RuntimeError):
     """An optional package a benchmark compares against is not installed."""
@@ -171,28 +174,80 @@ def mlp_flops(sizes=(784, 1568, 1568, 10), *, backward: bool = True) -> int:
     return forward * (2 if backward else 1)
 
 
-def trained_mlp(x: Tensor, y: Tensor, *, epochs: int = 1, batch_size: int = 128,
-                lr: float = 1e-3, seed: int = 0,
-                use_cache: bool | None = None) -> nn.Module:
-    """The 784-1568-1568-10 MLP trained with Adam on cross-entropy (cached by data and
-    settings)."""
-    from .cache import cached, fingerprint
+#: seconds per training image of the benchmark MLP's epoch on the reference machine
+SECONDS_PER_MLP_IMAGE = 1e-3
 
-    config = {"model": "MLP-784-1568-1568-10", "epochs": epochs,
-              "batch_size": batch_size, "lr": lr,
-              "seed": seed, "data": fingerprint(x, y)}
 
-    def build():
-        torch.manual_seed(seed)
-        model = MLP()
-        training.train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                       seed=seed, desc="benchmark MLP", progress=False)
-        return model.state_dict()
+def _train_mlp(n_train: int, data_dir, epochs: int, batch_size: int, lr: float,
+               seed: int) -> dict:
+    """Build of :func:`mlp_unit`: the MLP trained on the first ``n_train`` MNIST
+    training images; its state dict."""
+    from .data import load_mnist
 
+    x, y = load_mnist(True, data_dir, limit=n_train)
     torch.manual_seed(seed)
     model = MLP()
-    model.load_state_dict(cached("benchmark-mlp", config, build, enabled=use_cache))
+    training.train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
+                   seed=seed, desc="benchmark MLP", progress=False)
+    return model.state_dict()
+
+
+def mlp_unit(n_train: int, *, data_dir=None, epochs: int = 1, batch_size: int = 128,
+             lr: float = 1e-3, seed: int = 0):
+    """The ``benchmark-mlp`` unit: the 784-1568-1568-10 MLP trained with Adam on
+    cross-entropy on the first ``n_train`` MNIST training images (keyed by their
+    fingerprint and the settings)."""
+    from functools import partial
+
+    from .cache import fingerprint
+    from .data import load_mnist
+    from .units import Unit
+
+    x, y = load_mnist(True, data_dir, limit=n_train)
+    config = {"model": "MLP-784-1568-1568-10", "epochs": epochs,
+              "batch_size": batch_size, "lr": lr, "seed": seed,
+              "data": fingerprint(x, y)}
+    build = partial(_train_mlp, n_train, data_dir, epochs, batch_size, lr, seed)
+    return Unit(STEM, "benchmark-mlp", config, build,
+                estimate_s=SECONDS_PER_MLP_IMAGE * epochs * len(x))
+
+
+def trained_mlp(n_train: int, *, data_dir=None, seed: int = 0) -> nn.Module:
+    """The MLP of :func:`mlp_unit`, loaded from the cache or trained now."""
+    torch.manual_seed(seed)
+    model = MLP()
+    model.load_state_dict(mlp_unit(n_train, data_dir=data_dir, seed=seed).get())
     return model.eval()
+
+
+def prototypes_unit(bundled_only: bool):
+    """The ``fonts-prototypes`` unit of the FONTS pieces: matplotlib's bundled fonts,
+    or every font of the system (the entry :func:`advmanifold.fonts.load_prototypes`
+    reads with its defaults)."""
+    from functools import partial
+
+    from . import fonts
+    from .units import Unit
+
+    files = fonts.matplotlib_font_files() if bundled_only else fonts.find_font_files()
+    config = fonts.prototypes_config(files)
+    return Unit(STEM, "fonts-prototypes", config,
+                partial(fonts.prototypes_payload, config, files),
+                estimate_s=1.0 + 0.007 * len(files))
+
+
+def units(profile: str, params: Mapping[str, Any]) -> list:
+    """The appendix's cached work for ``profile`` and the notebook's ``params``
+    (:mod:`advmanifold.units`): the benchmark MLP and the font prototypes that the
+    FONTS decoder and ConvNet pieces render."""
+    cfg = settings(profile, threads=params.get("threads"),
+                   repeats=params.get("repeats"))
+    found = [mlp_unit(cfg.mlp_train, data_dir=params.get("data_dir"),
+                      seed=int(params.get("seed", 0))),
+             prototypes_unit(bundled_only=True)]  # the ConvNet's data
+    if not cfg.decoder_bundled_fonts:
+        found.append(prototypes_unit(bundled_only=False))
+    return found
 
 
 # ---------------------------------------- matmul peak
@@ -773,8 +828,7 @@ def load_decoder(n_fonts: int, *, bundled_only: bool = False):
     from . import fonts
     from .decoders import FontDecoder
 
-    files = fonts.matplotlib_font_files() if bundled_only else fonts.find_font_files()
-    prototypes = fonts.load_prototypes(None, files=files)
+    prototypes = fonts.prototypes_from_payload(prototypes_unit(bundled_only).get())
     source = "matplotlib" if bundled_only else "system"
     return FontDecoder(prototypes.images[:n_fonts]), source
 
@@ -817,7 +871,7 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
         if "pgd" in pieces:
             n_train = cfg["mlp_train"]
             log(f"training (or loading) the MLP on {n_train} images ...")
-            model = trained_mlp(x_train[:n_train], y_train[:n_train], seed=seed)
+            model = trained_mlp(n_train, data_dir=data_dir, seed=seed)
             x, y = x_test[:cfg["pgd_examples"]], y_test[:cfg["pgd_examples"]]
             log(f"PGD on {len(x)} images ...")
             try:
