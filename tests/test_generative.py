@@ -3,16 +3,16 @@ import pytest
 import torch
 from torch import nn
 
-from advmanifold.generative import (VAEGANs, count_onmanifold, decode_by_class, encode_by_class,
-                                    latent_box, onmanifold_attack, sample, train_vaegans,
-                                    vaegans_from_payload)
+from advmanifold.generative import (VAEGANs, count_onmanifold, decode_by_class,
+                                    encode_by_class, latent_box, onmanifold_attack,
+                                    sample, train_vaegans, vaegans_from_payload)
 
 
 def _toy(n_per_class=6, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class)
     x = torch.rand(len(y), 1, 28, 28, generator=g) * 0.2
-    x[:, :, 4:24, 4:24] += (y.float() / classes).view(-1, 1, 1, 1)   # class-dependent brightness
+    x[:, :, 4:24, 4:24] += (y.float() / classes).view(-1, 1, 1, 1)   # class brightness
     return x.clamp(0, 1), y
 
 
@@ -41,9 +41,12 @@ def test_member_equals_its_group():
     x, z = torch.rand(5, 3, 28, 28), torch.randn(5, 3, 10)
     for g in range(3):
         one = model.member(g)
-        torch.testing.assert_close(one.decode(z[:, g:g + 1])[:, 0], model.decode(z)[:, g])
-        torch.testing.assert_close(one.encode(x[:, g:g + 1])[0][:, 0], model.encode(x)[0][:, g])
-        torch.testing.assert_close(one.discriminate(x[:, g:g + 1])[:, 0], model.discriminate(x)[:, g])
+        part = slice(g, g + 1)
+        torch.testing.assert_close(one.decode(z[:, part])[:, 0], model.decode(z)[:, g])
+        torch.testing.assert_close(one.encode(x[:, part])[0][:, 0],
+                                   model.encode(x)[0][:, g])
+        torch.testing.assert_close(one.discriminate(x[:, part])[:, 0],
+                                   model.discriminate(x)[:, g])
 
 
 def test_from_members_inverts_member():
@@ -55,27 +58,31 @@ def test_from_members_inverts_member():
 
 
 def test_grouped_and_sequential_training_agree():
-    """Same initial weights, batches and noise: the two strategies are the same ten trainings."""
+    """Same initial weights, batches and noise: both strategies train the same."""
     x, y = _toy(n_per_class=8)
-    kwargs = dict(epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), seed=5, progress=False)
+    kwargs = dict(epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), seed=5,
+                  progress=False)
     grouped, h_grouped = train_vaegans(x, y, strategy="grouped", **kwargs)
     sequential, h_sequential = train_vaegans(x, y, strategy="sequential", **kwargs)
     for key in ("kl", "l1", "gan", "disc"):
         assert h_grouped[0][key] == pytest.approx(h_sequential[0][key], rel=1e-3), key
     z = torch.randn(4, 3, 10)
     a, b = grouped.decode(z), sequential.decode(z)
-    # float rounding differs between grouped and dense convolutions and Adam amplifies it a
-    # little; a mix-up of classes or weights would differ by far more (pixels in [0, 1])
+    # float rounding differs between grouped and dense convolutions and Adam amplifies
+    # it a little; a mix-up of classes or weights would differ by far more (pixels in
+    # [0, 1])
     assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 5e-3
 
 
 def test_groups_train_independently():
-    """Training on classes {0,1,2} and changing only class 2's images leaves model 0 as it was."""
+    """Changing only class 2's images leaves the model of class 0 as it was."""
     x, y = _toy()
-    m1, _ = train_vaegans(x, y, epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), strategy="grouped", progress=False)
+    kwargs = dict(epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), strategy="grouped",
+                  progress=False)
+    m1, _ = train_vaegans(x, y, **kwargs)
     x2 = x.clone()
     x2[y == 2] = torch.rand_like(x2[y == 2])
-    m2, _ = train_vaegans(x2, y, epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), strategy="grouped", progress=False)
+    m2, _ = train_vaegans(x2, y, **kwargs)
     z = torch.randn(3, 1, 10)
     torch.testing.assert_close(m1.member(0).decode(z), m2.member(0).decode(z))
     assert not torch.allclose(m1.member(2).decode(z), m2.member(2).decode(z))
@@ -84,8 +91,9 @@ def test_groups_train_independently():
 def test_training_is_deterministic_and_reduces_reconstruction_error():
     x, y = _toy(n_per_class=8)
     betas = (2.25, 5.0, 2.25)
-    a, hist = train_vaegans(x, y, epochs=6, batch_size=8, betas=betas, seed=3, progress=False)
-    b, _ = train_vaegans(x, y, epochs=6, batch_size=8, betas=betas, seed=3, progress=False)
+    kwargs = dict(epochs=6, batch_size=8, betas=betas, seed=3, progress=False)
+    a, hist = train_vaegans(x, y, **kwargs)
+    b, _ = train_vaegans(x, y, **kwargs)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name
     assert hist[-1]["l1"] < hist[0]["l1"]
@@ -110,7 +118,8 @@ def test_learning_rate_decays_per_batch_as_the_original():
 def test_training_rejects_missing_class():
     x, y = _toy()
     with pytest.raises(ValueError, match="every class"):
-        train_vaegans(x[y != 1], y[y != 1], epochs=1, betas=(1.0, 1.0, 1.0), progress=False)
+        train_vaegans(x[y != 1], y[y != 1], epochs=1, betas=(1.0, 1.0, 1.0),
+                      progress=False)
 
 
 def _attack_setup():
@@ -154,8 +163,8 @@ def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
 def test_onmanifold_attack_outcome_and_determinism():
     model, classifier, x, y = _attack_setup()
     box = latent_box(encode_by_class(model, x, y))
-    res = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0, steps=5,
-                            attempts=3)
+    res = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0,
+                            steps=5, attempts=3)
     torch.testing.assert_close(res.z0, encode_by_class(model, x, y))
     assert res.z.shape == (3, len(x), 10) and res.fooled.shape == (3, len(x))
     with torch.no_grad():
@@ -168,8 +177,8 @@ def test_onmanifold_attack_outcome_and_determinism():
     skipped = ~res.attacked
     assert torch.equal(skipped, ~clean | (res.z0.abs().amax(1) > 2.3))
     assert not res.fooled[:, skipped].any()
-    again = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0, steps=5,
-                              attempts=3)
+    again = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0,
+                              steps=5, attempts=3)
     assert torch.equal(res.z, again.z)
     assert all(p.requires_grad for p in classifier.parameters())
     with pytest.raises(ValueError, match="attempts"):

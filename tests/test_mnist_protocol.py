@@ -7,11 +7,14 @@ from advmanifold import mnist, units
 
 def test_settings_per_profile_and_overrides():
     quick = mnist.settings("quick", n_onmanifold=10, attempts=None)
-    assert quick.n_onmanifold == 10 and quick.attempts == mnist.TABLE["quick"]["attempts"]
+    assert quick.n_onmanifold == 10
+    assert quick.attempts == mnist.TABLE["quick"]["attempts"]
     paper = mnist.settings("paper")
-    # the original's budgets: 2,500 test images × 5 attempts, VAE-GAN batch 100, 30 epochs
+    # the original's budgets: 2,500 test images × 5 attempts; VAE-GANs with batch 100,
+    # 30 epochs on all training images
     assert (paper.n_onmanifold, paper.attempts) == (2500, 5)
-    assert (paper.vaegan_batch, paper.vaegan_epochs, paper.vaegan_per_class) == (100, 30, None)
+    assert (paper.vaegan_batch, paper.vaegan_epochs) == (100, 30)
+    assert paper.vaegan_per_class is None
     with pytest.raises(ValueError, match="profile"):
         mnist.settings("huge")
     with pytest.raises(ValueError, match="unknown setting"):
@@ -49,11 +52,13 @@ def test_building_the_units_creates_exactly_the_listed_entries(tmp_path, monkeyp
     by_name = {u.name: u for u in listed}
     net = mnist.classifier(by_name["convnet-mnist"])
     model, history = mnist.vaegans(by_name["vaegans-mnist"])
-    assert model.n_models == 10 and len(history) == mnist.TABLE["smoke"]["vaegan_epochs"]
+    assert model.n_models == 10
+    assert len(history) == mnist.TABLE["smoke"]["vaegan_epochs"]
     assert not any(p.requires_grad for p in net.parameters())
     stems = {p.stem for p in tmp_path.glob("*.pt")}
     assert stems == {u.key for u in listed}
-    assert all(u.is_cached() for u in units.chapter_units("02_mnist", "smoke", {"seed": 0}))
+    again = units.chapter_units("02_mnist", "smoke", {"seed": 0})
+    assert all(u.is_cached() for u in again)
 
 
 def test_prior_bound_probability():

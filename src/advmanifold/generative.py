@@ -63,8 +63,10 @@ class GroupedLinear(nn.Module):
     def __init__(self, groups: int, in_features: int, out_features: int):
         super().__init__()
         bound = 1 / math.sqrt(in_features)  # nn.Linear's default initialisation
-        self.weight = nn.Parameter(torch.empty(groups, out_features, in_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
+        weight = torch.empty(groups, out_features, in_features).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight)
+        bias = torch.empty(groups, out_features).uniform_(-bound, bound)
+        self.bias = nn.Parameter(bias)
 
     def forward(self, x: Tensor) -> Tensor:  # x: [B, G, in]
         return torch.einsum("bgi,goi->bgo", x, self.weight) + self.bias
@@ -89,22 +91,25 @@ class VAEGANs(nn.Module):
         self.latent = int(latent)
         enc = []
         for c_in, c_out in ((1, 64), (64, 128), (128, 256)):
-            enc += [nn.Conv2d(G * c_in, G * c_out, 4, 2, 1, groups=G), nn.BatchNorm2d(G * c_out), nn.ReLU()]
+            enc += [nn.Conv2d(G * c_in, G * c_out, 4, 2, 1, groups=G),
+                    nn.BatchNorm2d(G * c_out), nn.ReLU()]
         self.encoder = nn.Sequential(*enc)                      # 28 → 14 → 7 → 3
         self.mu = GroupedLinear(G, 256 * 9, latent)
         self.logvar = GroupedLinear(G, 256 * 9, latent)
         self.dec_linear = GroupedLinear(G, latent, 256 * 9)
         self.decoder = nn.Sequential(
             nn.BatchNorm2d(G * 256), nn.ReLU(),
-            nn.ConvTranspose2d(G * 256, G * 128, 4, 2, 1, output_padding=1, groups=G),  # 3 → 7
+            nn.ConvTranspose2d(G * 256, G * 128, 4, 2, 1, output_padding=1,
+                               groups=G),                                  # 3 → 7
             nn.BatchNorm2d(G * 128), nn.ReLU(),
-            nn.ConvTranspose2d(G * 128, G * 64, 4, 2, 1, groups=G),                     # 7 → 14
+            nn.ConvTranspose2d(G * 128, G * 64, 4, 2, 1, groups=G),      # 7 → 14
             nn.BatchNorm2d(G * 64), nn.ReLU(),
-            nn.ConvTranspose2d(G * 64, G, 4, 2, 1, groups=G),                           # 14 → 28
+            nn.ConvTranspose2d(G * 64, G, 4, 2, 1, groups=G),            # 14 → 28
             nn.Sigmoid(),
         )
         self.disc_features = conv_stack(groups=G)
-        self.disc_head = nn.ModuleList([GroupedLinear(G, 64 * 9, 100), GroupedLinear(G, 100, 1)])
+        self.disc_head = nn.ModuleList([GroupedLinear(G, 64 * 9, 100),
+                                        GroupedLinear(G, 100, 1)])
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         B, G = x.shape[0], self.n_models
@@ -142,11 +147,14 @@ class VAEGANs(nn.Module):
     def from_members(cls, members: list["VAEGANs"]) -> "VAEGANs":
         """The grouped model whose group g is ``members[g]`` (each with ``n_models=1``):
         the inverse of :meth:`member`, by concatenating group-major parameters."""
-        if not members or any(m.n_models != 1 or m.latent != members[0].latent for m in members):
-            raise ValueError("members must be a non-empty list of single VAE-GANs with the same latent size")
+        if not members or any(m.n_models != 1 or m.latent != members[0].latent
+                              for m in members):
+            raise ValueError("members must be a non-empty list of single VAE-GANs with "
+                             "the same latent size")
         model = cls(len(members), members[0].latent).to(members[0].mu.weight.device)
         states = [m.state_dict() for m in members]
-        model.load_state_dict({name: value.clone() if value.ndim == 0 else torch.cat([st[name] for st in states])
+        model.load_state_dict({name: value.clone() if value.ndim == 0
+                               else torch.cat([st[name] for st in states])
                                for name, value in states[0].items()})
         return model
 
@@ -156,20 +164,23 @@ def _losses(model: VAEGANs, x: Tensor, betas: Tensor, gamma: float,
     """Generator (encoder + decoder) and discriminator losses of one grouped batch;
     ``noise`` is the ε of the reparameterisation z = μ + σ ⊙ ε (drawn if None)."""
     mu, logvar = model.encode(x)
-    z = mu + torch.exp(0.5 * logvar) * (torch.randn_like(mu) if noise is None else noise)
+    eps = torch.randn_like(mu) if noise is None else noise
+    z = mu + torch.exp(0.5 * logvar) * eps
     x_hat = model.decode(z)
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)            # [B, G]
     rec = (x_hat - x).abs().flatten(2).sum(-1)                              # [B, G]
     d_real, d_fake = model.discriminate(x), model.discriminate(x_hat)
-    gan = F.softplus(-d_fake)                                               # −log σ(D(x̂))
-    gen = (kl + betas * rec + gamma * gan).sum()                   # sums, as the original
+    gan = F.softplus(-d_fake)                                        # −log σ(D(x̂))
+    gen = (kl + betas * rec + gamma * gan).sum()              # sums, as the original
     disc = gamma * (F.softplus(-d_real) + F.softplus(d_fake)).sum()
     stats = {"kl": kl.mean().item(), "l1": rec.mean().item(), "gan": gan.mean().item()}
     return gen, disc, stats
 
 
-def _class_table(labels: Tensor, n_models: int, length: int, generator: torch.Generator) -> Tensor:
-    """[G, length] training indices: a fresh permutation of each class, repeated to ``length``."""
+def _class_table(labels: Tensor, n_models: int, length: int,
+                 generator: torch.Generator) -> Tensor:
+    """[G, length] training indices: a fresh permutation of each class, repeated to
+    ``length``."""
     rows = []
     for g in range(n_models):  # a loop over the classes, not over examples
         idx = (labels == g).nonzero().squeeze(1)
@@ -187,7 +198,7 @@ def _lr_factor(step: int, decay: float, steps_per_epoch: int) -> float:
 
 
 class _Part:
-    """One trained network (all classes grouped, or one class) with its two optimisers."""
+    """One trained network (all classes grouped, or one class), its two optimisers."""
 
     def __init__(self, model: VAEGANs, classes: slice, beta: Tensor, lr: float,
                  lr_decay: float, weight_decay: float, steps_per_epoch: int):
@@ -203,8 +214,10 @@ class _Part:
                           for o in self.optimisers]
 
     def step(self, x: Tensor, noise: Tensor, gamma: float) -> dict:
-        """One Adam step of encoder + decoder and of the discriminator on the same forward pass."""
-        gen, disc, stats = _losses(self.model, x[:, self.classes], self.beta, gamma, noise[:, self.classes])
+        """One Adam step of encoder + decoder and of the discriminator on the same
+        forward pass."""
+        gen, disc, stats = _losses(self.model, x[:, self.classes], self.beta, gamma,
+                                   noise[:, self.classes])
         g_grads = torch.autograd.grad(gen, self.gen_params, retain_graph=True)
         d_grads = torch.autograd.grad(disc, self.disc_params)
         for p, grad in zip(self.gen_params + self.disc_params, g_grads + d_grads):
@@ -221,7 +234,7 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
                   betas=BETAS, gamma: float = 1.0, latent: int = LATENT, seed: int = 0,
                   strategy: str = "auto",
                   progress: bool = True) -> tuple[VAEGANs, list[dict]]:
-    """Train one VAE-GAN per class on ``images`` [N, 1, 28, 28] with ``labels`` in 0..G−1.
+    """Train one VAE-GAN per class on ``images`` [N, 1, 28, 28], ``labels`` in 0..G−1.
 
     An epoch is ⌈max_g N_g / batch_size⌉ steps; each step feeds every model a batch of
     ``batch_size`` images of its own class (smaller classes wrap around).
@@ -240,17 +253,19 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
     G = len(betas)
     counts = torch.bincount(labels, minlength=G)
     if len(counts) != G or (counts == 0).any():
-        raise ValueError(f"labels must cover every class 0..{G - 1} (one β each), got counts {counts.tolist()}")
+        raise ValueError(f"labels must cover every class 0..{G - 1} (one β each), "
+                         f"got counts {counts.tolist()}")
     if strategy == "auto":
         strategy = "grouped" if images.is_cuda else "sequential"
     flush_denormals()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)                 # batches
-    noise_generator = torch.Generator().manual_seed(seed + 1)       # reparameterisation ε
+    noise_generator = torch.Generator().manual_seed(seed + 1)    # reparameterisation ε
     beta = torch.tensor(betas, dtype=images.dtype, device=images.device)
-    init = VAEGANs(G, latent).to(images.device)   # the same initial weights for both strategies
+    init = VAEGANs(G, latent).to(images.device)  # same initial weights, both strategies
     steps = math.ceil(counts.max().item() / batch_size)
-    opt = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, steps_per_epoch=steps)
+    opt = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+               steps_per_epoch=steps)
     if strategy == "grouped":
         parts = [_Part(init, slice(0, G), beta, **opt)]
     else:
@@ -258,16 +273,17 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
                  for g in range(G)]
     flat = images.reshape(len(images), 28, 28)
     history = []
-    bar = tqdm(total=epochs * steps, desc=f"VAE-GANs ({G} classes, {strategy})", disable=not progress,
-               mininterval=2.0, unit="step")
+    bar = tqdm(total=epochs * steps, desc=f"VAE-GANs ({G} classes, {strategy})",
+               disable=not progress, mininterval=2.0, unit="step")
     for part in parts:
         part.model.train()
     for epoch in range(epochs):
         table = _class_table(labels, G, steps * batch_size, generator)
         sums = {"kl": 0.0, "l1": 0.0, "gan": 0.0, "disc": 0.0}
         for s in range(steps):
-            x = flat[table[:, s * batch_size:(s + 1) * batch_size].T]              # [B, G, 28, 28]
-            noise = torch.randn(batch_size, G, latent, generator=noise_generator).to(images.device)
+            x = flat[table[:, s * batch_size:(s + 1) * batch_size].T]   # [B, G, 28, 28]
+            noise = torch.randn(batch_size, G, latent, generator=noise_generator)
+            noise = noise.to(images.device)
             for part in parts:  # one part (grouped) or one per class (sequential)
                 stats = part.step(x, noise, gamma)
                 for k, v in stats.items():
@@ -276,12 +292,14 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
         history.append({"epoch": epoch + 1, **sums})
         bar.set_postfix(epoch=epoch + 1, l1=f"{sums['l1']:.1f}", kl=f"{sums['kl']:.1f}")
     bar.close()
-    model = parts[0].model if strategy == "grouped" else VAEGANs.from_members([p.model for p in parts])
+    model = (parts[0].model if strategy == "grouped"
+             else VAEGANs.from_members([p.model for p in parts]))
     return model.eval(), history
 
 
 def vaegans_from_payload(payload: dict, device: str | torch.device = "cpu") -> VAEGANs:
-    """The grouped model (eval mode) stored by a training unit: ``{"state", "history"}``."""
+    """The grouped model (eval mode) stored by a training unit, ``{"state",
+    "history"}``."""
     state = payload["state"]
     n_models, latent = state["mu.weight"].shape[:2]
     model = VAEGANs(n_models, latent)
@@ -290,11 +308,12 @@ def vaegans_from_payload(payload: dict, device: str | torch.device = "cpu") -> V
 
 
 @torch.no_grad()
-def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor, batch_size: int = 2000) -> Tensor:
+def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor,
+                    batch_size: int = 2000) -> Tensor:
     """Encoder means μ [N, latent] of each image under the model of its own class."""
     x = x.reshape(len(x), 28, 28)
     mu = x.new_zeros(len(x), model.latent)
-    for g in range(model.n_models):  # loop over classes; all examples of a class at once
+    for g in range(model.n_models):  # a loop over classes, in batches of examples
         sel = (y == g).nonzero().squeeze(1)
         if sel.numel():
             member = model.member(g)
@@ -317,15 +336,17 @@ def decode_by_class(model: VAEGANs, z: Tensor, y: Tensor) -> Tensor:
 @torch.no_grad()
 def sample(model: VAEGANs, n: int, seed: int = 0) -> Tensor:
     """n samples per class from the prior: [n, G, 28, 28] (all classes in one pass)."""
-    z = torch.randn(n, model.n_models, model.latent, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, model.n_models, model.latent, generator=generator)
     return model.eval().decode(z.to(model.mu.weight.device))
 
 
 def latent_box(mu: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-coordinate [min, max] of encoder means μ [N, latent]: the original's box, taken
+    """Per-coordinate [min, max] of encoder means μ [N, latent], the original's box,
     over the whole test set with every image under its own class's encoder (pooled)."""
     if mu.ndim != 2 or len(mu) == 0:
-        raise ValueError(f"mu must be a non-empty [N, latent] tensor, got {tuple(mu.shape)}")
+        raise ValueError(f"mu must be a non-empty [N, latent] tensor, "
+                         f"got {tuple(mu.shape)}")
     return mu.amin(0), mu.amax(0)
 
 
@@ -408,8 +429,9 @@ def count_onmanifold(fooled: Tensor, z: Tensor, z0: Tensor, clean_correct: Tenso
 
 
 def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tensor, *,
-                      box: tuple[Tensor, Tensor] | None, eta: float = 0.3, bound: float = 2.0,
-                      steps: int = 40, step_size: float | None = None, attempts: int = 1,
+                      box: tuple[Tensor, Tensor] | None, eta: float = 0.3,
+                      bound: float = 2.0, steps: int = 40,
+                      step_size: float | None = None, attempts: int = 1,
                       seed: int = 0, batch_size: int = 1000) -> OnManifoldResult:
     """On-manifold adversarial examples in the latent space of the true class's model.
 
@@ -456,8 +478,8 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
                                      step_size=step_size, lower=lower, upper=upper,
                                      restarts=1, mode="first", batch_size=batch_size,
                                      seed=seed + 1000 * a + g)
-                z[a, sel], fooled[a, sel], used[a, sel] = (result.adversarial, result.success,
-                                                           result.steps)
+                z[a, sel] = result.adversarial
+                fooled[a, sel], used[a, sel] = result.success, result.steps
     finally:
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)

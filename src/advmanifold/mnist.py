@@ -40,15 +40,16 @@ VAEGAN = dict(lr=0.005, lr_decay=0.9, weight_decay=1e-4, gamma=1.0,
 TABLE: dict[str, dict[str, Any]] = {
     # smoke: only checks the code path on tiny subsets
     "smoke": dict(n_train=2000, classifier_epochs=1, vaegan_per_class=24,
-                  vaegan_batch=8, vaegan_epochs=1, n_test=40, n_onmanifold=120,
+                  vaegan_batch=8, vaegan_epochs=1, n_test=40, n_onmanifold=60,
                   attempts=2, restarts=1,
                   steps=10, k=50, n_recon=200, verify_n=32, verify_steps=5,
                   verify_strong=10, verify_restarts=1, verify_targets=2),
     # quick (ours): full MNIST for the classifier and the k-NN search; the VAE-GANs see
     # the first 400 images of each digit, in batches of 32; the on-manifold attack runs
-    # on enough test images that about 300 or more successes enter the histogram
+    # on enough test images that 300 or more successes enter the histogram (measured:
+    # about 0.09 successes per image and attempt with these models)
     "quick": dict(n_train=60000, classifier_epochs=2, vaegan_per_class=400,
-                  vaegan_batch=32, vaegan_epochs=10, n_test=1000, n_onmanifold=2500,
+                  vaegan_batch=32, vaegan_epochs=10, n_test=1000, n_onmanifold=2000,
                   attempts=5, restarts=2,
                   steps=40, k=50, n_recon=2000, verify_n=300, verify_steps=40,
                   verify_strong=100, verify_restarts=2, verify_targets=9),
@@ -272,7 +273,7 @@ def plot_adversarial_grid(rows: list[tuple[str, Tensor, Tensor]], y: Tensor):
     import matplotlib.pyplot as plt
 
     n = len(y)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 0.8, 1.45 * len(rows)),
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.15 * n + 0.6, 1.45 * len(rows)),
                              squeeze=False)
     for r, (name, images, pred) in enumerate(rows):
         for c in range(n):
