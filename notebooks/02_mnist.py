@@ -45,6 +45,7 @@ attempts = None           # on-manifold attempts per image
 classifier_epochs = None  # ConvNet epochs
 vaegan_epochs = None      # VAE-GAN epochs
 restarts = None           # regular attack restarts
+threads = None            # CPU threads for torch; None: torch's default (one per core)
 
 # %% tags=["hide-input"]
 import time
@@ -62,6 +63,8 @@ from advmanifold.manifolds.knn import (anchored_projection, knn_projection,
                                        nearest_neighbours)
 from advmanifold.results import Results
 
+if threads is not None:
+    torch.set_num_threads(int(threads))
 params = dict(seed=seed, device=device, data_dir=data_dir, n_test=n_test,
               n_onmanifold=n_onmanifold, attempts=attempts,
               classifier_epochs=classifier_epochs, vaegan_epochs=vaegan_epochs,
@@ -230,8 +233,9 @@ res.add("onmanifold_images_attacked", int(onman.attacked.sum()))
 res.add("onmanifold_clean_correct", int(onman.clean_correct.sum()))
 clean_valid = onman.z0.abs().amax(1) <= Z_BOUND
 res.add("onmanifold_clean_valid_fraction", clean_valid.float().mean())
-res.add("onmanifold_fooled_rate",
-        onman.fooled[:, onman.clean_correct].float().mean())
+# share of the attacked (image, attempt) pairs whose final code fools the classifier
+res.add("onmanifold_fooled_rate_attacked",
+        onman.fooled[:, onman.attacked].float().mean())
 res.add("onmanifold_adversarial_linf_max", onman.z[original.success].abs().amax()
         if original.successes else float("nan"))
 res.add("onmanifold_latent_step_max",
@@ -245,6 +249,7 @@ counts = pd.DataFrame({
     "out of": [original.denominator, strict.denominator],
     "success rate": [round(original.rate, 4), round(strict.rate, 4)]})
 res.add_table("onmanifold_counts", counts)
+res.add("torch_threads", torch.get_num_threads())
 counts.style.hide(axis="index")
 
 # %% [markdown]

@@ -432,7 +432,8 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
                       box: tuple[Tensor, Tensor] | None, eta: float = 0.3,
                       bound: float = 2.0, steps: int = 40,
                       step_size: float | None = None, attempts: int = 1,
-                      seed: int = 0, batch_size: int = 1000) -> OnManifoldResult:
+                      seed: int = 0, batch_size: int = 1000,
+                      progress: bool = True) -> OnManifoldResult:
     """On-manifold adversarial examples in the latent space of the true class's model.
 
     :func:`attacks.pgd` on the code z, forward = classifier ∘ dec_y, from the encoder
@@ -461,6 +462,8 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
+    bar = tqdm(total=int(attacked.sum()) * attempts, desc="on-manifold attack",
+               unit="code", disable=not progress, mininterval=2.0)
     try:
         for g in range(model.n_models):
             sel = (attacked & (y == g)).nonzero().squeeze(1)
@@ -480,7 +483,9 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
                                      seed=seed + 1000 * a + g)
                 z[a, sel] = result.adversarial
                 fooled[a, sel], used[a, sel] = result.success, result.steps
+                bar.update(len(sel))
     finally:
+        bar.close()
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
     return OnManifoldResult(z0, z, fooled, clean_correct, image_correct, attacked, used,
