@@ -210,6 +210,11 @@ def test_denormal_benchmark_alternates_windows_and_restores_the_flag(flushed_bef
         )
         assert metrics[f"denormal_{s}_late_over_early"] == pytest.approx(late / early)
     assert metrics["denormal_flush_max_count"] == 0  # flushed: none can be stored
+    # noflush / flush within one window (window 1 is early, window 3 late; 4 windows)
+    rate = [r["batches_per_s"] for r in rows]
+    key = "denormal_noflush_over_flush_"
+    early, late = metrics[key + "early"], metrics[key + "late"]
+    assert (early, late) == pytest.approx((rate[2] / rate[3], rate[6] / rate[7]))
     with pytest.raises(ValueError, match="window"):
         B.denormal_benchmark(x, y, batches=8, window=0)
     with pytest.raises(ValueError, match="3 windows"):

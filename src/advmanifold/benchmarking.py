@@ -632,7 +632,10 @@ def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: in
     rate of the first fifth of the windows, the first window left out as warm-up),
     ``denormal_<s>_late_per_s`` (median of the last fifth), their ratio
     ``denormal_<s>_late_over_early`` (about 1 when the rate holds) and
-    ``denormal_<s>_max_count``. The flush setting in force before is restored.
+    ``denormal_<s>_max_count``; and ``denormal_noflush_over_flush_early``/``_late``,
+    the median per-window ratio of the two settings' rates in the same fifths (the
+    load of other processes cancels in it). The flush setting in force before is
+    restored.
     """
     from tqdm.std import tqdm  # text bars: the runner relays them to the terminal
 
@@ -698,6 +701,12 @@ def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: in
                         f"denormal_{setting}_late_over_early": late / early,
                         f"denormal_{setting}_max_count": max(
                             r["denormals"] for r in rows if r["candidate"] == setting)})
+    # the two settings in the same window see the same load: their ratio cancels it
+    paired = ratios([r["batches_per_s"] for r in rows if r["candidate"] == "noflush"],
+                    [r["batches_per_s"] for r in rows if r["candidate"] == "flush"])
+    metrics["denormal_noflush_over_flush_early"] = statistics.median(
+        paired[1:1 + fifth])
+    metrics["denormal_noflush_over_flush_late"] = statistics.median(paired[-fifth:])
     return metrics, rows
 
 
