@@ -127,23 +127,18 @@ def test_heartbeat_shows_cell_and_progress_bar(tiny_book, monkeypatch, capsys):
     assert any("cell 3/3 (import time)" in b and "training:" in b for b in beats), out
 
 
-def test_never_executed_chapters_are_left_out_of_the_staged_toc(tiny_book, capsys):
+def test_never_executed_chapters_are_staged_as_placeholder_pages(tiny_book, capsys):
     (tiny_book / "_config.yml").write_text("title: tiny\n")
     site = tiny_book / "_build" / "site"
     (site / "notebooks").mkdir(parents=True)
     (site / "notebooks" / "02_beta.ipynb").write_text("{}")
+    (site / "notebooks" / "02_beta.md").write_text("# stale placeholder\n")
     left_out = book.stage(tiny_book, site, book.chapters(tiny_book))
     assert left_out == ["01_alpha"]
-    staged = book.toc_files(__import__("yaml").safe_load((site / "_toc.yml").read_text()))
-    assert staged == ["book/intro", "notebooks/02_beta"]
+    stub = (site / "notebooks" / "01_alpha.md").read_text()
+    assert stub.startswith("# A tiny chapter") and "--only 01_alpha" in stub
+    assert not (site / "notebooks" / "02_beta.md").exists()  # executed: no placeholder
     assert "01_alpha" in capsys.readouterr().out
-
-
-def test_without_files_drops_emptied_parts():
-    toc = {"root": "intro", "parts": [{"caption": "A", "chapters": [{"file": "x"}]},
-                                      {"caption": "B", "chapters": [{"file": "y"}]}]}
-    assert book.without_files(toc, {"x"}) == {
-        "root": "intro", "parts": [{"caption": "B", "chapters": [{"file": "y"}]}]}
 
 
 def test_record_copies_results_and_times_into_results_profile(tiny_book, monkeypatch):

@@ -15,7 +15,7 @@ executed notebooks) is compiled with ``jupyter-book build -W -n --keep-going`` i
 ``_build/html``. Per-chapter times go to ``_build/results/book_run_<profile>.json``.
 While a chapter runs, a heartbeat line every 30 s shows its current cell, the elapsed
 time and the latest progress bar printed by the notebook (training, attacks).
-Chapters never executed in this tree are left out of the compiled book (and named).
+A chapter never executed in this tree is compiled as a placeholder page saying so.
 
 With ``--workers N`` (N > 1) or ``--scheduler ADDRESS`` the chapters' units (see
 :mod:`advmanifold.units`) are first built on Dask distributed (:mod:`advmanifold.fanout`);
@@ -262,26 +262,6 @@ def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
     return path
 
 
-def without_files(toc: dict, left_out: set[str]) -> dict:
-    """A copy of a ``_toc.yml`` mapping without the entries whose ``file`` is in
-    ``left_out``; parts or sections left empty are dropped too."""
-    out = {}
-    for key, value in toc.items():
-        if key in ("parts", "chapters", "sections") and isinstance(value, list):
-            kept = []
-            for entry in value:
-                if entry.get("file") in left_out:
-                    continue
-                entry = without_files(entry, left_out)
-                if key == "parts" and not entry.get("chapters"):
-                    continue
-                kept.append(entry)
-            out[key] = kept
-        else:
-            out[key] = value
-    return out
-
-
 def record(root: Path, profile: str, stems: list[str]) -> Path:
     """Copy the chapters' results (``<stem>.json`` and ``<stem>__*.csv``) into the
     committed record ``results/<profile>/``, which outlives this machine."""
@@ -306,21 +286,36 @@ def record(root: Path, profile: str, stems: list[str]) -> Path:
     return target
 
 
+def stub_page(chapter: Chapter) -> str:
+    """A page standing in for a chapter never executed in this tree: its title and how
+    to run it (a page without its glued numbers and figures would not compile)."""
+    title = next((line.lstrip("# ").strip() for line in chapter.source.read_text().splitlines()
+                  if line.startswith("# # ")), chapter.stem)
+    return (f"# {title}\n\n:::{{note}}\nThis chapter was not executed in this build. Run it "
+            f"with\n`python -m advmanifold.book --only {chapter.stem}`.\n:::\n")
+
+
 def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
-    """Copy the book's sources next to the executed notebooks. Chapters never executed
-    in this tree are left out of the staged ``_toc.yml`` (a page without its glued
-    numbers would not compile); their stems are returned."""
+    """Copy the book's sources next to the executed notebooks. A chapter never executed
+    in this tree is staged as a short page saying so (links to it still resolve); their
+    stems are returned."""
     site.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(root / "_config.yml", site / "_config.yml")
-    left_out = [c.stem for c in every if not (site / "notebooks" / f"{c.stem}.ipynb").is_file()]
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    staged = without_files(toc, {f"notebooks/{stem}" for stem in left_out})
-    atomic_write_text(site / "_toc.yml", yaml.safe_dump(staged, sort_keys=False))
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, site / name)
     shutil.rmtree(site / "book", ignore_errors=True)
     shutil.copytree(root / "book", site / "book")
+    left_out = []
+    for chapter in every:
+        stub = site / "notebooks" / f"{chapter.stem}.md"
+        if (site / "notebooks" / f"{chapter.stem}.ipynb").is_file():
+            stub.unlink(missing_ok=True)
+        else:
+            left_out.append(chapter.stem)
+            stub.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(stub, stub_page(chapter))
     if left_out:
-        print(f"note: left out of this build, never executed here: {', '.join(left_out)} "
-              f"(run them with --only {' '.join(left_out)})", flush=True)
+        print(f"note: never executed here, so only a placeholder page in this build: "
+              f"{', '.join(left_out)} (run them with --only {' '.join(left_out)})", flush=True)
     figures = root / "_build" / "figures"
     if figures.is_dir():
         shutil.copytree(figures, site / "book" / "generated", dirs_exist_ok=True)

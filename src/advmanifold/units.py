@@ -33,6 +33,7 @@ CHAPTERS: dict[str, str] = {
     "03_pmnist": "advmanifold.pmnist",
     "04_bridge": "advmanifold.bridge",
     "06_generalization": "advmanifold.generalization",
+    "90_benchmarks": "advmanifold.benchmarking",
 }
 
 
