@@ -214,12 +214,12 @@ def plot_distances(successful: pd.DataFrame):
 
 
 def plot_off_fraction(successful: pd.DataFrame, random_off: float):
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
     sns.boxplot(successful, x="off_fraction", y="model", hue="attack", ax=ax,
                 fliersize=1.5)
     ax.axvline(random_off, color="gray", ls="--", label="random sign vector")
     ax.set(xlabel="off-manifold fraction ‖δ − Pδ‖₂ / ‖δ‖₂", ylabel="")
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
