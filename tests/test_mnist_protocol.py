@@ -66,3 +66,30 @@ def test_prior_bound_probability():
     z = torch.randn(200_000, 10, generator=g)
     empirical = (z.abs().amax(1) > 2.0).float().mean().item()
     assert mnist.prior_linf_above(2.0, 10) == pytest.approx(empirical, abs=0.005)
+
+
+def test_smoke_run_creates_exactly_the_listed_units(tmp_path, monkeypatch):
+    """The chapter executed in ``smoke`` writes exactly the cache entries that
+    :func:`mnist.units` lists, and the results the issue asks for."""
+    import json
+    from pathlib import Path
+
+    papermill = pytest.importorskip("papermill")
+    root = Path(__file__).resolve().parents[1]
+    for var, sub in (("ADVMANIFOLD_CACHE", "cache"), ("ADVMANIFOLD_RESULTS", "results"),
+                     ("ADVMANIFOLD_FIGURES", "figures")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    papermill.execute_notebook(str(root / "notebooks" / "02_mnist.ipynb"),
+                               str(tmp_path / "out.ipynb"),
+                               parameters={"profile": "smoke", "threads": 1},
+                               cwd=str(root / "notebooks"), progress_bar=False)
+    listed = {u.key for u in units.chapter_units("02_mnist", "smoke", {"seed": 0})}
+    assert {p.stem for p in (tmp_path / "cache").glob("*.pt")} == listed
+    result = json.loads((tmp_path / "results" / "02_mnist.json").read_text())
+    metrics = result.get("metrics", result)
+    assert metrics["cache_misses"] == len(listed)
+    for key in ("onmanifold_success_rate", "onmanifold_success_rate_strict",
+                "onmanifold_count", "encoder_mean_outside_bound_fraction"):
+        assert key in metrics, key
+    assert 0 <= metrics["onmanifold_success_rate"] <= 1
