@@ -76,13 +76,21 @@ def test_cache_counts_hits_and_misses_and_records_build_time(fresh_cache):
     assert record["build_s"] >= 0 and record["estimate_s"] == 0.1 and record["chapter"] == "99_test"
 
 
-def test_estimate_is_corrected_by_recorded_timings(fresh_cache):
-    u = unit(4)
-    assert units.estimate(u) == (0.1, "model")
-    u.get()
-    seconds, basis = units.estimate(unit(5))
+def test_estimate_is_corrected_by_large_timings_on_a_calm_machine(fresh_cache, monkeypatch):
+    big = units.Unit("99_test", "test-weights", {"seed": 4, "size": 64},
+                     functools.partial(make_weights, 4, 64), estimate_s=10.0)
+    assert units.estimate(big) == (10.0, "model")
+    monkeypatch.setattr("os.getloadavg", lambda: (0.5, 0.5, 0.5))
+    big.get()
     (record,) = cache.build_records("test-weights")
-    assert seconds == pytest.approx(record["build_s"]) and "1 timing" in basis
+    seconds, basis = units.estimate(unit(5))  # estimate_s 0.1, scaled by the 10 s build
+    assert seconds == pytest.approx(0.1 * record["build_s"] / 10.0) and "1 timing" in basis
+    # builds too small (fixed costs dominate) or made on an overloaded machine do not count
+    monkeypatch.setattr("os.getloadavg", lambda: (50.0, 50.0, 50.0))
+    unit(6).get()
+    units.Unit("99_test", "test-weights", {"seed": 7, "size": 64},
+               functools.partial(make_weights, 7, 64), estimate_s=10.0).get()
+    assert units.estimate(unit(5)) == (seconds, basis)
 
 
 def test_unit_built_on_a_local_cluster_is_byte_identical_to_a_local_build(fresh_cache, tmp_path):

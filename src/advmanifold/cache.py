@@ -149,6 +149,8 @@ def cached(name: str, config: Mapping[str, Any], build: Callable[[], Any], *,
     start = time.perf_counter()
     payload = build()
     if enabled:
-        built = {"build_s": round(time.perf_counter() - start, 3), "built": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        built = {"build_s": round(time.perf_counter() - start, 3),
+                 "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                 "load_per_core": round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)}
         save(name, config, payload, directory, meta={**built, **(meta or {})})
     return payload

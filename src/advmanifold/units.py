@@ -21,6 +21,7 @@ fingerprints of raw inputs that are cheap to read (the MNIST files).
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -114,18 +115,26 @@ def chapter_units(stem: str, profile: str, params: Mapping[str, Any] | None = No
     return unique(module.units(profile, dict(params or {})))
 
 
+#: Timings that may correct a unit's cost model: builds of at least this many estimated
+#: seconds (below, fixed overheads dominate) on a machine not overloaded at the time
+#: (1-minute load average per core at most this).
+MIN_ESTIMATE_S, MAX_LOAD_PER_CORE = 5.0, 1.5
+
+
 def estimate(unit: Unit) -> tuple[float, str]:
     """Seconds this unit should take here, and where the number comes from.
 
     The unit's own ``estimate_s`` is scaled by the median ratio of measured to
     estimated build time over the units of the same name built on this machine
-    (recorded in the cache's metadata); without such records it is used as it is.
+    (recorded in the cache's metadata), counting only builds large enough and made
+    while the machine was not overloaded; without such records it is used as it is.
     """
-    ratios = [r["build_s"] / r["estimate_s"] for r in cache.build_records(unit.name)
-              if r.get("estimate_s") and r.get("build_s") is not None]
+    ratios = sorted(r["build_s"] / r["estimate_s"] for r in cache.build_records(unit.name)
+                    if r.get("build_s") is not None
+                    and (r.get("estimate_s") or 0) >= MIN_ESTIMATE_S
+                    and r.get("load_per_core", math.inf) <= MAX_LOAD_PER_CORE)
     if not ratios:
         return float(unit.estimate_s), "model"
-    ratios.sort()
     return float(unit.estimate_s) * ratios[len(ratios) // 2], f"model × {len(ratios)} timing(s)"
 
 
