@@ -38,6 +38,7 @@ their codes (font, letter, θ) define the data.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -59,6 +60,7 @@ from .units import Unit
 
 STEM = "06_generalization"
 METHODS = ("Normal", "OffAdvTrain", "OnAdvTrain", "STNAugm", "Aligned", "AlignedAdv")
+ORIGINAL_METHODS = METHODS[:4]  # the methods of Stutz et al.
 RANGES = "hard"
 CHUNK = 1000  # examples per seeded chunk of a data stream
 
@@ -68,12 +70,14 @@ CHUNK = 1000  # examples per seeded chunk of a data stream
 #: α = 0.1 costs less test error than 1.0 for the same robustness; at ε = 0.03 the
 #: models differ, at 0.1 every one is near 0), the attacked and aligned test images,
 #: and in ``quick``/``smoke`` the PGD steps of the training and evaluation attacks.
+#: ``quick`` (three N, two seeds) takes about 11 minutes of one core here with a cold
+#: cache, about 6 with ``--workers 2``.
 _ORIGINAL = dict(batch_size=100, lr=0.01, lr_decay=0.95, weight_decay=1e-4, eps=0.3)
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_fonts=None, sizes=(100, 200), n_seeds=2, epochs=1, **_ORIGINAL,
                   train_steps=2, alpha=0.1, n_test=200, n_attack=20, attack_steps=5,
                   restarts=1, eps_small=0.03, n_align=20),
-    "quick": dict(n_fonts=None, sizes=(250, 500, 1000, 2500), n_seeds=2, epochs=20,
+    "quick": dict(n_fonts=None, sizes=(250, 500, 2500), n_seeds=2, epochs=20,
                   **_ORIGINAL, train_steps=5, alpha=0.1, n_test=2000, n_attack=200,
                   attack_steps=20, restarts=1, eps_small=0.03, n_align=200),
     "paper": dict(n_fonts=None, sizes=(250, 500, 1000, 2500, 5000, 10_000, 20_000,
@@ -100,14 +104,15 @@ ANCHOR = {
     "STNAugm": {500: 0.85, 2500: 0.59, 10_000: 0.40, 20_000: 0.33},
 }
 
-#: Rough cost model of a unit on the reference machine (2 cores): seconds per batch
-#: of ``Normal``, each method's cost in such batches (k = PGD steps of the training
-#: attack, measured at k = 5), and a fixed cost per unit (loading, decoding).
-SECONDS_PER_BATCH = 0.015
+#: Rough cost model of a unit on the reference machine (2 cores, one thread per unit):
+#: seconds per batch of ``Normal``, each method's cost in such batches (k = PGD steps
+#: of the training attack; ratios measured in the ``quick`` run at k = 5), and a fixed
+#: cost per unit (loading, decoding).
+SECONDS_PER_BATCH = 0.02
 UNIT_OVERHEAD_S = 1.0
-_COST = {"Normal": lambda k: 1.0, "STNAugm": lambda k: 1.0, "Aligned": lambda k: 3.0,
-         "OffAdvTrain": lambda k: 1.0 + 0.4 * k, "OnAdvTrain": lambda k: 1.0 + 0.5 * k,
-         "AlignedAdv": lambda k: 2.5 + 0.4 * k}
+_COST = {"Normal": lambda k: 1.0, "STNAugm": lambda k: 1.05, "Aligned": lambda k: 4.0,
+         "OffAdvTrain": lambda k: 1.0 + 0.45 * k, "OnAdvTrain": lambda k: 1.0 + 0.7 * k,
+         "AlignedAdv": lambda k: 4.0 + 0.45 * k}
 
 
 def settings(profile: str, **overrides) -> SimpleNamespace:
@@ -494,11 +499,26 @@ def _steps(n: int, s: Any) -> int:
     return s.epochs * math.ceil(n / s.batch_size)
 
 
+@contextlib.contextmanager
+def single_thread():
+    """One intra-op thread while a unit builds. The ConvNet on batches of 100 gains
+    little from a second thread, and on a busy machine the threads' spin-waiting made
+    a training ten times slower here; parallelism comes from building units side by
+    side (``--workers``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _train_payload(method: str, n: int, seed: int, s: Mapping[str, Any], proto: Unit):
     s = SimpleNamespace(**s)
     training.flush_denormals()
-    decoder = load_decoder(proto, s.n_fonts)
-    model = train_model(method, train_split(decoder, n, seed), decoder, s, seed)
+    with single_thread():
+        decoder = load_decoder(proto, s.n_fonts)
+        model = train_model(method, train_split(decoder, n, seed), decoder, s, seed)
     return model.state_dict()
 
 
@@ -541,9 +561,11 @@ def load_model(unit: Unit) -> models.ConvNet:
 def _eval_payload(train: Unit, proto: Unit, s: Mapping[str, Any]):
     s = SimpleNamespace(**s)
     training.flush_denormals()
-    decoder = load_decoder(proto, s.n_fonts)
-    test = test_split(decoder, max(s.n_test, s.n_attack, s.n_align))
-    return evaluate(load_model(train), decoder, test, s)
+    model = load_model(train)
+    with single_thread():
+        decoder = load_decoder(proto, s.n_fonts)
+        test = test_split(decoder, max(s.n_test, s.n_attack, s.n_align))
+        return evaluate(model, decoder, test, s)
 
 
 def evaluation_unit(train: Unit, s: Any, proto: Unit) -> Unit:
@@ -689,6 +711,10 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
         res.add(f"rank_corr_{name}_vs_test_error", pooled)
         res.add(f"rank_corr_{name}_vs_test_error_per_seed", mean)
         res.add(f"rank_corr_{name}_vs_test_error_std", std)
+    original = frame[frame.method.isin(ORIGINAL_METHODS)]
+    pooled, mean, std = correlations(original, "onmanifold_success", "test_error")
+    res.add("rank_corr_onmanifold_success_vs_test_error_original_methods", pooled)
+    res.add("rank_corr_onmanifold_success_vs_test_error_original_methods_std", std)
     res.add("n_seeds", int(frame.seed.nunique()))
     res.add("n_models", len(frame))
     res.add("n_small", int(frame.n.min()))
@@ -885,30 +911,30 @@ def settings_table(s: Any) -> pd.DataFrame:
 
 def anchor_table(table: pd.DataFrame) -> pd.DataFrame:
     """On-manifold success rates of the original README beside ours (mean ± sd over
-    seeds) at the N both have; "—" where this run has no such N."""
+    seeds) and their difference at the N both have ("—" where this run lacks that N)."""
     rows = []
     for method, values in ANCHOR.items():
         for n, original in values.items():
             hit = table[(table.method == method) & (table.n == n)]
-            ours = (
-                (
-                    f"{hit.onmanifold_success.iloc[0]:.2f} ± "
-                    f"{hit.onmanifold_success_std.iloc[0]:.2f}"
-                )
-                if len(hit)
-                else "—"
-            )
-            error = f"{hit.test_error.iloc[0]:.3f}" if len(hit) else "—"
-            rows.append(
-                {
-                    "method": method,
-                    "N": n,
-                    "original (README)": f"{original:.2f}",
-                    "ours": ours,
-                    "our test error": error,
-                }
-            )
+            row = {"method": method, "N": n, "original (README)": f"{original:.2f}",
+                   "ours": "—", "ours − original": "—", "our test error": "—"}
+            if len(hit):
+                ours = hit.onmanifold_success.iloc[0]
+                sd = hit.onmanifold_success_std.iloc[0]
+                row.update({"ours": f"{ours:.2f} ± {sd:.2f}",
+                            "ours − original": f"{ours - original:+.2f}",
+                            "our test error": f"{hit.test_error.iloc[0]:.3f}"})
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def anchor_sentence(anchor: pd.DataFrame) -> str:
+    """The differences of :func:`anchor_table` in words, for the prose."""
+    both = anchor[anchor["ours"] != "—"]
+    if both.empty:
+        return "this profile trains none of the README's N"
+    gaps = zip(both["method"], both["N"], both["ours − original"])
+    return "; ".join(f"{m} at N = {n:,}: {gap}" for m, n, gap in gaps)
 
 
 def claims_table(results: Mapping[str, Any]) -> pd.DataFrame:
@@ -930,7 +956,7 @@ def claims_table(results: Mapping[str, Any]) -> pd.DataFrame:
 def _palette():
     import seaborn as sns
 
-    return dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS))))
+    return dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
 
 
 def plot_vs_n(frame: pd.DataFrame, measures, *, methods=METHODS, eps=None, width=10.0):
@@ -968,9 +994,12 @@ def plot_vs_n(frame: pd.DataFrame, measures, *, methods=METHODS, eps=None, width
         ax.set_xticks(sorted(data.n.unique()))
         ax.set_xticklabels([f"{n:,}" for n in sorted(data.n.unique())], rotation=30)
         ax.minorticks_off()
+        if m != "alignment_ratio":  # rates: the sd band must not leave [0, 1]
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, -0.02), min(high, 1.02))
     axes[0, -1].legend(
         title="method",
-        fontsize=9,
+        fontsize=10,
         title_fontsize=10,
         loc="center left",
         bbox_to_anchor=(1.02, 0.5),
@@ -986,12 +1015,12 @@ def plot_scatter(frame: pd.DataFrame, *, x="test_error", y="onmanifold_success")
 
     fig, ax = plt.subplots(figsize=(8.0, 5.0))
     sns.scatterplot(
-        data=frame,
+        data=frame.rename(columns={"n": "N"}),
         x=x,
         y=y,
         hue="method",
         style="method",
-        size="n",
+        size="N",
         sizes=(30, 160),
         palette=_palette(),
         hue_order=METHODS,
@@ -999,7 +1028,7 @@ def plot_scatter(frame: pd.DataFrame, *, x="test_error", y="onmanifold_success")
     )
     ax.set_xlabel(LABELS[x])
     ax.set_ylabel(LABELS[y])
-    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     return fig
 
