@@ -1,4 +1,5 @@
 """The one-pass alignment loss equals the composed one, value and weight gradients."""
+
 import pytest
 import torch
 from torch import nn
@@ -14,8 +15,9 @@ def test_aligned_cross_entropy_equals_composed_objective(mode):
     manifold = LinearManifold.fit(x, y, k=4, mode=mode)
     model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 3))
     one_pass = alignment.aligned_cross_entropy(manifold, alpha=0.7)(model, x, y)
-    composed = training.combined(training.cross_entropy(), alignment.alignment_penalty(manifold, alpha=0.7))(
-        model, x, y)
+    composed = training.combined(
+        training.cross_entropy(), alignment.alignment_penalty(manifold, alpha=0.7)
+    )(model, x, y)
     assert torch.allclose(one_pass, composed, rtol=1e-6)
     g1 = torch.autograd.grad(one_pass, list(model.parameters()))
     g2 = torch.autograd.grad(composed, list(model.parameters()))

@@ -1,4 +1,5 @@
 """The shared L∞ attacks: constraints, early stop, restarts, determinism, references."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,9 @@ def reference_pgd(model, x, y, eps, steps, step_size, start):
         logits = model(v)
         flipped |= logits.argmax(1) != y
         (g,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), v)
-        v = torch.min(torch.max(v.detach() + step_size * g.sign(), x - eps), x + eps).clamp(0, 1)
+        v = torch.min(
+            torch.max(v.detach() + step_size * g.sign(), x - eps), x + eps
+        ).clamp(0, 1)
     with torch.no_grad():
         flipped |= model(v).argmax(1) != y
     return v, flipped
@@ -37,7 +40,17 @@ def reference_pgd(model, x, y, eps, steps, step_size, start):
 @pytest.mark.parametrize("box", [(0.0, 1.0), (None, None)])
 def test_pgd_respects_ball_and_box(problem, mode, box):
     model, x, y = problem
-    result = attacks.pgd(model, x, y, eps=0.1, steps=10, restarts=2, lower=box[0], upper=box[1], mode=mode)
+    result = attacks.pgd(
+        model,
+        x,
+        y,
+        eps=0.1,
+        steps=10,
+        restarts=2,
+        lower=box[0],
+        upper=box[1],
+        mode=mode,
+    )
     delta = (result.adversarial - x).abs().flatten(1).amax(1)
     assert (delta <= 0.1 + TOL).all()
     if box[0] is not None:
@@ -48,17 +61,25 @@ def test_pgd_respects_ball_and_box(problem, mode, box):
 
 def test_early_stop_finds_exactly_the_examples_a_full_run_flips(problem):
     model, x, y = problem
-    first = attacks.pgd(model, x, y, eps=0.05, steps=8, step_size=0.01, random_start=False, mode="first")
+    first = attacks.pgd(
+        model, x, y, eps=0.05, steps=8, step_size=0.01, random_start=False, mode="first"
+    )
     _, flipped = reference_pgd(model, x, y, 0.05, 8, 0.01, x)
     assert torch.equal(first.success, flipped)
     assert 0 < first.success.float().mean() < 1  # the case is not trivial
-    assert (first.steps[first.success] <= 8).all() and (first.steps[~first.success] == 8).all()
-    assert first.steps[first.success].float().mean() < 8  # fooled examples stopped early
+    assert (first.steps[first.success] <= 8).all() and (
+        first.steps[~first.success] == 8
+    ).all()
+    assert (
+        first.steps[first.success].float().mean() < 8
+    )  # fooled examples stopped early
 
 
 def test_best_mode_is_at_least_as_strong_as_the_last_iterate(problem):
     model, x, y = problem
-    best = attacks.pgd(model, x, y, eps=0.05, steps=8, step_size=0.01, random_start=False, mode="best")
+    best = attacks.pgd(
+        model, x, y, eps=0.05, steps=8, step_size=0.01, random_start=False, mode="best"
+    )
     last, _ = reference_pgd(model, x, y, 0.05, 8, 0.01, x)
     with torch.no_grad():
         loss_best = F.cross_entropy(model(best.adversarial), y, reduction="none")
@@ -71,7 +92,9 @@ def test_restarts_only_add_successes_and_seed_makes_runs_identical(problem):
     one = attacks.pgd(model, x, y, eps=0.03, steps=5, restarts=1, seed=3)
     again = attacks.pgd(model, x, y, eps=0.03, steps=5, restarts=1, seed=3)
     more = attacks.pgd(model, x, y, eps=0.03, steps=5, restarts=4, seed=3)
-    assert torch.equal(one.adversarial, again.adversarial) and torch.equal(one.success, again.success)
+    assert torch.equal(one.adversarial, again.adversarial) and torch.equal(
+        one.success, again.success
+    )
     assert (more.success | ~one.success).all()  # everything fooled once stays fooled
     assert more.success.sum() >= one.success.sum()
 
@@ -79,8 +102,12 @@ def test_restarts_only_add_successes_and_seed_makes_runs_identical(problem):
 def test_fgsm_is_one_pgd_step_without_random_start(problem):
     model, x, y = problem
     f = attacks.fgsm(model, x, y, eps=0.1)
-    p = attacks.pgd(model, x, y, eps=0.1, steps=1, step_size=0.1, random_start=False, mode="best")
-    assert torch.equal(f.adversarial, p.adversarial) and torch.equal(f.success, p.success)
+    p = attacks.pgd(
+        model, x, y, eps=0.1, steps=1, step_size=0.1, random_start=False, mode="best"
+    )
+    assert torch.equal(f.adversarial, p.adversarial) and torch.equal(
+        f.success, p.success
+    )
 
 
 def test_attack_on_a_non_image_variable_with_per_coordinate_box():
@@ -89,26 +116,42 @@ def test_attack_on_a_non_image_variable_with_per_coordinate_box():
     forward = lambda v: v @ w  # noqa: E731
     v0, y = torch.tensor([[0.2, 0.0], [0.0, 0.1]]), torch.tensor([0, 1])
     lower, upper = torch.tensor([-0.1, -0.5]), torch.tensor([0.5, 0.05])
-    r = attacks.pgd(forward, v0, y, eps=0.3, steps=20, lower=lower, upper=upper, mode="best")
+    r = attacks.pgd(
+        forward, v0, y, eps=0.3, steps=20, lower=lower, upper=upper, mode="best"
+    )
     assert ((r.adversarial - v0).abs() <= 0.3 + TOL).all()
     assert (r.adversarial >= lower - TOL).all() and (r.adversarial <= upper + TOL).all()
 
 
-@pytest.mark.skipif(not verification.torchattacks_available(), reason="torchattacks not installed")
+@pytest.mark.skipif(
+    not verification.torchattacks_available(), reason="torchattacks not installed"
+)
 def test_as_strong_as_torchattacks_pgd(problem):
     import torchattacks
+
     model, x, y = problem
-    ours = attacks.pgd(model, x, y, eps=0.05, steps=20, step_size=0.005, mode="first", seed=0)
+    ours = attacks.pgd(
+        model, x, y, eps=0.05, steps=20, step_size=0.005, mode="first", seed=0
+    )
     torch.manual_seed(0)
-    theirs = torchattacks.PGD(model, eps=0.05, alpha=0.005, steps=20, random_start=True)(x, y)
+    theirs = torchattacks.PGD(
+        model, eps=0.05, alpha=0.005, steps=20, random_start=True
+    )(x, y)
     with torch.no_grad():
         theirs_success = model(theirs).argmax(1) != y
     assert ours.success.float().mean() >= theirs_success.float().mean() - 0.02
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(eps=0.0), "eps"), (dict(eps=0.1, steps=0), "steps"), (dict(eps=0.1, restarts=0), "restarts"),
-    (dict(eps=0.1, mode="last"), "mode"), (dict(eps=0.1, step_size=-1.0), "step_size")])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(eps=0.0), "eps"),
+        (dict(eps=0.1, steps=0), "steps"),
+        (dict(eps=0.1, restarts=0), "restarts"),
+        (dict(eps=0.1, mode="last"), "mode"),
+        (dict(eps=0.1, step_size=-1.0), "step_size"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(problem, kwargs, word):
     model, x, y = problem
     with pytest.raises(ValueError, match=word):

@@ -1,4 +1,5 @@
 """The papermill runner: validation before any work, execution, failure reporting."""
+
 import json
 import textwrap
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 
 from advmanifold import book
 
-NOTEBOOK = textwrap.dedent('''\
+NOTEBOOK = textwrap.dedent("""\
     # %% [markdown]
     # # A tiny chapter
 
@@ -22,7 +23,7 @@ NOTEBOOK = textwrap.dedent('''\
     res.add("n_squared", n * n)
     assert n != 13, "thirteen is unlucky"
     res.write()
-    ''')
+    """)
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def tiny_book(tmp_path: Path) -> Path:
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
     for stem in ("01_alpha", "02_beta"):
         (tmp_path / "notebooks" / f"{stem}.py").write_text(NOTEBOOK.format(stem=stem))
-    (tmp_path / "_toc.yml").write_text(textwrap.dedent("""\
+    (tmp_path / "_toc.yml").write_text(
+        textwrap.dedent("""\
         format: jb-book
         root: book/intro
         parts:
@@ -40,7 +42,8 @@ def tiny_book(tmp_path: Path) -> Path:
             chapters:
               - file: notebooks/01_alpha
               - file: notebooks/02_beta
-        """))
+        """)
+    )
     return tmp_path
 
 
@@ -85,7 +88,11 @@ def test_execute_writes_outputs_results_and_times(tiny_book, monkeypatch):
     times = book.execute(tiny_book, the_plan, site)
     assert set(times) == {"02_beta"}
     executed = json.loads((site / "notebooks" / "02_beta.ipynb").read_text())
-    assert any(c.get("outputs") is not None for c in executed["cells"] if c["cell_type"] == "code")
+    assert any(
+        c.get("outputs") is not None
+        for c in executed["cells"]
+        if c["cell_type"] == "code"
+    )
     record = json.loads((tiny_book / "_build" / "results" / "02_beta.json").read_text())
     assert record["n_squared"] == 16 and record["profile"] == "smoke"
     # the committed source stays untouched and output-free
@@ -107,7 +114,7 @@ def test_failing_chapter_names_notebook_and_cell(tiny_book, monkeypatch, capsys)
 
 
 def test_heartbeat_shows_cell_and_progress_bar(tiny_book, monkeypatch, capsys):
-    slow = textwrap.dedent('''\
+    slow = textwrap.dedent("""\
         # %% tags=["parameters"]
         profile = "quick"
         seed = 0
@@ -117,7 +124,7 @@ def test_heartbeat_shows_cell_and_progress_bar(tiny_book, monkeypatch, capsys):
         from tqdm import tqdm
         for _ in tqdm(range(12), desc="training", mininterval=0.1):
             time.sleep(0.1)
-        ''')
+        """)
     (tiny_book / "notebooks" / "01_alpha.py").write_text(slow)
     monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tiny_book / "_build" / "results"))
     the_plan = book.plan(tiny_book, "smoke", ["01_alpha"], [])
@@ -149,4 +156,6 @@ def test_record_copies_results_and_times_into_results_profile(tiny_book, monkeyp
     target = book.record(tiny_book, "smoke", ["02_beta"])
     assert target == tiny_book / "results" / "smoke"
     assert json.loads((target / "02_beta.json").read_text())["n_squared"] == 36
-    assert set(json.loads((target / "book_run_smoke.json").read_text())["chapters_s"]) == {"02_beta"}
+    assert set(
+        json.loads((target / "book_run_smoke.json").read_text())["chapters_s"]
+    ) == {"02_beta"}

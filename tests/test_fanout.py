@@ -1,4 +1,5 @@
 """Units and their fan-out on Dask: same cache entries anywhere, failures reported."""
+
 import functools
 import json
 import sys
@@ -30,8 +31,13 @@ def explode(seed: int) -> dict:
 
 
 def unit(seed: int, size: int = 64) -> units.Unit:
-    return units.Unit("99_test", "test-weights", {"seed": seed, "size": size},
-                      functools.partial(make_weights, seed, size), estimate_s=0.1)
+    return units.Unit(
+        "99_test",
+        "test-weights",
+        {"seed": seed, "size": size},
+        functools.partial(make_weights, seed, size),
+        estimate_s=0.1,
+    )
 
 
 @pytest.fixture
@@ -58,8 +64,13 @@ def test_unit_key_is_name_and_config_hash():
 
 def test_unique_orders_dependencies_first_and_drops_repeats():
     base = unit(0)
-    top = units.Unit("99_test", "test-sum", {"of": base.key}, functools.partial(sum_of, base),
-                     deps=(base,))
+    top = units.Unit(
+        "99_test",
+        "test-sum",
+        {"of": base.key},
+        functools.partial(sum_of, base),
+        deps=(base,),
+    )
     assert [u.key for u in units.unique([top, base, top])] == [base.key, top.key]
 
 
@@ -73,27 +84,47 @@ def test_cache_counts_hits_and_misses_and_records_build_time(fresh_cache):
     assert cache.stats() == {"hits": 1, "misses": 1}
     assert u.is_cached()
     (record,) = cache.build_records("test-weights")
-    assert record["build_s"] >= 0 and record["estimate_s"] == 0.1 and record["chapter"] == "99_test"
+    assert (
+        record["build_s"] >= 0
+        and record["estimate_s"] == 0.1
+        and record["chapter"] == "99_test"
+    )
 
 
-def test_estimate_is_corrected_by_large_timings_on_a_calm_machine(fresh_cache, monkeypatch):
-    big = units.Unit("99_test", "test-weights", {"seed": 4, "size": 64},
-                     functools.partial(make_weights, 4, 64), estimate_s=10.0)
+def test_estimate_is_corrected_by_large_timings_on_a_calm_machine(
+    fresh_cache, monkeypatch
+):
+    big = units.Unit(
+        "99_test",
+        "test-weights",
+        {"seed": 4, "size": 64},
+        functools.partial(make_weights, 4, 64),
+        estimate_s=10.0,
+    )
     assert units.estimate(big) == (10.0, "model")
     monkeypatch.setattr("os.getloadavg", lambda: (0.5, 0.5, 0.5))
     big.get()
     (record,) = cache.build_records("test-weights")
     seconds, basis = units.estimate(unit(5))  # estimate_s 0.1, scaled by the 10 s build
-    assert seconds == pytest.approx(0.1 * record["build_s"] / 10.0) and "1 timing" in basis
+    assert (
+        seconds == pytest.approx(0.1 * record["build_s"] / 10.0) and "1 timing" in basis
+    )
     # builds too small (fixed costs dominate) or made on an overloaded machine do not count
     monkeypatch.setattr("os.getloadavg", lambda: (50.0, 50.0, 50.0))
     unit(6).get()
-    units.Unit("99_test", "test-weights", {"seed": 7, "size": 64},
-               functools.partial(make_weights, 7, 64), estimate_s=10.0).get()
+    units.Unit(
+        "99_test",
+        "test-weights",
+        {"seed": 7, "size": 64},
+        functools.partial(make_weights, 7, 64),
+        estimate_s=10.0,
+    ).get()
     assert units.estimate(unit(5)) == (seconds, basis)
 
 
-def test_unit_built_on_a_local_cluster_is_byte_identical_to_a_local_build(fresh_cache, tmp_path):
+def test_unit_built_on_a_local_cluster_is_byte_identical_to_a_local_build(
+    fresh_cache, tmp_path
+):
     u = unit(7)
     report = fanout.build_missing([u], workers=2, heartbeat_s=600)
     assert report.built == [u.key] and not report.failed
@@ -105,8 +136,12 @@ def test_unit_built_on_a_local_cluster_is_byte_identical_to_a_local_build(fresh_
 
 def test_failing_unit_is_named_and_the_others_are_still_built(fresh_cache, capsys):
     good = [unit(10), unit(11)]
-    bad = units.Unit("99_test", "test-diverges", {"seed": 12}, functools.partial(explode, 12))
-    report = fanout.build_missing([good[0], bad, good[1]], workers=2, retries=0, heartbeat_s=600)
+    bad = units.Unit(
+        "99_test", "test-diverges", {"seed": 12}, functools.partial(explode, 12)
+    )
+    report = fanout.build_missing(
+        [good[0], bad, good[1]], workers=2, retries=0, heartbeat_s=600
+    )
     assert sorted(report.built) == sorted(u.key for u in good)
     assert [u.key for u, _ in report.failed] == [bad.key]
     text = report.describe_failures()
@@ -119,16 +154,22 @@ def test_failing_unit_is_named_and_the_others_are_still_built(fresh_cache, capsy
 
 def test_dependencies_are_built_before_dependents(fresh_cache):
     base = unit(20)
-    top = units.Unit("99_test", "test-sum", {"of": base.key}, functools.partial(sum_of, base),
-                     deps=(base,))
+    top = units.Unit(
+        "99_test",
+        "test-sum",
+        {"of": base.key},
+        functools.partial(sum_of, base),
+        deps=(base,),
+    )
     report = fanout.build_missing([top], workers=2, heartbeat_s=600)
     assert set(report.built) == {base.key, top.key}
     assert float(top.get()["total"]) == pytest.approx(float(base.get()["w"].sum()))
 
 
 def test_plan_lists_units_with_cache_state_and_estimate(fresh_cache, monkeypatch):
-    chapter = SimpleNamespace(units=lambda profile, params: [unit(params["seed"]),
-                                                             unit(params["seed"] + 1)])
+    chapter = SimpleNamespace(
+        units=lambda profile, params: [unit(params["seed"]), unit(params["seed"] + 1)]
+    )
     monkeypatch.setattr(units, "chapter_module", lambda stem: chapter)
     planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke")
     assert [p.unit.key for p in planned] == [unit(30).key, unit(31).key]
@@ -138,4 +179,3 @@ def test_plan_lists_units_with_cache_state_and_estimate(fresh_cache, monkeypatch
     assert [p.cached for p in planned] == [True, False]
     text = fanout.format_plan(planned, workers=2)
     assert "99_test: 2 unit(s), 1 to build" in text and "cached" in text
-

@@ -1,4 +1,5 @@
 """Results files, cache integrity, profiles and data-folder resolution."""
+
 import json
 import math
 import warnings
@@ -15,6 +16,7 @@ def test_results_json_is_flat_and_complete(tmp_path):
     res.add("accuracy", torch.tensor(0.25))
     res.add("count", 12)
     import pandas as pd
+
     res.add_table("rows", pd.DataFrame({"a": [1, 2]}))
     path = res.write()
     record = json.loads(path.read_text())
@@ -68,7 +70,11 @@ def test_cache_builds_once_per_configuration(tmp_path):
     again = cache.cached("model", {"lr": 0.1}, build, directory=tmp_path, enabled=True)
     other = cache.cached("model", {"lr": 0.2}, build, directory=tmp_path, enabled=True)
     assert build.calls == 2
-    assert torch.equal(first["w"], again["w"]) and again["epochs"] == 2 and other["epochs"] == 2
+    assert (
+        torch.equal(first["w"], again["w"])
+        and again["epochs"] == 2
+        and other["epochs"] == 2
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "metadata"])
@@ -84,8 +90,12 @@ def test_corrupted_cache_entry_is_detected_and_rebuilt(tmp_path, damage):
     else:
         payload.with_suffix(".json").write_text("{not json")
     with pytest.warns(UserWarning, match="corrupted"):
-        rebuilt = cache.cached("model", {"lr": 0.1}, build, directory=tmp_path, enabled=True)
-    assert build.calls == 2 and torch.equal(rebuilt["w"], torch.arange(6.0).reshape(2, 3))
+        rebuilt = cache.cached(
+            "model", {"lr": 0.1}, build, directory=tmp_path, enabled=True
+        )
+    assert build.calls == 2 and torch.equal(
+        rebuilt["w"], torch.arange(6.0).reshape(2, 3)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the rebuilt entry is healthy again
         cache.cached("model", {"lr": 0.1}, build, directory=tmp_path, enabled=True)
@@ -119,6 +129,7 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
 
 def test_mnist_missing_files_give_a_clear_error(tmp_path, monkeypatch):
     from torchvision.datasets import MNIST
+
     # no network: point the mirrors at a closed local port so the download fails at once
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
     with pytest.raises(data.DataNotFoundError) as err:
@@ -133,7 +144,10 @@ def test_mnist_loads_from_local_files(tmp_path, monkeypatch):
     if not (source / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"MNIST files not in {source} (set ADVMANIFOLD_DATA)")
     from torchvision.datasets import MNIST
-    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # prove nothing is downloaded
+
+    monkeypatch.setattr(
+        MNIST, "mirrors", ["http://127.0.0.1:9/"]
+    )  # prove nothing is downloaded
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in data.MNIST_FILES:  # torchvision checks all four files

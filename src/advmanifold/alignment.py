@@ -15,6 +15,7 @@ is both the loss's input gradient and the penalty's g); :func:`alignment_penalty
 penalty alone, to compose with other objectives, e.g. adversarial training:
 ``training.combined(training.adversarial(0.1), alignment_penalty(manifold, alpha=1.0))``.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -28,8 +29,14 @@ from torch import Tensor, nn
 TINY = 1e-12
 
 
-def input_gradients(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y: Tensor, *,
-                    create_graph: bool = False, batch_size: int | None = None) -> Tensor:
+def input_gradients(
+    model: nn.Module | Callable[[Tensor], Tensor],
+    x: Tensor,
+    y: Tensor,
+    *,
+    create_graph: bool = False,
+    batch_size: int | None = None,
+) -> Tensor:
     """Per-example g_i = ∇_{x_i} CE(f(x_i), y_i), all examples at once.
 
     The summed loss is differentiated: with no interaction between examples (no batch
@@ -38,12 +45,20 @@ def input_gradients(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y:
     differentiated with respect to the weights (then ``batch_size`` must be None).
     """
     if create_graph and batch_size is not None:
-        raise ValueError("batch_size must be None when create_graph=True (the graph spans the batch)")
+        raise ValueError(
+            "batch_size must be None when create_graph=True (the graph spans the batch)"
+        )
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}"
+        )
     if batch_size is not None and batch_size < len(x):
-        return torch.cat([input_gradients(model, x[i:i + batch_size], y[i:i + batch_size])
-                          for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [
+                input_gradients(model, x[i : i + batch_size], y[i : i + batch_size])
+                for i in range(0, len(x), batch_size)
+            ]
+        )
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         loss = F.cross_entropy(model(x), y, reduction="sum")
@@ -51,7 +66,9 @@ def input_gradients(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, y:
     return grad if create_graph else grad.detach()
 
 
-def norms(g: Tensor, manifold, labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def norms(
+    g: Tensor, manifold, labels: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """‖g‖, ‖P g‖ and ‖g − P g‖ per example (differentiable)."""
     flat = g.reshape(g.shape[0], -1)
     on = manifold.project_vectors(flat, labels)
@@ -75,15 +92,22 @@ def rejection(g: Tensor, manifold, labels: Tensor | None = None) -> Tensor:
     return norms(g, manifold, labels)[2]
 
 
-def alignment_frame(g: Tensor, manifold, labels: Tensor | None = None, **columns) -> pd.DataFrame:
+def alignment_frame(
+    g: Tensor, manifold, labels: Tensor | None = None, **columns
+) -> pd.DataFrame:
     """Tidy table of the three metrics (plus ‖g‖) for a batch of gradients."""
     with torch.no_grad():
         full, on, off = norms(g, manifold, labels)
     full, on, off = full.cpu(), on.cpu(), off.cpu()
-    return pd.DataFrame({"grad_norm": full.numpy(),
-                         "ratio": (full / on.clamp_min(TINY)).numpy(),
-                         "cosine": (on / full).where(full > 0, torch.nan).numpy(),
-                         "rejection": off.numpy(), **columns})
+    return pd.DataFrame(
+        {
+            "grad_norm": full.numpy(),
+            "ratio": (full / on.clamp_min(TINY)).numpy(),
+            "cosine": (on / full).where(full > 0, torch.nan).numpy(),
+            "rejection": off.numpy(),
+            **columns,
+        }
+    )
 
 
 def alignment_penalty(manifold, alpha: float = 1.0, *, labels_from: str = "true"):
@@ -100,7 +124,10 @@ def alignment_penalty(manifold, alpha: float = 1.0, *, labels_from: str = "true"
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         g = input_gradients(model, x, y, create_graph=True)
-        return alpha * ratio(g, manifold, y if manifold.mode == "per_class" else None).mean()
+        return (
+            alpha
+            * ratio(g, manifold, y if manifold.mode == "per_class" else None).mean()
+        )
 
     objective.__name__ = f"alignment(alpha={alpha})"
     return objective
@@ -117,7 +144,11 @@ def aligned_cross_entropy(manifold, alpha: float = 1.0):
         x = x.detach().requires_grad_(True)
         loss = F.cross_entropy(model(x), y, reduction="sum")
         (g,) = torch.autograd.grad(loss, x, create_graph=True)
-        return loss / len(x) + alpha * ratio(g, manifold, y if manifold.mode == "per_class" else None).mean()
+        return (
+            loss / len(x)
+            + alpha
+            * ratio(g, manifold, y if manifold.mode == "per_class" else None).mean()
+        )
 
     objective.__name__ = f"cross_entropy + alignment(alpha={alpha})"
     return objective

@@ -17,6 +17,7 @@ all steps and keeps the iterate of largest loss (the setting for robust
 accuracy). Restarts re-run the attack from a fresh random start, in ``"first"``
 mode only on the examples not fooled yet.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,13 +64,19 @@ def _check(eps: float, steps: int, step_size: float, restarts: int, mode: str) -
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def _bounds(v0: Tensor, eps: float, lower: Bound, upper: Bound) -> tuple[Tensor, Tensor]:
+def _bounds(
+    v0: Tensor, eps: float, lower: Bound, upper: Bound
+) -> tuple[Tensor, Tensor]:
     """Per-coordinate bounds of B = ε-ball around v0 ∩ [lower, upper]."""
     lo, hi = v0 - eps, v0 + eps
     if lower is not None:
-        lo = torch.maximum(lo, torch.as_tensor(lower, dtype=v0.dtype, device=v0.device).expand_as(v0))
+        lo = torch.maximum(
+            lo, torch.as_tensor(lower, dtype=v0.dtype, device=v0.device).expand_as(v0)
+        )
     if upper is not None:
-        hi = torch.minimum(hi, torch.as_tensor(upper, dtype=v0.dtype, device=v0.device).expand_as(v0))
+        hi = torch.minimum(
+            hi, torch.as_tensor(upper, dtype=v0.dtype, device=v0.device).expand_as(v0)
+        )
     return lo, hi
 
 
@@ -88,7 +95,9 @@ def _rows(t: Tensor, idx: Tensor) -> Tensor:
     return t.index_select(0, idx)
 
 
-def _pgd_once(forward, v0, y, lo, hi, eps, steps, step_size, random_start, mode, generator):
+def _pgd_once(
+    forward, v0, y, lo, hi, eps, steps, step_size, random_start, mode, generator
+):
     """One run of PGD from one start. Returns (iterate, fooled, steps used).
 
     In ``"first"`` mode the still-active examples are kept *compacted* (iterate, label,
@@ -119,8 +128,14 @@ def _pgd_once(forward, v0, y, lo, hi, eps, steps, step_size, random_start, mode,
                 keep = (~wrong).nonzero().squeeze(1)
                 if keep.numel() == 0:
                     return v, fooled, used
-                idx, va, ya, loa, hia, grad = (idx[keep], _rows(va, keep), ya[keep], _rows(loa, keep),
-                                               _rows(hia, keep), _rows(grad, keep))
+                idx, va, ya, loa, hia, grad = (
+                    idx[keep],
+                    _rows(va, keep),
+                    ya[keep],
+                    _rows(loa, keep),
+                    _rows(hia, keep),
+                    _rows(grad, keep),
+                )
             # v ← clip_[lo, hi](v + α · sign(g)), in place on the compacted iterate
             va = torch.clamp(grad.sign().mul_(step_size).add_(va), loa, hia)
             taken += 1
@@ -174,10 +189,17 @@ def pgd(
     _check(eps, steps, 1.0 if step_size is None else step_size, restarts, mode)
     step_size = 2.5 * eps / steps if step_size is None else step_size
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
-    torch.set_flush_denormal(True)  # see training.flush_denormals (attacks import no training)
+        raise ValueError(
+            f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}"
+        )
+    torch.set_flush_denormal(
+        True
+    )  # see training.flush_denormals (attacks import no training)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    out, success = x.detach().clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    out, success = (
+        x.detach().clone(),
+        torch.zeros(len(x), dtype=torch.bool, device=x.device),
+    )
     used = torch.zeros(len(x), dtype=torch.long, device=x.device)
     for start in range(0, len(x), batch_size):
         sl = slice(start, start + batch_size)
@@ -185,11 +207,26 @@ def pgd(
         lo, hi = _bounds(xb, eps, lower, upper)
         best_loss = torch.full((len(xb),), -float("inf"), device=x.device)
         for r in range(restarts):
-            todo = (~success[sl]).nonzero().squeeze(1) if mode == "first" else torch.arange(len(xb), device=x.device)
+            todo = (
+                (~success[sl]).nonzero().squeeze(1)
+                if mode == "first"
+                else torch.arange(len(xb), device=x.device)
+            )
             if todo.numel() == 0:
                 break
-            v, fooled, n = _pgd_once(forward, xb[todo], yb[todo], lo[todo], hi[todo], eps, steps, step_size,
-                                     random_start or r > 0, mode, generator)
+            v, fooled, n = _pgd_once(
+                forward,
+                xb[todo],
+                yb[todo],
+                lo[todo],
+                hi[todo],
+                eps,
+                steps,
+                step_size,
+                random_start or r > 0,
+                mode,
+                generator,
+            )
             used[sl][todo] += n
             if mode == "first":
                 out[sl][todo[fooled]] = v[fooled]
@@ -205,8 +242,15 @@ def pgd(
     return AttackResult(out, success, used)
 
 
-def fgsm(forward: Forward, x: Tensor, y: Tensor, *, eps: float,
-         lower: Bound = 0.0, upper: Bound = 1.0) -> AttackResult:
+def fgsm(
+    forward: Forward,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    lower: Bound = 0.0,
+    upper: Bound = 1.0,
+) -> AttackResult:
     """Fast gradient sign method: v = Π_box(x + ε · sign(∇_x CE(forward(x), y)))."""
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
@@ -215,11 +259,15 @@ def fgsm(forward: Forward, x: Tensor, y: Tensor, *, eps: float,
     v = torch.minimum(torch.maximum(x.detach() + eps * grad.sign(), lo), hi)
     with torch.no_grad():
         success = forward(v).argmax(1) != y
-    return AttackResult(v, success, torch.ones(len(x), dtype=torch.long, device=x.device))
+    return AttackResult(
+        v, success, torch.ones(len(x), dtype=torch.long, device=x.device)
+    )
 
 
 @torch.no_grad()
-def robust_accuracy(forward: Forward, x: Tensor, y: Tensor, result: AttackResult) -> float:
+def robust_accuracy(
+    forward: Forward, x: Tensor, y: Tensor, result: AttackResult
+) -> float:
     """Fraction of examples classified correctly both clean and under attack."""
     clean = forward(x).argmax(1) == y
     return (clean & ~result.success).float().mean().item()

@@ -25,6 +25,7 @@ Pieces (each returns a flat dict of numbers plus a tidy table of raw timings):
 ``benchmarks/run.py`` runs them at full size; the appendix notebook
 ``90_benchmarks`` runs them with profile-dependent sizes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,11 +66,13 @@ def require_torchattacks():
         raise MissingDependency(
             "torchattacks is not installed, so the PGD reference cannot run: "
             "install it with `python -m pip install --no-deps torchattacks` "
-            "(or `make install`)") from err
+            "(or `make install`)"
+        ) from err
     return torchattacks
 
 
 # ---------------------------------------- machine, timing
+
 
 def cpu_model() -> str:
     """CPU model name from /proc/cpuinfo (else platform.processor())."""
@@ -93,11 +96,15 @@ def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import numpy
 
-    return {"cpu_model": cpu_model(), "cores_available": available_cores(),
-            "threads": torch.get_num_threads(),
-            "torch_version": torch.__version__, "numpy_version": numpy.__version__,
-            "python_version": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpu_model": cpu_model(),
+        "cores_available": available_cores(),
+        "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "numpy_version": numpy.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 @contextlib.contextmanager
@@ -125,8 +132,9 @@ def fixed_threads(n: int | None):
             torch.set_num_threads(before)
 
 
-def interleaved(candidates: Mapping[str, Callable[[], Any]], *, repeats: int,
-                warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(
+    candidates: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
     """Wall-clock seconds of each candidate over ``repeats`` rounds after ``warmup``.
 
     Within a round every candidate runs once; the order rotates from round to round so
@@ -138,7 +146,7 @@ def interleaved(candidates: Mapping[str, Callable[[], Any]], *, repeats: int,
     names = list(candidates)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             start = time.perf_counter()
             candidates[name]()
@@ -150,8 +158,11 @@ def interleaved(candidates: Mapping[str, Callable[[], Any]], *, repeats: int,
 
 def summary(values: list[float], prefix: str) -> dict[str, float]:
     """``{prefix: median, prefix_min: min, prefix_max: max}``."""
-    return {prefix: statistics.median(values), f"{prefix}_min": min(values),
-            f"{prefix}_max": max(values)}
+    return {
+        prefix: statistics.median(values),
+        f"{prefix}_min": min(values),
+        f"{prefix}_max": max(values),
+    }
 
 
 def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
@@ -160,11 +171,15 @@ def ratios(numerator: list[float], denominator: list[float]) -> list[float]:
 
 
 def timing_rows(piece: str, times: Mapping[str, list[float]]) -> list[dict[str, Any]]:
-    return [{"piece": piece, "candidate": name, "round": i, "seconds": t}
-            for name, values in times.items() for i, t in enumerate(values)]
+    return [
+        {"piece": piece, "candidate": name, "round": i, "seconds": t}
+        for name, values in times.items()
+        for i, t in enumerate(values)
+    ]
 
 
 # ---------------------------------------- models and data
+
 
 def mlp_flops(sizes=(784, 1568, 1568, 10), *, backward: bool = True) -> int:
     """Floating-point operations per example of the MLP: 2·Σ a·b for the forward
@@ -178,8 +193,9 @@ def mlp_flops(sizes=(784, 1568, 1568, 10), *, backward: bool = True) -> int:
 SECONDS_PER_MLP_IMAGE = 1e-3
 
 
-def _train_mlp(n_train: int, data_dir, epochs: int, batch_size: int, lr: float,
-               seed: int) -> dict:
+def _train_mlp(
+    n_train: int, data_dir, epochs: int, batch_size: int, lr: float, seed: int
+) -> dict:
     """Build of :func:`mlp_unit`: the MLP trained on the first ``n_train`` MNIST
     training images; its state dict."""
     from .data import load_mnist
@@ -187,13 +203,29 @@ def _train_mlp(n_train: int, data_dir, epochs: int, batch_size: int, lr: float,
     x, y = load_mnist(True, data_dir, limit=n_train)
     torch.manual_seed(seed)
     model = MLP()
-    training.train(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr,
-                   seed=seed, desc="benchmark MLP", progress=False)
+    training.train(
+        model,
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        desc="benchmark MLP",
+        progress=False,
+    )
     return model.state_dict()
 
 
-def mlp_unit(n_train: int, *, data_dir=None, epochs: int = 1, batch_size: int = 128,
-             lr: float = 1e-3, seed: int = 0):
+def mlp_unit(
+    n_train: int,
+    *,
+    data_dir=None,
+    epochs: int = 1,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+):
     """The ``benchmark-mlp`` unit: the 784-1568-1568-10 MLP trained with Adam on
     cross-entropy on the first ``n_train`` MNIST training images (keyed by their
     fingerprint and the settings)."""
@@ -204,12 +236,22 @@ def mlp_unit(n_train: int, *, data_dir=None, epochs: int = 1, batch_size: int = 
     from .units import Unit
 
     x, y = load_mnist(True, data_dir, limit=n_train)
-    config = {"model": "MLP-784-1568-1568-10", "epochs": epochs,
-              "batch_size": batch_size, "lr": lr, "seed": seed,
-              "data": fingerprint(x, y)}
+    config = {
+        "model": "MLP-784-1568-1568-10",
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "data": fingerprint(x, y),
+    }
     build = partial(_train_mlp, n_train, data_dir, epochs, batch_size, lr, seed)
-    return Unit(STEM, "benchmark-mlp", config, build,
-                estimate_s=SECONDS_PER_MLP_IMAGE * epochs * len(x))
+    return Unit(
+        STEM,
+        "benchmark-mlp",
+        config,
+        build,
+        estimate_s=SECONDS_PER_MLP_IMAGE * epochs * len(x),
+    )
 
 
 def trained_mlp(n_train: int, *, data_dir=None, seed: int = 0) -> nn.Module:
@@ -231,20 +273,30 @@ def prototypes_unit(bundled_only: bool):
 
     files = fonts.matplotlib_font_files() if bundled_only else fonts.find_font_files()
     config = fonts.prototypes_config(files)
-    return Unit(STEM, "fonts-prototypes", config,
-                partial(fonts.prototypes_payload, config, files),
-                estimate_s=1.0 + 0.007 * len(files))
+    return Unit(
+        STEM,
+        "fonts-prototypes",
+        config,
+        partial(fonts.prototypes_payload, config, files),
+        estimate_s=1.0 + 0.007 * len(files),
+    )
 
 
 def units(profile: str, params: Mapping[str, Any]) -> list:
     """The appendix's cached work for ``profile`` and the notebook's ``params``
     (:mod:`advmanifold.units`): the benchmark MLP and the font prototypes that the
     FONTS decoder and ConvNet pieces render."""
-    cfg = settings(profile, threads=params.get("threads"),
-                   repeats=params.get("repeats"))
-    found = [mlp_unit(cfg.mlp_train, data_dir=params.get("data_dir"),
-                      seed=int(params.get("seed", 0))),
-             prototypes_unit(bundled_only=True)]  # the ConvNet's data
+    cfg = settings(
+        profile, threads=params.get("threads"), repeats=params.get("repeats")
+    )
+    found = [
+        mlp_unit(
+            cfg.mlp_train,
+            data_dir=params.get("data_dir"),
+            seed=int(params.get("seed", 0)),
+        ),
+        prototypes_unit(bundled_only=True),
+    ]  # the ConvNet's data
     if not cfg.decoder_bundled_fonts:
         found.append(prototypes_unit(bundled_only=False))
     return found
@@ -252,8 +304,10 @@ def units(profile: str, params: Mapping[str, Any]) -> list:
 
 # ---------------------------------------- matmul peak
 
-def matmul_gflops(m: int = 1000, k: int = 1568, n: int = 1568, *, repeats: int = 5,
-                  inner: int = 5) -> list[float]:
+
+def matmul_gflops(
+    m: int = 1000, k: int = 1568, n: int = 1568, *, repeats: int = 5, inner: int = 5
+) -> list[float]:
     """GFLOP/s of ``torch.mm`` [m×k]·[k×n] (2·m·k·n FLOPs), one value per round of
     ``inner`` products (after one warm-up product)."""
     a, b = torch.randn(m, k), torch.randn(k, n)
@@ -270,10 +324,21 @@ def matmul_gflops(m: int = 1000, k: int = 1568, n: int = 1568, *, repeats: int =
 
 # ---------------------------------------- PGD
 
-def pgd_benchmark(model: nn.Module, x: Tensor, y: Tensor, *, eps: float = 0.1,
-                  step_size: float = 0.01, steps: int = 40, repeats: int = 5,
-                  warmup: int = 1, seed: int = 0, reference: bool = True,
-                  out: dict | None = None) -> Timed:
+
+def pgd_benchmark(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float = 0.1,
+    step_size: float = 0.01,
+    steps: int = 40,
+    repeats: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+    reference: bool = True,
+    out: dict | None = None,
+) -> Timed:
     """``attacks.pgd`` (mode "first", random start, box [0, 1]) against
     ``torchattacks.PGD`` with the same ε, step and steps on the same images, and a
     plain ``torch.mm``.
@@ -296,10 +361,20 @@ def pgd_benchmark(model: nn.Module, x: Tensor, y: Tensor, *, eps: float = 0.1,
     state: dict[str, Any] = {}
 
     def ours():
-        state["ours"] = attacks.pgd(model, x, y, eps=eps, steps=steps,
-                                    step_size=step_size, lower=0.0, upper=1.0,
-                                    random_start=True, mode="first", batch_size=n,
-                                    seed=seed)
+        state["ours"] = attacks.pgd(
+            model,
+            x,
+            y,
+            eps=eps,
+            steps=steps,
+            step_size=step_size,
+            lower=0.0,
+            upper=1.0,
+            random_start=True,
+            mode="first",
+            batch_size=n,
+            seed=seed,
+        )
 
     a, b, product = torch.randn(n, 1568), torch.randn(1568, 1568), torch.empty(n, 1568)
     mm_calls = 20
@@ -311,8 +386,9 @@ def pgd_benchmark(model: nn.Module, x: Tensor, y: Tensor, *, eps: float = 0.1,
     candidates = {"ours": ours, "torch.mm": matmul}
     if reference:
         torchattacks = require_torchattacks()
-        attack = torchattacks.PGD(model, eps=eps, alpha=step_size, steps=steps,
-                                  random_start=True)
+        attack = torchattacks.PGD(
+            model, eps=eps, alpha=step_size, steps=steps, random_start=True
+        )
 
         def theirs():
             torch.manual_seed(seed)
@@ -333,7 +409,9 @@ def pgd_benchmark(model: nn.Module, x: Tensor, y: Tensor, *, eps: float = 0.1,
     ours_gflops = [mlp_flops() * gradient_evals / t / 1e9 for t in times["ours"]]
     mm_gflops = [2 * n * 1568 * 1568 * mm_calls / t / 1e9 for t in times["torch.mm"]]
     metrics: dict[str, float] = {
-        "pgd_examples": n, "pgd_eps": eps, "pgd_step_size": step_size,
+        "pgd_examples": n,
+        "pgd_eps": eps,
+        "pgd_step_size": step_size,
         "pgd_steps": steps,
         "pgd_clean_accuracy": clean.float().mean().item(),
         "pgd_ours_success_rate": result.success.float().mean().item(),
@@ -349,37 +427,57 @@ def pgd_benchmark(model: nn.Module, x: Tensor, y: Tensor, *, eps: float = 0.1,
         with torch.no_grad():
             fooled_theirs = model(state["theirs"]).argmax(1) != y
         fooled_ours = result.success
-        theirs_gflops = [mlp_flops() * n * steps / t / 1e9
-                         for t in times["torchattacks"]]
-        metrics.update({
-            "pgd_torchattacks_success_rate": fooled_theirs.float().mean().item(),
-            "pgd_torchattacks_robust_accuracy":
-                (clean & ~fooled_theirs).float().mean().item(),
-            "pgd_fooled_only_by_ours": int((fooled_ours & ~fooled_theirs).sum()),
-            "pgd_fooled_only_by_torchattacks":
-                int((fooled_theirs & ~fooled_ours).sum()),
-            "pgd_identical_fooled_set": int(bool((fooled_ours == fooled_theirs).all())),
-            # the target: the same fooled set, or a lower robust accuracy than theirs
-            "pgd_same_or_better_fooled_set": int(
-                bool((fooled_ours == fooled_theirs).all())
-                or (clean & ~fooled_ours).sum() < (clean & ~fooled_theirs).sum()),
-            "pgd_torchattacks_max_linf": (state["theirs"] - x).abs().amax().item(),
-            "pgd_ours_max_linf": (result.adversarial - x).abs().amax().item(),
-            **summary(times["torchattacks"], "pgd_torchattacks_s"),
-            **summary(theirs_gflops, "pgd_torchattacks_gflops"),
-            **summary(ratios(times["torchattacks"], times["ours"]),
-                      "pgd_speedup_vs_torchattacks"),
-            **summary(ratios(theirs_gflops, mm_gflops),
-                      "pgd_torchattacks_fraction_of_matmul_peak"),
-        })
+        theirs_gflops = [
+            mlp_flops() * n * steps / t / 1e9 for t in times["torchattacks"]
+        ]
+        metrics.update(
+            {
+                "pgd_torchattacks_success_rate": fooled_theirs.float().mean().item(),
+                "pgd_torchattacks_robust_accuracy": (clean & ~fooled_theirs)
+                .float()
+                .mean()
+                .item(),
+                "pgd_fooled_only_by_ours": int((fooled_ours & ~fooled_theirs).sum()),
+                "pgd_fooled_only_by_torchattacks": int(
+                    (fooled_theirs & ~fooled_ours).sum()
+                ),
+                "pgd_identical_fooled_set": int(
+                    bool((fooled_ours == fooled_theirs).all())
+                ),
+                # the target: the same fooled set, or a lower robust accuracy than theirs
+                "pgd_same_or_better_fooled_set": int(
+                    bool((fooled_ours == fooled_theirs).all())
+                    or (clean & ~fooled_ours).sum() < (clean & ~fooled_theirs).sum()
+                ),
+                "pgd_torchattacks_max_linf": (state["theirs"] - x).abs().amax().item(),
+                "pgd_ours_max_linf": (result.adversarial - x).abs().amax().item(),
+                **summary(times["torchattacks"], "pgd_torchattacks_s"),
+                **summary(theirs_gflops, "pgd_torchattacks_gflops"),
+                **summary(
+                    ratios(times["torchattacks"], times["ours"]),
+                    "pgd_speedup_vs_torchattacks",
+                ),
+                **summary(
+                    ratios(theirs_gflops, mm_gflops),
+                    "pgd_torchattacks_fraction_of_matmul_peak",
+                ),
+            }
+        )
     return metrics, timing_rows("pgd", times)
 
 
 # ---------------------------------------- k-NN subspace distance
 
-def knn_original(perturbed: Tensor, reference: Tensor, train: Tensor, k: int = 50, *,
-                 n_components: int = 40,
-                 stages: dict[str, float] | None = None) -> tuple[Tensor, Tensor]:
+
+def knn_original(
+    perturbed: Tensor,
+    reference: Tensor,
+    train: Tensor,
+    k: int = 50,
+    *,
+    n_components: int = 40,
+    stages: dict[str, float] | None = None,
+) -> tuple[Tensor, Tensor]:
     """The original pipeline of the MNIST distance (Stutz et al.): IncrementalPCA with
     ``n_components`` fitted on the training images, a kd-tree (scikit-learn ``KDTree``)
     in that PCA space, the k nearest training images of each *reference* image, and per
@@ -425,8 +523,16 @@ def neighbour_overlap(found: Tensor, exact: Tensor) -> Tensor:
     return (found.unsqueeze(2) == exact.unsqueeze(1)).any(2).float().mean(1)
 
 
-def knn_benchmark(perturbed: Tensor, reference: Tensor, train: Tensor, *, k: int = 50,
-                  n_components: int = 40, repeats: int = 3, warmup: int = 1) -> Timed:
+def knn_benchmark(
+    perturbed: Tensor,
+    reference: Tensor,
+    train: Tensor,
+    *,
+    k: int = 50,
+    n_components: int = 40,
+    repeats: int = 3,
+    warmup: int = 1,
+) -> Timed:
     """Ours (:func:`advmanifold.manifolds.knn.knn_projection`: exact batched search of
     the reference images' neighbours, batched SVD projection) against
     :func:`knn_original`, end to end (the original's PCA fit and tree build included;
@@ -447,17 +553,20 @@ def knn_benchmark(perturbed: Tensor, reference: Tensor, train: Tensor, *, k: int
     stages_runs: list[dict[str, float]] = []
 
     def ours():
-        state["ours"] = knn_projection(perturbed, reference, train, k,
-                                       neighbours_of="reference")
+        state["ours"] = knn_projection(
+            perturbed, reference, train, k, neighbours_of="reference"
+        )
 
     def original():
         stages: dict[str, float] = {}
-        state["original"] = knn_original(perturbed, reference, train, k,
-                                         n_components=n_components, stages=stages)
+        state["original"] = knn_original(
+            perturbed, reference, train, k, n_components=n_components, stages=stages
+        )
         stages_runs.append(stages)
 
-    times = interleaved({"ours": ours, "original": original}, repeats=repeats,
-                        warmup=warmup)
+    times = interleaved(
+        {"ours": ours, "original": original}, repeats=repeats, warmup=warmup
+    )
     mine, (their_idx, their_dist) = state["ours"], state["original"]
     # ours against a float64 brute-force search on (up to) 100 queries
     m = min(100, len(reference))
@@ -469,35 +578,51 @@ def knn_benchmark(perturbed: Tensor, reference: Tensor, train: Tensor, *, k: int
     diff = their_dist - mine.distance.double()
     query_only = [st["kdtree_query"] + st["qr_loop"] for st in stages_runs[warmup:]]
     metrics = {
-        "knn_examples": len(perturbed), "knn_train": len(train), "knn_k": k,
+        "knn_examples": len(perturbed),
+        "knn_train": len(train),
+        "knn_k": k,
         "knn_pca_components": n_components,
         **summary(times["ours"], "knn_ours_s"),
         **summary(times["original"], "knn_original_s"),
         **summary(ratios(times["original"], times["ours"]), "knn_speedup_vs_original"),
-        **summary(ratios(query_only, times["ours"]),
-                  "knn_speedup_vs_original_without_fit"),
+        **summary(
+            ratios(query_only, times["ours"]), "knn_speedup_vs_original_without_fit"
+        ),
         "knn_neighbour_overlap": overlap.mean().item(),
         "knn_neighbour_overlap_min": overlap.min().item(),
         "knn_ours_neighbour_overlap": ours_overlap.mean().item(),
         "knn_distance_abs_diff_median": diff.abs().median().item(),
         "knn_distance_abs_diff_max": diff.abs().max().item(),
-        "knn_distance_rel_diff_median":
-            (diff.abs() / mine.distance.double().clamp_min(1e-12)).median().item(),
+        "knn_distance_rel_diff_median": (
+            diff.abs() / mine.distance.double().clamp_min(1e-12)
+        )
+        .median()
+        .item(),
         "knn_distance_diff_mean": diff.mean().item(),
         "knn_distance_ours_median": mine.distance.median().item(),
         "knn_distance_original_median": their_dist.median().item(),
     }
     for stage in stages_runs[0]:
         metrics[f"knn_original_{stage}_s"] = statistics.median(
-            st[stage] for st in stages_runs[warmup:])
+            st[stage] for st in stages_runs[warmup:]
+        )
     return metrics, timing_rows("knn", times)
 
 
 # ---------------------------------------- FONTS decoder projection
 
-def decoder_benchmark(decoder, *, n_examples: int = 1000, restarts: int = 3,
-                      steps: int = 100, eps: float = 0.3, repeats: int = 3,
-                      warmup: int = 1, seed: int = 0) -> Timed:
+
+def decoder_benchmark(
+    decoder,
+    *,
+    n_examples: int = 1000,
+    restarts: int = 3,
+    steps: int = 100,
+    eps: float = 0.3,
+    repeats: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+) -> Timed:
     """Examples per second of :func:`advmanifold.manifolds.decoder.project` (Adam on θ
     from the true θ and ``restarts`` random starts, ``steps`` steps each) for
     ``n_examples`` decoded images perturbed by random L∞ sign noise of size ``eps``
@@ -516,30 +641,52 @@ def decoder_benchmark(decoder, *, n_examples: int = 1000, restarts: int = 3,
     state = {}
 
     def ours():
-        state["projection"], _ = decoder_manifold.project(decoder, font, letter,
-                                                          perturbed, theta, steps=steps,
-                                                          restarts=restarts, seed=seed)
+        state["projection"], _ = decoder_manifold.project(
+            decoder,
+            font,
+            letter,
+            perturbed,
+            theta,
+            steps=steps,
+            restarts=restarts,
+            seed=seed,
+        )
 
     times = interleaved({"decoder_projection": ours}, repeats=repeats, warmup=warmup)
     rate = [n_examples / t for t in times["decoder_projection"]]
     projection = state["projection"]
-    metrics = {"decoder_examples": n_examples, "decoder_restarts": restarts,
-               "decoder_steps": steps,
-               "decoder_fonts": decoder.n_fonts,
-               **summary(times["decoder_projection"], "decoder_projection_s"),
-               **summary(rate, "decoder_examples_per_s"),
-               "decoder_distance_median": projection.distance.median().item(),
-               "decoder_distance_over_l2_median":
-                   (projection.distance / projection.delta_norm).median().item()}
+    metrics = {
+        "decoder_examples": n_examples,
+        "decoder_restarts": restarts,
+        "decoder_steps": steps,
+        "decoder_fonts": decoder.n_fonts,
+        **summary(times["decoder_projection"], "decoder_projection_s"),
+        **summary(rate, "decoder_examples_per_s"),
+        "decoder_distance_median": projection.distance.median().item(),
+        "decoder_distance_over_l2_median": (projection.distance / projection.delta_norm)
+        .median()
+        .item(),
+    }
     return metrics, timing_rows("decoder", times)
 
 
 # ---------------------------------------- training steps
 
-def training_step_benchmark(x: Tensor, y: Tensor, manifold, *, batch_size: int = 128,
-                            inner: int = 5, repeats: int = 5, warmup: int = 1,
-                            alpha: float = 1.0, eps: float = 0.1, pgd_steps: int = 10,
-                            seed: int = 0) -> Timed:
+
+def training_step_benchmark(
+    x: Tensor,
+    y: Tensor,
+    manifold,
+    *,
+    batch_size: int = 128,
+    inner: int = 5,
+    repeats: int = 5,
+    warmup: int = 1,
+    alpha: float = 1.0,
+    eps: float = 0.1,
+    pgd_steps: int = 10,
+    seed: int = 0,
+) -> Timed:
     """Seconds per Adam step of the MLP on one batch for three objectives of the
     package: plain cross-entropy, the alignment loss CE + α·ratio as the PMNIST chapter
     trains it (double backprop, one forward pass:
@@ -555,7 +702,8 @@ def training_step_benchmark(x: Tensor, y: Tensor, manifold, *, batch_size: int =
         "plain": training.cross_entropy(),
         "alignment": aligned_cross_entropy(manifold, alpha=alpha),
         "alignment_composed": training.combined(
-            training.cross_entropy(), alignment_penalty(manifold, alpha=alpha)),
+            training.cross_entropy(), alignment_penalty(manifold, alpha=alpha)
+        ),
         "adversarial": training.adversarial(eps=eps, steps=pgd_steps),
     }
 
@@ -570,24 +718,41 @@ def training_step_benchmark(x: Tensor, y: Tensor, manifold, *, batch_size: int =
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+
         return run
 
-    times = interleaved({name: make(obj) for name, obj in objectives.items()},
-                        repeats=repeats, warmup=warmup)
+    times = interleaved(
+        {name: make(obj) for name, obj in objectives.items()},
+        repeats=repeats,
+        warmup=warmup,
+    )
     per_step = {name: [t / inner for t in values] for name, values in times.items()}
     metrics = {"step_batch_size": batch_size, "step_pgd_steps": pgd_steps}
     for name, values in per_step.items():
         metrics.update(summary(values, f"{name}_step_s"))
-    metrics.update(summary(ratios(per_step["alignment"], per_step["plain"]),
-                           "alignment_step_over_plain"))
-    metrics.update(summary(ratios(per_step["alignment_composed"], per_step["plain"]),
-                           "alignment_composed_step_over_plain"))
-    metrics.update(summary(ratios(per_step["adversarial"], per_step["plain"]),
-                           "adversarial_step_over_plain"))
+    metrics.update(
+        summary(
+            ratios(per_step["alignment"], per_step["plain"]),
+            "alignment_step_over_plain",
+        )
+    )
+    metrics.update(
+        summary(
+            ratios(per_step["alignment_composed"], per_step["plain"]),
+            "alignment_composed_step_over_plain",
+        )
+    )
+    metrics.update(
+        summary(
+            ratios(per_step["adversarial"], per_step["plain"]),
+            "adversarial_step_over_plain",
+        )
+    )
     return metrics, timing_rows("training_step", per_step)
 
 
 # ---------------------------------------- denormals
+
 
 def denormals_flushed() -> bool:
     """Whether the CPU now flushes denormal floats to zero (``torch.set_flush_denormal``
@@ -599,12 +764,16 @@ def denormals_flushed() -> bool:
 def count_denormals(tensors) -> int:
     """Number of nonzero entries below float32's smallest normal magnitude."""
     tiny = torch.finfo(torch.float32).tiny
-    return sum(int(((t.abs() < tiny) & (t != 0)).sum()) for t in tensors
-               if torch.is_tensor(t) and t.dtype == torch.float32)
+    return sum(
+        int(((t.abs() < tiny) & (t != 0)).sum())
+        for t in tensors
+        if torch.is_tensor(t) and t.dtype == torch.float32
+    )
 
 
-def fonts_training_data(n_images: int = 10000, *,
-                        seed: int = 0) -> tuple[Tensor, Tensor]:
+def fonts_training_data(
+    n_images: int = 10000, *, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """FONTS-like 28×28 training images (letters A–J of matplotlib's bundled fonts under
     random affine transformations, :func:`advmanifold.decoders.make_dataset`)."""
     from .decoders import make_dataset
@@ -616,10 +785,18 @@ def fonts_training_data(n_images: int = 10000, *,
     return data["x"][:n_images], data["y"][:n_images]
 
 
-def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: int = 500,
-                       batch_size: int = 100, lr: float = 0.01,
-                       weight_decay: float = 1e-4, seed: int = 0,
-                       progress: bool = False) -> Timed:
+def denormal_benchmark(
+    x: Tensor,
+    y: Tensor,
+    *,
+    batches: int = 10000,
+    window: int = 500,
+    batch_size: int = 100,
+    lr: float = 0.01,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    progress: bool = False,
+) -> Timed:
     """The FONTS ConvNet (:class:`~advmanifold.models.ConvNet`, Adam, ``lr`` 0.01,
     weight decay 1e-4, batch 100 as in the FONTS chapter) trained for ``batches``
     batches twice, with denormals flushed to zero
@@ -647,14 +824,16 @@ def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: in
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     n_windows = batches // window
     if n_windows < 3:
-        raise ValueError(f"batches must be at least 3 windows of {window}, "
-                         f"got {batches}")
+        raise ValueError(
+            f"batches must be at least 3 windows of {window}, got {batches}"
+        )
     runs = {}
     for setting in ("flush", "noflush"):
         torch.manual_seed(seed)
         model = ConvNet().train()
-        optimiser = torch.optim.Adam(model.parameters(), lr=lr,
-                                     weight_decay=weight_decay)
+        optimiser = torch.optim.Adam(
+            model.parameters(), lr=lr, weight_decay=weight_decay
+        )
         runs[setting] = (model, optimiser, torch.Generator().manual_seed(seed), [])
 
     def step(model, optimiser, generator, order):
@@ -668,11 +847,16 @@ def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: in
 
     before = denormals_flushed()
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=2 * n_windows * window, desc="denormal benchmark", unit="batch",
-               disable=not progress, mininterval=2.0)
+    bar = tqdm(
+        total=2 * n_windows * window,
+        desc="denormal benchmark",
+        unit="batch",
+        disable=not progress,
+        mininterval=2.0,
+    )
     try:
         for w in range(n_windows):
-            turn = list(runs.items())[::1 if w % 2 == 0 else -1]  # alternate the first
+            turn = list(runs.items())[:: 1 if w % 2 == 0 else -1]  # alternate the first
             for setting, (model, optimiser, generator, order) in turn:
                 torch.set_flush_denormal(setting == "flush")
                 start = time.perf_counter()
@@ -680,37 +864,55 @@ def denormal_benchmark(x: Tensor, y: Tensor, *, batches: int = 10000, window: in
                     step(model, optimiser, generator, order)
                 seconds = time.perf_counter() - start
                 state = [v for s in optimiser.state.values() for v in s.values()]
-                rows.append({"piece": "denormals", "candidate": setting, "round": w,
-                             "batch": (w + 1) * window, "seconds": seconds,
-                             "batches_per_s": window / seconds,
-                             "denormals": count_denormals([*model.parameters(),
-                                                           *state])})
+                rows.append(
+                    {
+                        "piece": "denormals",
+                        "candidate": setting,
+                        "round": w,
+                        "batch": (w + 1) * window,
+                        "seconds": seconds,
+                        "batches_per_s": window / seconds,
+                        "denormals": count_denormals([*model.parameters(), *state]),
+                    }
+                )
                 bar.update(window)
     finally:
         torch.set_flush_denormal(before)
         bar.close()
     fifth = max(1, n_windows // 5)
-    metrics: dict[str, float] = {"denormal_batches": n_windows * window,
-                                 "denormal_window": window, "denormal_images": len(x)}
+    metrics: dict[str, float] = {
+        "denormal_batches": n_windows * window,
+        "denormal_window": window,
+        "denormal_images": len(x),
+    }
     for setting in runs:
         rates = [r["batches_per_s"] for r in rows if r["candidate"] == setting]
-        early = statistics.median(rates[1:1 + fifth])
+        early = statistics.median(rates[1 : 1 + fifth])
         late = statistics.median(rates[-fifth:])
-        metrics.update({f"denormal_{setting}_early_per_s": early,
-                        f"denormal_{setting}_late_per_s": late,
-                        f"denormal_{setting}_late_over_early": late / early,
-                        f"denormal_{setting}_max_count": max(
-                            r["denormals"] for r in rows if r["candidate"] == setting)})
+        metrics.update(
+            {
+                f"denormal_{setting}_early_per_s": early,
+                f"denormal_{setting}_late_per_s": late,
+                f"denormal_{setting}_late_over_early": late / early,
+                f"denormal_{setting}_max_count": max(
+                    r["denormals"] for r in rows if r["candidate"] == setting
+                ),
+            }
+        )
     # the two settings in the same window see the same load: their ratio cancels it
-    paired = ratios([r["batches_per_s"] for r in rows if r["candidate"] == "noflush"],
-                    [r["batches_per_s"] for r in rows if r["candidate"] == "flush"])
+    paired = ratios(
+        [r["batches_per_s"] for r in rows if r["candidate"] == "noflush"],
+        [r["batches_per_s"] for r in rows if r["candidate"] == "flush"],
+    )
     metrics["denormal_noflush_over_flush_early"] = statistics.median(
-        paired[1:1 + fifth])
+        paired[1 : 1 + fifth]
+    )
     metrics["denormal_noflush_over_flush_late"] = statistics.median(paired[-fifth:])
     return metrics, rows
 
 
 # ---------------------------------------- whole book
+
 
 def book_times(directory: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """The runner's logs ``book_run_<profile>.json`` found in the results folder:
@@ -725,8 +927,11 @@ def book_times(directory: str | os.PathLike | None = None) -> dict[str, dict[str
             log = json.loads(path.read_text())
             chapters_s = dict(log.get("chapters_s", {}))
             total = float(log.get("total_s", sum(chapters_s.values())))
-            found[profile] = {"total_s": total,
-                              "chapters_s": chapters_s, "finished": log.get("finished")}
+            found[profile] = {
+                "total_s": total,
+                "chapters_s": chapters_s,
+                "finished": log.get("finished"),
+            }
     return found
 
 
@@ -744,19 +949,43 @@ def book_chapters(root: str | os.PathLike | None = None) -> list[str]:
 
 #: (metric, comparison, threshold, what it means) — checked by :func:`targets`.
 TARGETS = (
-    ("pgd_speedup_vs_torchattacks", ">=", 2.5,
-     "PGD at least 2.5× faster than torchattacks"),
-    ("pgd_same_or_better_fooled_set", ">=", 1,
-     "PGD fools the same examples as torchattacks (or more)"),
-    ("pgd_fraction_of_matmul_peak", ">=", 0.85,
-     "PGD throughput at least 0.85 of torch.mm's GFLOP/s"),
-    ("knn_speedup_vs_original", ">=", 10.0,
-     "k-NN distance at least 10× faster than the original pipeline"),
+    (
+        "pgd_speedup_vs_torchattacks",
+        ">=",
+        2.5,
+        "PGD at least 2.5× faster than torchattacks",
+    ),
+    (
+        "pgd_same_or_better_fooled_set",
+        ">=",
+        1,
+        "PGD fools the same examples as torchattacks (or more)",
+    ),
+    (
+        "pgd_fraction_of_matmul_peak",
+        ">=",
+        0.85,
+        "PGD throughput at least 0.85 of torch.mm's GFLOP/s",
+    ),
+    (
+        "knn_speedup_vs_original",
+        ">=",
+        10.0,
+        "k-NN distance at least 10× faster than the original pipeline",
+    ),
     ("knn_ours_neighbour_overlap", ">=", 1.0, "our k-NN neighbours are the exact ones"),
-    ("alignment_step_over_plain", "<=", 2.5,
-     "alignment-loss step at most 2.5× a plain step"),
-    ("denormal_flush_late_over_early", ">=", 0.7,
-     "ConvNet training rate holds with flushed denormals (late ≥ 0.7 × early)"),
+    (
+        "alignment_step_over_plain",
+        "<=",
+        2.5,
+        "alignment-loss step at most 2.5× a plain step",
+    ),
+    (
+        "denormal_flush_late_over_early",
+        ">=",
+        0.7,
+        "ConvNet training rate holds with flushed denormals (late ≥ 0.7 × early)",
+    ),
     ("book_quick_minutes", "<=", 30.0, "whole book, profile quick, within 30 minutes"),
     ("book_smoke_minutes", "<=", 5.0, "whole book, profile smoke, within 5 minutes"),
 )
@@ -769,9 +998,15 @@ def targets(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
         if name in metrics:
             value = metrics[name]
             met = value >= threshold if op == ">=" else value <= threshold
-            rows.append({"metric": name, "value": value,
-                         "target": f"{op} {threshold:g}", "met": bool(met),
-                         "meaning": meaning})
+            rows.append(
+                {
+                    "metric": name,
+                    "value": value,
+                    "target": f"{op} {threshold:g}",
+                    "met": bool(met),
+                    "meaning": meaning,
+                }
+            )
     return rows
 
 
@@ -779,18 +1014,33 @@ def targets(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
 
 #: The sizes of the issue ("full size"); the notebook scales them per profile.
 FULL = {
-    "pgd_examples": 1000, "pgd_steps": 40, "pgd_repeats": 5,
-    "knn_examples": 1000, "knn_train": 60000, "knn_repeats": 3,
-    "decoder_examples": 1000, "decoder_restarts": 3, "decoder_steps": 100,
-    "decoder_fonts": 100, "decoder_repeats": 3,
-    "step_batch_size": 128, "step_inner": 5, "step_repeats": 5,
-    "mlp_train": 60000, "warmup": 1,
+    "pgd_examples": 1000,
+    "pgd_steps": 40,
+    "pgd_repeats": 5,
+    "knn_examples": 1000,
+    "knn_train": 60000,
+    "knn_repeats": 3,
+    "decoder_examples": 1000,
+    "decoder_restarts": 3,
+    "decoder_steps": 100,
+    "decoder_fonts": 100,
+    "decoder_repeats": 3,
+    "step_batch_size": 128,
+    "step_inner": 5,
+    "step_repeats": 5,
+    "mlp_train": 60000,
+    "warmup": 1,
     # per-piece warm-up rounds (None: ``warmup``); a full-size k-NN or decoder round
     # takes tens of seconds, so short runs may skip their warm-up
-    "pgd_warmup": None, "knn_warmup": None, "decoder_warmup": None, "step_warmup": None,
+    "pgd_warmup": None,
+    "knn_warmup": None,
+    "decoder_warmup": None,
+    "step_warmup": None,
     "decoder_bundled_fonts": False,
     # the FONTS ConvNet trained with and without flushed denormals
-    "denormal_batches": 10000, "denormal_window": 500, "denormal_images": 10000,
+    "denormal_batches": 10000,
+    "denormal_window": 500,
+    "denormal_images": 10000,
 }
 PIECES = ("pgd", "knn", "decoder", "steps", "denormals", "book")
 
@@ -798,20 +1048,50 @@ PIECES = ("pgd", "knn", "decoder", "steps", "denormals", "book")
 #: full sizes with fewer rounds (quick also trains the ConvNet for fewer batches);
 #: smoke only checks the code path
 PROFILE_SETTINGS = {
-    "smoke": {"pgd_examples": 32, "pgd_steps": 10, "pgd_repeats": 1, "knn_examples": 16,
-              "knn_train": 1000, "knn_repeats": 1, "decoder_examples": 16,
-              "decoder_restarts": 1, "decoder_steps": 5, "decoder_fonts": 4,
-              "decoder_repeats": 1, "decoder_bundled_fonts": True,
-              "step_batch_size": 32, "step_inner": 1, "step_repeats": 1,
-              "mlp_train": 2000, "warmup": 0,
-              "denormal_batches": 30, "denormal_window": 10, "denormal_images": 500,
-              "threads": None},
-    "quick": {**FULL, "pgd_repeats": 2, "knn_repeats": 1, "knn_warmup": 0,
-              "decoder_repeats": 1, "decoder_warmup": 0, "step_inner": 3,
-              "step_repeats": 3, "denormal_batches": 3000, "denormal_window": 250,
-              "threads": None},
-    "paper": {**FULL, "pgd_repeats": 5, "knn_repeats": 3, "decoder_repeats": 3,
-              "step_repeats": 5, "threads": None},
+    "smoke": {
+        "pgd_examples": 32,
+        "pgd_steps": 10,
+        "pgd_repeats": 1,
+        "knn_examples": 16,
+        "knn_train": 1000,
+        "knn_repeats": 1,
+        "decoder_examples": 16,
+        "decoder_restarts": 1,
+        "decoder_steps": 5,
+        "decoder_fonts": 4,
+        "decoder_repeats": 1,
+        "decoder_bundled_fonts": True,
+        "step_batch_size": 32,
+        "step_inner": 1,
+        "step_repeats": 1,
+        "mlp_train": 2000,
+        "warmup": 0,
+        "denormal_batches": 30,
+        "denormal_window": 10,
+        "denormal_images": 500,
+        "threads": None,
+    },
+    "quick": {
+        **FULL,
+        "pgd_repeats": 2,
+        "knn_repeats": 1,
+        "knn_warmup": 0,
+        "decoder_repeats": 1,
+        "decoder_warmup": 0,
+        "step_inner": 3,
+        "step_repeats": 3,
+        "denormal_batches": 3000,
+        "denormal_window": 250,
+        "threads": None,
+    },
+    "paper": {
+        **FULL,
+        "pgd_repeats": 5,
+        "knn_repeats": 3,
+        "decoder_repeats": 3,
+        "step_repeats": 5,
+        "threads": None,
+    },
 }
 
 
@@ -824,8 +1104,9 @@ def settings(profile: str, **overrides):
     chosen = select(profile, PROFILE_SETTINGS, **overrides)
     if repeats is not None:
         if int(repeats) != repeats or repeats < 1:
-            raise ValueError(f"repeats must be an integer >= 1 or None, "
-                             f"got {repeats!r}")
+            raise ValueError(
+                f"repeats must be an integer >= 1 or None, got {repeats!r}"
+            )
         for piece in ("pgd", "knn", "decoder", "step"):
             setattr(chosen, f"{piece}_repeats", int(repeats))
     return chosen
@@ -842,10 +1123,15 @@ def load_decoder(n_fonts: int, *, bundled_only: bool = False):
     return FontDecoder(prototypes.images[:n_fonts]), source
 
 
-def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
-                   threads: int | None = None,
-                   pieces: tuple[str, ...] = PIECES, data_dir=None, seed: int = 0,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmarks(
+    settings: Mapping[str, Any] | None = None,
+    *,
+    threads: int | None = None,
+    pieces: tuple[str, ...] = PIECES,
+    data_dir=None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run the benchmark ``pieces`` with ``settings`` (default :data:`FULL`) on
     ``threads`` threads (default: every core available). Returns ``{"metrics": {...},
     "timings": DataFrame of raw seconds, "targets": [...], "notes": [...], "chapters":
@@ -859,8 +1145,9 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
         raise ValueError(f"pieces must be among {PIECES}, got {unknown}")
     unknown = sorted(set(settings or {}) - set(FULL))
     if unknown:
-        raise ValueError(f"unknown benchmark setting(s) {unknown}; "
-                         f"valid: {sorted(FULL)}")
+        raise ValueError(
+            f"unknown benchmark setting(s) {unknown}; valid: {sorted(FULL)}"
+        )
     cfg = {**FULL, **(settings or {})}
     for piece in ("pgd", "knn", "decoder", "step"):
         if cfg[f"{piece}_warmup"] is None:
@@ -881,7 +1168,7 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
             n_train = cfg["mlp_train"]
             log(f"training (or loading) the MLP on {n_train} images ...")
             model = trained_mlp(n_train, data_dir=data_dir, seed=seed)
-            x, y = x_test[:cfg["pgd_examples"]], y_test[:cfg["pgd_examples"]]
+            x, y = x_test[: cfg["pgd_examples"]], y_test[: cfg["pgd_examples"]]
             log(f"PGD on {len(x)} images ...")
             try:
                 require_torchattacks()
@@ -891,10 +1178,17 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
                 log(f"note: {err}")
                 reference = False
             found: dict[str, Any] = {}
-            m, r = pgd_benchmark(model, x, y, **{**PGD_SETTING,
-                                                 "steps": cfg["pgd_steps"]},
-                                 repeats=cfg["pgd_repeats"], warmup=cfg["pgd_warmup"],
-                                 seed=seed, reference=reference, out=found)
+            m, r = pgd_benchmark(
+                model,
+                x,
+                y,
+                **{**PGD_SETTING, "steps": cfg["pgd_steps"]},
+                repeats=cfg["pgd_repeats"],
+                warmup=cfg["pgd_warmup"],
+                seed=seed,
+                reference=reference,
+                out=found,
+            )
             metrics.update(m)
             rows += r
             adversarial = found["ours"].adversarial
@@ -905,15 +1199,23 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
                 g = torch.Generator().manual_seed(seed)
                 sign = torch.randint(0, 2, x.shape, generator=g) * 2 - 1
                 perturbed = (x + PGD_SETTING["eps"] * sign).clamp(0, 1)
-                notes.append("k-NN: perturbed examples are random L∞ sign noise "
-                             "(PGD piece not run)")
+                notes.append(
+                    "k-NN: perturbed examples are random L∞ sign noise "
+                    "(PGD piece not run)"
+                )
             else:
                 perturbed = adversarial[:n]
-            log(f"k-NN distance of {n} examples against {cfg['knn_train']} "
-                "training images ...")
-            m, r = knn_benchmark(perturbed, x, x_train[:cfg["knn_train"]],
-                                 repeats=cfg["knn_repeats"],
-                                 warmup=cfg["knn_warmup"])
+            log(
+                f"k-NN distance of {n} examples against {cfg['knn_train']} "
+                "training images ..."
+            )
+            m, r = knn_benchmark(
+                perturbed,
+                x,
+                x_train[: cfg["knn_train"]],
+                repeats=cfg["knn_repeats"],
+                warmup=cfg["knn_warmup"],
+            )
             metrics.update(m)
             rows += r
         if "decoder" in pieces:
@@ -921,18 +1223,24 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
             try:
                 decoder, source = load_decoder(
                     cfg["decoder_fonts"],
-                    bundled_only=cfg.get("decoder_bundled_fonts", False))
+                    bundled_only=cfg.get("decoder_bundled_fonts", False),
+                )
             except Exception as err:  # noqa: BLE001 - no fonts: say so, run the rest
-                notes.append(f"FONTS decoder benchmark skipped: "
-                             f"{type(err).__name__}: {err}")
+                notes.append(
+                    f"FONTS decoder benchmark skipped: {type(err).__name__}: {err}"
+                )
                 log(f"note: {notes[-1]}")
             else:
                 notes.append(f"FONTS decoder on {decoder.n_fonts} {source} fonts")
-                m, r = decoder_benchmark(decoder, n_examples=cfg["decoder_examples"],
-                                         restarts=cfg["decoder_restarts"],
-                                         steps=cfg["decoder_steps"],
-                                         repeats=cfg["decoder_repeats"],
-                                         warmup=cfg["decoder_warmup"], seed=seed)
+                m, r = decoder_benchmark(
+                    decoder,
+                    n_examples=cfg["decoder_examples"],
+                    restarts=cfg["decoder_restarts"],
+                    steps=cfg["decoder_steps"],
+                    repeats=cfg["decoder_repeats"],
+                    warmup=cfg["decoder_warmup"],
+                    seed=seed,
+                )
                 metrics.update(m)
                 rows += r
         if "steps" in pieces:
@@ -940,20 +1248,32 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
 
             log("training steps: plain, alignment, adversarial ...")
             manifold = LinearManifold.fit(x_train[:10000], k=28)
-            m, r = training_step_benchmark(x_train, y_train, manifold,
-                                           batch_size=cfg["step_batch_size"],
-                                           inner=cfg["step_inner"],
-                                           repeats=cfg["step_repeats"],
-                                           warmup=cfg["step_warmup"], seed=seed)
+            m, r = training_step_benchmark(
+                x_train,
+                y_train,
+                manifold,
+                batch_size=cfg["step_batch_size"],
+                inner=cfg["step_inner"],
+                repeats=cfg["step_repeats"],
+                warmup=cfg["step_warmup"],
+                seed=seed,
+            )
             metrics.update(m)
             rows += r
         if "denormals" in pieces:
-            log(f"FONTS ConvNet, {cfg['denormal_batches']} batches with and without "
-                "flushed denormals ...")
+            log(
+                f"FONTS ConvNet, {cfg['denormal_batches']} batches with and without "
+                "flushed denormals ..."
+            )
             x, y = fonts_training_data(cfg["denormal_images"], seed=seed)
-            m, r = denormal_benchmark(x, y, batches=cfg["denormal_batches"],
-                                      window=cfg["denormal_window"], seed=seed,
-                                      progress=True)
+            m, r = denormal_benchmark(
+                x,
+                y,
+                batches=cfg["denormal_batches"],
+                window=cfg["denormal_window"],
+                seed=seed,
+                progress=True,
+            )
             metrics.update(m)
             rows += r
     chapters = []
@@ -962,39 +1282,56 @@ def run_benchmarks(settings: Mapping[str, Any] | None = None, *,
         for profile, log_entry in book_times().items():
             ran = set(log_entry["chapters_s"])
             missing = [c for c in expected if c not in ran]
-            chapters += [{"profile": profile, "chapter": c, "seconds": s} for c,
-                         s in log_entry["chapters_s"].items()]
+            chapters += [
+                {"profile": profile, "chapter": c, "seconds": s}
+                for c, s in log_entry["chapters_s"].items()
+            ]
             metrics[f"book_{profile}_chapters_logged"] = len(ran)
             # a partial log (`--only`) is no whole-book time: report it, judge nothing
             if missing:
                 metrics[f"book_{profile}_partial_minutes"] = log_entry["total_s"] / 60
-                notes.append(f"book run log of profile {profile} lacks {len(missing)} "
-                             f"of {len(expected)} chapters "
-                             f"({', '.join(missing)}): no whole-book time for it")
+                notes.append(
+                    f"book run log of profile {profile} lacks {len(missing)} "
+                    f"of {len(expected)} chapters "
+                    f"({', '.join(missing)}): no whole-book time for it"
+                )
             else:
                 metrics[f"book_{profile}_minutes"] = log_entry["total_s"] / 60
         if not chapters:
-            notes.append("no book run log (_build/results/book_run_<profile>.json) "
-                         "yet: "
-                         "run `make book` first")
+            notes.append(
+                "no book run log (_build/results/book_run_<profile>.json) "
+                "yet: "
+                "run `make book` first"
+            )
     metrics["benchmark_wall_s"] = time.perf_counter() - started
-    return {"metrics": metrics, "timings": pd.DataFrame(rows),
-            "targets": targets(metrics), "notes": notes,
-            "chapters": pd.DataFrame(chapters, columns=["profile", "chapter",
-                                                        "seconds"]),
-            "settings": {**cfg, "threads": threads, "seed": seed}}
+    return {
+        "metrics": metrics,
+        "timings": pd.DataFrame(rows),
+        "targets": targets(metrics),
+        "notes": notes,
+        "chapters": pd.DataFrame(chapters, columns=["profile", "chapter", "seconds"]),
+        "settings": {**cfg, "threads": threads, "seed": seed},
+    }
 
 
 #: metric-name prefixes written by each piece (to replace a piece's numbers on a
 #: partial re-run)
-PIECE_PREFIXES = {"pgd": ("pgd_", "matmul_"), "knn": ("knn_",),
-                  "decoder": ("decoder_",),
-                  "steps": ("step_", "plain_step", "alignment_", "adversarial_step"),
-                  "denormals": ("denormal_",), "book": ("book_",)}
+PIECE_PREFIXES = {
+    "pgd": ("pgd_", "matmul_"),
+    "knn": ("knn_",),
+    "decoder": ("decoder_",),
+    "steps": ("step_", "plain_step", "alignment_", "adversarial_step"),
+    "denormals": ("denormal_",),
+    "book": ("book_",),
+}
 
 
-def write_json(run: Mapping[str, Any], path: str | os.PathLike | None = None, *,
-               pieces: tuple[str, ...] = PIECES) -> Path:
+def write_json(
+    run: Mapping[str, Any],
+    path: str | os.PathLike | None = None,
+    *,
+    pieces: tuple[str, ...] = PIECES,
+) -> Path:
     """``benchmarks.json``: metrics (flat), settings, targets, notes, per-chapter book
     times.
 
@@ -1009,15 +1346,24 @@ def write_json(run: Mapping[str, Any], path: str | os.PathLike | None = None, *,
         old = json.loads(path.read_text())
         prefixes = tuple(x for p in pieces for x in PIECE_PREFIXES[p])
         others = tuple(x for q in PIECES if q not in pieces for x in PIECE_PREFIXES[q])
-        kept = {k: v for k, v in old.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-                and k.startswith(others) and not k.startswith(prefixes)}
+        kept = {
+            k: v
+            for k, v in old.items()
+            if isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and k.startswith(others)
+            and not k.startswith(prefixes)
+        }
         metrics = {**kept, **metrics}
-    record = {**metrics, "settings": run["settings"], "pieces": list(pieces),
-              "targets": targets(metrics),
-              "notes": run["notes"],
-              "book_chapters_s": run["chapters"].to_dict(orient="records"),
-              **{f"version_{k}": v for k, v in versions().items()},
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {
+        **metrics,
+        "settings": run["settings"],
+        "pieces": list(pieces),
+        "targets": targets(metrics),
+        "notes": run["notes"],
+        "book_chapters_s": run["chapters"].to_dict(orient="records"),
+        **{f"version_{k}": v for k, v in versions().items()},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     atomic_write_text(path, json.dumps(record, indent=1, default=float) + "\n")
     return path

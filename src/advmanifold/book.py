@@ -21,6 +21,7 @@ With ``--workers N`` (N > 1) or ``--scheduler ADDRESS`` the chapters' units (see
 :mod:`advmanifold.units`) are first built on Dask distributed (:mod:`advmanifold.fanout`);
 the notebooks then find them cached.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,11 @@ class BookError(SystemExit):
         super().__init__(status)
 
 
-KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+KERNELSPEC = {
+    "name": "python3",
+    "display_name": "Python 3 (ipykernel)",
+    "language": "python",
+}
 
 
 @dataclass
@@ -72,7 +77,10 @@ class Chapter:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{self.stem}.ipynb"
             jupytext.write(self.notebook(), path)
-            return {name: info["default"] for name, info in inspect_notebook(str(path)).items()}
+            return {
+                name: info["default"]
+                for name, info in inspect_notebook(str(path)).items()
+            }
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -90,7 +98,9 @@ def chapters(root: Path) -> list[Chapter]:
     """Notebook chapters of ``_toc.yml`` (entries with a ``notebooks/<stem>.py`` source)."""
     toc_path = root / "_toc.yml"
     if not toc_path.is_file():
-        raise BookError(f"no _toc.yml in {root}: run from the book's folder or pass --root")
+        raise BookError(
+            f"no _toc.yml in {root}: run from the book's folder or pass --root"
+        )
     found = []
     for entry in toc_files(yaml.safe_load(toc_path.read_text())):
         source = (root / entry).with_suffix(".py")
@@ -109,7 +119,9 @@ class Plan:
 def parse_assignment(text: str) -> tuple[str | None, str, Any]:
     """``[stem:]name=value`` → (stem or None, name, YAML-parsed value)."""
     if "=" not in text:
-        raise BookError(f"parameter {text!r} must look like name=value or stem:name=value")
+        raise BookError(
+            f"parameter {text!r} must look like name=value or stem:name=value"
+        )
     target, raw = text.split("=", 1)
     stem, _, name = target.rpartition(":")
     try:
@@ -119,12 +131,16 @@ def parse_assignment(text: str) -> tuple[str | None, str, Any]:
     return (stem or None), name.strip(), value
 
 
-def plan(root: Path, profile: str, only: list[str] | None, assignments: list[str]) -> Plan:
+def plan(
+    root: Path, profile: str, only: list[str] | None, assignments: list[str]
+) -> Plan:
     """Validate everything before any notebook runs: profile, chapter names, parameters."""
     try:
         check_profile(profile)
     except ValueError:
-        raise BookError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}") from None
+        raise BookError(
+            f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}"
+        ) from None
     every = chapters(root)
     by_stem = {c.stem: c for c in every}
     selected = every
@@ -132,7 +148,9 @@ def plan(root: Path, profile: str, only: list[str] | None, assignments: list[str
         names = [Path(o).stem for o in only]
         unknown = [n for n in names if n not in by_stem]
         if unknown:
-            raise BookError(f"unknown notebook(s) {unknown}; valid: {', '.join(by_stem) or '(none)'}")
+            raise BookError(
+                f"unknown notebook(s) {unknown}; valid: {', '.join(by_stem) or '(none)'}"
+            )
         selected = [by_stem[n] for n in names]
     result = Plan(profile, selected, {c.stem: {"profile": profile} for c in selected})
     declared = {c.stem: c.parameters() for c in selected}
@@ -142,14 +160,18 @@ def plan(root: Path, profile: str, only: list[str] | None, assignments: list[str
     for text in assignments:
         stem, name, value = parse_assignment(text)
         if stem is not None and stem not in declared:
-            raise BookError(f"parameter {text!r} names notebook {stem!r}, which is not selected; "
-                            f"selected: {', '.join(declared)}")
+            raise BookError(
+                f"parameter {text!r} names notebook {stem!r}, which is not selected; "
+                f"selected: {', '.join(declared)}"
+            )
         targets = [stem] if stem else [s for s, p in declared.items() if name in p]
         if name == "profile":
             raise BookError("set the profile with --profile, not as a parameter")
         if not targets or any(name not in declared[t] for t in targets):
             valid = sorted({p for s in (targets or declared) for p in declared[s]})
-            raise BookError(f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}")
+            raise BookError(
+                f"unknown parameter {name!r}; valid parameters: {', '.join(valid)}"
+            )
         for t in targets:
             result.parameters[t][name] = value
     return result
@@ -177,8 +199,14 @@ class ChapterProgress:
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started
-        first = self.source.strip().splitlines()[0][:60] if self.source.strip() else "markdown"
-        where = f"cell {self.cell}/{self.n_cells} ({first})" if self.n_cells else "starting"
+        first = (
+            self.source.strip().splitlines()[0][:60]
+            if self.source.strip()
+            else "markdown"
+        )
+        where = (
+            f"cell {self.cell}/{self.n_cells} ({first})" if self.n_cells else "starting"
+        )
         shown = f"      … {self.stem}: {where}, "
         shown += f"{elapsed // 60:.0f}:{elapsed % 60:02.0f} elapsed"
         return shown + (f" | {self.latest[:110]}" if self.latest else "")
@@ -195,7 +223,10 @@ def _tracking_engine(progress_of):
 
             def tracked(cell, cell_index=None, **kw):
                 progress = progress_of()
-                progress.cell, progress.n_cells = (cell_index or 0) + 1, len(nb_man.nb.cells)
+                progress.cell, progress.n_cells = (
+                    (cell_index or 0) + 1,
+                    len(nb_man.nb.cells),
+                )
                 progress.source = cell.source if cell.cell_type == "code" else ""
                 return cell_start(cell, cell_index, **kw)
 
@@ -205,7 +236,9 @@ def _tracking_engine(progress_of):
     return TrackingEngine
 
 
-def execute(root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0) -> dict[str, float]:
+def execute(
+    root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0
+) -> dict[str, float]:
     """Run each chapter with papermill; stop at the first failure, naming notebook and cell."""
     import jupytext
     import papermill
@@ -215,7 +248,9 @@ def execute(root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0) -
     from .fanout import Heartbeat
 
     current: list[ChapterProgress] = []
-    papermill_engines.register("advmanifold-tracking", _tracking_engine(lambda: current[-1]))
+    papermill_engines.register(
+        "advmanifold-tracking", _tracking_engine(lambda: current[-1])
+    )
 
     os.environ.setdefault("ADVMANIFOLD_RESULTS", str(root / "_build" / "results"))
     os.environ.setdefault("ADVMANIFOLD_FIGURES", str(root / "_build" / "figures"))
@@ -226,7 +261,10 @@ def execute(root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0) -
     for i, chapter in enumerate(the_plan.chapters, 1):
         params = the_plan.parameters[chapter.stem]
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-        print(f"[{i}/{total}] {chapter.source.relative_to(root)} ({shown}) ...", flush=True)
+        print(
+            f"[{i}/{total}] {chapter.source.relative_to(root)} ({shown}) ...",
+            flush=True,
+        )
         source = out_dir / f".{chapter.stem}.source.ipynb"
         target = out_dir / f"{chapter.stem}.ipynb"
         jupytext.write(chapter.notebook(), source)
@@ -235,15 +273,23 @@ def execute(root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0) -
         try:
             with Heartbeat(lambda: current[-1].line(), heartbeat_s):
                 papermill.execute_notebook(
-                    str(source), str(target), parameters=params,
-                    cwd=str(chapter.source.parent), kernel_name="python3",
-                    engine_name="advmanifold-tracking", progress_bar=False,
-                    log_output=False, stderr_file=current[-1])
+                    str(source),
+                    str(target),
+                    parameters=params,
+                    cwd=str(chapter.source.parent),
+                    kernel_name="python3",
+                    engine_name="advmanifold-tracking",
+                    progress_bar=False,
+                    log_output=False,
+                    stderr_file=current[-1],
+                )
         except PapermillExecutionError as err:
             raise BookError(
                 f"{chapter.source.relative_to(root)} failed in cell {err.cell_index} "
                 f"(execution count {err.exec_count}): {err.ename}: {err.evalue}\n"
-                f"executed notebook with the traceback: {target}", status=1) from None
+                f"executed notebook with the traceback: {target}",
+                status=1,
+            ) from None
         finally:
             source.unlink(missing_ok=True)
         times[chapter.stem] = round(time.perf_counter() - start, 1)
@@ -254,7 +300,11 @@ def execute(root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0) -
 def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
     """Merge this run's chapter times into ``_build/results/book_run_<profile>.json``."""
     path = root / "_build" / "results" / f"book_run_{profile}.json"
-    log = json.loads(path.read_text()) if path.is_file() else {"profile": profile, "chapters_s": {}}
+    log = (
+        json.loads(path.read_text())
+        if path.is_file()
+        else {"profile": profile, "chapters_s": {}}
+    )
     log["chapters_s"].update(times)
     log["total_s"] = round(sum(log["chapters_s"].values()), 1)
     log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -276,10 +326,14 @@ def record(root: Path, profile: str, stems: list[str]) -> Path:
     if runs.is_file():  # chapter times of every run of this profile in this tree
         log = json.loads(runs.read_text())
         kept = target / runs.name
-        merged = json.loads(kept.read_text()) if kept.is_file() else {"profile": profile,
-                                                                      "chapters_s": {}}
-        merged["chapters_s"].update({s: log["chapters_s"][s] for s in stems
-                                     if s in log["chapters_s"]})
+        merged = (
+            json.loads(kept.read_text())
+            if kept.is_file()
+            else {"profile": profile, "chapters_s": {}}
+        )
+        merged["chapters_s"].update(
+            {s: log["chapters_s"][s] for s in stems if s in log["chapters_s"]}
+        )
         merged["total_s"] = round(sum(merged["chapters_s"].values()), 1)
         atomic_write_text(kept, json.dumps(merged, indent=1) + "\n")
     print(f"recorded {', '.join(stems)} in {target}", flush=True)
@@ -289,10 +343,18 @@ def record(root: Path, profile: str, stems: list[str]) -> Path:
 def stub_page(chapter: Chapter) -> str:
     """A page standing in for a chapter never executed in this tree: its title and how
     to run it (a page without its glued numbers and figures would not compile)."""
-    title = next((line.lstrip("# ").strip() for line in chapter.source.read_text().splitlines()
-                  if line.startswith("# # ")), chapter.stem)
-    return (f"# {title}\n\n:::{{note}}\nThis chapter was not executed in this build. Run it "
-            f"with\n`python -m advmanifold.book --only {chapter.stem}`.\n:::\n")
+    title = next(
+        (
+            line.lstrip("# ").strip()
+            for line in chapter.source.read_text().splitlines()
+            if line.startswith("# # ")
+        ),
+        chapter.stem,
+    )
+    return (
+        f"# {title}\n\n:::{{note}}\nThis chapter was not executed in this build. Run it "
+        f"with\n`python -m advmanifold.book --only {chapter.stem}`.\n:::\n"
+    )
 
 
 def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
@@ -314,8 +376,11 @@ def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
             stub.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(stub, stub_page(chapter))
     if left_out:
-        print(f"note: never executed here, so only a placeholder page in this build: "
-              f"{', '.join(left_out)} (run them with --only {' '.join(left_out)})", flush=True)
+        print(
+            f"note: never executed here, so only a placeholder page in this build: "
+            f"{', '.join(left_out)} (run them with --only {' '.join(left_out)})",
+            flush=True,
+        )
     figures = root / "_build" / "figures"
     if figures.is_dir():
         shutil.copytree(figures, site / "book" / "generated", dirs_exist_ok=True)
@@ -324,37 +389,93 @@ def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
 
 def build(root: Path, site: Path) -> None:
     beside = Path(sys.executable).parent / "jupyter-book"  # the same environment's CLI
-    command = [str(beside) if beside.is_file() else "jupyter-book", "build", str(site), "--path-output", str(root), "-W", "-n", "--keep-going"]
+    command = [
+        str(beside) if beside.is_file() else "jupyter-book",
+        "build",
+        str(site),
+        "--path-output",
+        str(root),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     print("$ " + " ".join(command), flush=True)
     start = time.perf_counter()
     status = subprocess.call(command)
     if status:
-        raise BookError(f"jupyter-book build failed (exit {status}); see the warnings above", status=1)
-    print(f"book built in {time.perf_counter() - start:.1f} s: {root / '_build' / 'html' / 'index.html'}")
+        raise BookError(
+            f"jupyter-book build failed (exit {status}); see the warnings above",
+            status=1,
+        )
+    print(
+        f"book built in {time.perf_counter() - start:.1f} s: {root / '_build' / 'html' / 'index.html'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m advmanifold.book", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default: quick)")
-    parser.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="execute only these chapters (stems)")
-    parser.add_argument("-p", "--set", dest="assignments", action="append", default=[], metavar="[STEM:]NAME=VALUE",
-                        help="override a notebook parameter (all selected notebooks that declare it, or one)")
-    parser.add_argument("--no-execute", action="store_true", help="compile without executing")
-    parser.add_argument("--no-build", action="store_true", help="execute without compiling")
-    parser.add_argument("--root", type=Path, default=None, help="the book's folder (default: found from cwd)")
-    parser.add_argument("--record", action="store_true",
-                        help="copy the executed chapters' results into results/<profile>/ "
-                             "(the committed record of a profile's run)")
-    parser.add_argument("--plan", action="store_true",
-                        help="list every unit of the selected chapters, cached or not, with its "
-                             "estimated cost here, and stop")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="build missing units on a Dask LocalCluster of N processes first "
-                             "(default 1: the notebooks build them)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="build missing units on a running Dask scheduler first (its workers "
-                             "must share the cache folder)")
+    parser = argparse.ArgumentParser(
+        prog="python -m advmanifold.book",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        help=f"one of {', '.join(PROFILES)} (default: quick)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NOTEBOOK",
+        help="execute only these chapters (stems)",
+    )
+    parser.add_argument(
+        "-p",
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="[STEM:]NAME=VALUE",
+        help="override a notebook parameter (all selected notebooks that declare it, or one)",
+    )
+    parser.add_argument(
+        "--no-execute", action="store_true", help="compile without executing"
+    )
+    parser.add_argument(
+        "--no-build", action="store_true", help="execute without compiling"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="the book's folder (default: found from cwd)",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="copy the executed chapters' results into results/<profile>/ "
+        "(the committed record of a profile's run)",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="list every unit of the selected chapters, cached or not, with its "
+        "estimated cost here, and stop",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="build missing units on a Dask LocalCluster of N processes first "
+        "(default 1: the notebooks build them)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="build missing units on a running Dask scheduler first (its workers "
+        "must share the cache folder)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         raise BookError(f"--workers must be an integer >= 1, got {args.workers}")
@@ -371,8 +492,13 @@ def main(argv: list[str] | None = None) -> int:
         times = json.loads(log.read_text())["chapters_s"] if log.is_file() else {}
         planned = plan_units(the_plan.parameters, args.profile)
         print(f"profile {args.profile}: {len(the_plan.chapters)} chapter(s)")
-        print(format_plan(planned, {c.stem: times[c.stem] for c in the_plan.chapters
-                                    if c.stem in times}, workers=args.workers))
+        print(
+            format_plan(
+                planned,
+                {c.stem: times[c.stem] for c in the_plan.chapters if c.stem in times},
+                workers=args.workers,
+            )
+        )
         return 0
     if not args.no_execute and (args.workers > 1 or args.scheduler):
         from .fanout import build_missing, plan_units
@@ -380,16 +506,25 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
         report = build_missing(units, workers=args.workers, scheduler=args.scheduler)
-        print(f"units: {len(report.built)} built, {len(report.found)} found, "
-              f"{len(report.failed)} failed in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"units: {len(report.built)} built, {len(report.found)} found, "
+            f"{len(report.failed)} failed in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         if report.failed:
-            raise BookError(report.describe_failures() + "\nthe other units are built and "
-                            "cached; fix the failing ones and run again", status=1)
+            raise BookError(
+                report.describe_failures() + "\nthe other units are built and "
+                "cached; fix the failing ones and run again",
+                status=1,
+            )
     if not args.no_execute:
         start = time.perf_counter()
         times = execute(root, the_plan, site)
         log = record_times(root, args.profile, times)
-        print(f"executed {len(times)} chapter(s) in {time.perf_counter() - start:.1f} s (times: {log})", flush=True)
+        print(
+            f"executed {len(times)} chapter(s) in {time.perf_counter() - start:.1f} s (times: {log})",
+            flush=True,
+        )
         if args.record:
             record(root, args.profile, list(times))
     if not args.no_build:

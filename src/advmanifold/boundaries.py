@@ -13,6 +13,7 @@ with normal n = ∇ₓ(z_a − z_b) at p(t*). The angle between the path and the
 90° when the path crosses perpendicularly, 0° when it runs along the boundary.
 All examples are processed at once; only the bisection iterations are a loop.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,19 +30,25 @@ Forward = Callable[[Tensor], Tensor]
 class Crossing:
     """Per-example crossing of the path x₀ → x₁ (``valid`` False where x₁ has class a)."""
 
-    t: Tensor          # crossing position in [0, 1]
-    point: Tensor      # p(t*), shape of x₀
-    class_a: Tensor    # predicted class at x₀
-    class_b: Tensor    # predicted class just past the crossing
+    t: Tensor  # crossing position in [0, 1]
+    point: Tensor  # p(t*), shape of x₀
+    class_a: Tensor  # predicted class at x₀
+    class_b: Tensor  # predicted class just past the crossing
     angle_deg: Tensor  # angle between path and boundary, degrees (NaN where not valid)
-    valid: Tensor      # the path changes class
-    normal: Tensor     # ∇ₓ(z_a − z_b) at the crossing, shape of x₀
+    valid: Tensor  # the path changes class
+    normal: Tensor  # ∇ₓ(z_a − z_b) at the crossing, shape of x₀
 
     def to_frame(self, **columns) -> pd.DataFrame:
-        return pd.DataFrame({"t": self.t.cpu().numpy(), "class_a": self.class_a.cpu().numpy(),
-                             "class_b": self.class_b.cpu().numpy(),
-                             "angle_deg": self.angle_deg.cpu().numpy(), "valid": self.valid.cpu().numpy(),
-                             **columns})
+        return pd.DataFrame(
+            {
+                "t": self.t.cpu().numpy(),
+                "class_a": self.class_a.cpu().numpy(),
+                "class_b": self.class_b.cpu().numpy(),
+                "angle_deg": self.angle_deg.cpu().numpy(),
+                "valid": self.valid.cpu().numpy(),
+                **columns,
+            }
+        )
 
 
 def _classes(forward: Forward, x: Tensor) -> Tensor:
@@ -66,19 +73,47 @@ def path_angle(v: Tensor, normal: Tensor) -> Tensor:
     return torch.rad2deg(torch.asin(cos.clamp(0.0, 1.0)))
 
 
-def crossing(forward: Forward, x0: Tensor, x1: Tensor, *, iterations: int = 24,
-             batch_size: int = 2000) -> Crossing:
+def crossing(
+    forward: Forward,
+    x0: Tensor,
+    x1: Tensor,
+    *,
+    iterations: int = 24,
+    batch_size: int = 2000,
+) -> Crossing:
     """Bisection for the first class change from x₀'s class found on the path to x₁, and
     the angle at which the path crosses the boundary there (see module docstring)."""
     if int(iterations) != iterations or iterations < 1:
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
     if x0.shape != x1.shape:
-        raise ValueError(f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}")
+        raise ValueError(
+            f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+        )
     if batch_size < len(x0):
-        parts = [crossing(forward, x0[i:i + batch_size], x1[i:i + batch_size], iterations=iterations,
-                          batch_size=batch_size) for i in range(0, len(x0), batch_size)]
-        return Crossing(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                          ("t", "point", "class_a", "class_b", "angle_deg", "valid", "normal")))
+        parts = [
+            crossing(
+                forward,
+                x0[i : i + batch_size],
+                x1[i : i + batch_size],
+                iterations=iterations,
+                batch_size=batch_size,
+            )
+            for i in range(0, len(x0), batch_size)
+        ]
+        return Crossing(
+            *(
+                torch.cat([getattr(p, f) for p in parts])
+                for f in (
+                    "t",
+                    "point",
+                    "class_a",
+                    "class_b",
+                    "angle_deg",
+                    "valid",
+                    "normal",
+                )
+            )
+        )
     x0, x1 = x0.detach(), x1.detach()
     v = x1 - x0
     shape = (-1,) + (1,) * (x0.ndim - 1)
@@ -93,10 +128,14 @@ def crossing(forward: Forward, x0: Tensor, x1: Tensor, *, iterations: int = 24,
         same = _classes(forward, x0 + mid.view(shape) * v) == a
         lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
     b = _classes(forward, x0 + hi.view(shape) * v)
-    b = torch.where(b == a, (a + 1) % n_classes, b)  # only where not valid; keeps the gather defined
+    b = torch.where(
+        b == a, (a + 1) % n_classes, b
+    )  # only where not valid; keeps the gather defined
     t = (lo + hi) / 2
     point = x0 + t.view(shape) * v
     normal = boundary_normals(forward, point, a, b)
     angle = path_angle(v, normal)
     nan = torch.full_like(angle, torch.nan)
-    return Crossing(t.where(valid, torch.nan), point, a, b, angle.where(valid, nan), valid, normal)
+    return Crossing(
+        t.where(valid, torch.nan), point, a, b, angle.where(valid, nan), valid, normal
+    )

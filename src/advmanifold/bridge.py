@@ -21,6 +21,7 @@ image and step; with early stops on broken images the chapter takes about an hou
 plus the PMNIST chapter's four models of one seed (about 27 minutes) when they are
 not cached yet.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,18 +44,52 @@ from .units import Unit
 CHAPTER = "04_bridge"
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(n_examples=64, pgd_steps=10, eps=0.1, knn_ks=[5, 50], n_verify=32,
-                  verify_steps=5, strong_steps=10, restarts=1, targets=2,
-                  large_eps=0.5),
-    "quick": dict(n_examples=500, pgd_steps=40, eps=0.1, knn_ks=[5, 10, 20, 28, 50],
-                  n_verify=300, verify_steps=40, strong_steps=100, restarts=2,
-                  targets=3, large_eps=0.5),
-    "paper": dict(n_examples=1000, pgd_steps=40, eps=0.1,
-                  knn_ks=[5, 10, 20, 28, 50, 100], n_verify=1000, verify_steps=40,
-                  strong_steps=200, restarts=5, targets=9, large_eps=0.5),
+    "smoke": dict(
+        n_examples=64,
+        pgd_steps=10,
+        eps=0.1,
+        knn_ks=[5, 50],
+        n_verify=32,
+        verify_steps=5,
+        strong_steps=10,
+        restarts=1,
+        targets=2,
+        large_eps=0.5,
+    ),
+    "quick": dict(
+        n_examples=500,
+        pgd_steps=40,
+        eps=0.1,
+        knn_ks=[5, 10, 20, 28, 50],
+        n_verify=300,
+        verify_steps=40,
+        strong_steps=100,
+        restarts=2,
+        targets=3,
+        large_eps=0.5,
+    ),
+    "paper": dict(
+        n_examples=1000,
+        pgd_steps=40,
+        eps=0.1,
+        knn_ks=[5, 10, 20, 28, 50, 100],
+        n_verify=1000,
+        verify_steps=40,
+        strong_steps=200,
+        restarts=5,
+        targets=9,
+        large_eps=0.5,
+    ),
 }
-VERIFY_KEYS = ("n_verify", "eps", "verify_steps", "strong_steps", "restarts", "targets",
-               "large_eps")
+VERIFY_KEYS = (
+    "n_verify",
+    "eps",
+    "verify_steps",
+    "strong_steps",
+    "restarts",
+    "targets",
+    "large_eps",
+)
 #: Notebook parameters that override settings of the same name.
 PARAMETERS = ("n_examples", "n_verify")
 
@@ -62,8 +97,15 @@ PARAMETERS = ("n_examples", "n_verify")
 def settings(profile: str, **overrides) -> SimpleNamespace:
     """The chapter's settings for ``profile`` with every non-None override applied."""
     s = select(profile, SETTINGS, **overrides)
-    for key in ("n_examples", "n_verify", "pgd_steps", "verify_steps", "strong_steps",
-                "restarts", "targets"):
+    for key in (
+        "n_examples",
+        "n_verify",
+        "pgd_steps",
+        "verify_steps",
+        "strong_steps",
+        "restarts",
+        "targets",
+    ):
         value = getattr(s, key)
         if isinstance(value, bool) or int(value) != value or value < 1:
             raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
@@ -87,10 +129,12 @@ def _code_fingerprint(module) -> str:
 def verification_seconds(s: Mapping[str, Any]) -> float:
     """Estimated seconds of :func:`check` of one model that resists every attack
     (PGD-step equivalents per image × images × the measured rate per image and step)."""
-    steps = (s["verify_steps"] * 3  # our PGD, torchattacks' PGD, PGD at large ε
-             + 2 * s["strong_steps"] * s["restarts"]  # strong PGD, CW-margin PGD
-             + 2 * s["verify_steps"] * s["restarts"]  # APGD-CE, APGD-DLR
-             + s["verify_steps"] * s["targets"])  # APGD-T
+    steps = (
+        s["verify_steps"] * 3  # our PGD, torchattacks' PGD, PGD at large ε
+        + 2 * s["strong_steps"] * s["restarts"]  # strong PGD, CW-margin PGD
+        + 2 * s["verify_steps"] * s["restarts"]  # APGD-CE, APGD-DLR
+        + s["verify_steps"] * s["targets"]
+    )  # APGD-T
     return pmnist.RATES["setup"] + steps * s["n_verify"] * pmnist.RATES["pgd_step"]
 
 
@@ -101,17 +145,35 @@ def verify_unit(s: Any, profile: str, name: str, seed: int, data_dir=None) -> Un
     train = pmnist.training_settings(model_settings(profile))
     model = pmnist.model_unit(train, name, seed, data_dir)
     v = {k: getattr(s, k) for k in VERIFY_KEYS}
-    config = {"what": "bridge-verify", "model": model.key, "seed": int(seed), **v,
-              "third_party": verification.torchattacks_available(),
-              "code": _code_fingerprint(verification)}
-    build = functools.partial(_check_unit, train, name, v, int(seed),
-                              None if data_dir is None else str(data_dir))
-    return Unit(CHAPTER, f"bridge-verify-{name.replace('_', '-')}", config, build,
-                deps=(model,), estimate_s=verification_seconds(v))
+    config = {
+        "what": "bridge-verify",
+        "model": model.key,
+        "seed": int(seed),
+        **v,
+        "third_party": verification.torchattacks_available(),
+        "code": _code_fingerprint(verification),
+    }
+    build = functools.partial(
+        _check_unit,
+        train,
+        name,
+        v,
+        int(seed),
+        None if data_dir is None else str(data_dir),
+    )
+    return Unit(
+        CHAPTER,
+        f"bridge-verify-{name.replace('_', '-')}",
+        config,
+        build,
+        deps=(model,),
+        estimate_s=verification_seconds(v),
+    )
 
 
-def _check_unit(train: dict, name: str, v: dict, seed: int, data_dir: str | None
-                ) -> dict:
+def _check_unit(
+    train: dict, name: str, v: dict, seed: int, data_dir: str | None
+) -> dict:
     pm = pmnist.load(train, data_dir)
     net = pmnist.to_model(pmnist.model_unit(train, name, seed, data_dir).get())
     return check(net, pm.x_test[: v["n_verify"]], pm.y_test[: v["n_verify"]], v, seed)
@@ -122,14 +184,35 @@ def check(net, x, y, v: Mapping[str, Any], seed: int) -> dict:
     successes), the accuracy under PGD at ``large_eps`` and the share of zero input
     gradients: the inputs of the masking flags."""
     lower, upper = ATTACK_BOX
-    found = verification.verify(net, x, y, v["eps"], box=ATTACK_BOX,
-                                steps=v["verify_steps"], strong_steps=v["strong_steps"],
-                                restarts=v["restarts"], targets=v["targets"], seed=seed)
-    large = attacks.pgd(net, x, y, eps=v["large_eps"], steps=v["verify_steps"],
-                        lower=lower, upper=upper, seed=seed)
-    return {"eps": found.eps, "clean": found.clean, "successes": dict(found.successes),
-            "large_eps_accuracy": attacks.robust_accuracy(net, x, y, large),
-            "zero_gradients": verification.zero_gradient_fraction(net, x, y)}
+    found = verification.verify(
+        net,
+        x,
+        y,
+        v["eps"],
+        box=ATTACK_BOX,
+        steps=v["verify_steps"],
+        strong_steps=v["strong_steps"],
+        restarts=v["restarts"],
+        targets=v["targets"],
+        seed=seed,
+    )
+    large = attacks.pgd(
+        net,
+        x,
+        y,
+        eps=v["large_eps"],
+        steps=v["verify_steps"],
+        lower=lower,
+        upper=upper,
+        seed=seed,
+    )
+    return {
+        "eps": found.eps,
+        "clean": found.clean,
+        "successes": dict(found.successes),
+        "large_eps_accuracy": attacks.robust_accuracy(net, x, y, large),
+        "zero_gradients": verification.zero_gradient_fraction(net, x, y),
+    }
 
 
 def model_units(profile: str, seed: int, data_dir=None) -> dict[str, Unit]:
@@ -145,17 +228,21 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     return [verify_unit(s, profile, name, seed, data_dir) for name in pmnist.MODELS]
 
 
-def verifications(s, profile: str, seed: int, data_dir=None
-                  ) -> dict[str, verification.Verification]:
+def verifications(
+    s, profile: str, seed: int, data_dir=None
+) -> dict[str, verification.Verification]:
     """Per model, the :class:`~advmanifold.verification.Verification` and the masking
     inputs, through the verification units."""
     out = {}
     for name in pmnist.MODELS:
         payload = verify_unit(s, profile, name, seed, data_dir).get()
-        out[name] = (verification.Verification(payload["eps"], payload["clean"],
-                                               payload["successes"]), payload)
+        out[name] = (
+            verification.Verification(
+                payload["eps"], payload["clean"], payload["successes"]
+            ),
+            payload,
+        )
     return out
-
 
 
 # -- measurements in the notebook (cheap) ---------------------------------------------
@@ -167,12 +254,24 @@ def distances(nets: Mapping[str, Any], manifold, x, y, s, seed: int) -> pd.DataF
     lower, upper = ATTACK_BOX
     rows = []
     for name, net in nets.items():
-        found = {"FGSM": attacks.fgsm(net, x, y, eps=s.eps, lower=lower, upper=upper),
-                 "PGD": attacks.pgd(net, x, y, eps=s.eps, steps=s.pgd_steps,
-                                    lower=lower, upper=upper, mode="first", seed=seed)}
+        found = {
+            "FGSM": attacks.fgsm(net, x, y, eps=s.eps, lower=lower, upper=upper),
+            "PGD": attacks.pgd(
+                net,
+                x,
+                y,
+                eps=s.eps,
+                steps=s.pgd_steps,
+                lower=lower,
+                upper=upper,
+                mode="first",
+                seed=seed,
+            ),
+        }
         for attack, result in found.items():
             frame = manifold.projection(result.adversarial, x).to_frame(
-                model=pmnist.NAMES[name], attack=attack, success=result.success.numpy())
+                model=pmnist.NAMES[name], attack=attack, success=result.success.numpy()
+            )
             rows.append(frame.assign(off_fraction=frame.distance / frame.delta_l2))
     return pd.concat(rows, ignore_index=True)
 
@@ -183,11 +282,19 @@ def knn_grading(adversarial, x, train, ks, exact) -> pd.DataFrame:
     neighbours, _ = knn.nearest_neighbours(x, train, max(ks))
     rows = []
     for k in ks:
-        approx = knn.knn_projection(adversarial, x, train, k,
-                                    neighbours=neighbours[:, :k])
-        rows.append(pd.DataFrame({"k": k, "exact": exact.numpy(),
-                                  "knn": approx.distance.numpy(),
-                                  "rank": approx.rank.numpy()}))
+        approx = knn.knn_projection(
+            adversarial, x, train, k, neighbours=neighbours[:, :k]
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "k": k,
+                    "exact": exact.numpy(),
+                    "knn": approx.distance.numpy(),
+                    "rank": approx.rank.numpy(),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -195,16 +302,28 @@ def knn_grading(adversarial, x, train, ks, exact) -> pd.DataFrame:
 def save(fig, name: str) -> None:
     from myst_nb import glue
 
-    fig.savefig(paths.figures_dir() / f"04_bridge_{name}.png", dpi=150,
-                bbox_inches="tight")
+    fig.savefig(
+        paths.figures_dir() / f"04_bridge_{name}.png", dpi=150, bbox_inches="tight"
+    )
     glue(f"fig_bridge_{name}", fig, display=False)
     plt.close(fig)
 
 
 def plot_distances(successful: pd.DataFrame):
-    grid = sns.displot(successful, x="distance", hue="attack", col="model", col_wrap=2,
-                       bins=30, height=2.6, aspect=1.6, element="step",
-                       common_norm=False, stat="density", facet_kws={"sharey": False})
+    grid = sns.displot(
+        successful,
+        x="distance",
+        hue="attack",
+        col="model",
+        col_wrap=2,
+        bins=30,
+        height=2.6,
+        aspect=1.6,
+        element="step",
+        common_norm=False,
+        stat="density",
+        facet_kws={"sharey": False},
+    )
     for ax in grid.axes.flat:
         ax.axvline(0, color="black", lw=2)
     grid.set_axis_labels("distance to the manifold ‖x̃ − π(x̃)‖₂", "density")
@@ -215,8 +334,9 @@ def plot_distances(successful: pd.DataFrame):
 
 def plot_off_fraction(successful: pd.DataFrame, random_off: float):
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    sns.boxplot(successful, x="off_fraction", y="model", hue="attack", ax=ax,
-                fliersize=1.5)
+    sns.boxplot(
+        successful, x="off_fraction", y="model", hue="attack", ax=ax, fliersize=1.5
+    )
     ax.axvline(random_off, color="gray", ls="--", label="random sign vector")
     ax.set(xlabel="off-manifold fraction ‖δ − Pδ‖₂ / ‖δ‖₂", ylabel="")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
@@ -226,12 +346,24 @@ def plot_off_fraction(successful: pd.DataFrame, random_off: float):
 
 def plot_knn(grading: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.scatterplot(grading, x="exact", y="knn", hue="k", palette="viridis", s=10,
-                    ax=axes[0], linewidth=0)
+    sns.scatterplot(
+        grading,
+        x="exact",
+        y="knn",
+        hue="k",
+        palette="viridis",
+        s=10,
+        ax=axes[0],
+        linewidth=0,
+    )
     lim = [0, float(grading[["exact", "knn"]].max().max()) * 1.05]
     axes[0].plot(lim, lim, color="black", lw=1, label="k-NN = exact")
-    axes[0].set(xlabel="exact distance to the manifold", ylabel="k-NN distance",
-                xlim=lim, ylim=lim)
+    axes[0].set(
+        xlabel="exact distance to the manifold",
+        ylabel="k-NN distance",
+        xlim=lim,
+        ylim=lim,
+    )
     errors = grading.assign(error=grading.knn - grading.exact)
     summary = errors.groupby("k", as_index=False)["error"].mean()
     sns.pointplot(summary, x="k", y="error", ax=axes[1], color="C3")
@@ -250,19 +382,23 @@ def plot_verification(checks: pd.DataFrame, eps: float):
     return fig
 
 
-def summary(metrics: Mapping[str, float], models, pmnist_results: Mapping | None
-            ) -> tuple[str, dict[str, float]]:
+def summary(
+    metrics: Mapping[str, float], models, pmnist_results: Mapping | None
+) -> tuple[str, dict[str, float]]:
     """The chapter's closing statements as markdown, generated from its numbers (and the
     PMNIST chapter's alignment, when available); also the metrics they add."""
     label, added = pmnist.NAMES, {}
-    off = {m: metrics.get(f"offmanifold_fraction_median_{m}_pgd", math.nan)
-           for m in models}
+    off = {
+        m: metrics.get(f"offmanifold_fraction_median_{m}_pgd", math.nan) for m in models
+    }
     random_off = metrics["random_sign_offmanifold_fraction"]
     leaves = all(v > 0.5 for v in off.values())
-    lines = [f"- Off the manifold: the median PGD perturbation keeps "
-             f"{min(off.values()):.1%} to {max(off.values()):.1%} of its norm off the "
-             f"manifold across the four models ({'all' if leaves else 'not all'} above "
-             f"one half; a random sign vector: {random_off:.1%})."]
+    lines = [
+        f"- Off the manifold: the median PGD perturbation keeps "
+        f"{min(off.values()):.1%} to {max(off.values()):.1%} of its norm off the "
+        f"manifold across the four models ({'all' if leaves else 'not all'} above "
+        f"one half; a random sign vector: {random_off:.1%})."
+    ]
     try:
         cosine = {m: pmnist_results[f"alignment_cosine_median_{m}"] for m in models}
         by_off = sorted(models, key=lambda m: off[m])
@@ -270,18 +406,26 @@ def summary(metrics: Mapping[str, float], models, pmnist_results: Mapping | None
         agree = by_off == by_cos
         added["offfraction_order_matches_alignment"] = int(agree)
         first, second = (", ".join(label[m] for m in o) for o in (by_off, by_cos))
-        lines.append(f"- Ordering: least off-manifold PGD perturbation first, the "
-                     f"models are {first}; by gradient alignment (PMNIST chapter) "
-                     f"{second}: the orderings {'agree' if agree else 'differ'}.")
+        lines.append(
+            f"- Ordering: least off-manifold PGD perturbation first, the "
+            f"models are {first}; by gradient alignment (PMNIST chapter) "
+            f"{second}: the orderings {'agree' if agree else 'differ'}."
+        )
     except (TypeError, KeyError):
-        lines.append("- Ordering: the PMNIST chapter's results are not available in "
-                     "this build.")
+        lines.append(
+            "- Ordering: the PMNIST chapter's results are not available in this build."
+        )
     mae50 = metrics["knn_vs_exact_distance_mae"]
     mae5 = metrics.get("knn_vs_exact_distance_mae_k5")
-    lines.append(f"- k-NN manifold: with k = 50 the mean absolute error against the "
-                 f"exact distance is {mae50:.2e}"
-                 + (f", with k = 5 it is {mae5:.3f}" if mae5 is not None else "") + ".")
-    lines.append(f"- Attack checks: the chapter's PGD overestimates worst-case "
-                 f"accuracy by at most {metrics['max_gap_chapter_pgd_vs_worst']:.3f}; "
-                 f"{metrics['masking_flags_total']:.0f} gradient-masking warning(s).")
+    lines.append(
+        f"- k-NN manifold: with k = 50 the mean absolute error against the "
+        f"exact distance is {mae50:.2e}"
+        + (f", with k = 5 it is {mae5:.3f}" if mae5 is not None else "")
+        + "."
+    )
+    lines.append(
+        f"- Attack checks: the chapter's PGD overestimates worst-case "
+        f"accuracy by at most {metrics['max_gap_chapter_pgd_vs_worst']:.3f}; "
+        f"{metrics['masking_flags_total']:.0f} gradient-masking warning(s)."
+    )
     return "\n".join(lines), added

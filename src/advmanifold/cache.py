@@ -17,6 +17,7 @@ The metadata also records how long the build took (``build_s``), which
 :func:`stats` counts this process's hits and misses (a chapter writes them to its
 results as ``cache_hits`` and ``cache_misses``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,16 +67,24 @@ def reset_stats() -> None:
 
 
 def enabled_by_default() -> bool:
-    return os.environ.get("ADVMANIFOLD_NO_CACHE", "").strip().lower() not in {"1", "true", "yes"}
+    return os.environ.get("ADVMANIFOLD_NO_CACHE", "").strip().lower() not in {
+        "1",
+        "true",
+        "yes",
+    }
 
 
 def _paths(name: str, key: str, directory: Path) -> tuple[Path, Path]:
     return directory / f"{name}-{key}.pt", directory / f"{name}-{key}.json"
 
 
-def load(name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Any | None:
+def load(
+    name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None
+) -> Any | None:
     """The cached payload, or None when absent; warns and returns None when corrupted."""
-    payload_path, meta_path = _paths(name, config_key(config), paths.cache_dir(directory))
+    payload_path, meta_path = _paths(
+        name, config_key(config), paths.cache_dir(directory)
+    )
     if not meta_path.is_file() or not payload_path.is_file():
         return None
     try:
@@ -85,13 +94,20 @@ def load(name: str, config: Mapping[str, Any], directory: str | os.PathLike | No
             raise ValueError("payload hash does not match its metadata")
         return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - any failure means: rebuild
-        warnings.warn(f"cache entry {payload_path.name} is corrupted ({err}); rebuilding it", stacklevel=2)
+        warnings.warn(
+            f"cache entry {payload_path.name} is corrupted ({err}); rebuilding it",
+            stacklevel=2,
+        )
         return None
 
 
-def exists(name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None) -> bool:
+def exists(
+    name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None
+) -> bool:
     """Whether a valid entry is stored (the payload's hash is checked, nothing is loaded)."""
-    payload_path, meta_path = _paths(name, config_key(config), paths.cache_dir(directory))
+    payload_path, meta_path = _paths(
+        name, config_key(config), paths.cache_dir(directory)
+    )
     if not meta_path.is_file() or not payload_path.is_file():
         return False
     try:
@@ -101,7 +117,9 @@ def exists(name: str, config: Mapping[str, Any], directory: str | os.PathLike | 
         return False
 
 
-def build_records(name: str, directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def build_records(
+    name: str, directory: str | os.PathLike | None = None
+) -> list[dict[str, Any]]:
     """The metadata of every stored entry called ``name`` (for timing estimates)."""
     records = []
     for meta_path in paths.cache_dir(directory).glob(f"{name}-*.json"):
@@ -114,31 +132,51 @@ def build_records(name: str, directory: str | os.PathLike | None = None) -> list
     return records
 
 
-def save(name: str, config: Mapping[str, Any], payload: Any, directory: str | os.PathLike | None = None,
-         meta: Mapping[str, Any] | None = None) -> Path:
-    payload_path, meta_path = _paths(name, config_key(config), paths.cache_dir(directory))
+def save(
+    name: str,
+    config: Mapping[str, Any],
+    payload: Any,
+    directory: str | os.PathLike | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    payload_path, meta_path = _paths(
+        name, config_key(config), paths.cache_dir(directory)
+    )
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     blob = buffer.getvalue()
     tmp = payload_path.with_name(f".{payload_path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(blob)
     os.replace(tmp, payload_path)
-    record = {"name": name, "config": config, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
-              **(meta or {})}
+    record = {
+        "name": name,
+        "config": config,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "bytes": len(blob),
+        **(meta or {}),
+    }
     atomic_write_text(meta_path, json.dumps(record, indent=1, default=str))
     return payload_path
 
 
-def cached(name: str, config: Mapping[str, Any], build: Callable[[], Any], *,
-           enabled: bool | None = None, directory: str | os.PathLike | None = None,
-           meta: Mapping[str, Any] | None = None) -> Any:
+def cached(
+    name: str,
+    config: Mapping[str, Any],
+    build: Callable[[], Any],
+    *,
+    enabled: bool | None = None,
+    directory: str | os.PathLike | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Any:
     """``build()`` once per configuration; later calls load the stored payload.
 
     >>> state = cached("cnn-mnist", {"epochs": 2, "data": fingerprint(x)},   # doctest: +SKIP
     ...                lambda: train(model, ...).state_dict())
     """
     if not name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"cache name must contain only letters, digits, '-' and '_', got {name!r}")
+        raise ValueError(
+            f"cache name must contain only letters, digits, '-' and '_', got {name!r}"
+        )
     enabled = enabled_by_default() if enabled is None else enabled
     if enabled:
         hit = load(name, config, directory)
@@ -149,8 +187,10 @@ def cached(name: str, config: Mapping[str, Any], build: Callable[[], Any], *,
     start = time.perf_counter()
     payload = build()
     if enabled:
-        built = {"build_s": round(time.perf_counter() - start, 3),
-                 "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                 "load_per_core": round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)}
+        built = {
+            "build_s": round(time.perf_counter() - start, 3),
+            "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "load_per_core": round(os.getloadavg()[0] / (os.cpu_count() or 1), 2),
+        }
         save(name, config, payload, directory, meta={**built, **(meta or {})})
     return payload

@@ -5,6 +5,7 @@ Online, torchvision downloads the four original ``.gz`` files into
 MD5 and un-gzips them; with neither network nor files, :class:`DataNotFoundError`
 says which files to put where.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,11 @@ def mnist_raw_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return paths.data_dir(data_dir) / "MNIST" / "raw"
 
 
-def load_mnist(train: bool = True, data_dir: str | os.PathLike | None = None,
-               limit: int | None = None) -> tuple[Tensor, Tensor]:
+def load_mnist(
+    train: bool = True,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> tuple[Tensor, Tensor]:
     """Images ``[N, 1, 28, 28]`` (float32 in [0, 1]) and labels ``[N]`` (int64).
 
     ``limit`` keeps the first ``limit`` examples (the files' order).
@@ -58,10 +62,15 @@ def load_mnist(train: bool = True, data_dir: str | os.PathLike | None = None,
     return images.unsqueeze(1).float().div_(255.0), labels.long()
 
 
-def batches(*tensors: Tensor, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
+def batches(
+    *tensors: Tensor,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+):
     """Yield aligned mini-batches of the given tensors (a light DataLoader for in-memory data)."""
     n = len(tensors[0])
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         yield tuple(t[idx] for t in tensors)

@@ -17,6 +17,7 @@ t_x = 0.2 moves the glyph left by a tenth of the image width, and s > 1 *shrinks
 Because x = dec(font, letter, θ) is differentiable in θ, the data manifold of a
 (font, letter) is known exactly: the image of the θ-box under the decoder.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,18 @@ THETA_NAMES = ("t_x", "t_y", "shear_x", "shear_y", "scale", "rotation")
 #: is the setting of the experiments of Stutz et al.; the two easier ones existed in
 #: their code.
 THETA_RANGES = {
-    "easy": ((-0.1, -0.1, -0.2, -0.2, 0.9, -math.pi / 6),
-             (0.1, 0.1, 0.2, 0.2, 1.1, math.pi / 6)),
-    "medium": ((-0.2, -0.2, -0.4, -0.4, 0.85, -math.pi / 3),
-               (0.2, 0.2, 0.4, 0.4, 1.15, math.pi / 3)),
-    "hard": ((-0.2, -0.2, -0.5, -0.5, 0.75, -math.pi / 2),
-             (0.2, 0.2, 0.5, 0.5, 1.15, math.pi / 2)),
+    "easy": (
+        (-0.1, -0.1, -0.2, -0.2, 0.9, -math.pi / 6),
+        (0.1, 0.1, 0.2, 0.2, 1.1, math.pi / 6),
+    ),
+    "medium": (
+        (-0.2, -0.2, -0.4, -0.4, 0.85, -math.pi / 3),
+        (0.2, 0.2, 0.4, 0.4, 1.15, math.pi / 3),
+    ),
+    "hard": (
+        (-0.2, -0.2, -0.5, -0.5, 0.75, -math.pi / 2),
+        (0.2, 0.2, 0.5, 0.5, 1.15, math.pi / 2),
+    ),
 }
 IDENTITY = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
@@ -49,8 +56,9 @@ def theta_box(ranges: str = "hard") -> tuple[Tensor, Tensor]:
     return torch.tensor(lower), torch.tensor(upper)
 
 
-def sample_theta(n: int, ranges: str = "hard",
-                 generator: torch.Generator | None = None) -> Tensor:
+def sample_theta(
+    n: int, ranges: str = "hard", generator: torch.Generator | None = None
+) -> Tensor:
     """``[n, 6]`` parameters, each uniform in its range."""
     lower, upper = theta_box(ranges)
     return lower + (upper - lower) * torch.rand(n, 6, generator=generator)
@@ -70,10 +78,12 @@ def affine_matrices(theta: Tensor) -> Tensor:
 def warp(images: Tensor, theta: Tensor) -> Tensor:
     """Spatial transformer: ``images [N, C, H, W]`` warped by A(θ), clamped to
     [0, 1]."""
-    grid = F.affine_grid(affine_matrices(theta).to(images.dtype), list(images.shape),
-                         align_corners=True)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=True).clamp(0, 1)
+    grid = F.affine_grid(
+        affine_matrices(theta).to(images.dtype), list(images.shape), align_corners=True
+    )
+    return F.grid_sample(
+        images, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    ).clamp(0, 1)
 
 
 class FontDecoder(nn.Module):
@@ -83,8 +93,10 @@ class FontDecoder(nn.Module):
     def __init__(self, prototypes: Tensor):
         super().__init__()
         if prototypes.ndim != 4:
-            raise ValueError("prototypes must have shape [fonts, letters, H, W], "
-                             f"got {tuple(prototypes.shape)}")
+            raise ValueError(
+                "prototypes must have shape [fonts, letters, H, W], "
+                f"got {tuple(prototypes.shape)}"
+            )
         self.register_buffer("prototypes", prototypes.float())
 
     @property
@@ -97,8 +109,9 @@ class FontDecoder(nn.Module):
         return warp(self.prototypes[font, letter].unsqueeze(1), theta)
 
     @torch.no_grad()
-    def tangents(self, font: Tensor, letter: Tensor, theta: Tensor,
-                 h: float = 1e-3) -> Tensor:
+    def tangents(
+        self, font: Tensor, letter: Tensor, theta: Tensor, h: float = 1e-3
+    ) -> Tensor:
         """Jacobian ∂dec/∂θ as ``[N, H·W, 6]``, the tangent directions of the manifold
         at θ, by
         central differences (dec(θ + h e_i) − dec(θ − h e_i)) / 2h; grid_sample has no
@@ -112,9 +125,15 @@ class FontDecoder(nn.Module):
         return torch.stack(columns, 2)
 
 
-def make_dataset(decoder: FontDecoder, per_prototype: int, *, ranges: str = "hard",
-                 test_per_prototype: int = 0, seed: int = 0,
-                 batch_size: int = 20000) -> dict[str, Tensor]:
+def make_dataset(
+    decoder: FontDecoder,
+    per_prototype: int,
+    *,
+    ranges: str = "hard",
+    test_per_prototype: int = 0,
+    seed: int = 0,
+    batch_size: int = 20000,
+) -> dict[str, Tensor]:
     """Images of every (font, letter) under ``per_prototype + test_per_prototype``
     random θ.
 
@@ -123,8 +142,10 @@ def make_dataset(decoder: FontDecoder, per_prototype: int, *, ranges: str = "har
     ``y`` (letter), ``font``, ``theta`` and the same with prefix ``test_``; examples are
     in font-major order.
     """
-    for name, value in (("per_prototype", per_prototype),
-                        ("test_per_prototype", test_per_prototype)):
+    for name, value in (
+        ("per_prototype", per_prototype),
+        ("test_per_prototype", test_per_prototype),
+    ):
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     n_fonts, n_letters = decoder.prototypes.shape[:2]
@@ -135,23 +156,42 @@ def make_dataset(decoder: FontDecoder, per_prototype: int, *, ranges: str = "har
     font = torch.arange(n_fonts).view(-1, 1, 1).expand(n_fonts, n_letters, total)
     letter = torch.arange(n_letters).view(1, -1, 1).expand(n_fonts, n_letters, total)
     out = {}
-    for prefix, part in (("", slice(0, per_prototype)),
-                         ("test_", slice(per_prototype, total))):
+    for prefix, part in (
+        ("", slice(0, per_prototype)),
+        ("test_", slice(per_prototype, total)),
+    ):
         f, y = font[:, :, part].reshape(-1), letter[:, :, part].reshape(-1)
         t = theta[:, :, part].reshape(-1, 6)
         with torch.no_grad():
-            chunks = [decoder(f[i:i + batch_size], y[i:i + batch_size],
-                              t[i:i + batch_size])
-                      for i in range(0, len(f), batch_size)]
+            chunks = [
+                decoder(
+                    f[i : i + batch_size], y[i : i + batch_size], t[i : i + batch_size]
+                )
+                for i in range(0, len(f), batch_size)
+            ]
         x = torch.cat(chunks) if len(f) else torch.zeros(0, 1, 28, 28)
-        out.update({f"{prefix}x": x, f"{prefix}y": y.clone(),
-                    f"{prefix}font": f.clone(), f"{prefix}theta": t})
+        out.update(
+            {
+                f"{prefix}x": x,
+                f"{prefix}y": y.clone(),
+                f"{prefix}font": f.clone(),
+                f"{prefix}theta": t,
+            }
+        )
     return out
 
 
-def attack_theta(classifier: nn.Module, decoder: FontDecoder, font: Tensor,
-                 letter: Tensor, theta: Tensor, *, eps: float = 0.3,
-                 ranges: str = "hard", **pgd_kwargs):
+def attack_theta(
+    classifier: nn.Module,
+    decoder: FontDecoder,
+    font: Tensor,
+    letter: Tensor,
+    theta: Tensor,
+    *,
+    eps: float = 0.3,
+    ranges: str = "hard",
+    **pgd_kwargs,
+):
     """On-manifold adversarial examples: L∞ PGD (:func:`advmanifold.attacks.pgd`) on θ
     with font and letter fixed, ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images
     are dec(font, letter, θ̃).

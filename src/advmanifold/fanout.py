@@ -10,6 +10,7 @@ notebooks executed afterwards find every unit cached. Workers on other machines 
 see the same cache folder (``ADVMANIFOLD_CACHE`` on shared storage) and data folder.
 Dask provides the scheduling, the retries and the dashboard; nothing here is a job system.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,15 @@ class PlannedUnit:
     basis: str
 
 
-def plan_units(parameters: Mapping[str, Mapping[str, Any]], profile: str) -> list[PlannedUnit]:
+def plan_units(
+    parameters: Mapping[str, Mapping[str, Any]], profile: str
+) -> list[PlannedUnit]:
     """Every unit of the selected chapters (``{stem: notebook parameters}``), each once."""
-    units = unique(u for stem, params in parameters.items()
-                   for u in chapter_units(stem, profile, params))
+    units = unique(
+        u
+        for stem, params in parameters.items()
+        for u in chapter_units(stem, profile, params)
+    )
     planned = []
     for unit in units:
         seconds, basis = estimate(unit)
@@ -41,8 +47,11 @@ def plan_units(parameters: Mapping[str, Mapping[str, Any]], profile: str) -> lis
     return planned
 
 
-def format_plan(planned: list[PlannedUnit], chapter_times: Mapping[str, float] | None = None,
-                workers: int = 1) -> str:
+def format_plan(
+    planned: list[PlannedUnit],
+    chapter_times: Mapping[str, float] | None = None,
+    workers: int = 1,
+) -> str:
     """A per-chapter table: unit, cached or not, estimated cost here; totals at the end."""
     lines, chapter_times = [], dict(chapter_times or {})
     by_chapter: dict[str, list[PlannedUnit]] = {}
@@ -50,19 +59,33 @@ def format_plan(planned: list[PlannedUnit], chapter_times: Mapping[str, float] |
         by_chapter.setdefault(p.unit.chapter, []).append(p)
     for chapter, rows in by_chapter.items():
         todo = sum(p.estimate_s for p in rows if not p.cached)
-        lines.append(f"{chapter}: {len(rows)} unit(s), {sum(not p.cached for p in rows)} to build, "
-                     f"about {format_seconds(todo)}")
+        lines.append(
+            f"{chapter}: {len(rows)} unit(s), {sum(not p.cached for p in rows)} to build, "
+            f"about {format_seconds(todo)}"
+        )
         for p in rows:
-            state = "cached" if p.cached else f"build ~{format_seconds(p.estimate_s)} ({p.basis})"
+            state = (
+                "cached"
+                if p.cached
+                else f"build ~{format_seconds(p.estimate_s)} ({p.basis})"
+            )
             lines.append(f"  {p.unit.key:<34} {state}")
     missing = [p for p in planned if not p.cached]
     total = sum(p.estimate_s for p in missing)
-    lines.append(f"units to build: {len(missing)} of {len(planned)}, about {format_seconds(total)} "
-                 f"of one worker" + (f", about {format_seconds(total / workers)} on {workers} workers"
-                                     if workers > 1 else ""))
+    lines.append(
+        f"units to build: {len(missing)} of {len(planned)}, about {format_seconds(total)} "
+        f"of one worker"
+        + (
+            f", about {format_seconds(total / workers)} on {workers} workers"
+            if workers > 1
+            else ""
+        )
+    )
     if chapter_times:
         shown = ", ".join(f"{k} {format_seconds(v)}" for k, v in chapter_times.items())
-        lines.append(f"recorded chapter times of this profile (with cached units or not): {shown}")
+        lines.append(
+            f"recorded chapter times of this profile (with cached units or not): {shown}"
+        )
     return "\n".join(lines)
 
 
@@ -77,8 +100,11 @@ def build_unit(unit: Unit, *_dependencies_done, threads: int = 1) -> dict[str, A
     before = cache.stats()["misses"]
     start = time.perf_counter()
     unit.get()
-    return {"key": unit.key, "seconds": time.perf_counter() - start,
-            "built": cache.stats()["misses"] > before}
+    return {
+        "key": unit.key,
+        "seconds": time.perf_counter() - start,
+        "built": cache.stats()["misses"] > before,
+    }
 
 
 @dataclass
@@ -88,8 +114,10 @@ class FanOutReport:
     failed: list[tuple[Unit, str]] = field(default_factory=list)
 
     def describe_failures(self) -> str:
-        return "\n".join(f"unit failed: {u.describe()} [cache key {u.key}]\n  {err}"
-                         for u, err in self.failed)
+        return "\n".join(
+            f"unit failed: {u.describe()} [cache key {u.key}]\n  {err}"
+            for u, err in self.failed
+        )
 
 
 class Heartbeat:
@@ -119,14 +147,23 @@ def client_for(workers: int | None = None, scheduler: str | None = None):
 
     if scheduler:
         return Client(scheduler), None
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
+    cluster = LocalCluster(
+        n_workers=int(workers),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+    )
     return Client(cluster), cluster
 
 
-def build_missing(units: Iterable[Unit], *, workers: int | None = None,
-                  scheduler: str | None = None, retries: int = 1,
-                  heartbeat_s: float = 30.0) -> FanOutReport:
+def build_missing(
+    units: Iterable[Unit],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retries: int = 1,
+    heartbeat_s: float = 30.0,
+) -> FanOutReport:
     """Build every unit not cached yet on Dask, dependencies first.
 
     A unit that fails is reported with its chapter, name and configuration; the
@@ -141,23 +178,37 @@ def build_missing(units: Iterable[Unit], *, workers: int | None = None,
     client, cluster = client_for(workers, scheduler)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else 1
+        threads = (
+            max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else 1
+        )
         link = getattr(client, "dashboard_link", None)
-        print(f"building {len(todo)} unit(s) on {n_workers} Dask worker(s)"
-              + (f"; dashboard: {link}" if link else ""), flush=True)
+        print(
+            f"building {len(todo)} unit(s) on {n_workers} Dask worker(s)"
+            + (f"; dashboard: {link}" if link else ""),
+            flush=True,
+        )
         futures: dict[str, Any] = {}
         missing_keys = {u.key for u in todo}
         for unit in todo:
             deps = [futures[d.key] for d in unit.deps if d.key in missing_keys]
-            futures[unit.key] = client.submit(build_unit, unit, *deps, threads=threads,
-                                              key=f"unit-{unit.key}", retries=retries, pure=False)
+            futures[unit.key] = client.submit(
+                build_unit,
+                unit,
+                *deps,
+                threads=threads,
+                key=f"unit-{unit.key}",
+                retries=retries,
+                pure=False,
+            )
         by_future = {f.key: u for u, f in zip(todo, (futures[u.key] for u in todo))}
         start, done = time.perf_counter(), 0
 
         def status() -> str:
             running = len(todo) - done
-            return (f"      … {done}/{len(todo)} unit(s) done, {running} queued or running, "
-                    f"{format_seconds(time.perf_counter() - start)} elapsed")
+            return (
+                f"      … {done}/{len(todo)} unit(s) done, {running} queued or running, "
+                f"{format_seconds(time.perf_counter() - start)} elapsed"
+            )
 
         with Heartbeat(status, heartbeat_s):
             for future in as_completed(list(futures.values())):
@@ -165,15 +216,22 @@ def build_missing(units: Iterable[Unit], *, workers: int | None = None,
                 done += 1
                 if future.status == "error":
                     err = future.exception()
-                    text = "".join(traceback.format_exception_only(type(err), err)).strip()
+                    text = "".join(
+                        traceback.format_exception_only(type(err), err)
+                    ).strip()
                     report.failed.append((unit, text))
-                    print(f"[{done}/{len(todo)}] FAILED {unit.describe()}: {text}", flush=True)
+                    print(
+                        f"[{done}/{len(todo)}] FAILED {unit.describe()}: {text}",
+                        flush=True,
+                    )
                     continue
                 info = future.result()
                 (report.built if info["built"] else report.found).append(unit.key)
-                print(f"[{done}/{len(todo)}] {'built' if info['built'] else 'found'} "
-                      f"{unit.chapter} / {unit.key} in {format_seconds(info['seconds'])}",
-                      flush=True)
+                print(
+                    f"[{done}/{len(todo)}] {'built' if info['built'] else 'found'} "
+                    f"{unit.chapter} / {unit.key} in {format_seconds(info['seconds'])}",
+                    flush=True,
+                )
     finally:
         client.close()
         if cluster is not None:

@@ -29,6 +29,7 @@ replaced by filters applied in this order, each counted (:attr:`FontPrototypes.c
 The survivors are permuted with a seed; a manifest (path, face index, family, style,
 SHA-256 of the file) travels with the prototypes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,17 @@ COLLECTION_SUFFIXES = (".ttc", ".otc")
 #: symbol and dingbat faces, and display faces of the Debian packages that pass the
 #: automatic checks although their letters are hard to read at 28×28 (our choice, from
 #: looking at every face that passes).
-DENY_FAMILIES = ("dingbat", "symbol", "emoji", "ornament", "webdings", "wingding",
-                 "acid reflux", "gyrose", "weaver")
+DENY_FAMILIES = (
+    "dingbat",
+    "symbol",
+    "emoji",
+    "ornament",
+    "webdings",
+    "wingding",
+    "acid reflux",
+    "gyrose",
+    "weaver",
+)
 
 #: Near-duplicate threshold: RMS pixel difference of two faces' ten prototypes,
 #: ‖P_a − P_b‖₂ / √(10·28·28), below which the later face is dropped (our choice: pairs
@@ -62,8 +72,14 @@ DENY_FAMILIES = ("dingbat", "symbol", "emoji", "ornament", "webdings", "wingding
 #: clones, look alike at 28×28; a tenth of the Debian faces has a copy at distance 0).
 DUPLICATE_THRESHOLD = 0.07
 
-FILTERS = ("unreadable", "deny_list", "missing_glyphs", "ink", "illegible",
-           "near_duplicate")
+FILTERS = (
+    "unreadable",
+    "deny_list",
+    "missing_glyphs",
+    "ink",
+    "illegible",
+    "near_duplicate",
+)
 
 
 def debian_font_packages() -> list[str]:
@@ -73,21 +89,31 @@ def debian_font_packages() -> list[str]:
 
     path = files("advmanifold").joinpath("debian-font-packages.txt")
     text = path.read_text(encoding="utf-8")
-    return [word for line in text.splitlines()
-            for word in line.split("#", 1)[0].split()]
+    return [
+        word for line in text.splitlines() for word in line.split("#", 1)[0].split()
+    ]
 
 
 def system_font_dirs() -> list[Path]:
     """Folders searched by default: ``ADVMANIFOLD_FONTS`` (``os.pathsep``-separated) if
     set, else the existing system and user font folders of Linux, macOS and Windows."""
     if os.environ.get("ADVMANIFOLD_FONTS"):
-        return [Path(p).expanduser()
-                for p in os.environ["ADVMANIFOLD_FONTS"].split(os.pathsep) if p]
+        return [
+            Path(p).expanduser()
+            for p in os.environ["ADVMANIFOLD_FONTS"].split(os.pathsep)
+            if p
+        ]
     home = Path.home()
-    candidates = [Path("/usr/share/fonts"), Path("/usr/local/share/fonts"),
-                  home / ".fonts", home / ".local/share/fonts", Path("/Library/Fonts"),
-                  Path("/System/Library/Fonts"), home / "Library/Fonts",
-                  Path(os.environ.get("WINDIR", "C:/Windows")) / "Fonts"]
+    candidates = [
+        Path("/usr/share/fonts"),
+        Path("/usr/local/share/fonts"),
+        home / ".fonts",
+        home / ".local/share/fonts",
+        Path("/Library/Fonts"),
+        Path("/System/Library/Fonts"),
+        home / "Library/Fonts",
+        Path(os.environ.get("WINDIR", "C:/Windows")) / "Fonts",
+    ]
     return [p for p in candidates if p.is_dir()]
 
 
@@ -109,18 +135,30 @@ def find_font_files(font_dirs: list[str | os.PathLike] | None = None) -> list[Pa
     none is found."""
     if font_dirs is not None and isinstance(font_dirs, (str, os.PathLike)):
         raise ValueError(
-            f"font_dirs must be a list of folders or None, got {font_dirs!r}")
-    dirs = (system_font_dirs() if font_dirs is None
-            else [Path(d).expanduser() for d in font_dirs])
+            f"font_dirs must be a list of folders or None, got {font_dirs!r}"
+        )
+    dirs = (
+        system_font_dirs()
+        if font_dirs is None
+        else [Path(d).expanduser() for d in font_dirs]
+    )
     missing = [str(d) for d in dirs if not Path(d).is_dir()]
     if missing:
         raise ValueError(f"font_dirs: not a folder: {missing}")
-    files = sorted({p.resolve() for d in dirs for p in Path(d).rglob("*")
-                    if p.suffix.lower() in FONT_SUFFIXES and p.is_file()})
+    files = sorted(
+        {
+            p.resolve()
+            for d in dirs
+            for p in Path(d).rglob("*")
+            if p.suffix.lower() in FONT_SUFFIXES and p.is_file()
+        }
+    )
     if not files:
         shown = [str(d) for d in dirs]
-        warnings.warn(f"no font file under {shown}; using matplotlib's bundled fonts",
-                      stacklevel=2)
+        warnings.warn(
+            f"no font file under {shown}; using matplotlib's bundled fonts",
+            stacklevel=2,
+        )
         files = matplotlib_font_files()
     return files
 
@@ -146,9 +184,12 @@ class FontFace:
     sha256: str
 
 
-def discover_faces(files: list[str | os.PathLike] | None = None, *,
-                   font_dirs: list[str | os.PathLike] | None = None,
-                   digests: dict[str, str] | None = None) -> list[FontFace]:
+def discover_faces(
+    files: list[str | os.PathLike] | None = None,
+    *,
+    font_dirs: list[str | os.PathLike] | None = None,
+    digests: dict[str, str] | None = None,
+) -> list[FontFace]:
     """Every face of ``files`` (default: :func:`find_font_files` of ``font_dirs``), in
     file order and face order. A collection (``.ttc``/``.otc``) gives faces 0, 1, …
     until FreeType refuses the index; a file that cannot be opened gives one face with
@@ -178,8 +219,14 @@ def discover_faces(files: list[str | os.PathLike] | None = None, *,
     return faces
 
 
-def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMAGE_SIZE,
-                font_size: int = FONT_SIZE, *, index: int = 0) -> np.ndarray | None:
+def render_font(
+    path: str | os.PathLike,
+    letters: str = LETTERS,
+    size: int = IMAGE_SIZE,
+    font_size: int = FONT_SIZE,
+    *,
+    index: int = 0,
+) -> np.ndarray | None:
     """Letters of face ``index`` of a font file as float32
     ``[len(letters) + 1, size, size]`` in [0, 1], ink = 1.
 
@@ -199,8 +246,10 @@ def render_font(path: str | os.PathLike, letters: str = LETTERS, size: int = IMA
         draw = ImageDraw.Draw(image)
         try:
             left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
-            corner = ((size - (right - left)) / 2 - left,
-                      (size - (bottom - top)) / 2 - top)
+            corner = (
+                (size - (right - left)) / 2 - left,
+                (size - (bottom - top)) / 2 - top,
+            )
             draw.text(corner, char, fill=255, font=font)
         except (OSError, ValueError):
             return None
@@ -212,7 +261,7 @@ def blur(images: Tensor, sigma: float = 1.5) -> Tensor:
     """Gaussian blur of ``[..., H, W]`` images (separable, zero padding)."""
     radius = int(3 * sigma)
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    k = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
+    k = torch.exp(-(offsets**2) / (2 * sigma**2))
     k = k / k.sum()
     shape = images.shape
     x = images.reshape(-1, 1, *shape[-2:])
@@ -221,10 +270,16 @@ def blur(images: Tensor, sigma: float = 1.5) -> Tensor:
     return x.reshape(shape)
 
 
-def legibility_checks(prototypes: Tensor, missing: Tensor, *,
-                      groups: Tensor | None = None, min_ink: float = 0.005,
-                      max_ink: float = 0.6, k: int = 5,
-                      min_correct: int | None = None) -> dict[str, Tensor]:
+def legibility_checks(
+    prototypes: Tensor,
+    missing: Tensor,
+    *,
+    groups: Tensor | None = None,
+    min_ink: float = 0.005,
+    max_ink: float = 0.6,
+    k: int = 5,
+    min_correct: int | None = None,
+) -> dict[str, Tensor]:
     """Failure masks ``[F]`` of checks 3–5 of the module docstring, each only among the
     fonts that passed the earlier ones: ``{"missing_glyphs", "ink", "illegible"}``.
 
@@ -237,13 +292,16 @@ def legibility_checks(prototypes: Tensor, missing: Tensor, *,
     """
     expected = (prototypes.shape[0], *prototypes.shape[2:])
     if prototypes.ndim != 4 or missing.shape != expected:
-        raise ValueError("prototypes must be [F, L, H, W] and missing [F, H, W], "
-                         f"got {tuple(prototypes.shape)} and {tuple(missing.shape)}")
+        raise ValueError(
+            "prototypes must be [F, L, H, W] and missing [F, H, W], "
+            f"got {tuple(prototypes.shape)} and {tuple(missing.shape)}"
+        )
     n_fonts, n_letters = prototypes.shape[:2]
     groups = torch.arange(n_fonts) if groups is None else torch.as_tensor(groups)
     if groups.shape != (n_fonts,):
         raise ValueError(
-            f"groups must have shape [{n_fonts}], got {tuple(groups.shape)}")
+            f"groups must have shape [{n_fonts}], got {tuple(groups.shape)}"
+        )
     min_correct = n_letters if min_correct is None else min_correct
     flat = prototypes.flatten(2)
     # 3. glyphs exist and differ from each other
@@ -253,11 +311,21 @@ def legibility_checks(prototypes: Tensor, missing: Tensor, *,
     glyphs = differs_missing.all(1) & (pair.amin((1, 2)) > 0.5)
     # 4. plausible ink, nothing cut at the border
     ink = flat.mean(2)
-    border = torch.cat([prototypes[..., 0, :], prototypes[..., -1, :],
-                        prototypes[..., :, 0], prototypes[..., :, -1]], -1).amax(-1)
+    border = torch.cat(
+        [
+            prototypes[..., 0, :],
+            prototypes[..., -1, :],
+            prototypes[..., :, 0],
+            prototypes[..., :, -1],
+        ],
+        -1,
+    ).amax(-1)
     inked = ((ink > min_ink) & (ink < max_ink)).all(1) & (border < 0.5).all(1)
-    out = {"missing_glyphs": ~glyphs, "ink": glyphs & ~inked,
-           "illegible": torch.zeros(n_fonts, dtype=torch.bool)}
+    out = {
+        "missing_glyphs": ~glyphs,
+        "ink": glyphs & ~inked,
+        "illegible": torch.zeros(n_fonts, dtype=torch.bool),
+    }
     # 5. leave-one-family-out k-NN on blurred, unit-norm glyphs
     idx = (glyphs & inked).nonzero().squeeze(1)
     if len(idx) <= k:
@@ -269,10 +337,12 @@ def legibility_checks(prototypes: Tensor, missing: Tensor, *,
     label = torch.arange(n_letters).repeat(len(idx))
     predicted = torch.empty_like(label)
     for s in range(0, len(blurred), 2048):
-        sim = blurred[s:s + 2048] @ blurred.T
-        sim[group[s:s + 2048, None] == group[None]] = -2.0  # never vote for your family
+        sim = blurred[s : s + 2048] @ blurred.T
+        sim[
+            group[s : s + 2048, None] == group[None]
+        ] = -2.0  # never vote for your family
         votes = F.one_hot(label[sim.topk(k, dim=1).indices], n_letters).sum(1)
-        predicted[s:s + 2048] = votes.argmax(1)
+        predicted[s : s + 2048] = votes.argmax(1)
     correct = (predicted == label).view(len(idx), n_letters).sum(1)
     out["illegible"][idx[correct < min_correct]] = True
     return out
@@ -284,8 +354,9 @@ def legible(prototypes: Tensor, missing: Tensor, **kwargs) -> Tensor:
     return ~(failed["missing_glyphs"] | failed["ink"] | failed["illegible"])
 
 
-def near_duplicates(prototypes: Tensor,
-                    threshold: float = DUPLICATE_THRESHOLD) -> Tensor:
+def near_duplicates(
+    prototypes: Tensor, threshold: float = DUPLICATE_THRESHOLD
+) -> Tensor:
     """Boolean mask ``[F]`` of faces to drop: greedily in the given order, a face is
     kept unless its prototypes are within RMS distance ``threshold`` of a face kept
     before,
@@ -330,24 +401,32 @@ class FontPrototypes:
     def names(self) -> list[str]:
         """Short labels "family style" (file name and face index if the face has no
         name)."""
-        return [f"{m.family} {m.style}".strip() or f"{Path(m.path).name}#{m.index}"
-                for m in self.manifest]
+        return [
+            f"{m.family} {m.style}".strip() or f"{Path(m.path).name}#{m.index}"
+            for m in self.manifest
+        ]
 
     def manifest_frame(self):
         """The manifest as a pandas DataFrame (columns path, index, family, style,
         sha256)."""
         import pandas as pd
 
-        return pd.DataFrame([asdict(m) for m in self.manifest],
-                            columns=list(FontFace.__dataclass_fields__))
+        return pd.DataFrame(
+            [asdict(m) for m in self.manifest],
+            columns=list(FontFace.__dataclass_fields__),
+        )
 
 
-def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = None, *,
-                      n_fonts: int | None = None, seed: int = 0,
-                      font_dirs: list[str | os.PathLike] | None = None,
-                      deny: tuple[str, ...] = DENY_FAMILIES,
-                      duplicate_threshold: float = DUPLICATE_THRESHOLD,
-                      progress: bool = False) -> FontPrototypes:
+def render_prototypes(
+    faces: list[FontFace] | list[str | os.PathLike] | None = None,
+    *,
+    n_fonts: int | None = None,
+    seed: int = 0,
+    font_dirs: list[str | os.PathLike] | None = None,
+    deny: tuple[str, ...] = DENY_FAMILIES,
+    duplicate_threshold: float = DUPLICATE_THRESHOLD,
+    progress: bool = False,
+) -> FontPrototypes:
     """Render ``faces`` (font files or faces; default: :func:`discover_faces` of
     ``font_dirs``), apply the filters of the module docstring in the faces' (sorted)
     order, permute the survivors with ``seed`` and keep the first ``n_fonts`` (all if
@@ -376,12 +455,14 @@ def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = N
     if not rendered:
         raise RuntimeError(
             f"no usable font among {len(faces)} faces; install fonts (e.g. apt-get "
-            f"install {' '.join(debian_font_packages()[:3])} ...) or pass font_dirs")
+            f"install {' '.join(debian_font_packages()[:3])} ...) or pass font_dirs"
+        )
     stack = torch.from_numpy(np.stack(rendered))
     prototypes, missing = stack[:, :-1], stack[:, -1]
     families = {}
-    groups = torch.tensor([families.setdefault(f.family or f.path, len(families))
-                           for f in kept])
+    groups = torch.tensor(
+        [families.setdefault(f.family or f.path, len(families)) for f in kept]
+    )
     failed = legibility_checks(prototypes, missing, groups=groups)
     for name, mask in failed.items():
         counts[name] = int(mask.sum())
@@ -396,26 +477,41 @@ def render_prototypes(faces: list[FontFace] | list[str | os.PathLike] | None = N
     if n_fonts is not None:
         if n_fonts > len(order):
             raise ValueError(
-                f"n_fonts={n_fonts} but only {len(order)} legible fonts were found")
+                f"n_fonts={n_fonts} but only {len(order)} legible fonts were found"
+            )
         order = order[:n_fonts]
-    return FontPrototypes(prototypes[order].contiguous(),
-                          [kept[i] for i in order.tolist()], counts)
+    return FontPrototypes(
+        prototypes[order].contiguous(), [kept[i] for i in order.tolist()], counts
+    )
 
 
-def prototypes_config(files: list[str | os.PathLike], *, n_fonts: int | None = None,
-                      seed: int = 0, duplicate_threshold: float = DUPLICATE_THRESHOLD,
-                      digests: dict[str, str] | None = None) -> dict:
+def prototypes_config(
+    files: list[str | os.PathLike],
+    *,
+    n_fonts: int | None = None,
+    seed: int = 0,
+    duplicate_threshold: float = DUPLICATE_THRESHOLD,
+    digests: dict[str, str] | None = None,
+) -> dict:
     """The cache configuration of the prototypes of ``files``: their paths and SHA-256
     (cheap to compute: no rendering) and the rendering and filter settings."""
     digests = digests or {str(f): sha256_file(f) for f in files}
-    return {"files": sorted(digests.items()), "n_fonts": n_fonts, "seed": seed,
-            "size": IMAGE_SIZE, "font_size": FONT_SIZE, "letters": LETTERS,
-            "deny": list(DENY_FAMILIES), "duplicate_threshold": duplicate_threshold,
-            "version": 2}
+    return {
+        "files": sorted(digests.items()),
+        "n_fonts": n_fonts,
+        "seed": seed,
+        "size": IMAGE_SIZE,
+        "font_size": FONT_SIZE,
+        "letters": LETTERS,
+        "deny": list(DENY_FAMILIES),
+        "duplicate_threshold": duplicate_threshold,
+        "version": 2,
+    }
 
 
-def prototypes_payload(config: dict,
-                       files: list[str | os.PathLike] | None = None) -> dict:
+def prototypes_payload(
+    config: dict, files: list[str | os.PathLike] | None = None
+) -> dict:
     """Render the prototypes described by :func:`prototypes_config` ``config``: the
     cache payload ``{"images", "manifest", "counts"}``. ``files`` gives the order in
     which faces are filtered (default: sorted as by :func:`find_font_files`, which the
@@ -423,24 +519,37 @@ def prototypes_payload(config: dict,
     digests = dict(config["files"])
     files = sorted(Path(f) for f in digests) if files is None else files
     faces = discover_faces(files, digests=digests)
-    result = render_prototypes(faces, n_fonts=config["n_fonts"], seed=config["seed"],
-                               duplicate_threshold=config["duplicate_threshold"])
-    return {"images": result.images, "manifest": [asdict(m) for m in result.manifest],
-            "counts": result.counts}
+    result = render_prototypes(
+        faces,
+        n_fonts=config["n_fonts"],
+        seed=config["seed"],
+        duplicate_threshold=config["duplicate_threshold"],
+    )
+    return {
+        "images": result.images,
+        "manifest": [asdict(m) for m in result.manifest],
+        "counts": result.counts,
+    }
 
 
 def prototypes_from_payload(payload: dict) -> FontPrototypes:
     """The :class:`FontPrototypes` of a payload of :func:`prototypes_payload`."""
-    return FontPrototypes(payload["images"],
-                          [FontFace(**m) for m in payload["manifest"]],
-                          dict(payload["counts"]))
+    return FontPrototypes(
+        payload["images"],
+        [FontFace(**m) for m in payload["manifest"]],
+        dict(payload["counts"]),
+    )
 
 
-def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
-                    font_dirs: list[str | os.PathLike] | None = None,
-                    files: list[str | os.PathLike] | None = None,
-                    cache: bool | None = None,
-                    duplicate_threshold: float = DUPLICATE_THRESHOLD) -> FontPrototypes:
+def load_prototypes(
+    n_fonts: int | None = None,
+    *,
+    seed: int = 0,
+    font_dirs: list[str | os.PathLike] | None = None,
+    files: list[str | os.PathLike] | None = None,
+    cache: bool | None = None,
+    duplicate_threshold: float = DUPLICATE_THRESHOLD,
+) -> FontPrototypes:
     """:func:`render_prototypes` of the faces in ``files`` (default:
     :func:`find_font_files` of ``font_dirs``), cached by the files' paths and SHA-256;
     the cache holds the manifest and the filter counts with the images."""
@@ -449,8 +558,10 @@ def load_prototypes(n_fonts: int | None = None, *, seed: int = 0,
     from .cache import cached
 
     files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
-    config = prototypes_config(files, n_fonts=n_fonts, seed=seed,
-                               duplicate_threshold=duplicate_threshold)
+    config = prototypes_config(
+        files, n_fonts=n_fonts, seed=seed, duplicate_threshold=duplicate_threshold
+    )
     build = partial(prototypes_payload, config, files)
-    return prototypes_from_payload(cached("fonts-prototypes", config, build,
-                                          enabled=cache))
+    return prototypes_from_payload(
+        cached("fonts-prototypes", config, build, enabled=cache)
+    )

@@ -14,6 +14,7 @@ images through the spatial transformer, costs seconds where training costs minut
 and at the paper's size it would take gigabytes on disk. The attacks and the latent
 search take about a minute at ``quick`` and run in the notebook.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,15 +36,39 @@ STEM = "01_fonts"
 #: letters × (96 + 16) θ, 20 epochs, 1000 attacked test images, 40 iterations,
 #: 5 restarts, 100 search steps (Stutz et al. 2019; the search restarts are ours).
 SETTINGS = {
-    "smoke": dict(n_fonts=10, train_per_prototype=10, test_per_prototype=2, epochs=1,
-                  n_attack=20, attack_steps=10, restarts=1, search_steps=10,
-                  search_restarts=1),
-    "quick": dict(n_fonts=500, train_per_prototype=16, test_per_prototype=4, epochs=3,
-                  n_attack=1000, attack_steps=40, restarts=3, search_steps=100,
-                  search_restarts=1),
-    "paper": dict(n_fonts=None, train_per_prototype=96, test_per_prototype=16,
-                  epochs=20, n_attack=1000, attack_steps=40, restarts=5,
-                  search_steps=100, search_restarts=4),
+    "smoke": dict(
+        n_fonts=10,
+        train_per_prototype=10,
+        test_per_prototype=2,
+        epochs=1,
+        n_attack=20,
+        attack_steps=10,
+        restarts=1,
+        search_steps=10,
+        search_restarts=1,
+    ),
+    "quick": dict(
+        n_fonts=500,
+        train_per_prototype=16,
+        test_per_prototype=4,
+        epochs=3,
+        n_attack=1000,
+        attack_steps=40,
+        restarts=3,
+        search_steps=100,
+        search_restarts=1,
+    ),
+    "paper": dict(
+        n_fonts=None,
+        train_per_prototype=96,
+        test_per_prototype=16,
+        epochs=20,
+        n_attack=1000,
+        attack_steps=40,
+        restarts=5,
+        search_steps=100,
+        search_restarts=4,
+    ),
 }
 
 #: When a profile takes every legible face (``n_fonts=None``), fewer than this many
@@ -51,9 +76,9 @@ SETTINGS = {
 #: :func:`advmanifold.fonts.debian_font_packages` give about 630 (our choice).
 MIN_FONTS = 500
 
-EPS = 0.3          # L∞ budget of both attacks, in image and in θ-space (the paper's)
-RANGES = "hard"    # θ ranges of the paper's experiments
-SEARCH_LR = 0.09   # Adam's learning rate in the latent search (the paper's code)
+EPS = 0.3  # L∞ budget of both attacks, in image and in θ-space (the paper's)
+RANGES = "hard"  # θ ranges of the paper's experiments
+SEARCH_LR = 0.09  # Adam's learning rate in the latent search (the paper's code)
 #: The classifier's optimiser (the paper's): Adam, lr decayed per epoch, batch 100.
 TRAINING = dict(lr=0.01, lr_decay=0.95, weight_decay=1e-4, batch_size=100)
 
@@ -82,10 +107,12 @@ def fonts_wanted(S: SimpleNamespace) -> int:
 
 # ------------------------------------------------------------------------------ units
 
+
 def _font_files(font_dirs) -> list:
     if isinstance(font_dirs, (str, os.PathLike)):
         raise ValueError(
-            f"font_dirs must be a list of folders or None, got {font_dirs!r}")
+            f"font_dirs must be a list of folders or None, got {font_dirs!r}"
+        )
     return fonts.find_font_files(None if font_dirs is None else list(font_dirs))
 
 
@@ -95,9 +122,13 @@ def prototypes_unit(font_dirs=None) -> Unit:
     :func:`advmanifold.fonts.load_prototypes` with its defaults)."""
     files = _font_files(font_dirs)
     config = fonts.prototypes_config(files)
-    return Unit(STEM, "fonts-prototypes", config,
-                functools.partial(fonts.prototypes_payload, config, files),
-                estimate_s=1.0 + SECONDS_PER_FONT_FILE * len(files))
+    return Unit(
+        STEM,
+        "fonts-prototypes",
+        config,
+        functools.partial(fonts.prototypes_payload, config, files),
+        estimate_s=1.0 + SECONDS_PER_FONT_FILE * len(files),
+    )
 
 
 def prototypes(unit: Unit) -> fonts.FontPrototypes:
@@ -114,14 +145,18 @@ def dataset(images: Tensor, S: SimpleNamespace, seed: int) -> dict[str, Tensor]:
     """FONTS from prototypes ``images [F, 10, 28, 28]``: each under
     ``S.train_per_prototype`` + ``S.test_per_prototype`` random θ of :data:`RANGES`
     (:func:`advmanifold.decoders.make_dataset`, on the CPU)."""
-    return decoders.make_dataset(decoders.FontDecoder(images),
-                                 S.train_per_prototype,
-                                 test_per_prototype=S.test_per_prototype,
-                                 ranges=RANGES, seed=seed)
+    return decoders.make_dataset(
+        decoders.FontDecoder(images),
+        S.train_per_prototype,
+        test_per_prototype=S.test_per_prototype,
+        ranges=RANGES,
+        seed=seed,
+    )
 
 
-def train_classifier(prototypes_dep: Unit, S: SimpleNamespace, seed: int,
-                     device: str = "cpu") -> dict[str, Tensor]:
+def train_classifier(
+    prototypes_dep: Unit, S: SimpleNamespace, seed: int, device: str = "cpu"
+) -> dict[str, Tensor]:
     """Build of ``fonts-convnet``: the ConvNet's state dict (CPU tensors) after training
     on :func:`dataset` of the first ``S.n_fonts`` legible faces of
     ``prototypes_dep``."""
@@ -129,26 +164,51 @@ def train_classifier(prototypes_dep: Unit, S: SimpleNamespace, seed: int,
     data = dataset(every.images[: n_used(len(every), S.n_fonts)], S, seed)
     torch.manual_seed(seed)  # the initial weights do not depend on the caller's RNG
     net = models.ConvNet().to(device)
-    training.train(net, data["x"].to(device), data["y"].to(device), epochs=S.epochs,
-                   seed=seed, desc="ConvNet on FONTS", **TRAINING)
+    training.train(
+        net,
+        data["x"].to(device),
+        data["y"].to(device),
+        epochs=S.epochs,
+        seed=seed,
+        desc="ConvNet on FONTS",
+        **TRAINING,
+    )
     return {k: v.cpu() for k, v in net.state_dict().items()}
 
 
-def classifier_unit(S: SimpleNamespace, *, seed: int = 0, font_dirs=None,
-                    device: str = "cpu", prototypes_dep: Unit | None = None) -> Unit:
+def classifier_unit(
+    S: SimpleNamespace,
+    *,
+    seed: int = 0,
+    font_dirs=None,
+    device: str = "cpu",
+    prototypes_dep: Unit | None = None,
+) -> Unit:
     """The ``fonts-convnet`` unit for settings ``S`` (only the data and training
     settings enter its configuration) and the prototypes unit of ``font_dirs``."""
     dep = prototypes_unit(font_dirs) if prototypes_dep is None else prototypes_dep
-    data = {k: getattr(S, k)
-            for k in ("n_fonts", "train_per_prototype", "test_per_prototype")}
-    config = {"model": "ConvNet", "prototypes": dep.key, **data, "ranges": RANGES,
-              "epochs": S.epochs, **TRAINING, "seed": seed}
+    data = {
+        k: getattr(S, k)
+        for k in ("n_fonts", "train_per_prototype", "test_per_prototype")
+    }
+    config = {
+        "model": "ConvNet",
+        "prototypes": dep.key,
+        **data,
+        "ranges": RANGES,
+        "epochs": S.epochs,
+        **TRAINING,
+        "seed": seed,
+    }
     n_files = len(dep.config["files"])
     n_fonts = S.n_fonts if S.n_fonts is not None else LEGIBLE_FRACTION * n_files
     n_images = n_fonts * 10 * (S.train_per_prototype + S.test_per_prototype)
     n_train = n_fonts * 10 * S.train_per_prototype
-    estimate = (SECONDS_PER_IMAGE * n_images
-                + SECONDS_PER_IMAGE_EPOCH * n_train * S.epochs + 2.0)
+    estimate = (
+        SECONDS_PER_IMAGE * n_images
+        + SECONDS_PER_IMAGE_EPOCH * n_train * S.epochs
+        + 2.0
+    )
     build = functools.partial(train_classifier, dep, S, seed, device)
     return Unit(STEM, "fonts-convnet", config, build, deps=(dep,), estimate_s=estimate)
 
@@ -164,8 +224,16 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     dep = prototypes_unit(params.get("font_dirs"))
     seed = int(params.get("seed") or 0)
     device = params.get("device") or "cpu"
-    return [dep, classifier_unit(S, seed=seed, font_dirs=params.get("font_dirs"),
-                                 device=device, prototypes_dep=dep)]
+    return [
+        dep,
+        classifier_unit(
+            S,
+            seed=seed,
+            font_dirs=params.get("font_dirs"),
+            device=device,
+            prototypes_dep=dep,
+        ),
+    ]
 
 
 def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
@@ -179,6 +247,7 @@ def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
 
 
 # ------------------------------------------------------------------------ bookkeeping
+
 
 def record_fonts(res, every: fonts.FontPrototypes, S: SimpleNamespace):
     """Add the font counts and the fallback flag to ``res``; return the manifest of the
@@ -222,17 +291,26 @@ def fallback_warning(n_used: int, n_wanted: int, profile: str) -> str | None:
         "`font_dirs` with folders "
         "holding more fonts (e.g. a checkout of Google Fonts), and run the chapter "
         "again.\n"
-        ":::")
+        ":::"
+    )
 
 
 def filter_table(every: fonts.FontPrototypes, count: int):
     """The faces found, removed by each filter, kept and used, as a styled table."""
     import pandas as pd
 
-    steps = ["faces found", *(f"removed: {n.replace('_', ' ')}" for n in fonts.FILTERS),
-             "kept", "used in this run"]
-    counts = [every.counts["faces"], *(every.counts[n] for n in fonts.FILTERS),
-              len(every), count]
+    steps = [
+        "faces found",
+        *(f"removed: {n.replace('_', ' ')}" for n in fonts.FILTERS),
+        "kept",
+        "used in this run",
+    ]
+    counts = [
+        every.counts["faces"],
+        *(every.counts[n] for n in fonts.FILTERS),
+        len(every),
+        count,
+    ]
     return pd.DataFrame({"step": steps, "faces": counts}).style.hide(axis="index")
 
 
@@ -264,8 +342,9 @@ def save_figure(fig, name: str) -> None:
         glue = None
     if glue is not None:
         glue(f"fig_{name}", fig, display=False)
-    fig.savefig(paths.figures_dir() / f"{STEM}_{name}.png", dpi=150,
-                bbox_inches="tight")
+    fig.savefig(
+        paths.figures_dir() / f"{STEM}_{name}.png", dpi=150, bbox_inches="tight"
+    )
     plt.close(fig)
 
 
@@ -284,13 +363,15 @@ def _row_label(ax, name: str) -> None:
     """A horizontal label left of an image row: family and style on two lines."""
     words = name.split()
     half = (len(words) + 1) // 2
-    text = "\n".join(_short(" ".join(part), 14) for part in (words[:half], words[half:])
-                     if part)
+    text = "\n".join(
+        _short(" ".join(part), 14) for part in (words[:half], words[half:]) if part
+    )
     ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=12, labelpad=6)
 
 
-def plot_decoder_parameters(decoder: decoders.FontDecoder, font: list[int],
-                            letter: list[int], names: list[str]):
+def plot_decoder_parameters(
+    decoder: decoders.FontDecoder, font: list[int], letter: list[int], names: list[str]
+):
     """One row per parameter of θ; for each (font, letter): the parameter at the lower
     end of its range, the prototype (identity θ), the upper end (others at identity)."""
     import matplotlib.pyplot as plt
@@ -303,14 +384,15 @@ def plot_decoder_parameters(decoder: decoders.FontDecoder, font: list[int],
             if value is not None:
                 theta[i] = value
             thetas.append(theta)
-    thetas = torch.stack(thetas)                                        # [18, 6]
+    thetas = torch.stack(thetas)  # [18, 6]
     n = len(font)
     f = torch.tensor(font).repeat_interleave(len(thetas))
     y = torch.tensor(letter).repeat_interleave(len(thetas))
     with torch.no_grad():
         images = decoder(f, y, thetas.repeat(n, 1)).view(n, 6, 3, 28, 28).cpu()
-    fig, axes = plt.subplots(6, 3 * n, figsize=(1.2 * 3 * n + 1.6, 1.2 * 6 + 0.9),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        6, 3 * n, figsize=(1.2 * 3 * n + 1.6, 1.2 * 6 + 0.9), squeeze=False
+    )
     for row in range(6):
         for k in range(n):
             for j in range(3):
@@ -327,9 +409,14 @@ def plot_decoder_parameters(decoder: decoders.FontDecoder, font: list[int],
     return fig
 
 
-def plot_decoder_random(decoder: decoders.FontDecoder, font: list[int],
-                        letter: list[int], names: list[str], n_theta: int = 5,
-                        seed: int = 0):
+def plot_decoder_random(
+    decoder: decoders.FontDecoder,
+    font: list[int],
+    letter: list[int],
+    names: list[str],
+    n_theta: int = 5,
+    seed: int = 0,
+):
     """Prototypes (left column), each under ``n_theta`` random θ of the data ranges."""
     import matplotlib.pyplot as plt
 
@@ -342,8 +429,9 @@ def plot_decoder_random(decoder: decoders.FontDecoder, font: list[int],
     y = torch.tensor(letter).repeat_interleave(cols)
     with torch.no_grad():
         images = decoder(f, y, theta.reshape(-1, 6)).view(n, cols, 28, 28).cpu()
-    fig, axes = plt.subplots(n, cols, figsize=(1.2 * cols + 1.9, 1.2 * n + 0.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n, cols, figsize=(1.2 * cols + 1.9, 1.2 * n + 0.5), squeeze=False
+    )
     for r in range(n):
         for c in range(cols):
             _image(axes[r, c], images[r, c])
@@ -386,16 +474,29 @@ def plot_distances(distances):
     for name in SET_ORDER:
         part = distances[distances.set == name]
         if len(part):
-            ax0.hist(part.distance, bins=bins, alpha=0.6, color=palette[name],
-                     label=f"{name} (n = {len(part)})")
+            ax0.hist(
+                part.distance,
+                bins=bins,
+                alpha=0.6,
+                color=palette[name],
+                label=f"{name} (n = {len(part)})",
+            )
     ax0.set_xlabel("distance to the manifold ‖x̃ − π(x̃)‖₂\n(pixel values in [0, 1])")
     ax0.set_ylabel("number of examples")
     ax0.set_yscale("log")
     ax0.legend(fontsize=11, loc="upper right")
     ax0.set_title("a) distance found by the latent search", fontsize=12)
     adv = distances[distances.set != "test"]
-    sns.scatterplot(data=adv, x="delta_l2", y="distance", hue="set", palette=palette,
-                    s=14, ax=ax1, legend=False)
+    sns.scatterplot(
+        data=adv,
+        x="delta_l2",
+        y="distance",
+        hue="set",
+        palette=palette,
+        s=14,
+        ax=ax1,
+        legend=False,
+    )
     top = max(adv.delta_l2.max(), 1e-3) if len(adv) else 1.0
     ax1.plot([0, top], [0, top], color="grey", lw=1, ls="--", label="distance = ‖δ‖₂")
     ax1.set_xlabel("size of the perturbation ‖δ‖₂ = ‖x̃ − x‖₂")
@@ -408,9 +509,16 @@ def plot_distances(distances):
 
 # -------------------------------------------------------------------------- distances
 
-def distance_frame(decoder: decoders.FontDecoder, font: Tensor, letter: Tensor,
-                   theta: Tensor, clean: Tensor,
-                   sets: Mapping[str, tuple[Tensor, Tensor]], **search: Any):
+
+def distance_frame(
+    decoder: decoders.FontDecoder,
+    font: Tensor,
+    letter: Tensor,
+    theta: Tensor,
+    clean: Tensor,
+    sets: Mapping[str, tuple[Tensor, Tensor]],
+    **search: Any,
+):
     """Distances to the manifold of the examples of ``sets`` (name → (images ``[N, …]``,
     mask ``[N]`` of those to measure)), all measured in one batched latent search
     (:func:`advmanifold.manifolds.decoder.project`, keyword arguments ``search``).
@@ -428,8 +536,14 @@ def distance_frame(decoder: decoders.FontDecoder, font: Tensor, letter: Tensor,
         labels += [name] * len(keep)
     index, images = torch.cat(index), torch.cat(images)
     projection, _ = decoder_manifold.project(
-        decoder, font[index], letter[index], images, theta[index],
-        reference=clean[index], **search)
+        decoder,
+        font[index],
+        letter[index],
+        images,
+        theta[index],
+        reference=clean[index],
+        **search,
+    )
     frame = projection.to_frame(set=labels)
     frame["distance_over_l2"] = frame.distance / frame.delta_l2
     return frame
@@ -439,15 +553,19 @@ def record_distances(res, distances) -> None:
     """Add the median distance, ‖δ‖₂, ratio and angle of each set to ``res``, and the
     share of on-manifold examples traced back (distance below a tenth of ‖δ‖₂)."""
     median = distances.groupby("set").median(numeric_only=True)
-    for key, name in [("test", "test"), ("onmanifold", "on-manifold adversarial"),
-                      ("regular", "regular adversarial")]:
+    for key, name in [
+        ("test", "test"),
+        ("onmanifold", "on-manifold adversarial"),
+        ("regular", "regular adversarial"),
+    ]:
         if name not in median.index:
             continue
         res.add(f"distance_{key}_median", median.loc[name, "distance"])
         if key != "test":
             res.add(f"l2_{key}_median", median.loc[name, "delta_l2"])
-            res.add(f"{key}_distance_over_l2_median",
-                    median.loc[name, "distance_over_l2"])
+            res.add(
+                f"{key}_distance_over_l2_median", median.loc[name, "distance_over_l2"]
+            )
             res.add(f"{key}_angle_deg_median", median.loc[name, "angle_deg"])
     on = distances[distances.set == "on-manifold adversarial"]
     if len(on):

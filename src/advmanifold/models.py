@@ -6,6 +6,7 @@
 - :class:`GroupedMLP`: several MLPs trained as one network (batched matrix products).
 - :class:`MLP`: the PMNIST model of Geyer et al.: 784 → 1568 → 1568 → 10 with ReLU.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,11 @@ def conv_stack(channels=(1, 16, 32, 64), groups: int = 1) -> nn.Sequential:
         raise ValueError(f"groups must be an integer >= 1, got {groups!r}")
     layers = []
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        layers += [nn.Conv2d(groups * c_in, groups * c_out, 4, 2, 1, groups=groups),
-                   nn.BatchNorm2d(groups * c_out), nn.ReLU()]
+        layers += [
+            nn.Conv2d(groups * c_in, groups * c_out, 4, 2, 1, groups=groups),
+            nn.BatchNorm2d(groups * c_out),
+            nn.ReLU(),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -32,8 +36,12 @@ class ConvNet(nn.Module):
     def __init__(self, n_classes: int = 10, hidden: int = 100):
         super().__init__()
         self.features = conv_stack()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * 3 * 3, hidden),
-                                  nn.ReLU(), nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 3 * 3, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x.view(-1, 1, 28, 28)))
@@ -58,14 +66,16 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.
     """Predicted labels, in evaluation mode, batched."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size]).argmax(1)
-                     for i in range(0, len(x), batch_size)])
+    out = torch.cat(
+        [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
+    )
     model.train(was_training)
     return out
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = 2000) -> float:
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000
+) -> float:
     return (predict(model, x, batch_size) == y).float().mean().item()
 
 
@@ -84,18 +94,23 @@ class GroupedMLP(nn.Module):
         super().__init__()
         layers = [[m for m in net.net if isinstance(m, nn.Linear)] for net in nets]
         if not layers or any(len(ls) != len(layers[0]) for ls in layers):
-            raise ValueError("nets must be a non-empty sequence of MLPs of one "
-                             "architecture")
+            raise ValueError(
+                "nets must be a non-empty sequence of MLPs of one architecture"
+            )
         self.groups = len(nets)
-        self.sizes = tuple([layers[0][0].in_features]
-                           + [lin.out_features for lin in layers[0]])
+        self.sizes = tuple(
+            [layers[0][0].in_features] + [lin.out_features for lin in layers[0]]
+        )
         self.weights = nn.ParameterList(
             nn.Parameter(torch.stack([ls[i].weight.detach() for ls in layers]).clone())
-            for i in range(len(layers[0])))
+            for i in range(len(layers[0]))
+        )
         self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers])[:, None]
-                         .clone())
-            for i in range(len(layers[0])))
+            nn.Parameter(
+                torch.stack([ls[i].bias.detach() for ls in layers])[:, None].clone()
+            )
+            for i in range(len(layers[0]))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(self.groups, -1, self.sizes[0])

@@ -8,6 +8,7 @@ Each location is resolved as: explicit argument > environment variable > default
 | cache   | ``ADVMANIFOLD_CACHE``   | ``$XDG_CACHE_HOME/advmanifold/cache``  |
 | results | ``ADVMANIFOLD_RESULTS`` | ``<book root>/_build/results``, the book root being the first parent of the working directory holding ``_toc.yml`` (else the working directory) |
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,9 @@ from pathlib import Path
 
 
 def _user_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advmanifold"
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advmanifold"
+    )
 
 
 def _resolve(explicit, variable: str, default: Path) -> Path:

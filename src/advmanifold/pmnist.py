@@ -38,6 +38,7 @@ time apart divided by the time grouped was 0.68 (Baseline), 0.41 (Manifold) and 
 MLP are large enough to keep a core busy on their own. So each (model, seed) stays
 its own unit, which also lets Dask spread the seeds over workers.
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,18 +59,52 @@ from .units import Unit
 
 CHAPTER = "03_pmnist"
 MODELS = ("baseline", "robust", "manifold", "manifold_robust")
-NAMES = {"baseline": "Baseline", "robust": "Robust", "manifold": "Manifold",
-         "manifold_robust": "Manifold Robust"}
+NAMES = {
+    "baseline": "Baseline",
+    "robust": "Robust",
+    "manifold": "Manifold",
+    "manifold_robust": "Manifold Robust",
+}
 ARCH = (784, 1568, 1568, 10)
 
 #: Training settings per profile. n_train: first n MNIST training images (None: all).
 TRAINING: dict[str, dict[str, Any]] = {
-    "smoke": dict(pca_mode="global", k=28, center=False, n_train=512, epochs=1,
-                  batch_size=128, lr=1e-3, alpha=1.0, adv_eps=0.1, adv_steps=3),
-    "quick": dict(pca_mode="global", k=28, center=False, n_train=12_000, epochs=3,
-                  batch_size=128, lr=1e-3, alpha=1.0, adv_eps=0.1, adv_steps=5),
-    "paper": dict(pca_mode="global", k=28, center=False, n_train=None, epochs=3,
-                  batch_size=128, lr=1e-3, alpha=1.0, adv_eps=0.1, adv_steps=5),
+    "smoke": dict(
+        pca_mode="global",
+        k=28,
+        center=False,
+        n_train=512,
+        epochs=1,
+        batch_size=128,
+        lr=1e-3,
+        alpha=1.0,
+        adv_eps=0.1,
+        adv_steps=3,
+    ),
+    "quick": dict(
+        pca_mode="global",
+        k=28,
+        center=False,
+        n_train=12_000,
+        epochs=3,
+        batch_size=128,
+        lr=1e-3,
+        alpha=1.0,
+        adv_eps=0.1,
+        adv_steps=5,
+    ),
+    "paper": dict(
+        pca_mode="global",
+        k=28,
+        center=False,
+        n_train=None,
+        epochs=3,
+        batch_size=128,
+        lr=1e-3,
+        alpha=1.0,
+        adv_eps=0.1,
+        adv_steps=5,
+    ),
 }
 TRAINING_KEYS = tuple(TRAINING["paper"])
 
@@ -77,13 +112,36 @@ TRAINING_KEYS = tuple(TRAINING["paper"])
 #: (n_align), the robustness curves (n_eval, eps_grid, pgd_steps) and the boundary
 #: crossings (n_cross, cross_eps); fig_eps/fig_steps: the targeted 2 → 3 attack.
 EVAL: dict[str, dict[str, Any]] = {
-    "smoke": dict(n_align=200, n_eval=100, eps_grid=[0.05, 0.1, 0.2], pgd_steps=5,
-                  n_cross=60, cross_eps=0.3, fig_eps=0.3, fig_steps=20),
-    "quick": dict(n_align=5000, n_eval=500, eps_grid=[0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
-                  pgd_steps=20, n_cross=500, cross_eps=0.3, fig_eps=0.3, fig_steps=100),
-    "paper": dict(n_align=10_000, n_eval=2000,
-                  eps_grid=[0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3], pgd_steps=20,
-                  n_cross=1000, cross_eps=0.3, fig_eps=0.3, fig_steps=100),
+    "smoke": dict(
+        n_align=200,
+        n_eval=100,
+        eps_grid=[0.05, 0.1, 0.2],
+        pgd_steps=5,
+        n_cross=60,
+        cross_eps=0.3,
+        fig_eps=0.3,
+        fig_steps=20,
+    ),
+    "quick": dict(
+        n_align=5000,
+        n_eval=500,
+        eps_grid=[0.02, 0.05, 0.1, 0.15, 0.2, 0.3],
+        pgd_steps=20,
+        n_cross=500,
+        cross_eps=0.3,
+        fig_eps=0.3,
+        fig_steps=100,
+    ),
+    "paper": dict(
+        n_align=10_000,
+        n_eval=2000,
+        eps_grid=[0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+        pgd_steps=20,
+        n_cross=1000,
+        cross_eps=0.3,
+        fig_eps=0.3,
+        fig_steps=100,
+    ),
 }
 EVAL_KEYS = ("n_align", "n_eval", "eps_grid", "pgd_steps", "n_cross", "cross_eps")
 
@@ -101,8 +159,15 @@ PARAMETERS = ("n_seeds", "n_train", "epochs", "alpha", "n_eval", "pca_mode")
 #: one forward pass, one bisection crossing (24 forward passes and a gradient); and
 #: seconds for a unit's fixed work: reading MNIST and projecting it (setup), one PCA
 #: fit (ten for ``per_class``).
-RATES = dict(train_ce=1.0e-3, train_align=1.5e-3, pgd_step=3.0e-4, forward=1.5e-4,
-             crossing=5.8e-3, setup=5.0, pca_fit=5.0)
+RATES = dict(
+    train_ce=1.0e-3,
+    train_align=1.5e-3,
+    pgd_step=3.0e-4,
+    forward=1.5e-4,
+    crossing=5.8e-3,
+    setup=5.0,
+    pca_fit=5.0,
+)
 
 N_MNIST_TRAIN = 60_000
 
@@ -114,10 +179,12 @@ def settings(profile: str, **overrides) -> SimpleNamespace:
     if s.pca_mode not in MODES:
         raise ValueError(f"pca_mode must be one of {MODES}, got {s.pca_mode!r}")
     n = s.n_train
-    if n is not None and (isinstance(n, bool) or int(n) != n
-                          or not 1 <= n <= N_MNIST_TRAIN):
-        raise ValueError(f"n_train must be None or an integer in [1, {N_MNIST_TRAIN}], "
-                         f"got {n!r}")
+    if n is not None and (
+        isinstance(n, bool) or int(n) != n or not 1 <= n <= N_MNIST_TRAIN
+    ):
+        raise ValueError(
+            f"n_train must be None or an integer in [1, {N_MNIST_TRAIN}], got {n!r}"
+        )
     seeds(s.n_seeds)  # checks n_seeds
     for key in ("epochs", "n_align", "n_eval", "n_cross", "pgd_steps"):
         value = getattr(s, key)
@@ -187,12 +254,22 @@ def pca_unit(settings: Any, data_dir=None, mode: str | None = None) -> Unit:
     s = training_settings(settings)
     mode = s["pca_mode"] if mode is None else mode
     *_, fingerprint = _mnist(True, _data_key(data_dir))
-    config = {"what": "pmnist-pca", "k": s["k"], "mode": mode, "center": s["center"],
-              "data": fingerprint}
+    config = {
+        "what": "pmnist-pca",
+        "k": s["k"],
+        "mode": mode,
+        "center": s["center"],
+        "data": fingerprint,
+    }
     build = functools.partial(_fit_pca, s["k"], mode, s["center"], _data_key(data_dir))
     fits = 10 if mode == "per_class" else 1
-    return Unit(CHAPTER, "pmnist-pca", config, build,
-                estimate_s=RATES["setup"] + fits * RATES["pca_fit"])
+    return Unit(
+        CHAPTER,
+        "pmnist-pca",
+        config,
+        build,
+        estimate_s=RATES["setup"] + fits * RATES["pca_fit"],
+    )
 
 
 def _fit_pca(k: int, mode: str, center: bool, data_dir: str | None) -> dict:
@@ -207,8 +284,12 @@ def _n_train(s: Mapping[str, Any]) -> int:
 def training_seconds(name: str, s: Mapping[str, Any]) -> float:
     """Estimated seconds to train model ``name`` with settings ``s`` (:data:`RATES`)."""
     adv = RATES["train_ce"] + s["adv_steps"] * RATES["pgd_step"]
-    per_image = {"baseline": RATES["train_ce"], "manifold": RATES["train_align"],
-                 "robust": adv, "manifold_robust": adv + RATES["train_align"]}[name]
+    per_image = {
+        "baseline": RATES["train_ce"],
+        "manifold": RATES["train_align"],
+        "robust": adv,
+        "manifold_robust": adv + RATES["train_align"],
+    }[name]
     return RATES["setup"] + per_image * _n_train(s) * s["epochs"]
 
 
@@ -222,23 +303,43 @@ def model_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
         raise ValueError(f"model name must be one of {MODELS}, got {name!r}")
     s = training_settings(settings)
     pca = pca_unit(s, data_dir)
-    config = {"model": name, "arch": list(ARCH), "seed": int(seed),
-              "data": {"pca": pca.key, "n_train": _n_train(s)},
-              **{k: v for k, v in s.items() if k != "n_train"}, "n_train": _n_train(s)}
+    config = {
+        "model": name,
+        "arch": list(ARCH),
+        "seed": int(seed),
+        "data": {"pca": pca.key, "n_train": _n_train(s)},
+        **{k: v for k, v in s.items() if k != "n_train"},
+        "n_train": _n_train(s),
+    }
     build = functools.partial(_train_model, name, int(seed), s, _data_key(data_dir))
-    return Unit(CHAPTER, f"pmnist-mlp-{name.replace('_', '-')}", config, build,
-                deps=(pca,), estimate_s=training_seconds(name, s))
+    return Unit(
+        CHAPTER,
+        f"pmnist-mlp-{name.replace('_', '-')}",
+        config,
+        build,
+        deps=(pca,),
+        estimate_s=training_seconds(name, s),
+    )
 
 
-def _train_model(name: str, seed: int, s: dict, data_dir: str | None,
-                 progress: bool = True) -> dict:
+def _train_model(
+    name: str, seed: int, s: dict, data_dir: str | None, progress: bool = True
+) -> dict:
     pm = load(s, data_dir)
     torch.manual_seed(seed)
     model = models.MLP(ARCH)
-    training.train(model, pm.x_train, pm.y_train, objective(name, pm.manifold, s),
-                   epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
-                   seed=seed, desc=f"PMNIST {NAMES[name]} seed {seed}",
-                   progress=progress)
+    training.train(
+        model,
+        pm.x_train,
+        pm.y_train,
+        objective(name, pm.manifold, s),
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        lr=s["lr"],
+        seed=seed,
+        desc=f"PMNIST {NAMES[name]} seed {seed}",
+        progress=progress,
+    )
     return model.state_dict()
 
 
@@ -246,10 +347,15 @@ def evaluation_seconds(settings: Any) -> float:
     """Estimated seconds of :func:`evaluate` of one model (no early stop assumed)."""
     e = eval_settings(settings)
     r = RATES
-    return (r["setup"] + 10_000 * r["forward"] + e["n_align"] * 2 * r["forward"]
-            + len(e["eps_grid"]) * e["n_eval"]
-            * (2 * r["forward"] + e["pgd_steps"] * r["pgd_step"])
-            + e["n_cross"] * (e["pgd_steps"] * r["pgd_step"] + 2 * r["crossing"]))
+    return (
+        r["setup"]
+        + 10_000 * r["forward"]
+        + e["n_align"] * 2 * r["forward"]
+        + len(e["eps_grid"])
+        * e["n_eval"]
+        * (2 * r["forward"] + e["pgd_steps"] * r["pgd_step"])
+        + e["n_cross"] * (e["pgd_steps"] * r["pgd_step"] + 2 * r["crossing"])
+    )
 
 
 def eval_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
@@ -257,16 +363,34 @@ def eval_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
     model = model_unit(settings, name, seed, data_dir)
     e = eval_settings(settings)
     *_, test_fingerprint = _mnist(False, _data_key(data_dir))
-    config = {"what": "pmnist-eval", "model": model.key, "seed": int(seed),
-              "test": test_fingerprint, **e}
-    build = functools.partial(_evaluate_unit, training_settings(settings), e, name,
-                              int(seed), _data_key(data_dir))
-    return Unit(CHAPTER, f"pmnist-eval-{name.replace('_', '-')}", config, build,
-                deps=(model,), estimate_s=evaluation_seconds(e))
+    config = {
+        "what": "pmnist-eval",
+        "model": model.key,
+        "seed": int(seed),
+        "test": test_fingerprint,
+        **e,
+    }
+    build = functools.partial(
+        _evaluate_unit,
+        training_settings(settings),
+        e,
+        name,
+        int(seed),
+        _data_key(data_dir),
+    )
+    return Unit(
+        CHAPTER,
+        f"pmnist-eval-{name.replace('_', '-')}",
+        config,
+        build,
+        deps=(model,),
+        estimate_s=evaluation_seconds(e),
+    )
 
 
-def _evaluate_unit(s: dict, e: dict, name: str, seed: int, data_dir: str | None
-                   ) -> dict:
+def _evaluate_unit(
+    s: dict, e: dict, name: str, seed: int, data_dir: str | None
+) -> dict:
     pm = load(s, data_dir)
     net = to_model(model_unit(s, name, seed, data_dir).get())
     return evaluate(net, pm, e, seed=seed)
@@ -298,8 +422,9 @@ def load(settings: Any, data_dir=None) -> PMNIST:
     x_test, y_test, _ = _mnist(False, _data_key(data_dir))
     n = _n_train(s)
     if not 1 <= n <= len(x_all):
-        raise ValueError(f"n_train must be None or an integer in [1, {len(x_all)}], "
-                         f"got {n!r}")
+        raise ValueError(
+            f"n_train must be None or an integer in [1, {len(x_all)}], got {n!r}"
+        )
     x_train, y_train = x_all[:n], y_all[:n]
     per_class = manifold.mode == "per_class"
     with torch.no_grad():
@@ -314,15 +439,19 @@ def objective(name: str, manifold: LinearManifold, settings: Any) -> training.Ob
     lower, upper = ATTACK_BOX
 
     def adv():
-        return training.adversarial(s["adv_eps"], s["adv_steps"], lower=lower,
-                                    upper=upper)
+        return training.adversarial(
+            s["adv_eps"], s["adv_steps"], lower=lower, upper=upper
+        )
 
-    table = {"baseline": training.cross_entropy,
-             "robust": adv,
-             # one forward pass for CE and the alignment term
-             "manifold": lambda: alignment.aligned_cross_entropy(manifold, s["alpha"]),
-             "manifold_robust": lambda: training.combined(
-                 adv(), alignment.alignment_penalty(manifold, s["alpha"]))}
+    table = {
+        "baseline": training.cross_entropy,
+        "robust": adv,
+        # one forward pass for CE and the alignment term
+        "manifold": lambda: alignment.aligned_cross_entropy(manifold, s["alpha"]),
+        "manifold_robust": lambda: training.combined(
+            adv(), alignment.alignment_penalty(manifold, s["alpha"])
+        ),
+    }
     if name not in table:
         raise ValueError(f"model name must be one of {MODELS}, got {name!r}")
     return table[name]()
@@ -338,9 +467,15 @@ def to_model(state: Mapping[str, Tensor]) -> models.MLP:
     return model
 
 
-def train_models(settings: Any, pmnist: PMNIST | None = None, *, names=MODELS,
-                 seed: int = 0, progress: bool = True, data_dir=None
-                 ) -> dict[str, models.MLP]:
+def train_models(
+    settings: Any,
+    pmnist: PMNIST | None = None,
+    *,
+    names=MODELS,
+    seed: int = 0,
+    progress: bool = True,
+    data_dir=None,
+) -> dict[str, models.MLP]:
     """The requested models of ``seed``, through their units (trained or loaded).
 
     ``pmnist`` is accepted for compatibility and checked against the settings; the
@@ -351,8 +486,10 @@ def train_models(settings: Any, pmnist: PMNIST | None = None, *, names=MODELS,
         raise ValueError(f"names must be among {MODELS}, got {unknown}")
     s = training_settings(settings)
     if pmnist is not None and len(pmnist.x_train) != _n_train(s):
-        raise ValueError(f"pmnist has {len(pmnist.x_train)} training images, the "
-                         f"settings ask for n_train={s['n_train']}")
+        raise ValueError(
+            f"pmnist has {len(pmnist.x_train)} training images, the "
+            f"settings ask for n_train={s['n_train']}"
+        )
     return {name: to_model(model_unit(s, name, seed, data_dir).get()) for name in names}
 
 
@@ -361,15 +498,19 @@ def load_models(settings: Any, data_dir=None, **kwargs) -> tuple[PMNIST, dict]:
     return load(settings, data_dir), train_models(settings, data_dir=data_dir, **kwargs)
 
 
-def train_seeds(settings: Any, seed_list, *, names=MODELS, data_dir=None
-                ) -> dict[int, dict[str, models.MLP]]:
+def train_seeds(
+    settings: Any, seed_list, *, names=MODELS, data_dir=None
+) -> dict[int, dict[str, models.MLP]]:
     """:func:`train_models` for each seed of ``seed_list``: ``{seed: {name: net}}``."""
-    return {int(s): train_models(settings, names=names, seed=int(s), data_dir=data_dir)
-            for s in seed_list}
+    return {
+        int(s): train_models(settings, names=names, seed=int(s), data_dir=data_dir)
+        for s in seed_list
+    }
 
 
-def train_seed_group(settings: Any, pmnist: PMNIST, name: str, seed_list, *,
-                     progress: bool = True) -> list[dict]:
+def train_seed_group(
+    settings: Any, pmnist: PMNIST, name: str, seed_list, *, progress: bool = True
+) -> list[dict]:
     """Model ``name`` for every seed of ``seed_list`` trained as one grouped network;
     returns the state dicts, equal (to rounding) to those of the per-seed units. Not
     used by the chapter: on the reference CPU it was not faster (see module doc)."""
@@ -379,11 +520,18 @@ def train_seed_group(settings: Any, pmnist: PMNIST, name: str, seed_list, *,
         torch.manual_seed(int(seed))
         nets.append(models.MLP(ARCH))
     group = models.GroupedMLP(nets)
-    training.train_group(group, pmnist.x_train, pmnist.y_train,
-                         objective(name, pmnist.manifold, s), seeds=seed_list,
-                         epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
-                         desc=f"PMNIST {NAMES[name]} seeds {list(seed_list)}",
-                         progress=progress)
+    training.train_group(
+        group,
+        pmnist.x_train,
+        pmnist.y_train,
+        objective(name, pmnist.manifold, s),
+        seeds=seed_list,
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        lr=s["lr"],
+        desc=f"PMNIST {NAMES[name]} seeds {list(seed_list)}",
+        progress=progress,
+    )
     return [net.state_dict() for net in group.members()]
 
 
@@ -403,25 +551,34 @@ def partners(y: Tensor) -> Tensor:
 CROSSING_FIELDS = ("index", "t", "class_a", "class_b", "angle_deg", "normal_cosine")
 
 
-def _crossings(net, pm: PMNIST, x0: Tensor, x1: Tensor, keep: Tensor
-               ) -> dict[str, Tensor]:
+def _crossings(
+    net, pm: PMNIST, x0: Tensor, x1: Tensor, keep: Tensor
+) -> dict[str, Tensor]:
     """Valid crossings of the paths x0 → x1 where ``keep``: index, t, classes, angle and
     the cosine of the boundary normal with the manifold."""
     index = keep.nonzero().squeeze(1)
     if index.numel() == 0:
         empty = torch.zeros(0)
-        return {k: empty.long() if k in ("index", "class_a", "class_b") else empty
-                for k in CROSSING_FIELDS}
+        return {
+            k: empty.long() if k in ("index", "class_a", "class_b") else empty
+            for k in CROSSING_FIELDS
+        }
     cr = boundaries.crossing(net, x0[index], x1[index])
     normal_cos = alignment.cosine(cr.normal, pm.manifold, pm.labels(pm.y_test[index]))
     v = cr.valid
-    return {"index": index[v], "t": cr.t[v], "class_a": cr.class_a[v],
-            "class_b": cr.class_b[v], "angle_deg": cr.angle_deg[v],
-            "normal_cosine": normal_cos[v]}
+    return {
+        "index": index[v],
+        "t": cr.t[v],
+        "class_a": cr.class_a[v],
+        "class_b": cr.class_b[v],
+        "angle_deg": cr.angle_deg[v],
+        "normal_cosine": normal_cos[v],
+    }
 
 
-def evaluate(net, pm: PMNIST, settings: Any, *, seed: int = 0, progress: bool = True
-             ) -> dict[str, Any]:
+def evaluate(
+    net, pm: PMNIST, settings: Any, *, seed: int = 0, progress: bool = True
+) -> dict[str, Any]:
     """Every per-model measurement of the chapter, as CPU tensors:
 
     - ``accuracy``: clean test accuracy (all 10,000 test images);
@@ -443,34 +600,56 @@ def evaluate(net, pm: PMNIST, settings: Any, *, seed: int = 0, progress: bool = 
     g = alignment.input_gradients(net, xa, ya, batch_size=1000)
     with torch.no_grad():
         out["grad_norm"], out["on_norm"], out["off_norm"] = alignment.norms(
-            g, pm.manifold, pm.labels(ya))
+            g, pm.manifold, pm.labels(ya)
+        )
     xe, ye = x[: e["n_eval"]], y[: e["n_eval"]]
     out["clean"] = torch.tensor(models.accuracy(net, xe, ye))
     fgsm, pgd = [], []
-    for eps in tqdm(e["eps_grid"], desc="FGSM and PGD over ε", disable=not progress,
-                    mininterval=5.0):
+    for eps in tqdm(
+        e["eps_grid"], desc="FGSM and PGD over ε", disable=not progress, mininterval=5.0
+    ):
         found = attacks.fgsm(net, xe, ye, eps=eps, lower=lower, upper=upper)
         fgsm.append(attacks.robust_accuracy(net, xe, ye, found))
-        found = attacks.pgd(net, xe, ye, eps=eps, steps=e["pgd_steps"], lower=lower,
-                            upper=upper, seed=seed)
+        found = attacks.pgd(
+            net,
+            xe,
+            ye,
+            eps=eps,
+            steps=e["pgd_steps"],
+            lower=lower,
+            upper=upper,
+            seed=seed,
+        )
         pgd.append(attacks.robust_accuracy(net, xe, ye, found))
     out["fgsm"], out["pgd"] = torch.tensor(fgsm), torch.tensor(pgd)
     xc, yc = x[: e["n_cross"]], y[: e["n_cross"]]
     partner = partners(y)[: e["n_cross"]]
     ok = models.predict(net, xc) == yc
-    adv = attacks.pgd(net, xc, yc, eps=e["cross_eps"], steps=e["pgd_steps"],
-                      lower=lower, upper=upper, seed=seed)
+    adv = attacks.pgd(
+        net,
+        xc,
+        yc,
+        eps=e["cross_eps"],
+        steps=e["pgd_steps"],
+        lower=lower,
+        upper=upper,
+        seed=seed,
+    )
     out["adversarial"] = _crossings(net, pm, xc, adv.adversarial, ok & adv.success)
     other_ok = models.predict(net, x[partner]) == y[partner]
     out["other"] = _crossings(net, pm, xc, x[partner], ok & other_ok)
     return out
 
 
-def evaluate_seeds(settings: Any, seed_list, data_dir=None
-                   ) -> dict[tuple[int, str], dict]:
+def evaluate_seeds(
+    settings: Any, seed_list, data_dir=None
+) -> dict[tuple[int, str], dict]:
     """Evaluation payloads ``{(seed, model): evaluate(...)}`` through their units."""
-    return {(int(s), name): eval_unit(settings, name, int(s), data_dir).get()
-            for s in seed_list for name in MODELS}
+    return {
+        (int(s), name): eval_unit(settings, name, int(s), data_dir).get()
+        for s in seed_list
+        for name in MODELS
+    }
 
 
 # -- tables from the payloads ----------------------------------------------------------
@@ -479,18 +658,28 @@ def alignment_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
     frames = []
     for (seed, name), ev in evals.items():
         full, on, off = ev["grad_norm"], ev["on_norm"], ev["off_norm"]
-        frames.append(pd.DataFrame({
-            "grad_norm": full.numpy(),
-            "ratio": (full / on.clamp_min(alignment.TINY)).numpy(),
-            "cosine": (on / full).where(full > 0, torch.nan).numpy(),
-            "rejection": off.numpy(), "model": NAMES[name], "seed": seed}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "grad_norm": full.numpy(),
+                    "ratio": (full / on.clamp_min(alignment.TINY)).numpy(),
+                    "cosine": (on / full).where(full > 0, torch.nan).numpy(),
+                    "rejection": off.numpy(),
+                    "model": NAMES[name],
+                    "seed": seed,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def accuracy_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"seed": s, "model": NAMES[m],
-                          "accuracy": float(ev["accuracy"])}
-                         for (s, m), ev in evals.items()])
+    return pd.DataFrame(
+        [
+            {"seed": s, "model": NAMES[m], "accuracy": float(ev["accuracy"])}
+            for (s, m), ev in evals.items()
+        ]
+    )
 
 
 def robustness_table(evals: Mapping[tuple[int, str], dict], eps_grid) -> pd.DataFrame:
@@ -498,11 +687,25 @@ def robustness_table(evals: Mapping[tuple[int, str], dict], eps_grid) -> pd.Data
     rows = []
     for (seed, name), ev in evals.items():
         for attack in ("FGSM", "PGD"):
-            rows.append({"seed": seed, "model": NAMES[name], "attack": attack,
-                         "eps": 0.0, "accuracy": float(ev["clean"])})
-            rows += [{"seed": seed, "model": NAMES[name], "attack": attack, "eps": eps,
-                      "accuracy": float(acc)}
-                     for eps, acc in zip(eps_grid, ev[attack.lower()])]
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": NAMES[name],
+                    "attack": attack,
+                    "eps": 0.0,
+                    "accuracy": float(ev["clean"]),
+                }
+            )
+            rows += [
+                {
+                    "seed": seed,
+                    "model": NAMES[name],
+                    "attack": attack,
+                    "eps": eps,
+                    "accuracy": float(acc),
+                }
+                for eps, acc in zip(eps_grid, ev[attack.lower()])
+            ]
     return pd.DataFrame(rows)
 
 
@@ -512,17 +715,27 @@ PATHS = {"adversarial": "to adversarial", "other": "to other digit"}
 def crossing_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
     """One row per valid crossing: path, model, seed, test index, t, classes, angle and
     the boundary normal's cosine with the manifold."""
-    frames = [pd.DataFrame({k: v.numpy() for k, v in ev[key].items()}).assign(
-                  model=NAMES[name], seed=seed, path=path)
-              for (seed, name), ev in evals.items() for key, path in PATHS.items()]
+    frames = [
+        pd.DataFrame({k: v.numpy() for k, v in ev[key].items()}).assign(
+            model=NAMES[name], seed=seed, path=path
+        )
+        for (seed, name), ev in evals.items()
+        for key, path in PATHS.items()
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
 def mean_std_table(frame: pd.DataFrame, by, values) -> pd.DataFrame:
     """Table of "mean ± standard deviation" over seeds of per-seed values."""
     agg = frame.groupby(by, sort=False)[values].agg(["mean", "std"])
-    return pd.DataFrame({v: agg[(v, "mean")].map("{:.3f}".format) + " ± "
-                         + agg[(v, "std")].map("{:.3f}".format) for v in values})
+    return pd.DataFrame(
+        {
+            v: agg[(v, "mean")].map("{:.3f}".format)
+            + " ± "
+            + agg[(v, "std")].map("{:.3f}".format)
+            for v in values
+        }
+    )
 
 
 # -- small helpers ---------------------------------------------------------------------
@@ -535,9 +748,10 @@ def targeted(forward, target: int):
     "misclassified" exactly when z_t > LSE_{j≠t} z_j,
     which implies argmax z = t. Call ``attacks.pgd(targeted(model, t), x, zeros, ...)``.
     """
+
     def forward_t(x: Tensor) -> Tensor:
         z = forward(x)
-        others = torch.cat([z[:, :target], z[:, target + 1:]], dim=1)
+        others = torch.cat([z[:, :target], z[:, target + 1 :]], dim=1)
         return torch.stack([others.logsumexp(1), z[:, target]], dim=1)
 
     return forward_t
@@ -572,8 +786,9 @@ def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -
     standard deviation under ``key_std`` (both glued); the per-seed values are
     appended to
     ``rows`` (the chapter's ``per_seed`` table)."""
-    rows.extend({"metric": key, "seed": s, "value": float(v)}
-                for s, v in by_seed.items())
+    rows.extend(
+        {"metric": key, "seed": s, "value": float(v)} for s, v in by_seed.items()
+    )
     mean, std = mean_std(list(by_seed.values()))
     res.add(key, mean)
     res.add(f"{key}_std", std)
@@ -583,8 +798,17 @@ def targeted_pgd(net, x: Tensor, target: int, *, eps: float, steps: int, seed: i
     """Targeted L∞ PGD towards class ``target`` (largest-loss iterate, no box)."""
     lower, upper = ATTACK_BOX
     zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    return attacks.pgd(targeted(net, target), x, zeros, eps=eps, steps=steps,
-                       lower=lower, upper=upper, mode="best", seed=seed)
+    return attacks.pgd(
+        targeted(net, target),
+        x,
+        zeros,
+        eps=eps,
+        steps=steps,
+        lower=lower,
+        upper=upper,
+        mode="best",
+        seed=seed,
+    )
 
 
 #: The paper's claims as judged in this chapter: text and the parts that must all hold,
@@ -593,29 +817,53 @@ _COS, _FG, _PG = "alignment_cosine_median_", "fgsm_accuracy_", "pgd_accuracy_"
 _ANG, _NORMAL = "crossing_angle_deg_median_", "boundary_normal_cosine_median_"
 _INTER = "crossing_angle_interclass_deg_median_"
 CLAIMS = [
-    ("Robust and Manifold gradients are more aligned than Baseline's",
-     [("greater", _COS + "robust", _COS + "baseline", 0.0),
-      ("greater", _COS + "manifold", _COS + "baseline", 0.0)]),
-    ("Robust is slightly less aligned than Manifold",
-     [("greater", _COS + "manifold", _COS + "robust", 0.0)]),
-    ("Manifold is more robust than Baseline under FGSM and PGD (ε = 0.1)",
-     [("greater", _FG + "manifold_eps0.1", _FG + "baseline_eps0.1", 0.0),
-      ("greater", _PG + "manifold_eps0.1", _PG + "baseline_eps0.1", 0.0)]),
-    ("Robust is much more robust than Manifold (ε = 0.1)",
-     [("greater", _PG + "robust_eps0.1", _PG + "manifold_eps0.1", 0.1),
-      ("greater", _FG + "robust_eps0.1", _FG + "manifold_eps0.1", 0.1)]),
-    ("Manifold Robust beats Robust under FGSM (ε = 0.1)",
-     [("greater", _FG + "manifold_robust_eps0.1", _FG + "robust_eps0.1", 0.0)]),
-    ("... but not under PGD (ε = 0.1)",
-     [("not_greater", _PG + "manifold_robust_eps0.1", _PG + "robust_eps0.1", 0.0)]),
-    ("Alignment makes paths cross boundaries more orthogonally (Manifold vs Baseline, "
-     "adversarial path)",
-     [("greater", _ANG + "manifold", _ANG + "baseline", 0.0)]),
-    ("... and on the path to another digit",
-     [("greater", _INTER + "manifold", _INTER + "baseline", 0.0)]),
-    ("... and boundary normals lie more in the manifold (boundaries more orthogonal to "
-     "it)",
-     [("greater", _NORMAL + "manifold", _NORMAL + "baseline", 0.0)]),
+    (
+        "Robust and Manifold gradients are more aligned than Baseline's",
+        [
+            ("greater", _COS + "robust", _COS + "baseline", 0.0),
+            ("greater", _COS + "manifold", _COS + "baseline", 0.0),
+        ],
+    ),
+    (
+        "Robust is slightly less aligned than Manifold",
+        [("greater", _COS + "manifold", _COS + "robust", 0.0)],
+    ),
+    (
+        "Manifold is more robust than Baseline under FGSM and PGD (ε = 0.1)",
+        [
+            ("greater", _FG + "manifold_eps0.1", _FG + "baseline_eps0.1", 0.0),
+            ("greater", _PG + "manifold_eps0.1", _PG + "baseline_eps0.1", 0.0),
+        ],
+    ),
+    (
+        "Robust is much more robust than Manifold (ε = 0.1)",
+        [
+            ("greater", _PG + "robust_eps0.1", _PG + "manifold_eps0.1", 0.1),
+            ("greater", _FG + "robust_eps0.1", _FG + "manifold_eps0.1", 0.1),
+        ],
+    ),
+    (
+        "Manifold Robust beats Robust under FGSM (ε = 0.1)",
+        [("greater", _FG + "manifold_robust_eps0.1", _FG + "robust_eps0.1", 0.0)],
+    ),
+    (
+        "... but not under PGD (ε = 0.1)",
+        [("not_greater", _PG + "manifold_robust_eps0.1", _PG + "robust_eps0.1", 0.0)],
+    ),
+    (
+        "Alignment makes paths cross boundaries more orthogonally (Manifold vs Baseline, "
+        "adversarial path)",
+        [("greater", _ANG + "manifold", _ANG + "baseline", 0.0)],
+    ),
+    (
+        "... and on the path to another digit",
+        [("greater", _INTER + "manifold", _INTER + "baseline", 0.0)],
+    ),
+    (
+        "... and boundary normals lie more in the manifold (boundaries more orthogonal to "
+        "it)",
+        [("greater", _NORMAL + "manifold", _NORMAL + "baseline", 0.0)],
+    ),
 ]
 
 
@@ -629,12 +877,20 @@ def judge_claims(metrics: Mapping[str, float]) -> pd.DataFrame:
     record = {CHAPTER: dict(metrics)}
     rows = []
     for text, parts in CLAIMS:
-        judged = [(ledger.greater(CHAPTER, a, b, margin=margin) if kind == "greater"
-                   else ledger.not_greater(CHAPTER, a, b))(record)
-                  for kind, a, b, margin in parts]
-        rows.append({"claim (Geyer et al.)": text,
-                     "verdict": min((v.verdict for v in judged), key=rank.get),
-                     "measured (means over seeds)":
-                         "; ".join(v.measured for v in judged),
-                     "rule": "; ".join(v.rule for v in judged)})
+        judged = [
+            (
+                ledger.greater(CHAPTER, a, b, margin=margin)
+                if kind == "greater"
+                else ledger.not_greater(CHAPTER, a, b)
+            )(record)
+            for kind, a, b, margin in parts
+        ]
+        rows.append(
+            {
+                "claim (Geyer et al.)": text,
+                "verdict": min((v.verdict for v in judged), key=rank.get),
+                "measured (means over seeds)": "; ".join(v.measured for v in judged),
+                "rule": "; ".join(v.rule for v in judged),
+            }
+        )
     return pd.DataFrame(rows)

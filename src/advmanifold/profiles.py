@@ -4,6 +4,7 @@
 default book build on a laptop CPU, ``paper`` uses the papers' settings. Each
 notebook keeps its own table of settings per profile and calls :func:`select`.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -18,7 +19,9 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def select(profile: str, table: Mapping[str, Mapping[str, Any]], **overrides: Any) -> SimpleNamespace:
+def select(
+    profile: str, table: Mapping[str, Mapping[str, Any]], **overrides: Any
+) -> SimpleNamespace:
     """Settings of ``profile`` from ``table`` with every non-None override applied.
 
     >>> select("quick", {p: {"epochs": i} for i, p in enumerate(PROFILES)}, epochs=None).epochs
@@ -29,7 +32,9 @@ def select(profile: str, table: Mapping[str, Mapping[str, Any]], **overrides: An
     if missing:
         raise ValueError(f"settings table lacks profiles {missing}")
     settings = dict(table[profile])
-    unknown = sorted(k for k, v in overrides.items() if v is not None and k not in settings)
+    unknown = sorted(
+        k for k, v in overrides.items() if v is not None and k not in settings
+    )
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid: {sorted(settings)}")
     settings.update({k: v for k, v in overrides.items() if v is not None})

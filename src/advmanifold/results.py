@@ -5,6 +5,7 @@ profile, seed, package versions and wall time) and ``<results>/<stem>__<table>.c
 Every number added is also glued (myst-nb) under the same name, so the prose
 shows exactly what the file holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    found: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform()}
+    found: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+    }
     try:
         import torch
 
@@ -94,9 +99,18 @@ class Results:
     >>> res.write()                                        # doctest: +SKIP
     """
 
-    def __init__(self, stem: str, *, profile: str, seed: int, directory: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        stem: str,
+        *,
+        profile: str,
+        seed: int,
+        directory: str | os.PathLike | None = None,
+    ):
         if not stem or "/" in stem or stem.startswith("."):
-            raise ValueError(f"stem must be a plain file stem such as '01_fonts', got {stem!r}")
+            raise ValueError(
+                f"stem must be a plain file stem such as '01_fonts', got {stem!r}"
+            )
         self.stem, self.profile, self.seed = stem, check_profile(profile), int(seed)
         self.directory = Path(directory) if directory else None
         self.metrics: dict[str, float | int] = {}
@@ -108,7 +122,9 @@ class Results:
         if hasattr(value, "item"):
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(f"metric {name!r} must be a real number, got {type(value).__name__}")
+            raise TypeError(
+                f"metric {name!r} must be a real number, got {type(value).__name__}"
+            )
         value = int(value) if isinstance(value, int) else float(value)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"metric {name!r} is not finite: {value}")
@@ -139,13 +155,19 @@ class Results:
         path = Path(directory) / f"{self.stem}.json"
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
         for name, frame in self.tables.items():
-            atomic_write_text(Path(directory) / f"{self.stem}__{name}.csv", frame.to_csv(index=False))
+            atomic_write_text(
+                Path(directory) / f"{self.stem}__{name}.csv", frame.to_csv(index=False)
+            )
         return path
 
 
-def read_results(stem: str, directory: str | os.PathLike | None = None) -> dict[str, Any]:
+def read_results(
+    stem: str, directory: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """The JSON record a chapter wrote; a clear error if it has not run yet."""
     path = Path(directory or paths.results_dir()) / f"{stem}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no results for {stem!r} at {path}: run that chapter first")
+        raise FileNotFoundError(
+            f"no results for {stem!r} at {path}: run that chapter first"
+        )
     return json.loads(path.read_text())

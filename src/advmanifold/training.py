@@ -7,6 +7,7 @@ An objective maps ``(model, x, y)`` to a scalar loss:
 - objectives adding a penalty (e.g. the manifold-alignment loss of Geyer et al.)
   are composed with :func:`combined`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -41,8 +42,18 @@ def cross_entropy() -> Objective:
     return objective
 
 
-def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, steps: int,
-                         step_size: float | None = None, lower=0.0, upper=1.0, seed: int | None = None) -> Tensor:
+def adversarial_examples(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float | None = None,
+    lower=0.0,
+    upper=1.0,
+    seed: int | None = None,
+) -> Tensor:
     """PGD examples of largest loss against ``model`` (evaluated in eval mode, weights untouched)."""
     was_training = model.training
     model.eval()
@@ -50,13 +61,31 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, 
         p.requires_grad_(False)
     try:
         if getattr(model, "groups", 1) > 1:
-            result = _grouped_pgd(model, x, y, eps=eps, steps=steps,
-                                  step_size=step_size, lower=lower, upper=upper,
-                                  seed=seed)
+            result = _grouped_pgd(
+                model,
+                x,
+                y,
+                eps=eps,
+                steps=steps,
+                step_size=step_size,
+                lower=lower,
+                upper=upper,
+                seed=seed,
+            )
         else:
-            result = attacks.pgd(model, x, y, eps=eps, steps=steps, step_size=step_size,
-                                 lower=lower, upper=upper, mode="best", batch_size=len(x),
-                                 seed=seed)
+            result = attacks.pgd(
+                model,
+                x,
+                y,
+                eps=eps,
+                steps=steps,
+                step_size=step_size,
+                lower=lower,
+                upper=upper,
+                mode="best",
+                batch_size=len(x),
+                seed=seed,
+            )
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -64,8 +93,9 @@ def adversarial_examples(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, 
     return result.adversarial
 
 
-def _grouped_pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps, steps, step_size,
-                 lower, upper, seed) -> attacks.AttackResult:
+def _grouped_pgd(
+    model: nn.Module, x: Tensor, y: Tensor, *, eps, steps, step_size, lower, upper, seed
+) -> attacks.AttackResult:
     """``attacks.pgd`` (mode "best") on the members of a grouped model (``model.groups``
     blocks of examples), each block from the random start a single model draws with
     ``seed``: the start is drawn once and repeated, and the ε-ball around x is passed
@@ -83,18 +113,40 @@ def _grouped_pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps, steps, step_siz
     block = (len(x) // groups, *x.shape[1:])
     noise = torch.rand(block, generator=generator).to(x) * 2 - 1
     start = torch.clamp(x + eps * noise.repeat(groups, *([1] * (x.ndim - 1))), lo, hi)
-    return attacks.pgd(model, start, y, eps=3 * eps, steps=steps, step_size=step_size,
-                       lower=lo, upper=hi, random_start=False, mode="best",
-                       batch_size=len(x), seed=None)
+    return attacks.pgd(
+        model,
+        start,
+        y,
+        eps=3 * eps,
+        steps=steps,
+        step_size=step_size,
+        lower=lo,
+        upper=hi,
+        random_start=False,
+        mode="best",
+        batch_size=len(x),
+        seed=None,
+    )
 
 
-def adversarial(eps: float, steps: int = 10, step_size: float | None = None, lower=0.0, upper=1.0) -> Objective:
+def adversarial(
+    eps: float, steps: int = 10, step_size: float | None = None, lower=0.0, upper=1.0
+) -> Objective:
     """Adversarial training: CE on PGD examples (random start, largest-loss iterate)."""
     counter = iter(range(1 << 62))
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        x_adv = adversarial_examples(model, x, y, eps=eps, steps=steps, step_size=step_size,
-                                     lower=lower, upper=upper, seed=next(counter))
+        x_adv = adversarial_examples(
+            model,
+            x,
+            y,
+            eps=eps,
+            steps=steps,
+            step_size=step_size,
+            lower=lower,
+            upper=upper,
+            seed=next(counter),
+        )
         return F.cross_entropy(model(x_adv), y)
 
     objective.__name__ = f"adversarial(eps={eps}, steps={steps})"
@@ -103,6 +155,7 @@ def adversarial(eps: float, steps: int = 10, step_size: float | None = None, low
 
 def combined(*terms: Objective) -> Objective:
     """Sum of objectives, e.g. ``combined(adversarial(0.1), alignment_penalty(...))``."""
+
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return sum(term(model, x, y) for term in terms)
 
@@ -110,9 +163,21 @@ def combined(*terms: Objective) -> Objective:
     return objective
 
 
-def train(model: nn.Module, x: Tensor, y: Tensor, objective: Objective | None = None, *,
-          epochs: int, batch_size: int = 100, lr: float = 1e-3, weight_decay: float = 0.0,
-          lr_decay: float = 1.0, seed: int = 0, desc: str = "training", progress: bool = True) -> list[dict]:
+def train(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    objective: Objective | None = None,
+    *,
+    epochs: int,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    lr_decay: float = 1.0,
+    seed: int = 0,
+    desc: str = "training",
+    progress: bool = True,
+) -> list[dict]:
     """Adam on ``objective`` over shuffled mini-batches; the learning rate is multiplied
     by ``lr_decay`` after each epoch. Returns one ``{"epoch", "loss"}`` row per epoch."""
     if int(epochs) != epochs or epochs < 1:
@@ -127,11 +192,19 @@ def train(model: nn.Module, x: Tensor, y: Tensor, objective: Objective | None = 
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=lr_decay)
     history = []
     n_batches = (len(x) + batch_size - 1) // batch_size
-    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, mininterval=2.0, unit="batch")
+    bar = tqdm(
+        total=epochs * n_batches,
+        desc=desc,
+        disable=not progress,
+        mininterval=2.0,
+        unit="batch",
+    )
     model.train()
     for epoch in range(epochs):
         total, seen = 0.0, 0
-        for xb, yb in batches(x, y, batch_size=batch_size, shuffle=True, generator=generator):
+        for xb, yb in batches(
+            x, y, batch_size=batch_size, shuffle=True, generator=generator
+        ):
             loss = objective(model, xb, yb)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -146,11 +219,21 @@ def train(model: nn.Module, x: Tensor, y: Tensor, objective: Objective | None = 
     return history
 
 
-def train_group(model: nn.Module, x: Tensor, y: Tensor,
-                objective: Objective | None = None, *, seeds, epochs: int,
-                batch_size: int = 100, lr: float = 1e-3, weight_decay: float = 0.0,
-                lr_decay: float = 1.0, desc: str = "training", progress: bool = True
-                ) -> list[dict]:
+def train_group(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    objective: Objective | None = None,
+    *,
+    seeds,
+    epochs: int,
+    batch_size: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    lr_decay: float = 1.0,
+    desc: str = "training",
+    progress: bool = True,
+) -> list[dict]:
     """:func:`train` for the ``model.groups`` members of a grouped model (e.g.
     :class:`advmanifold.models.GroupedMLP`) at once, member g with seed ``seeds[g]``.
 
@@ -178,13 +261,20 @@ def train_group(model: nn.Module, x: Tensor, y: Tensor,
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=lr_decay)
     history = []
     n_batches = (len(x) + batch_size - 1) // batch_size
-    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress,
-               mininterval=2.0, unit="batch")
+    bar = tqdm(
+        total=epochs * n_batches,
+        desc=desc,
+        disable=not progress,
+        mininterval=2.0,
+        unit="batch",
+    )
     model.train()
     for epoch in range(epochs):
         total, seen = 0.0, 0
-        streams = [batches(x, y, batch_size=batch_size, shuffle=True, generator=g)
-                   for g in generators]
+        streams = [
+            batches(x, y, batch_size=batch_size, shuffle=True, generator=g)
+            for g in generators
+        ]
         for parts in zip(*streams):
             xb, yb = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
             loss = groups * objective(model, xb, yb)

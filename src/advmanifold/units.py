@@ -18,6 +18,7 @@ A unit's configuration must be computable without building anything expensive: i
 holds the unit's own settings plus the keys of the units it depends on (``deps``), or
 fingerprints of raw inputs that are cheap to read (the MNIST files).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -65,8 +66,12 @@ class Unit:
 
     def get(self) -> Any:
         """The payload: loaded from the cache, or built (and stored) now."""
-        return cache.cached(self.name, self.config, self.build,
-                            meta={"estimate_s": float(self.estimate_s), "chapter": self.chapter})
+        return cache.cached(
+            self.name,
+            self.config,
+            self.build,
+            meta={"estimate_s": float(self.estimate_s), "chapter": self.chapter},
+        )
 
     def describe(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "data")
@@ -107,7 +112,9 @@ def chapter_module(stem: str):
     return importlib.import_module(CHAPTERS[stem])
 
 
-def chapter_units(stem: str, profile: str, params: Mapping[str, Any] | None = None) -> list[Unit]:
+def chapter_units(
+    stem: str, profile: str, params: Mapping[str, Any] | None = None
+) -> list[Unit]:
     """The units chapter ``stem`` needs for ``profile`` and notebook parameters ``params``."""
     module = chapter_module(stem)
     if module is None or not hasattr(module, "units"):
@@ -129,13 +136,18 @@ def estimate(unit: Unit) -> tuple[float, str]:
     (recorded in the cache's metadata), counting only builds large enough and made
     while the machine was not overloaded; without such records it is used as it is.
     """
-    ratios = sorted(r["build_s"] / r["estimate_s"] for r in cache.build_records(unit.name)
-                    if r.get("build_s") is not None
-                    and (r.get("estimate_s") or 0) >= MIN_ESTIMATE_S
-                    and r.get("load_per_core", math.inf) <= MAX_LOAD_PER_CORE)
+    ratios = sorted(
+        r["build_s"] / r["estimate_s"]
+        for r in cache.build_records(unit.name)
+        if r.get("build_s") is not None
+        and (r.get("estimate_s") or 0) >= MIN_ESTIMATE_S
+        and r.get("load_per_core", math.inf) <= MAX_LOAD_PER_CORE
+    )
     if not ratios:
         return float(unit.estimate_s), "model"
-    return float(unit.estimate_s) * ratios[len(ratios) // 2], f"model × {len(ratios)} timing(s)"
+    return float(unit.estimate_s) * ratios[
+        len(ratios) // 2
+    ], f"model × {len(ratios)} timing(s)"
 
 
 def format_seconds(seconds: float) -> str:

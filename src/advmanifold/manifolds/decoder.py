@@ -16,6 +16,7 @@ The angle is measured at the clean point x = dec(font, letter, θ): between δ =
 and the tangent space spanned by the six columns of ∂dec/∂θ (the analogue of the k-NN
 subspace on MNIST).
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,11 +35,20 @@ def tangent_residual(tangents: Tensor, delta: Tensor, rtol: float = 1e-6) -> Ten
     return (delta - torch.einsum("ndk,nk->nd", basis, coeff)).norm(dim=1)
 
 
-def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor,
-            theta: Tensor, *,
-            steps: int = 100, lr: float = 0.09, restarts: int = 0, ranges: str = "hard",
-            reference: Tensor | None = None,
-            seed: int = 0) -> tuple[Projection, Tensor]:
+def project(
+    decoder: FontDecoder,
+    font: Tensor,
+    letter: Tensor,
+    x_tilde: Tensor,
+    theta: Tensor,
+    *,
+    steps: int = 100,
+    lr: float = 0.09,
+    restarts: int = 0,
+    ranges: str = "hard",
+    reference: Tensor | None = None,
+    seed: int = 0,
+) -> tuple[Projection, Tensor]:
     """Closest point of the (font, letter) manifold to each ``x_tilde`` and its θ*.
 
     ``theta`` ``[N, 6]`` is the true θ of the clean example (first start, and where the
@@ -60,7 +70,8 @@ def project(decoder: FontDecoder, font: Tensor, letter: Tensor, x_tilde: Tensor,
         best = (decoder(font, letter, best_theta).flatten(1) - target).pow(2).sum(1)
     todo = (best > 0).nonzero().squeeze(1)  # examples on the manifold at θ: no search
     starts = [theta.detach()[todo]] + [
-        sample_theta(len(todo), ranges, generator).to(theta) for _ in range(restarts)]
+        sample_theta(len(todo), ranges, generator).to(theta) for _ in range(restarts)
+    ]
     f, l, x = font[todo], letter[todo], target[todo]
     for start in starts if len(todo) else []:
         t = start.clone().requires_grad_(True)

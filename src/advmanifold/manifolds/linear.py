@@ -29,6 +29,7 @@ Box: projected images leave [0, 1] (negative values and values above 1). Clampin
 attack to [0, 1] would move clean points off the manifold, so attacks on PMNIST use
 no box at all (:data:`ATTACK_BOX`), only the ε-ball: our choice, the paper is silent.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,15 +92,23 @@ class LinearManifold:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         expected = (self.bases.shape[0], self.bases.shape[-1])
         if self.bases.ndim != 3 or self.means.shape != expected:
-            raise ValueError(f"bases must be [G, k, d] and means [G, d], got "
-                             f"{tuple(self.bases.shape)} "
-                             f"and {tuple(self.means.shape)}")
+            raise ValueError(
+                f"bases must be [G, k, d] and means [G, d], got "
+                f"{tuple(self.bases.shape)} "
+                f"and {tuple(self.means.shape)}"
+            )
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def fit(cls, x: Tensor, y: Tensor | None = None, *, k: int = K,
-            mode: str = "global",
-            center: bool = False) -> "LinearManifold":
+    def fit(
+        cls,
+        x: Tensor,
+        y: Tensor | None = None,
+        *,
+        k: int = K,
+        mode: str = "global",
+        center: bool = False,
+    ) -> "LinearManifold":
         """PCA, k components, on ``x`` (global) or each class of ``y`` (per_class)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -110,8 +119,12 @@ class LinearManifold:
             raise ValueError("mode='per_class' needs the labels y")
         classes = int(y.max()) + 1
         fitted = [pca_basis(x[y == c], k) for c in range(classes)]
-        return cls(torch.stack([b for b, _ in fitted]),
-                   torch.stack([m for _, m in fitted]), mode, center)
+        return cls(
+            torch.stack([b for b, _ in fitted]),
+            torch.stack([m for _, m in fitted]),
+            mode,
+            center,
+        )
 
     @property
     def k(self) -> int:
@@ -126,11 +139,13 @@ class LinearManifold:
         if self.mode == "global":
             return self.bases, self.means
         if labels is None:
-            raise ValueError("a per_class manifold needs labels to choose each "
-                             "example's subspace")
+            raise ValueError(
+                "a per_class manifold needs labels to choose each example's subspace"
+            )
         if labels.shape != (n,):
-            raise ValueError(f"labels must have shape ({n},), got "
-                             f"{tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must have shape ({n},), got {tuple(labels.shape)}"
+            )
         return self.bases[labels], self.means[labels]
 
     def matrix(self, labels: Tensor | None = None) -> Tensor:
@@ -184,27 +199,35 @@ class LinearManifold:
     def angle(self, delta: Tensor, labels: Tensor | None = None) -> Tensor:
         """Angle (degrees, [0, 90]) between each δ and the subspace:
         sin θ = ‖δ − Pδ‖/‖δ‖."""
-        return angle_from_norms(_flat(delta).norm(dim=1),
-                                _flat(self.residual(delta, labels)).norm(dim=1))
+        return angle_from_norms(
+            _flat(delta).norm(dim=1), _flat(self.residual(delta, labels)).norm(dim=1)
+        )
 
-    def projection(self, x_tilde: Tensor, x: Tensor | None = None,
-                   labels: Tensor | None = None) -> Projection:
+    def projection(
+        self, x_tilde: Tensor, x: Tensor | None = None, labels: Tensor | None = None
+    ) -> Projection:
         """Exact projection of x̃ with distance; with the reference x also ‖δ‖₂ and the
         angle of δ = x̃ − x to the manifold (angle NaN, ‖δ‖ = 0 without a reference)."""
         projected = self.project(x_tilde, labels)
         distance = _flat(x_tilde - projected).norm(dim=1)
         if x is None:
             zeros = torch.zeros_like(distance)
-            return Projection(projected, distance, zeros,
-                              torch.full_like(distance, torch.nan))
+            return Projection(
+                projected, distance, zeros, torch.full_like(distance, torch.nan)
+            )
         delta = x_tilde - x
-        return Projection(projected, distance, _flat(delta).norm(dim=1),
-                          self.angle(delta, labels))
+        return Projection(
+            projected, distance, _flat(delta).norm(dim=1), self.angle(delta, labels)
+        )
 
     def state(self) -> dict:
         """Tensors and flags, for caching with :func:`advmanifold.cache.cached`."""
-        return {"bases": self.bases, "means": self.means, "mode": self.mode,
-                "center": self.center}
+        return {
+            "bases": self.bases,
+            "means": self.means,
+            "mode": self.mode,
+            "center": self.center,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> "LinearManifold":
