@@ -635,7 +635,7 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
 
 def run(rows: list[dict[str, Any]], *, progress: bool = True) -> pd.DataFrame:
     """Build (or load) every evaluation of ``rows``; one row per model, tidy."""
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
 
     records = []
     for row in tqdm(rows, desc="models", disable=not progress):
