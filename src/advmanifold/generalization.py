@@ -434,49 +434,12 @@ def evaluate(
 # --- units ---------------------------------------------------------------------------
 
 
-def prototypes_config(font_dirs=None, files=None) -> dict[str, Any]:
-    """The cache configuration under which :func:`advmanifold.fonts.load_prototypes`
-    stores every legible font's prototypes (``n_fonts=None``, ``seed=0``)."""
-    files = fonts.find_font_files(font_dirs) if files is None else list(files)
-    digests = {str(f): fonts.sha256_file(f) for f in files}
-    return {
-        "files": sorted(digests.items()),
-        "n_fonts": None,
-        "seed": 0,
-        "size": fonts.IMAGE_SIZE,
-        "font_size": fonts.FONT_SIZE,
-        "letters": fonts.LETTERS,
-        "deny": list(fonts.DENY_FAMILIES),
-        "duplicate_threshold": fonts.DUPLICATE_THRESHOLD,
-        "version": 2,
-    }
+def prototypes_unit(font_dirs=None) -> Unit:
+    """The FONTS chapter's ``fonts-prototypes`` unit: the same cache entry, built by
+    the same code (:func:`advmanifold.fonts_chapter.prototypes_unit`)."""
+    from . import fonts_chapter
 
-
-def _build_prototypes(config: Mapping[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    digests = dict(config["files"])
-    faces = fonts.discover_faces(list(digests), digests=digests)
-    result = fonts.render_prototypes(
-        faces, n_fonts=None, seed=0, duplicate_threshold=config["duplicate_threshold"]
-    )
-    return {
-        "images": result.images,
-        "manifest": [asdict(m) for m in result.manifest],
-        "counts": result.counts,
-    }
-
-
-def prototypes_unit(font_dirs=None, files=None) -> Unit:
-    """The ``fonts-prototypes`` cache entry (the FONTS chapter's) as a unit."""
-    config = prototypes_config(font_dirs, files)
-    return Unit(
-        STEM,
-        "fonts-prototypes",
-        config,
-        functools.partial(_build_prototypes, config),
-        estimate_s=15.0,
-    )
+    return fonts_chapter.prototypes_unit(font_dirs)
 
 
 def load_decoder(proto: Unit, n_fonts: int | None) -> FontDecoder:
