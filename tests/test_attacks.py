@@ -21,7 +21,8 @@ def problem():
 
 
 def reference_pgd(model, x, y, eps, steps, step_size, start):
-    """Plain full-length sign PGD from a given start: iterates and per-step predictions."""
+    """Plain full-length sign PGD from a given start: iterates and per-step
+    predictions."""
     v, flipped = start.clone(), torch.zeros(len(x), dtype=torch.bool)
     for _ in range(steps):
         v.requires_grad_(True)

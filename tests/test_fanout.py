@@ -14,7 +14,8 @@ pytest.importorskip("dask.distributed")
 
 
 def make_weights(seed: int, size: int) -> dict:
-    """A tiny deterministic 'training': the payload depends only on the configuration."""
+    """A tiny deterministic 'training': the payload depends only on the
+    configuration."""
     generator = torch.Generator().manual_seed(seed)
     w = torch.randn(size, size, generator=generator)
     for _ in range(20):
@@ -109,7 +110,8 @@ def test_estimate_is_corrected_by_large_timings_on_a_calm_machine(
     assert (
         seconds == pytest.approx(0.1 * record["build_s"] / 10.0) and "1 timing" in basis
     )
-    # builds too small (fixed costs dominate) or made on an overloaded machine do not count
+    # builds too small (fixed costs dominate) or made on an overloaded machine do not
+    # count
     monkeypatch.setattr("os.getloadavg", lambda: (50.0, 50.0, 50.0))
     unit(6).get()
     units.Unit(

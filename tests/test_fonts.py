@@ -1,4 +1,5 @@
-"""FONTS: prototype rendering and checks, the affine decoder, the θ attack and the latent search."""
+"""FONTS: prototype rendering and checks, the affine decoder, the θ attack and the
+latent search."""
 
 import hashlib
 import math
@@ -114,7 +115,7 @@ def test_tangents_give_the_first_order_change_of_the_image():
     assert (error < 0.1).all()
 
 
-# ---------------------------------------------------------------- latent search and angle
+# -------------------------------------------------------- latent search and angle
 
 
 def test_tangent_residual_of_in_span_orthogonal_and_rank_deficient_cases():
@@ -197,7 +198,7 @@ def test_theta_attack_stays_in_the_ball_and_the_box_and_returns_decoded_images()
     assert torch.equal(result.success, predicted != letter)
 
 
-# ---------------------------------------------------------------- rendering and legibility
+# ------------------------------------------------------- rendering and legibility
 
 
 @pytest.fixture(scope="module")
@@ -267,11 +268,12 @@ def test_render_prototypes_is_deterministic_and_checks_n_fonts():
         fonts.render_prototypes(files, n_fonts=0)
 
 
-# ---------------------------------------------------------------- discovery, collections, manifest, filters
+# ------------------------------------------ discovery, collections, manifest, filters
 
 
 def make_collection(path, names=("DejaVuSans.ttf", "DejaVuSerif-Bold.ttf")):
-    """A .ttc collection of two of matplotlib's fonts (fontTools ships with matplotlib)."""
+    """A .ttc collection of two of matplotlib's fonts (fontTools ships with
+    matplotlib)."""
     ttlib = pytest.importorskip("fontTools.ttLib")
     from fontTools.ttLib.ttCollection import TTCollection
 
@@ -324,7 +326,8 @@ def test_near_duplicates_are_dropped_greedily_in_order():
     drop = fonts.near_duplicates(stack, threshold=0.05)
     assert drop.tolist() == [False, False, True, True, False]
     assert not fonts.near_duplicates(stack, threshold=0.0).any()
-    # a face is compared only with faces kept before it: a chain a ~ b ~ c keeps c when a and c are far
+    # a face is compared only with faces kept before it: a chain a ~ b ~ c keeps c
+    # when a and c are far
     a = torch.zeros(1, 10, 28, 28)
     chain = torch.cat([a, a + 0.04, a + 0.08])
     assert fonts.near_duplicates(chain, threshold=0.05).tolist() == [False, True, False]

@@ -3,17 +3,19 @@
 For an input gradient g = ∇ₓ L(θ, x, y) and the projector P = P_M onto the data
 manifold's tangent space (:class:`advmanifold.manifolds.linear.LinearManifold`):
 
-- norm ratio   ‖g‖ / ‖P g‖   (≥ 1; 1 = the gradient lies in the manifold) — the paper's metric and loss;
-- cosine       ‖P g‖ / ‖g‖   (in [0, 1]; the cosine of the angle between g and the manifold;
-               the paper's Fig. 1 reports this one);
+- norm ratio   ‖g‖ / ‖P g‖   (≥ 1; 1 = the gradient lies in the manifold) — the
+               paper's metric and loss;
+- cosine       ‖P g‖ / ‖g‖   (in [0, 1]; the cosine of the angle between g and the
+               manifold; the paper's Fig. 1 reports this one);
 - rejection    ‖g − P g‖     (the off-manifold part's norm).
 
 The alignment objective is α · mean_batch ‖g‖/‖Pg‖, differentiated with respect to the
 weights by double backpropagation (``create_graph=True``). :func:`aligned_cross_entropy`
 is the paper's loss CE + α · ratio from ONE forward pass (the gradient of the summed CE
 is both the loss's input gradient and the penalty's g); :func:`alignment_penalty` is the
-penalty alone, to compose with other objectives, e.g. adversarial training:
-``training.combined(training.adversarial(0.1), alignment_penalty(manifold, alpha=1.0))``.
+penalty alone, to compose with other objectives, e.g. adversarial training::
+
+    training.combined(training.adversarial(0.1), alignment_penalty(manifold, alpha=1.0))
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: floor of ‖P g‖ in the ratio, so an (almost) orthogonal gradient gives a large, finite penalty.
+#: floor of ‖P g‖ in the ratio, so an (almost) orthogonal gradient gives a large,
+#: finite penalty.
 TINY = 1e-12
 
 
@@ -111,7 +114,8 @@ def alignment_frame(
 
 
 def alignment_penalty(manifold, alpha: float = 1.0, *, labels_from: str = "true"):
-    """Objective f(model, x, y) = α · mean_i ‖g_i‖/‖P g_i‖ with g_i = ∇ₓ CE (double backprop).
+    """Objective f(model, x, y) = α · mean_i ‖g_i‖/‖P g_i‖ with g_i = ∇ₓ CE (double
+    backprop).
 
     For a per-class manifold each gradient is projected onto the subspace of the
     example's true label (``labels_from="true"``, the only choice implemented: the
@@ -134,9 +138,10 @@ def alignment_penalty(manifold, alpha: float = 1.0, *, labels_from: str = "true"
 
 
 def aligned_cross_entropy(manifold, alpha: float = 1.0):
-    """Objective f(model, x, y) = mean_i CE_i + α · mean_i ‖g_i‖/‖P g_i‖, g_i = ∇_{x_i} CE_i,
-    from one forward pass (equal to ``combined(cross_entropy(), alignment_penalty(...))``,
-    which runs the model twice)."""
+    """Objective f(model, x, y) = mean_i CE_i + α · mean_i ‖g_i‖/‖P g_i‖,
+    g_i = ∇_{x_i} CE_i, from one forward pass (equal to
+    ``combined(cross_entropy(), alignment_penalty(...))``, which runs the model
+    twice)."""
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
 

@@ -91,7 +91,8 @@ def _gradient(forward: Forward, v: Tensor, y: Tensor) -> tuple[Tensor, Tensor, T
 
 
 def _rows(t: Tensor, idx: Tensor) -> Tensor:
-    """Rows ``idx`` of ``t`` (index_select: a row copy, much cheaper than advanced indexing)."""
+    """Rows ``idx`` of ``t`` (index_select: a row copy, much cheaper than advanced
+    indexing)."""
     return t.index_select(0, idx)
 
 

@@ -444,7 +444,8 @@ def pgd_benchmark(
                 "pgd_identical_fooled_set": int(
                     bool((fooled_ours == fooled_theirs).all())
                 ),
-                # the target: the same fooled set, or a lower robust accuracy than theirs
+                # the target: the same fooled set, or a lower robust accuracy than
+                # theirs
                 "pgd_same_or_better_fooled_set": int(
                     bool((fooled_ours == fooled_theirs).all())
                     or (clean & ~fooled_ours).sum() < (clean & ~fooled_theirs).sum()

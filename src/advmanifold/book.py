@@ -1,11 +1,11 @@
 """Re-execute the book with papermill, then compile it with Jupyter Book.
 
-    python -m advmanifold.book                       # every chapter, profile quick, then build
-    python -m advmanifold.book --profile smoke       # the CI profile
+    python -m advmanifold.book  # every chapter, profile quick, then build
+    python -m advmanifold.book --profile smoke  # the CI profile
     python -m advmanifold.book --only 02_mnist -p epochs=3 -p 02_mnist:seed=1
-    python -m advmanifold.book --no-execute          # compile what was executed before
-    python -m advmanifold.book --profile paper --plan        # units, cached or not, cost here
-    python -m advmanifold.book --profile paper --workers 4   # build units on Dask first
+    python -m advmanifold.book --no-execute  # compile what was executed before
+    python -m advmanifold.book --profile paper --plan  # units, cached or not, cost here
+    python -m advmanifold.book --profile paper --workers 4  # build units on Dask first
 
 Chapters are the notebooks listed in ``_toc.yml``; their source of truth is
 ``notebooks/<stem>.py`` (jupytext py:percent). Each is converted, executed with
@@ -18,8 +18,8 @@ time and the latest progress bar printed by the notebook (training, attacks).
 A chapter never executed in this tree is compiled as a placeholder page saying so.
 
 With ``--workers N`` (N > 1) or ``--scheduler ADDRESS`` the chapters' units (see
-:mod:`advmanifold.units`) are first built on Dask distributed (:mod:`advmanifold.fanout`);
-the notebooks then find them cached.
+:mod:`advmanifold.units`) are first built on Dask distributed
+(:mod:`advmanifold.fanout`); the notebooks then find them cached.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from .results import atomic_write_text
 
 
 class BookError(SystemExit):
-    """A user-facing failure: printed without a traceback, exit status 2 (usage) or 1 (run)."""
+    """A user-facing failure: printed without a traceback, exit status 2 (usage) or 1
+    (run)."""
 
     def __init__(self, message: str, status: int = 2):
         print(f"error: {message}", file=sys.stderr)
@@ -95,7 +96,8 @@ def toc_files(toc: dict) -> list[str]:
 
 
 def chapters(root: Path) -> list[Chapter]:
-    """Notebook chapters of ``_toc.yml`` (entries with a ``notebooks/<stem>.py`` source)."""
+    """Notebook chapters of ``_toc.yml`` (entries with a ``notebooks/<stem>.py``
+    source)."""
     toc_path = root / "_toc.yml"
     if not toc_path.is_file():
         raise BookError(
@@ -134,7 +136,8 @@ def parse_assignment(text: str) -> tuple[str | None, str, Any]:
 def plan(
     root: Path, profile: str, only: list[str] | None, assignments: list[str]
 ) -> Plan:
-    """Validate everything before any notebook runs: profile, chapter names, parameters."""
+    """Validate everything before any notebook runs: profile, chapter names,
+    parameters."""
     try:
         check_profile(profile)
     except ValueError:
@@ -149,7 +152,8 @@ def plan(
         unknown = [n for n in names if n not in by_stem]
         if unknown:
             raise BookError(
-                f"unknown notebook(s) {unknown}; valid: {', '.join(by_stem) or '(none)'}"
+                f"unknown notebook(s) {unknown}; "
+                f"valid: {', '.join(by_stem) or '(none)'}"
             )
         selected = [by_stem[n] for n in names]
     result = Plan(profile, selected, {c.stem: {"profile": profile} for c in selected})
@@ -239,7 +243,8 @@ def _tracking_engine(progress_of):
 def execute(
     root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0
 ) -> dict[str, float]:
-    """Run each chapter with papermill; stop at the first failure, naming notebook and cell."""
+    """Run each chapter with papermill; stop at the first failure, naming notebook and
+    cell."""
     import jupytext
     import papermill
     from papermill.engines import papermill_engines
@@ -298,7 +303,8 @@ def execute(
 
 
 def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
-    """Merge this run's chapter times into ``_build/results/book_run_<profile>.json``."""
+    """Merge this run's chapter times into
+    ``_build/results/book_run_<profile>.json``."""
     path = root / "_build" / "results" / f"book_run_{profile}.json"
     log = (
         json.loads(path.read_text())
@@ -352,8 +358,8 @@ def stub_page(chapter: Chapter) -> str:
         chapter.stem,
     )
     return (
-        f"# {title}\n\n:::{{note}}\nThis chapter was not executed in this build. Run it "
-        f"with\n`python -m advmanifold.book --only {chapter.stem}`.\n:::\n"
+        f"# {title}\n\n:::{{note}}\nThis chapter was not executed in this build. "
+        f"Run it with\n`python -m advmanifold.book --only {chapter.stem}`.\n:::\n"
     )
 
 
@@ -408,7 +414,8 @@ def build(root: Path, site: Path) -> None:
             status=1,
         )
     print(
-        f"book built in {time.perf_counter() - start:.1f} s: {root / '_build' / 'html' / 'index.html'}"
+        f"book built in {time.perf_counter() - start:.1f} s: "
+        f"{root / '_build' / 'html' / 'index.html'}"
     )
 
 
@@ -436,7 +443,10 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="[STEM:]NAME=VALUE",
-        help="override a notebook parameter (all selected notebooks that declare it, or one)",
+        help=(
+            "override a notebook parameter (all selected notebooks that declare it, "
+            "or one)"
+        ),
     )
     parser.add_argument(
         "--no-execute", action="store_true", help="compile without executing"
@@ -522,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         times = execute(root, the_plan, site)
         log = record_times(root, args.profile, times)
         print(
-            f"executed {len(times)} chapter(s) in {time.perf_counter() - start:.1f} s (times: {log})",
+            f"executed {len(times)} chapter(s) in "
+            f"{time.perf_counter() - start:.1f} s (times: {log})",
             flush=True,
         )
         if args.record:

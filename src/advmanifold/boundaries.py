@@ -1,4 +1,5 @@
-"""Where and at which angle a straight path crosses a decision boundary (Geyer et al., Fig. 2).
+"""Where and at which angle a straight path crosses a decision boundary (Geyer et al.,
+Fig. 2).
 
 For a start x₀ (predicted class a) and an end x₁ (predicted class ≠ a), the path is
 p(t) = x₀ + t v, v = x₁ − x₀, t ∈ [0, 1]. Bisection on the predicate
@@ -28,7 +29,8 @@ Forward = Callable[[Tensor], Tensor]
 
 @dataclass
 class Crossing:
-    """Per-example crossing of the path x₀ → x₁ (``valid`` False where x₁ has class a)."""
+    """Per-example crossing of the path x₀ → x₁ (``valid`` False where x₁ has class
+    a)."""
 
     t: Tensor  # crossing position in [0, 1]
     point: Tensor  # p(t*), shape of x₀
@@ -87,7 +89,8 @@ def crossing(
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
     if x0.shape != x1.shape:
         raise ValueError(
-            f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+            "x0 and x1 must have the same shape, "
+            f"got {tuple(x0.shape)} and {tuple(x1.shape)}"
         )
     if batch_size < len(x0):
         parts = [

@@ -45,7 +45,8 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
-    """SHA-256 (hex, 16 chars) of tensors' shapes, dtypes and bytes: the data part of a key."""
+    """SHA-256 (hex, 16 chars) of tensors' shapes, dtypes and bytes: the data part of a
+    key."""
     digest = hashlib.sha256()
     for tensor in tensors:
         t = tensor.detach().cpu().contiguous()
@@ -58,7 +59,8 @@ _STATS = {"hits": 0, "misses": 0}
 
 
 def stats() -> dict[str, int]:
-    """Hits and misses of :func:`cached` in this process since the last :func:`reset_stats`."""
+    """Hits and misses of :func:`cached` in this process since the last
+    :func:`reset_stats`."""
     return dict(_STATS)
 
 
@@ -81,7 +83,8 @@ def _paths(name: str, key: str, directory: Path) -> tuple[Path, Path]:
 def load(
     name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None
 ) -> Any | None:
-    """The cached payload, or None when absent; warns and returns None when corrupted."""
+    """The cached payload, or None when absent; warns and returns None when
+    corrupted."""
     payload_path, meta_path = _paths(
         name, config_key(config), paths.cache_dir(directory)
     )
@@ -104,7 +107,8 @@ def load(
 def exists(
     name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None
 ) -> bool:
-    """Whether a valid entry is stored (the payload's hash is checked, nothing is loaded)."""
+    """Whether a valid entry is stored (the payload's hash is checked, nothing is
+    loaded)."""
     payload_path, meta_path = _paths(
         name, config_key(config), paths.cache_dir(directory)
     )
@@ -170,8 +174,9 @@ def cached(
 ) -> Any:
     """``build()`` once per configuration; later calls load the stored payload.
 
-    >>> state = cached("cnn-mnist", {"epochs": 2, "data": fingerprint(x)},   # doctest: +SKIP
-    ...                lambda: train(model, ...).state_dict())
+    >>> state = cached(  # doctest: +SKIP
+    ...     "cnn-mnist", {"epochs": 2, "data": fingerprint(x)},
+    ...     lambda: train(model, ...).state_dict())
     """
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(

@@ -52,9 +52,11 @@ def load_mnist(
         raw = mnist_raw_dir(root)
         missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
         raise DataNotFoundError(
-            f"MNIST could not be loaded from {raw} nor downloaded ({type(err).__name__}: {err}).\n"
+            f"MNIST could not be loaded from {raw} nor downloaded "
+            f"({type(err).__name__}: {err}).\n"
             f"Put the original files {', '.join(missing or MNIST_FILES)} into {raw} "
-            f"(or set ADVMANIFOLD_DATA / the notebook parameter data_dir to a folder holding MNIST/raw/)."
+            "(or set ADVMANIFOLD_DATA / the notebook parameter data_dir to a folder "
+            "holding MNIST/raw/)."
         ) from err
     images, labels = dataset.data, dataset.targets
     if limit is not None:
@@ -68,7 +70,8 @@ def batches(
     shuffle: bool = False,
     generator: torch.Generator | None = None,
 ):
-    """Yield aligned mini-batches of the given tensors (a light DataLoader for in-memory data)."""
+    """Yield aligned mini-batches of the given tensors (a light DataLoader for in-memory
+    data)."""
     n = len(tensors[0])
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):

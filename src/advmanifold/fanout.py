@@ -1,14 +1,15 @@
 """Plan a book run's units and build the missing ones on Dask distributed.
 
-    python -m advmanifold.book --profile paper --plan          # what it needs, what it costs
-    python -m advmanifold.book --profile paper --workers 4     # LocalCluster of 4 processes
-    python -m advmanifold.book --scheduler tcp://host:8786     # any running Dask scheduler
+    python -m advmanifold.book --profile paper --plan # what it needs, what it costs
+    python -m advmanifold.book --profile paper --workers 4 # LocalCluster of 4 processes
+    python -m advmanifold.book --scheduler tcp://host:8786 # any running Dask scheduler
 
 Every unit (:mod:`advmanifold.units`) is submitted as one Dask task after the units it
 depends on; a worker builds it through the shared content-addressed cache, so the
 notebooks executed afterwards find every unit cached. Workers on other machines must
 see the same cache folder (``ADVMANIFOLD_CACHE`` on shared storage) and data folder.
-Dask provides the scheduling, the retries and the dashboard; nothing here is a job system.
+Dask provides the scheduling, the retries and the dashboard; nothing here is a job
+system.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class PlannedUnit:
 def plan_units(
     parameters: Mapping[str, Mapping[str, Any]], profile: str
 ) -> list[PlannedUnit]:
-    """Every unit of the selected chapters (``{stem: notebook parameters}``), each once."""
+    """Every unit of the selected chapters (``{stem: notebook parameters}``), each
+    once."""
     units = unique(
         u
         for stem, params in parameters.items()
@@ -52,7 +54,8 @@ def format_plan(
     chapter_times: Mapping[str, float] | None = None,
     workers: int = 1,
 ) -> str:
-    """A per-chapter table: unit, cached or not, estimated cost here; totals at the end."""
+    """A per-chapter table: unit, cached or not, estimated cost here; totals at the
+    end."""
     lines, chapter_times = [], dict(chapter_times or {})
     by_chapter: dict[str, list[PlannedUnit]] = {}
     for p in planned:
@@ -60,7 +63,8 @@ def format_plan(
     for chapter, rows in by_chapter.items():
         todo = sum(p.estimate_s for p in rows if not p.cached)
         lines.append(
-            f"{chapter}: {len(rows)} unit(s), {sum(not p.cached for p in rows)} to build, "
+            f"{chapter}: {len(rows)} unit(s), "
+            f"{sum(not p.cached for p in rows)} to build, "
             f"about {format_seconds(todo)}"
         )
         for p in rows:
@@ -73,7 +77,8 @@ def format_plan(
     missing = [p for p in planned if not p.cached]
     total = sum(p.estimate_s for p in missing)
     lines.append(
-        f"units to build: {len(missing)} of {len(planned)}, about {format_seconds(total)} "
+        f"units to build: {len(missing)} of {len(planned)}, "
+        f"about {format_seconds(total)} "
         f"of one worker"
         + (
             f", about {format_seconds(total / workers)} on {workers} workers"
@@ -84,7 +89,8 @@ def format_plan(
     if chapter_times:
         shown = ", ".join(f"{k} {format_seconds(v)}" for k, v in chapter_times.items())
         lines.append(
-            f"recorded chapter times of this profile (with cached units or not): {shown}"
+            "recorded chapter times of this profile (with cached units or not): "
+            f"{shown}"
         )
     return "\n".join(lines)
 
@@ -121,7 +127,8 @@ class FanOutReport:
 
 
 class Heartbeat:
-    """Prints ``message()`` every ``every`` seconds from a daemon thread until stopped."""
+    """Prints ``message()`` every ``every`` seconds from a daemon thread until
+    stopped."""
 
     def __init__(self, message, every: float = 30.0):
         self.message, self.every = message, every
@@ -206,7 +213,8 @@ def build_missing(
         def status() -> str:
             running = len(todo) - done
             return (
-                f"      … {done}/{len(todo)} unit(s) done, {running} queued or running, "
+                f"      … {done}/{len(todo)} unit(s) done, "
+                f"{running} queued or running, "
                 f"{format_seconds(time.perf_counter() - start)} elapsed"
             )
 

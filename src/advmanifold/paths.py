@@ -2,11 +2,12 @@
 
 Each location is resolved as: explicit argument > environment variable > default.
 
-| what    | variable              | default                              |
-|---------|-----------------------|--------------------------------------|
-| data    | ``ADVMANIFOLD_DATA``    | ``$XDG_CACHE_HOME/advmanifold/data`` (``~/.cache/...``) |
-| cache   | ``ADVMANIFOLD_CACHE``   | ``$XDG_CACHE_HOME/advmanifold/cache``  |
-| results | ``ADVMANIFOLD_RESULTS`` | ``<book root>/_build/results``, the book root being the first parent of the working directory holding ``_toc.yml`` (else the working directory) |
+- data: variable ``ADVMANIFOLD_DATA``, default ``$XDG_CACHE_HOME/advmanifold/data``
+  (``~/.cache/...``);
+- cache: variable ``ADVMANIFOLD_CACHE``, default ``$XDG_CACHE_HOME/advmanifold/cache``;
+- results: variable ``ADVMANIFOLD_RESULTS``, default ``<book root>/_build/results``,
+  the book root being the first parent of the working directory holding ``_toc.yml``
+  (else the working directory).
 """
 
 from __future__ import annotations
@@ -49,5 +50,6 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def figures_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Figures written by the notebooks, next to the results: ``<results>/../figures``."""
+    """Figures written by the notebooks, next to the results:
+    ``<results>/../figures``."""
     return _resolve(explicit, "ADVMANIFOLD_FIGURES", results_dir().parent / "figures")

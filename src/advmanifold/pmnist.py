@@ -851,8 +851,8 @@ CLAIMS = [
         [("not_greater", _PG + "manifold_robust_eps0.1", _PG + "robust_eps0.1", 0.0)],
     ),
     (
-        "Alignment makes paths cross boundaries more orthogonally (Manifold vs Baseline, "
-        "adversarial path)",
+        "Alignment makes paths cross boundaries more orthogonally "
+        "(Manifold vs Baseline, adversarial path)",
         [("greater", _ANG + "manifold", _ANG + "baseline", 0.0)],
     ),
     (
@@ -860,8 +860,8 @@ CLAIMS = [
         [("greater", _INTER + "manifold", _INTER + "baseline", 0.0)],
     ),
     (
-        "... and boundary normals lie more in the manifold (boundaries more orthogonal to "
-        "it)",
+        "... and boundary normals lie more in the manifold "
+        "(boundaries more orthogonal to it)",
         [("greater", _NORMAL + "manifold", _NORMAL + "baseline", 0.0)],
     ),
 ]

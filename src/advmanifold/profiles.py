@@ -24,7 +24,8 @@ def select(
 ) -> SimpleNamespace:
     """Settings of ``profile`` from ``table`` with every non-None override applied.
 
-    >>> select("quick", {p: {"epochs": i} for i, p in enumerate(PROFILES)}, epochs=None).epochs
+    >>> table = {p: {"epochs": i} for i, p in enumerate(PROFILES)}
+    >>> select("quick", table, epochs=None).epochs
     1
     """
     check_profile(profile)

@@ -47,7 +47,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def machine() -> dict[str, Any]:
-    """Where a result was computed: CPU model and cores, OS, torch threads, CUDA device."""
+    """Where a result was computed: CPU model and cores, OS, torch threads, CUDA
+    device."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -118,7 +119,8 @@ class Results:
         self.started = time.perf_counter()
 
     def add(self, name: str, value: Real, *, glue: bool = True) -> float | int:
-        """Record one number (a Python/NumPy/torch scalar); returns it as a Python number."""
+        """Record one number (a Python/NumPy/torch scalar); returns it as a Python
+        number."""
         if hasattr(value, "item"):
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, Real):

@@ -54,7 +54,8 @@ def adversarial_examples(
     upper=1.0,
     seed: int | None = None,
 ) -> Tensor:
-    """PGD examples of largest loss against ``model`` (evaluated in eval mode, weights untouched)."""
+    """PGD examples of largest loss against ``model`` (evaluated in eval mode, weights
+    untouched)."""
     was_training = model.training
     model.eval()
     for p in model.parameters():
@@ -154,7 +155,8 @@ def adversarial(
 
 
 def combined(*terms: Objective) -> Objective:
-    """Sum of objectives, e.g. ``combined(adversarial(0.1), alignment_penalty(...))``."""
+    """Sum of objectives, e.g.
+    ``combined(adversarial(0.1), alignment_penalty(...))``."""
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return sum(term(model, x, y) for term in terms)
@@ -179,7 +181,8 @@ def train(
     progress: bool = True,
 ) -> list[dict]:
     """Adam on ``objective`` over shuffled mini-batches; the learning rate is multiplied
-    by ``lr_decay`` after each epoch. Returns one ``{"epoch", "loss"}`` row per epoch."""
+    by ``lr_decay`` after each epoch. Returns one ``{"epoch", "loss"}`` row per
+    epoch."""
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if int(batch_size) != batch_size or batch_size < 1:

@@ -115,7 +115,8 @@ def chapter_module(stem: str):
 def chapter_units(
     stem: str, profile: str, params: Mapping[str, Any] | None = None
 ) -> list[Unit]:
-    """The units chapter ``stem`` needs for ``profile`` and notebook parameters ``params``."""
+    """The units chapter ``stem`` needs for ``profile`` and notebook parameters
+    ``params``."""
     module = chapter_module(stem)
     if module is None or not hasattr(module, "units"):
         return []

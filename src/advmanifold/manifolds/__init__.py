@@ -42,8 +42,8 @@ class Projection:
 
 
 def angle_from_norms(delta_norm: Tensor, residual_norm: Tensor) -> Tensor:
-    """Angle between δ and the manifold, given ‖δ‖ and the norm of its off-manifold part:
-    sin θ = ‖δ − Pδ‖ / ‖δ‖ (NaN where δ = 0)."""
+    """Angle between δ and the manifold, given ‖δ‖ and the norm of its off-manifold
+    part: sin θ = ‖δ − Pδ‖ / ‖δ‖ (NaN where δ = 0)."""
     ratio = residual_norm / delta_norm
     return torch.rad2deg(torch.asin(ratio.clamp(0.0, 1.0))).where(
         delta_norm > 0, torch.nan
