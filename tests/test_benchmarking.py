@@ -183,8 +183,9 @@ def test_denormal_flag_is_read_back_and_denormals_are_counted():
 @pytest.mark.parametrize("flushed_before", [False, True])
 def test_denormal_benchmark_alternates_windows_and_restores_the_flag(flushed_before):
     g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(60, 1, 28, 28, generator=g), torch.randint(
-        0, 10, (60,), generator=g
+    x, y = (
+        torch.rand(60, 1, 28, 28, generator=g),
+        torch.randint(0, 10, (60,), generator=g),
     )
     before = B.denormals_flushed()
     torch.set_flush_denormal(flushed_before)

@@ -15,11 +15,13 @@ def test_settings_and_bad_values():
 
 
 def test_units_are_one_verification_per_model_on_the_pmnist_model_units(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
     listed = bridge.units("quick", {"seed": 1})
-    assert [u.name for u in listed] == [f"bridge-verify-{m.replace('_', '-')}"
-                                        for m in pmnist.MODELS]
+    assert [u.name for u in listed] == [
+        f"bridge-verify-{m.replace('_', '-')}" for m in pmnist.MODELS
+    ]
     quick = pmnist.settings("quick")
     for unit, name in zip(listed, pmnist.MODELS):
         model = pmnist.model_unit(quick, name, 1)
@@ -42,14 +44,20 @@ def test_verification_estimate_grows_with_the_work():
 
 def test_summary_is_generated_from_the_numbers():
     models = list(pmnist.MODELS)
-    metrics = {f"offmanifold_fraction_median_{m}_pgd": v
-               for m, v in zip(models, (0.95, 0.9, 0.8, 0.85))}
-    metrics.update(random_sign_offmanifold_fraction=0.98,
-                   knn_vs_exact_distance_mae=1e-7, knn_vs_exact_distance_mae_k5=0.2,
-                   max_gap_chapter_pgd_vs_worst=0.01,
-                   masking_flags_total=0)
-    cosines = {f"alignment_cosine_median_{m}": v
-               for m, v in zip(models, (0.5, 0.6, 0.9, 0.7))}
+    metrics = {
+        f"offmanifold_fraction_median_{m}_pgd": v
+        for m, v in zip(models, (0.95, 0.9, 0.8, 0.85))
+    }
+    metrics.update(
+        random_sign_offmanifold_fraction=0.98,
+        knn_vs_exact_distance_mae=1e-7,
+        knn_vs_exact_distance_mae_k5=0.2,
+        max_gap_chapter_pgd_vs_worst=0.01,
+        masking_flags_total=0,
+    )
+    cosines = {
+        f"alignment_cosine_median_{m}": v for m, v in zip(models, (0.5, 0.6, 0.9, 0.7))
+    }
     text, added = bridge.summary(metrics, models, cosines)
     assert "80.0% to 95.0%" in text and "all above one half" in text
     # off fractions 0.8 < 0.85 < 0.9 < 0.95 in the order of falling cosines

@@ -1,5 +1,6 @@
 """The FONTS chapter module: settings, units, fallback warning, and a chapter run on
 three fonts (the fallback acceptance check of issue 10)."""
+
 import json
 import shutil
 from pathlib import Path
@@ -28,7 +29,7 @@ def three_fonts(tmp_path, monkeypatch):
 
 def test_settings_take_overrides_and_reject_bad_values():
     assert chapter.settings("quick").n_fonts == 500
-    assert chapter.settings("paper").n_fonts is None          # every legible face
+    assert chapter.settings("paper").n_fonts is None  # every legible face
     assert chapter.settings("paper").train_per_prototype == 96  # the paper's 96 + 16
     assert chapter.settings("smoke", epochs=3, n_fonts=None).epochs == 3
     with pytest.raises(ValueError, match="profile"):
@@ -42,7 +43,8 @@ def test_settings_take_overrides_and_reject_bad_values():
 
 
 def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
-        three_fonts):
+    three_fonts,
+):
     params = {"font_dirs": [str(three_fonts)], "seed": 0, "device": "cpu"}
     listed = units.chapter_units("01_fonts", "smoke", params)
     assert [u.name for u in listed] == ["fonts-prototypes", "fonts-convnet"]
@@ -76,8 +78,9 @@ def test_classifier_unit_does_not_depend_on_the_callers_random_state(three_fonts
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
-def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(three_fonts,
-                                                                         tmp_path):
+def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(
+    three_fonts, tmp_path
+):
     every = chapter.prototypes(chapter.prototypes_unit([three_fonts]))
     assert len(every) == 3
     cases = [("smoke", None, 1), ("smoke", 3, 0), ("paper", None, 1)]
@@ -96,15 +99,16 @@ def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(three_f
     assert text.rstrip().endswith(":::")
 
 
-def test_chapter_runs_on_three_fonts_warns_and_creates_exactly_its_units(three_fonts,
-                                                                         tmp_path,
-                                                                         monkeypatch):
+def test_chapter_runs_on_three_fonts_warns_and_creates_exactly_its_units(
+    three_fonts, tmp_path, monkeypatch
+):
     """Smoke run with ``font_dirs`` = three fonts: the page opens with the warning box,
     the results flag the fallback, and the cache holds exactly the listed units."""
     monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("ADVMANIFOLD_FIGURES", str(tmp_path / "figures"))
-    the_plan = book.plan(ROOT, "smoke", ["01_fonts"],
-                         [f"font_dirs={json.dumps([str(three_fonts)])}"])
+    the_plan = book.plan(
+        ROOT, "smoke", ["01_fonts"], [f"font_dirs={json.dumps([str(three_fonts)])}"]
+    )
     params = the_plan.parameters["01_fonts"]
     assert params["font_dirs"] == [str(three_fonts)]
     listed = {u.key for u in units.chapter_units("01_fonts", "smoke", params)}
@@ -116,15 +120,24 @@ def test_chapter_runs_on_three_fonts_warns_and_creates_exactly_its_units(three_f
     assert record["n_fonts_wanted"] == 10 and record["cache_misses"] == len(listed)
     site = tmp_path / "site" / "notebooks" / "01_fonts.ipynb"
     executed = json.loads(site.read_text())
-    markdown = [o["data"]["text/markdown"] for c in executed["cells"]
-                for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    markdown = [
+        o["data"]["text/markdown"]
+        for c in executed["cells"]
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    ]
     assert len(markdown) == 1
     text = "".join(markdown[0])
     assert text.startswith(":::{admonition}") and "**3**" in text and "**10**" in text
     cells = executed["cells"]
-    first = next(i for i, c in enumerate(cells)
-                 if any("text/markdown" in o.get("data", {})
-                        for o in c.get("outputs", [])))
-    sections = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
-                and "".join(c["source"]).startswith("## ")]
+    first = next(
+        i
+        for i, c in enumerate(cells)
+        if any("text/markdown" in o.get("data", {}) for o in c.get("outputs", []))
+    )
+    sections = [
+        i
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## ")
+    ]
     assert first < sections[0]  # the warning comes before the first section

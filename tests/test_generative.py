@@ -1,18 +1,27 @@
 """Class-specific VAE-GANs (grouped training) and the latent on-manifold attack."""
+
 import pytest
 import torch
 from torch import nn
 
-from advmanifold.generative import (VAEGANs, count_onmanifold, decode_by_class,
-                                    encode_by_class, latent_box, onmanifold_attack,
-                                    sample, train_vaegans, vaegans_from_payload)
+from advmanifold.generative import (
+    VAEGANs,
+    count_onmanifold,
+    decode_by_class,
+    encode_by_class,
+    latent_box,
+    onmanifold_attack,
+    sample,
+    train_vaegans,
+    vaegans_from_payload,
+)
 
 
 def _toy(n_per_class=6, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class)
     x = torch.rand(len(y), 1, 28, 28, generator=g) * 0.2
-    x[:, :, 4:24, 4:24] += (y.float() / classes).view(-1, 1, 1, 1)   # class brightness
+    x[:, :, 4:24, 4:24] += (y.float() / classes).view(-1, 1, 1, 1)  # class brightness
     return x.clamp(0, 1), y
 
 
@@ -33,7 +42,7 @@ def test_shapes_latent_and_range():
 def test_member_equals_its_group():
     torch.manual_seed(1)
     model = VAEGANs(3)
-    for module in model.modules():   # non-trivial batch-norm statistics
+    for module in model.modules():  # non-trivial batch-norm statistics
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.normal_()
             module.running_var.uniform_(0.5, 2)
@@ -43,10 +52,12 @@ def test_member_equals_its_group():
         one = model.member(g)
         part = slice(g, g + 1)
         torch.testing.assert_close(one.decode(z[:, part])[:, 0], model.decode(z)[:, g])
-        torch.testing.assert_close(one.encode(x[:, part])[0][:, 0],
-                                   model.encode(x)[0][:, g])
-        torch.testing.assert_close(one.discriminate(x[:, part])[:, 0],
-                                   model.discriminate(x)[:, g])
+        torch.testing.assert_close(
+            one.encode(x[:, part])[0][:, 0], model.encode(x)[0][:, g]
+        )
+        torch.testing.assert_close(
+            one.discriminate(x[:, part])[:, 0], model.discriminate(x)[:, g]
+        )
 
 
 def test_from_members_inverts_member():
@@ -60,8 +71,9 @@ def test_from_members_inverts_member():
 def test_grouped_and_sequential_training_agree():
     """Same initial weights, batches and noise: both strategies train the same."""
     x, y = _toy(n_per_class=8)
-    kwargs = dict(epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), seed=5,
-                  progress=False)
+    kwargs = dict(
+        epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), seed=5, progress=False
+    )
     grouped, h_grouped = train_vaegans(x, y, strategy="grouped", **kwargs)
     sequential, h_sequential = train_vaegans(x, y, strategy="sequential", **kwargs)
     for key in ("kl", "l1", "gan", "disc"):
@@ -77,8 +89,13 @@ def test_grouped_and_sequential_training_agree():
 def test_groups_train_independently():
     """Changing only class 2's images leaves the model of class 0 as it was."""
     x, y = _toy()
-    kwargs = dict(epochs=1, batch_size=4, betas=(2.25, 5.0, 2.25), strategy="grouped",
-                  progress=False)
+    kwargs = dict(
+        epochs=1,
+        batch_size=4,
+        betas=(2.25, 5.0, 2.25),
+        strategy="grouped",
+        progress=False,
+    )
     m1, _ = train_vaegans(x, y, **kwargs)
     x2 = x.clone()
     x2[y == 2] = torch.rand_like(x2[y == 2])
@@ -111,15 +128,17 @@ def test_payload_round_trip():
 def test_learning_rate_decays_per_batch_as_the_original():
     """lr after b of S batches of epoch e is lr0 · 0.9^(e + 1 + b/S)."""
     from advmanifold.generative import _lr_factor
+
     assert _lr_factor(0, 0.9, 10) == pytest.approx(0.9)
-    assert _lr_factor(25, 0.9, 10) == pytest.approx(0.9 ** 3.5)
+    assert _lr_factor(25, 0.9, 10) == pytest.approx(0.9**3.5)
 
 
 def test_training_rejects_missing_class():
     x, y = _toy()
     with pytest.raises(ValueError, match="every class"):
-        train_vaegans(x[y != 1], y[y != 1], epochs=1, betas=(1.0, 1.0, 1.0),
-                      progress=False)
+        train_vaegans(
+            x[y != 1], y[y != 1], epochs=1, betas=(1.0, 1.0, 1.0), progress=False
+        )
 
 
 def _attack_setup():
@@ -133,10 +152,11 @@ def _attack_setup():
 def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
     """Every iterate the attack evaluates lies in the pooled box and within η of z0."""
     from advmanifold import attacks
+
     model, classifier, x, y = _attack_setup()
     mu = encode_by_class(model, x, y)
     lo, hi = latent_box(mu)
-    lo, hi = lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo)      # a box that binds
+    lo, hi = lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo)  # a box that binds
     seen = []
     real_pgd = attacks.pgd
 
@@ -144,16 +164,27 @@ def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
         def watched(v):
             seen.append((v.detach().clone(), v0))
             return forward(v)
+
         return real_pgd(watched, v0, *args, **kwargs)
 
     monkeypatch.setattr(attacks, "pgd", spy)
     eta = 0.3
-    res = onmanifold_attack(classifier, model, x, y, box=(lo, hi), eta=eta, bound=50.0,
-                            steps=6, step_size=0.2, attempts=2)
+    res = onmanifold_attack(
+        classifier,
+        model,
+        x,
+        y,
+        box=(lo, hi),
+        eta=eta,
+        bound=50.0,
+        steps=6,
+        step_size=0.2,
+        attempts=2,
+    )
     assert res.attacked.any() and len(seen) >= 6
     for v, v0 in seen:
         assert (v >= lo - 1e-6).all() and (v <= hi + 1e-6).all()
-        if len(v) == len(v0):        # before early stopping compacts the batch
+        if len(v) == len(v0):  # before early stopping compacts the batch
             assert ((v - v0).abs() <= eta + 1e-6).all()
     z = res.z[:, res.attacked]
     assert (z >= lo - 1e-6).all() and (z <= hi + 1e-6).all()
@@ -163,8 +194,9 @@ def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
 def test_onmanifold_attack_outcome_and_determinism():
     model, classifier, x, y = _attack_setup()
     box = latent_box(encode_by_class(model, x, y))
-    res = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0,
-                            steps=5, attempts=3)
+    res = onmanifold_attack(
+        classifier, model, x, y, box=box, eta=0.3, bound=2.0, steps=5, attempts=3
+    )
     torch.testing.assert_close(res.z0, encode_by_class(model, x, y))
     assert res.z.shape == (3, len(x), 10) and res.fooled.shape == (3, len(x))
     with torch.no_grad():
@@ -177,8 +209,9 @@ def test_onmanifold_attack_outcome_and_determinism():
     skipped = ~res.attacked
     assert torch.equal(skipped, ~clean | (res.z0.abs().amax(1) > 2.3))
     assert not res.fooled[:, skipped].any()
-    again = onmanifold_attack(classifier, model, x, y, box=box, eta=0.3, bound=2.0,
-                              steps=5, attempts=3)
+    again = onmanifold_attack(
+        classifier, model, x, y, box=box, eta=0.3, bound=2.0, steps=5, attempts=3
+    )
     assert torch.equal(res.z, again.z)
     assert all(p.requires_grad for p in classifier.parameters())
     with pytest.raises(ValueError, match="attempts"):
@@ -208,8 +241,9 @@ def test_counting_protocols_differ_on_a_constructed_case():
     clean_correct = torch.tensor([True, True, True, False])
     image_correct = torch.tensor([True, True, False, True])
     original = count_onmanifold(fooled, z, z0, clean_correct, image_correct, bound=2.0)
-    strict = count_onmanifold(fooled, z, z0, clean_correct, image_correct, bound=2.0,
-                              protocol="strict")
+    strict = count_onmanifold(
+        fooled, z, z0, clean_correct, image_correct, bound=2.0, protocol="strict"
+    )
     assert (original.successes, original.denominator) == (3, 6)
     assert original.success.nonzero().tolist() == [[0, 0], [1, 0], [1, 2]]
     assert (strict.successes, strict.denominator) == (1, 2)

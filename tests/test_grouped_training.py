@@ -18,12 +18,15 @@ def _data(n=90, d=20, seed=0):
 
 
 def _objectives(manifold):
-    return {"cross_entropy": training.cross_entropy,
-            "adversarial": lambda: training.adversarial(0.1, 3, lower=None, upper=None),
-            "aligned": lambda: alignment.aligned_cross_entropy(manifold, 1.0),
-            "adversarial+alignment": lambda: training.combined(
-                training.adversarial(0.1, 3, lower=None, upper=None),
-                alignment.alignment_penalty(manifold, 1.0))}
+    return {
+        "cross_entropy": training.cross_entropy,
+        "adversarial": lambda: training.adversarial(0.1, 3, lower=None, upper=None),
+        "aligned": lambda: alignment.aligned_cross_entropy(manifold, 1.0),
+        "adversarial+alignment": lambda: training.combined(
+            training.adversarial(0.1, 3, lower=None, upper=None),
+            alignment.alignment_penalty(manifold, 1.0),
+        ),
+    }
 
 
 def _fresh(seed):
@@ -31,8 +34,9 @@ def _fresh(seed):
     return models.MLP(SIZES)
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "adversarial", "aligned",
-                                  "adversarial+alignment"])
+@pytest.mark.parametrize(
+    "name", ["cross_entropy", "adversarial", "aligned", "adversarial+alignment"]
+)
 def test_grouped_training_equals_training_apart(name):
     x, y = _data()
     manifold = LinearManifold.fit(x, k=5)
@@ -63,7 +67,7 @@ def test_grouped_mlp_forward_and_members():
     group = models.GroupedMLP(nets)
     x = torch.randn(len(SEEDS) * 7, SIZES[0])
     out = group(x)
-    expected = torch.cat([net(x[7 * i: 7 * (i + 1)]) for i, net in enumerate(nets)])
+    expected = torch.cat([net(x[7 * i : 7 * (i + 1)]) for i, net in enumerate(nets)])
     assert torch.allclose(out, expected, atol=1e-6)
     for net, member in zip(nets, group.members()):
         for a, b in zip(net.state_dict().values(), member.state_dict().values()):

@@ -1,10 +1,16 @@
 """The k-NN subspace projector: exact neighbours and an orthogonal projection."""
+
 import numpy as np
 import pytest
 import torch
 
-from advmanifold.manifolds.knn import (KNNProjection, knn_projection, nearest_neighbours, project_onto_span,
-                                       anchored_projection)
+from advmanifold.manifolds.knn import (
+    KNNProjection,
+    knn_projection,
+    nearest_neighbours,
+    project_onto_span,
+    anchored_projection,
+)
 
 
 def _data(n=6, k=5, d=12, seed=0, rank_deficient=False):
@@ -23,12 +29,14 @@ def test_matches_numpy_lstsq(rank_deficient):
     xt, x, pts = _data(rank_deficient=rank_deficient)
     result = project_onto_span(xt, x, pts)
     for i in range(len(x)):
-        basis = (pts[i] - x[i]).numpy().T                      # D × k
+        basis = (pts[i] - x[i]).numpy().T  # D × k
         delta = (xt[i] - x[i]).numpy()
         coef, *_ = np.linalg.lstsq(basis, delta, rcond=None)
         ref = x[i].numpy() + basis @ coef
         np.testing.assert_allclose(result.projected[i].numpy(), ref, atol=1e-9)
-        np.testing.assert_allclose(result.distance[i].item(), np.linalg.norm(xt[i].numpy() - ref), atol=1e-9)
+        np.testing.assert_allclose(
+            result.distance[i].item(), np.linalg.norm(xt[i].numpy() - ref), atol=1e-9
+        )
     assert result.rank.tolist() == [3 if rank_deficient else 5] * len(x)
 
 
@@ -44,15 +52,20 @@ def test_idempotent_and_orthogonal_residual(rank_deficient):
     assert torch.einsum("nkd,nd->nk", basis, residual).abs().max() < 1e-10
     # Pythagoras: ‖δ‖² = ‖Pδ‖² + distance², and the angle follows from it
     p_norm = (first.projected - x).norm(dim=1)
-    torch.testing.assert_close(first.delta_norm ** 2, p_norm ** 2 + first.distance ** 2)
-    torch.testing.assert_close(torch.sin(torch.deg2rad(first.angle_deg)), first.distance / first.delta_norm)
+    torch.testing.assert_close(first.delta_norm**2, p_norm**2 + first.distance**2)
+    torch.testing.assert_close(
+        torch.sin(torch.deg2rad(first.angle_deg)), first.distance / first.delta_norm
+    )
 
 
 def test_point_in_span_has_zero_distance_and_far_point_is_orthogonal():
     _, x, pts = _data(seed=2)
     g = torch.Generator().manual_seed(3)
-    inside = x + torch.einsum("nk,nkd->nd", torch.randn(len(x), pts.shape[1], generator=g, dtype=torch.float64),
-                              pts - x.unsqueeze(1))
+    inside = x + torch.einsum(
+        "nk,nkd->nd",
+        torch.randn(len(x), pts.shape[1], generator=g, dtype=torch.float64),
+        pts - x.unsqueeze(1),
+    )
     result = project_onto_span(inside, x, pts)
     assert result.distance.max() < 1e-9 and result.angle_deg.max() < 1e-3
     # a δ orthogonal to every basis vector: distance = ‖δ‖, angle = 90°
@@ -62,7 +75,9 @@ def test_point_in_span_has_zero_distance_and_far_point_is_orthogonal():
     delta = delta - torch.einsum("ndk,nk->nd", q, torch.einsum("ndk,nd->nk", q, delta))
     result = project_onto_span(x + delta, x, pts)
     torch.testing.assert_close(result.distance, delta.norm(dim=1))
-    torch.testing.assert_close(result.angle_deg, torch.full((len(x),), 90.0, dtype=torch.float64))
+    torch.testing.assert_close(
+        result.angle_deg, torch.full((len(x),), 90.0, dtype=torch.float64)
+    )
 
 
 def test_exact_neighbours_match_brute_force_across_chunks():
@@ -70,7 +85,11 @@ def test_exact_neighbours_match_brute_force_across_chunks():
     train, queries = torch.rand(500, 30, generator=g), torch.rand(40, 30, generator=g)
     ref = torch.cdist(queries.double(), train.double())
     ref_d, ref_i = ref.sort(1)
-    for max_elements in (2 ** 24, 700, 1):  # one block; chunks over queries and over training points
+    for max_elements in (
+        2**24,
+        700,
+        1,
+    ):  # one block; chunks over queries and over training points
         idx, dist = nearest_neighbours(queries, train, 7, max_elements=max_elements)
         assert torch.equal(idx, ref_i[:, :7])
         torch.testing.assert_close(dist, ref_d[:, :7].float())
@@ -104,7 +123,9 @@ def test_knn_projection_uses_neighbours_of_reference():
 def test_anchored_projection_anchors_at_nearest_training_image():
     g = torch.Generator().manual_seed(7)
     train = torch.rand(300, 16, generator=g)
-    x = train[:5] + 0.01 * torch.randn(5, 16, generator=g)   # nearest training image: train[:5]
+    x = train[:5] + 0.01 * torch.randn(
+        5, 16, generator=g
+    )  # nearest training image: train[:5]
     result = anchored_projection(x, train, k=6)
     assert not (result.neighbours == torch.arange(5).unsqueeze(1)).any()
     torch.testing.assert_close(result.delta_norm, (x - train[:5]).norm(dim=1))

@@ -1,4 +1,5 @@
 """The MNIST chapter's settings and units (issue 12 §1)."""
+
 import pytest
 import torch
 
@@ -34,7 +35,7 @@ def test_units_are_listed_without_building(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
     listed = units.chapter_units("02_mnist", "smoke", {"seed": 0})
     assert [u.name for u in listed] == ["convnet-mnist", "vaegans-mnist"]
-    assert not any(tmp_path.iterdir())                      # nothing built by listing
+    assert not any(tmp_path.iterdir())  # nothing built by listing
     assert all(u.estimate_s > 0 and not u.is_cached() for u in listed)
     # the device is not part of a unit's configuration
     on_cuda = units.chapter_units("02_mnist", "smoke", {"seed": 0, "device": "cuda"})
@@ -76,20 +77,30 @@ def test_smoke_run_creates_exactly_the_listed_units(tmp_path, monkeypatch):
 
     papermill = pytest.importorskip("papermill")
     root = Path(__file__).resolve().parents[1]
-    for var, sub in (("ADVMANIFOLD_CACHE", "cache"), ("ADVMANIFOLD_RESULTS", "results"),
-                     ("ADVMANIFOLD_FIGURES", "figures")):
+    for var, sub in (
+        ("ADVMANIFOLD_CACHE", "cache"),
+        ("ADVMANIFOLD_RESULTS", "results"),
+        ("ADVMANIFOLD_FIGURES", "figures"),
+    ):
         (tmp_path / sub).mkdir()
         monkeypatch.setenv(var, str(tmp_path / sub))
-    papermill.execute_notebook(str(root / "notebooks" / "02_mnist.ipynb"),
-                               str(tmp_path / "out.ipynb"),
-                               parameters={"profile": "smoke", "threads": 1},
-                               cwd=str(root / "notebooks"), progress_bar=False)
+    papermill.execute_notebook(
+        str(root / "notebooks" / "02_mnist.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        parameters={"profile": "smoke", "threads": 1},
+        cwd=str(root / "notebooks"),
+        progress_bar=False,
+    )
     listed = {u.key for u in units.chapter_units("02_mnist", "smoke", {"seed": 0})}
     assert {p.stem for p in (tmp_path / "cache").glob("*.pt")} == listed
     result = json.loads((tmp_path / "results" / "02_mnist.json").read_text())
     metrics = result.get("metrics", result)
     assert metrics["cache_misses"] == len(listed)
-    for key in ("onmanifold_success_rate", "onmanifold_success_rate_strict",
-                "onmanifold_count", "encoder_mean_outside_bound_fraction"):
+    for key in (
+        "onmanifold_success_rate",
+        "onmanifold_success_rate_strict",
+        "onmanifold_count",
+        "encoder_mean_outside_bound_fraction",
+    ):
         assert key in metrics, key
     assert 0 <= metrics["onmanifold_success_rate"] <= 1

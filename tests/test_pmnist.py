@@ -45,7 +45,7 @@ def test_projector_identities(fitted):
     lab = _labels(m, y)
     v = torch.randn_like(x)
     pv = m.project_vectors(v, lab)
-    assert torch.allclose(m.project_vectors(pv, lab), pv, atol=1e-5)          # P² = P
+    assert torch.allclose(m.project_vectors(pv, lab), pv, atol=1e-5)  # P² = P
     r = m.residual(v, lab)
     assert (r * pv).sum(1).abs().max() < 1e-4  # residual ⟂ subspace
     squares = pv.norm(dim=1) ** 2 + r.norm(dim=1) ** 2
@@ -109,15 +109,15 @@ def test_ratio_is_one_inside_the_subspace_and_metrics_agree(fitted):
     rej = alignment.rejection(g, m, lab)
     assert (r > 1).all() and torch.allclose(r * c, torch.ones(len(x)), atol=1e-5)
     ones = torch.ones(len(x))
-    assert torch.allclose(c ** 2 + (rej / g.norm(dim=1)) ** 2, ones, atol=1e-5)
+    assert torch.allclose(c**2 + (rej / g.norm(dim=1)) ** 2, ones, atol=1e-5)
 
 
 def test_input_gradients_are_per_example():
     model, (x, y) = _mlp(), _data(n=6)
     g = alignment.input_gradients(model, x, y)
     for i in (0, 3):
-        xi = x[i:i + 1].clone().requires_grad_(True)
-        nn.functional.cross_entropy(model(xi), y[i:i + 1]).backward()
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        nn.functional.cross_entropy(model(xi), y[i : i + 1]).backward()
         assert torch.allclose(g[i], xi.grad[0], atol=1e-6)
     assert torch.allclose(alignment.input_gradients(model, x, y, batch_size=4), g)
 
@@ -181,9 +181,18 @@ def test_fgsm_equals_one_pgd_step_of_size_eps():
     y = model(x).argmax(1)
     lower, upper = ATTACK_BOX
     f = attacks.fgsm(model, x, y, eps=0.1, lower=lower, upper=upper)
-    p = attacks.pgd(model, x, y, eps=0.1, steps=1, step_size=0.1, random_start=False,
-                    mode="first",
-                    lower=lower, upper=upper)
+    p = attacks.pgd(
+        model,
+        x,
+        y,
+        eps=0.1,
+        steps=1,
+        step_size=0.1,
+        random_start=False,
+        mode="first",
+        lower=lower,
+        upper=upper,
+    )
     assert (p.steps == 1).all()
     assert torch.allclose(p.adversarial, f.adversarial, atol=1e-6)
     assert torch.equal(p.success, f.success)
@@ -191,7 +200,7 @@ def test_fgsm_equals_one_pgd_step_of_size_eps():
 
 
 def test_targeted_view_and_training_objectives():
-    model, (x, y) = _mlp(), _data(n=8)
+    model, (x, _) = _mlp(), _data(n=8)
     u = pmnist.targeted(model, 2)(x)
     z = model(x)
     assert u.shape == (8, 2) and torch.allclose(u[:, 1], z[:, 2])
@@ -238,9 +247,14 @@ def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
     listed = units.chapter_units("03_pmnist", "paper", {"seed": 0})
     names = sorted({u.name for u in listed})
-    assert names == sorted(["pmnist-pca"] + [f"pmnist-{kind}-{m.replace('_', '-')}"
-                                             for kind in ("mlp", "eval")
-                                             for m in pmnist.MODELS])
+    assert names == sorted(
+        ["pmnist-pca"]
+        + [
+            f"pmnist-{kind}-{m.replace('_', '-')}"
+            for kind in ("mlp", "eval")
+            for m in pmnist.MODELS
+        ]
+    )
     n_seeds = pmnist.N_SEEDS["paper"]
     assert len(listed) == 2 + 2 * len(pmnist.MODELS) * n_seeds  # two PCA fits
     assert not list((tmp_path / "cache").glob("*"))  # nothing built, nothing cached
@@ -250,8 +264,11 @@ def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
     # the bridge reuses exactly the PMNIST chapter's model units (same keys)
     bridge_units = units.chapter_units("04_bridge", "paper", {"seed": 0})
     bridge_keys = {u.key for u in bridge_units}
-    assert {u.key for u in listed if u.name.startswith("pmnist-mlp")
-            and u.config["seed"] == 0} < bridge_keys
+    assert {
+        u.key
+        for u in listed
+        if u.name.startswith("pmnist-mlp") and u.config["seed"] == 0
+    } < bridge_keys
     # overrides reach the units; another seed or n_train is another unit
     other = units.chapter_units("03_pmnist", "paper", {"seed": 0, "n_train": 1000})
     assert not {u.key for u in other if "mlp" in u.name} & {u.key for u in listed}

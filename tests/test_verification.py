@@ -1,4 +1,5 @@
 """Independent attack checks: agreement with torchattacks, worst case, masking flags."""
+
 import pytest
 import torch
 
@@ -15,23 +16,34 @@ def problem():
     return model, x[:150], y[:150]
 
 
-@pytest.mark.skipif(not verification.torchattacks_available(),
-                    reason="torchattacks not installed")
+@pytest.mark.skipif(
+    not verification.torchattacks_available(), reason="torchattacks not installed"
+)
 @pytest.mark.parametrize("box", [(None, None), (0.0, 1.0)])
 def test_our_fgsm_matches_torchattacks(problem, box):
     model, x, y = problem
     if box == (0.0, 1.0):
         x = x.clamp(0, 1)
     ours = attacks.fgsm(model, x, y, eps=0.05, lower=box[0], upper=box[1])
-    theirs = verification._third_party(model, x, y, 0.05, box=box, steps=5, restarts=1,
-                                       seed=0, margin=False)
+    theirs = verification._third_party(
+        model, x, y, 0.05, box=box, steps=5, restarts=1, seed=0, margin=False
+    )
     assert torch.equal(ours.success, theirs["torchattacks FGSM"])
 
 
 def test_worst_case_is_below_every_attack(problem):
     model, x, y = problem
-    v = verification.verify(model, x, y, 0.05, box=(None, None), steps=10,
-                            strong_steps=20, restarts=2, targets=2)
+    v = verification.verify(
+        model,
+        x,
+        y,
+        0.05,
+        box=(None, None),
+        steps=10,
+        strong_steps=20,
+        restarts=2,
+        targets=2,
+    )
     acc = v.accuracies()
     assert all(acc["worst case"] <= a + 1e-9 for a in acc.values())
     assert acc["worst case"] <= v.clean.float().mean().item()
@@ -39,13 +51,25 @@ def test_worst_case_is_below_every_attack(problem):
 
 def test_masking_flags_fire_on_constructed_cases(problem):
     model, x, y = problem
-    v = verification.verify(model, x, y, 0.05, box=(None, None), steps=10,
-                            strong_steps=20, restarts=1, third_party=False)
+    v = verification.verify(
+        model,
+        x,
+        y,
+        0.05,
+        box=(None, None),
+        steps=10,
+        strong_steps=20,
+        restarts=1,
+        third_party=False,
+    )
     flags = verification.masking_flags(v, large_eps_accuracy=0.0, zero_gradients=0.0)
-    assert flags == {"fgsm_beats_pgd": False, "zero_gradients": False,
-                     "large_eps_not_zero": False}
+    assert flags == {
+        "fgsm_beats_pgd": False,
+        "zero_gradients": False,
+        "large_eps_not_zero": False,
+    }
     gap = verification.third_party_gap(v)
-    assert gap != gap                                   # NaN without torchattacks
+    assert gap != gap  # NaN without torchattacks
     # a model with a constant output has zero input gradients
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     torch.nn.init.zeros_(flat[1].weight)
@@ -63,14 +87,15 @@ def test_margin_pgd_reaches_the_closed_form_on_a_linear_model():
     x = torch.randn(200, 20, generator=g)
     y = (x @ w.T).argmax(1)
     eps = 0.05
-    res = verification.margin_pgd(model, x, y, eps=eps, steps=10, restarts=1,
-                                  lower=None, upper=None, seed=0)
-    sign = 1 - 2 * y.float()                           # +1 when y = 0, else −1
+    res = verification.margin_pgd(
+        model, x, y, eps=eps, steps=10, restarts=1, lower=None, upper=None, seed=0
+    )
+    sign = 1 - 2 * y.float()  # +1 when y = 0, else −1
     dw = (w[1] - w[0]).unsqueeze(0) * sign.unsqueeze(1)  # w_other − w_y
     best = (x @ dw.T).diagonal() + eps * dw.abs().sum(1)
-    clear = best.abs() > 1e-4                            # float32 rounding decides ties
+    clear = best.abs() > 1e-4  # float32 rounding decides ties
     assert torch.equal(res.success[clear], (best > 0)[clear])
-    assert 0 < res.success.float().mean() < 1           # the case is not trivial
+    assert 0 < res.success.float().mean() < 1  # the case is not trivial
     assert (res.adversarial - x).abs().max() <= eps + 1e-6
 
 
@@ -89,8 +114,17 @@ def test_margin_logits_are_the_cw_margin(problem):
 
 def test_margin_attacks_join_the_worst_case(problem):
     model, x, y = problem
-    v = verification.verify(model, x, y, 0.05, box=(None, None), steps=10,
-                            strong_steps=20, restarts=1, targets=2)
+    v = verification.verify(
+        model,
+        x,
+        y,
+        0.05,
+        box=(None, None),
+        steps=10,
+        strong_steps=20,
+        restarts=1,
+        targets=2,
+    )
     names = list(v.successes)
     assert "ours PGD-CW-20×1" in names
     if verification.torchattacks_available():
@@ -105,8 +139,17 @@ def test_margin_attacks_join_the_worst_case(problem):
         assert rows[name]["accuracy"] == pytest.approx(acc[name])
         assert rows[name]["lowers CE worst case by"] >= 0
         assert (rows[name]["loss"] == "margin") == verification.is_margin(name)
-    plain = verification.verify(model, x, y, 0.05, box=(None, None), steps=10,
-                                strong_steps=20, restarts=1, margin=False)
+    plain = verification.verify(
+        model,
+        x,
+        y,
+        0.05,
+        box=(None, None),
+        steps=10,
+        strong_steps=20,
+        restarts=1,
+        margin=False,
+    )
     assert not any(verification.is_margin(n) for n in plain.successes)
     assert plain.margin_gain() == 0
     with pytest.raises(ValueError, match="targets"):

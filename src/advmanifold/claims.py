@@ -17,6 +17,7 @@ committed paper-scale record (``results/paper/<stem>.json`` at the book's root,
 as MyST list tables, in which any cell text is escaped (a ``|`` in a rule cannot
 shift a row).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,8 +35,13 @@ REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_COMPARABLE, NOT_RUN = "not comparable", "not run"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_COMPARABLE, NOT_RUN)
 #: one number per verdict, for the results file (not run and not comparable < 0)
-VERDICT_SCORE = {REPRODUCED: 1.0, PARTLY: 0.5, NOT_REPRODUCED: 0.0,
-                 NOT_COMPARABLE: -2.0, NOT_RUN: -1.0}
+VERDICT_SCORE = {
+    REPRODUCED: 1.0,
+    PARTLY: 0.5,
+    NOT_REPRODUCED: 0.0,
+    NOT_COMPARABLE: -2.0,
+    NOT_RUN: -1.0,
+}
 SPREAD_FACTOR = 2.0
 MODELS = ("baseline", "robust", "manifold", "manifold_robust")
 
@@ -46,7 +52,8 @@ FALLBACKS: dict[str, tuple[str, str, str]] = {
         "fonts_fallback",
         "FONTS ran on fallback fonts: {n_fonts:.0f} legible faces, fewer than its "
         "profile asks for",
-        "FONTS ran on fallback fonts, fewer legible faces than its profile asks for"),
+        "FONTS ran on fallback fonts, fewer legible faces than its profile asks for",
+    ),
 }
 
 #: modules defining further claims (a tuple ``CLAIMS``), imported by :func:`all_claims`
@@ -81,9 +88,9 @@ def fallback_reason(results: Results, stem: str) -> str:
 @dataclass(frozen=True)
 class Claim:
     key: str
-    source: str       # bibtex key of the paper
-    chapter: str      # notebook stem holding the evidence
-    figure: str       # label of the figure showing it
+    source: str  # bibtex key of the paper
+    chapter: str  # notebook stem holding the evidence
+    figure: str  # label of the figure showing it
     text: str
     paper_value: str  # what the paper reports ("" when it gives no number)
     judge: Callable[[Results], Verdict]
@@ -116,80 +123,125 @@ def _noise(results: Results, stem: str, a: str, b: str) -> float:
     return SPREAD_FACTOR * math.hypot(_se(results, stem, a), _se(results, stem, b))
 
 
-def greater(stem: str, big: str, small: str, *, margin: float = 0.0,
-            what: str = "") -> Callable[[Results], Verdict]:
+def greater(
+    stem: str, big: str, small: str, *, margin: float = 0.0, what: str = ""
+) -> Callable[[Results], Verdict]:
     """Claim: metric ``big`` exceeds ``small`` (by > ``margin`` for *reproduced*)."""
+
     def judge(results: Results) -> Verdict:
         a, b = _value(results, stem, big), _value(results, stem, small)
         noise = _noise(results, stem, big, small)
         diff = a - b
-        verdict = (REPRODUCED if diff > max(margin, noise)
-                   else PARTLY if diff > 0 else NOT_REPRODUCED)
-        return Verdict(verdict, f"{what}{a:.3f} vs {b:.3f} (difference {diff:+.3f})",
-                       f"difference > max({margin:g}, {SPREAD_FACTOR:g}·SE = "
-                       f"{noise:.3f}); partly if > 0")
+        verdict = (
+            REPRODUCED
+            if diff > max(margin, noise)
+            else PARTLY
+            if diff > 0
+            else NOT_REPRODUCED
+        )
+        return Verdict(
+            verdict,
+            f"{what}{a:.3f} vs {b:.3f} (difference {diff:+.3f})",
+            f"difference > max({margin:g}, {SPREAD_FACTOR:g}·SE = "
+            f"{noise:.3f}); partly if > 0",
+        )
+
     return judge
 
 
-def not_greater(stem: str, a_key: str, b_key: str,
-                what: str = "") -> Callable[[Results], Verdict]:
+def not_greater(
+    stem: str, a_key: str, b_key: str, what: str = ""
+) -> Callable[[Results], Verdict]:
     """Claim: ``a`` does not exceed ``b`` beyond the seed spread."""
+
     def judge(results: Results) -> Verdict:
         a, b = _value(results, stem, a_key), _value(results, stem, b_key)
         noise = _noise(results, stem, a_key, b_key)
         verdict = REPRODUCED if a - b <= noise else NOT_REPRODUCED
-        return Verdict(verdict, f"{what}{a:.3f} vs {b:.3f} (difference {a - b:+.3f})",
-                       f"difference ≤ {SPREAD_FACTOR:g}·SE = {noise:.3f}")
+        return Verdict(
+            verdict,
+            f"{what}{a:.3f} vs {b:.3f} (difference {a - b:+.3f})",
+            f"difference ≤ {SPREAD_FACTOR:g}·SE = {noise:.3f}",
+        )
+
     return judge
 
 
-def small_relative(stem: str, key: str, reference: str, *, good: float,
-                   fair: float) -> Callable[[Results], Verdict]:
+def small_relative(
+    stem: str, key: str, reference: str, *, good: float, fair: float
+) -> Callable[[Results], Verdict]:
     """Claim: ``key`` is near zero, i.e. small relative to ``reference``."""
+
     def judge(results: Results) -> Verdict:
         a, ref = _value(results, stem, key), _value(results, stem, reference)
         ratio = a / ref if ref > 0 else math.inf
-        verdict = (REPRODUCED if ratio <= good
-                   else PARTLY if ratio <= fair else NOT_REPRODUCED)
-        return Verdict(verdict, f"{a:.3f} ({ratio:.2f} × reference {ref:.3f})",
-                       f"ratio ≤ {good:g}; partly if ≤ {fair:g}")
+        verdict = (
+            REPRODUCED if ratio <= good else PARTLY if ratio <= fair else NOT_REPRODUCED
+        )
+        return Verdict(
+            verdict,
+            f"{a:.3f} ({ratio:.2f} × reference {ref:.3f})",
+            f"ratio ≤ {good:g}; partly if ≤ {fair:g}",
+        )
+
     return judge
 
 
-def ratio_between(stem: str, key: str, reference: str, *, good: tuple[float, float],
-                  fair: tuple[float, float]) -> Callable[[Results], Verdict]:
+def ratio_between(
+    stem: str,
+    key: str,
+    reference: str,
+    *,
+    good: tuple[float, float],
+    fair: tuple[float, float],
+) -> Callable[[Results], Verdict]:
     """Claim: ``key`` / ``reference`` lies in an interval (e.g. distributions match)."""
+
     def judge(results: Results) -> Verdict:
         a, ref = _value(results, stem, key), _value(results, stem, reference)
         ratio = a / ref if ref > 0 else math.inf
         inside = lambda lo_hi: lo_hi[0] <= ratio <= lo_hi[1]  # noqa: E731
-        verdict = (REPRODUCED if inside(good)
-                   else PARTLY if inside(fair) else NOT_REPRODUCED)
-        return Verdict(verdict, f"{a:.3f} / {ref:.3f} = {ratio:.2f}",
-                       f"ratio in [{good[0]:g}, {good[1]:g}]; "
-                       f"partly in [{fair[0]:g}, {fair[1]:g}]")
+        verdict = (
+            REPRODUCED if inside(good) else PARTLY if inside(fair) else NOT_REPRODUCED
+        )
+        return Verdict(
+            verdict,
+            f"{a:.3f} / {ref:.3f} = {ratio:.2f}",
+            f"ratio in [{good[0]:g}, {good[1]:g}]; "
+            f"partly in [{fair[0]:g}, {fair[1]:g}]",
+        )
+
     return judge
 
 
-def at_least(stem: str, key: str, *, good: float, fair: float,
-             unit: str = "") -> Callable[[Results], Verdict]:
+def at_least(
+    stem: str, key: str, *, good: float, fair: float, unit: str = ""
+) -> Callable[[Results], Verdict]:
     def judge(results: Results) -> Verdict:
         a = _value(results, stem, key)
         verdict = REPRODUCED if a >= good else PARTLY if a >= fair else NOT_REPRODUCED
-        return Verdict(verdict, f"{a:.3f}{unit}",
-                       f"≥ {good:g}{unit}; partly if ≥ {fair:g}{unit}")
+        return Verdict(
+            verdict, f"{a:.3f}{unit}", f"≥ {good:g}{unit}; partly if ≥ {fair:g}{unit}"
+        )
+
     return judge
 
 
-def close_to(stem: str, key: str, target: float, *, good: float,
-             fair: float) -> Callable[[Results], Verdict]:
+def close_to(
+    stem: str, key: str, target: float, *, good: float, fair: float
+) -> Callable[[Results], Verdict]:
     def judge(results: Results) -> Verdict:
         a = _value(results, stem, key)
         gap = abs(a - target)
-        verdict = (REPRODUCED if gap <= good
-                   else PARTLY if gap <= fair else NOT_REPRODUCED)
-        return Verdict(verdict, f"{a:.3f}",
-                       f"|value − {target:g}| ≤ {good:g}; partly if ≤ {fair:g}")
+        verdict = (
+            REPRODUCED if gap <= good else PARTLY if gap <= fair else NOT_REPRODUCED
+        )
+        return Verdict(
+            verdict,
+            f"{a:.3f}",
+            f"|value − {target:g}| ≤ {good:g}; partly if ≤ {fair:g}",
+        )
+
     return judge
 
 
@@ -197,86 +249,234 @@ F, M, P = "01_fonts", "02_mnist", "03_pmnist"
 STUTZ, GEYER = "stutz2019disentangling", "geyer2023relationship"
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("fonts-test-on-manifold", STUTZ, F, "fig-fonts-distances",
-          "FONTS test examples lie on the manifold (distance ≈ 0)",
-          "0 (by construction)",
-          small_relative(F, "distance_test_median", "distance_regular_median",
-                         good=0.1, fair=0.3)),
-    Claim("fonts-onmanifold-adv", STUTZ, F, "fig-fonts-distances",
-          "FONTS on-manifold adversarial examples have distance ≈ 0",
-          "0 (by construction)",
-          small_relative(F, "distance_onmanifold_median", "distance_regular_median",
-                         good=0.1, fair=0.3)),
-    Claim("fonts-regular-off", STUTZ, F, "fig-fonts-distances",
-          "FONTS regular adversarial examples lie clearly off the manifold",
-          "clearly > 0",
-          greater(F, "distance_regular_median", "distance_test_median", margin=0.5,
-                  what="median distance ")),
-    Claim("fonts-orthogonal", STUTZ, F, "fig-fonts-distances",
-          "On FONTS the distance nearly equals ‖δ‖₂: δ leaves the manifold "
-          "orthogonally",
-          "≈ 1",
-          at_least(F, "regular_distance_over_l2_median", good=0.9, fair=0.7)),
-    Claim("mnist-onmanifold-matches-test", STUTZ, M, "fig-mnist-distances",
-          "On MNIST on-manifold adversarial examples are as far from the k-NN manifold "
-          "as test examples",
-          "distributions nearly match",
-          ratio_between(M, "knn_distance_onmanifold_median", "knn_distance_test_median",
-                        good=(0.67, 1.5), fair=(0.5, 2.0))),
-    Claim("mnist-regular-off", STUTZ, M, "fig-mnist-distances",
-          "On MNIST regular adversarial examples are clearly farther from the manifold "
-          "than test examples",
-          "clearly larger",
-          greater(M, "knn_distance_regular_median", "knn_distance_test_median",
-                  margin=0.5, what="median distance ")),
-    Claim("mnist-orthogonal", STUTZ, M, "fig-mnist-distances",
-          "On MNIST regular perturbations are nearly orthogonal to the manifold",
-          "≈ 90°",
-          at_least(M, "regular_angle_deg_median", good=75.0, fair=60.0, unit="°")),
-    Claim("pmnist-baseline-accuracy", GEYER, P, "fig-pmnist-images",
-          "A baseline MLP reaches about 92% test accuracy on PMNIST", "92%",
-          close_to(P, "accuracy_baseline", 0.92, good=0.02, fair=0.05)),
-    Claim("robust-aligned", GEYER, P, "fig-pmnist-alignment",
-          "Adversarial training aligns gradients with the manifold (Robust > Baseline)",
-          "Fig. 1",
-          greater(P, "alignment_cosine_median_robust",
-                  "alignment_cosine_median_baseline", what="cosine ")),
-    Claim("manifold-aligned", GEYER, P, "fig-pmnist-alignment",
-          "The alignment loss aligns gradients (Manifold > Baseline)", "Fig. 1",
-          greater(P, "alignment_cosine_median_manifold",
-                  "alignment_cosine_median_baseline", what="cosine ")),
-    Claim("robust-less-than-manifold", GEYER, P, "fig-pmnist-alignment",
-          "Robust is slightly less aligned than Manifold", "Fig. 1",
-          greater(P, "alignment_cosine_median_manifold",
-                  "alignment_cosine_median_robust", what="cosine ")),
-    Claim("manifold-fgsm", GEYER, P, "fig-pmnist-robustness",
-          "Manifold is slightly more robust than Baseline under FGSM (ε = 0.1)",
-          "Fig. 3",
-          greater(P, "fgsm_accuracy_manifold_eps0.1", "fgsm_accuracy_baseline_eps0.1",
-                  what="accuracy ")),
-    Claim("manifold-pgd", GEYER, P, "fig-pmnist-robustness",
-          "Manifold is slightly more robust than Baseline under PGD (ε = 0.1)",
-          "Fig. 3",
-          greater(P, "pgd_accuracy_manifold_eps0.1", "pgd_accuracy_baseline_eps0.1",
-                  what="accuracy ")),
-    Claim("robust-much-more", GEYER, P, "fig-pmnist-robustness",
-          "Robust is much more robust than Baseline under PGD (ε = 0.1)", "Fig. 3",
-          greater(P, "pgd_accuracy_robust_eps0.1", "pgd_accuracy_baseline_eps0.1",
-                  margin=0.2, what="accuracy ")),
-    Claim("manifold-robust-fgsm", GEYER, P, "fig-pmnist-robustness",
-          "Manifold Robust beats Robust under FGSM (ε = 0.1)", "Fig. 3",
-          greater(P, "fgsm_accuracy_manifold_robust_eps0.1",
-                  "fgsm_accuracy_robust_eps0.1", what="accuracy ")),
-    Claim("manifold-robust-not-pgd", GEYER, P, "fig-pmnist-robustness",
-          "… but not under PGD (ε = 0.1)", "Fig. 3",
-          not_greater(P, "pgd_accuracy_manifold_robust_eps0.1",
-                      "pgd_accuracy_robust_eps0.1", what="accuracy ")),
-    Claim("alignment-orthogonal-boundaries", GEYER, P, "fig-pmnist-crossing",
-          "Alignment makes data more orthogonal to decision boundaries "
-          "(crossing angle Manifold > Baseline)",
-          "Fig. 2",
-          greater(P, "crossing_angle_deg_median_manifold",
-                  "crossing_angle_deg_median_baseline", what="angle ")),
+    Claim(
+        "fonts-test-on-manifold",
+        STUTZ,
+        F,
+        "fig-fonts-distances",
+        "FONTS test examples lie on the manifold (distance ≈ 0)",
+        "0 (by construction)",
+        small_relative(
+            F, "distance_test_median", "distance_regular_median", good=0.1, fair=0.3
+        ),
+    ),
+    Claim(
+        "fonts-onmanifold-adv",
+        STUTZ,
+        F,
+        "fig-fonts-distances",
+        "FONTS on-manifold adversarial examples have distance ≈ 0",
+        "0 (by construction)",
+        small_relative(
+            F,
+            "distance_onmanifold_median",
+            "distance_regular_median",
+            good=0.1,
+            fair=0.3,
+        ),
+    ),
+    Claim(
+        "fonts-regular-off",
+        STUTZ,
+        F,
+        "fig-fonts-distances",
+        "FONTS regular adversarial examples lie clearly off the manifold",
+        "clearly > 0",
+        greater(
+            F,
+            "distance_regular_median",
+            "distance_test_median",
+            margin=0.5,
+            what="median distance ",
+        ),
+    ),
+    Claim(
+        "fonts-orthogonal",
+        STUTZ,
+        F,
+        "fig-fonts-distances",
+        "On FONTS the distance nearly equals ‖δ‖₂: δ leaves the manifold orthogonally",
+        "≈ 1",
+        at_least(F, "regular_distance_over_l2_median", good=0.9, fair=0.7),
+    ),
+    Claim(
+        "mnist-onmanifold-matches-test",
+        STUTZ,
+        M,
+        "fig-mnist-distances",
+        "On MNIST on-manifold adversarial examples are as far from the k-NN manifold "
+        "as test examples",
+        "distributions nearly match",
+        ratio_between(
+            M,
+            "knn_distance_onmanifold_median",
+            "knn_distance_test_median",
+            good=(0.67, 1.5),
+            fair=(0.5, 2.0),
+        ),
+    ),
+    Claim(
+        "mnist-regular-off",
+        STUTZ,
+        M,
+        "fig-mnist-distances",
+        "On MNIST regular adversarial examples are clearly farther from the manifold "
+        "than test examples",
+        "clearly larger",
+        greater(
+            M,
+            "knn_distance_regular_median",
+            "knn_distance_test_median",
+            margin=0.5,
+            what="median distance ",
+        ),
+    ),
+    Claim(
+        "mnist-orthogonal",
+        STUTZ,
+        M,
+        "fig-mnist-distances",
+        "On MNIST regular perturbations are nearly orthogonal to the manifold",
+        "≈ 90°",
+        at_least(M, "regular_angle_deg_median", good=75.0, fair=60.0, unit="°"),
+    ),
+    Claim(
+        "pmnist-baseline-accuracy",
+        GEYER,
+        P,
+        "fig-pmnist-images",
+        "A baseline MLP reaches about 92% test accuracy on PMNIST",
+        "92%",
+        close_to(P, "accuracy_baseline", 0.92, good=0.02, fair=0.05),
+    ),
+    Claim(
+        "robust-aligned",
+        GEYER,
+        P,
+        "fig-pmnist-alignment",
+        "Adversarial training aligns gradients with the manifold (Robust > Baseline)",
+        "Fig. 1",
+        greater(
+            P,
+            "alignment_cosine_median_robust",
+            "alignment_cosine_median_baseline",
+            what="cosine ",
+        ),
+    ),
+    Claim(
+        "manifold-aligned",
+        GEYER,
+        P,
+        "fig-pmnist-alignment",
+        "The alignment loss aligns gradients (Manifold > Baseline)",
+        "Fig. 1",
+        greater(
+            P,
+            "alignment_cosine_median_manifold",
+            "alignment_cosine_median_baseline",
+            what="cosine ",
+        ),
+    ),
+    Claim(
+        "robust-less-than-manifold",
+        GEYER,
+        P,
+        "fig-pmnist-alignment",
+        "Robust is slightly less aligned than Manifold",
+        "Fig. 1",
+        greater(
+            P,
+            "alignment_cosine_median_manifold",
+            "alignment_cosine_median_robust",
+            what="cosine ",
+        ),
+    ),
+    Claim(
+        "manifold-fgsm",
+        GEYER,
+        P,
+        "fig-pmnist-robustness",
+        "Manifold is slightly more robust than Baseline under FGSM (ε = 0.1)",
+        "Fig. 3",
+        greater(
+            P,
+            "fgsm_accuracy_manifold_eps0.1",
+            "fgsm_accuracy_baseline_eps0.1",
+            what="accuracy ",
+        ),
+    ),
+    Claim(
+        "manifold-pgd",
+        GEYER,
+        P,
+        "fig-pmnist-robustness",
+        "Manifold is slightly more robust than Baseline under PGD (ε = 0.1)",
+        "Fig. 3",
+        greater(
+            P,
+            "pgd_accuracy_manifold_eps0.1",
+            "pgd_accuracy_baseline_eps0.1",
+            what="accuracy ",
+        ),
+    ),
+    Claim(
+        "robust-much-more",
+        GEYER,
+        P,
+        "fig-pmnist-robustness",
+        "Robust is much more robust than Baseline under PGD (ε = 0.1)",
+        "Fig. 3",
+        greater(
+            P,
+            "pgd_accuracy_robust_eps0.1",
+            "pgd_accuracy_baseline_eps0.1",
+            margin=0.2,
+            what="accuracy ",
+        ),
+    ),
+    Claim(
+        "manifold-robust-fgsm",
+        GEYER,
+        P,
+        "fig-pmnist-robustness",
+        "Manifold Robust beats Robust under FGSM (ε = 0.1)",
+        "Fig. 3",
+        greater(
+            P,
+            "fgsm_accuracy_manifold_robust_eps0.1",
+            "fgsm_accuracy_robust_eps0.1",
+            what="accuracy ",
+        ),
+    ),
+    Claim(
+        "manifold-robust-not-pgd",
+        GEYER,
+        P,
+        "fig-pmnist-robustness",
+        "… but not under PGD (ε = 0.1)",
+        "Fig. 3",
+        not_greater(
+            P,
+            "pgd_accuracy_manifold_robust_eps0.1",
+            "pgd_accuracy_robust_eps0.1",
+            what="accuracy ",
+        ),
+    ),
+    Claim(
+        "alignment-orthogonal-boundaries",
+        GEYER,
+        P,
+        "fig-pmnist-crossing",
+        "Alignment makes data more orthogonal to decision boundaries "
+        "(crossing angle Manifold > Baseline)",
+        "Fig. 2",
+        greater(
+            P,
+            "crossing_angle_deg_median_manifold",
+            "crossing_angle_deg_median_baseline",
+            what="angle ",
+        ),
+    ),
 )
 
 
@@ -295,8 +495,9 @@ def all_claims(modules: Iterable[str] | None = None) -> tuple[Claim, ...]:
         extra = tuple(getattr(module, "CLAIMS", ()))
         wrong = [c for c in extra if not isinstance(c, Claim)]
         if wrong:
-            raise TypeError(f"{name}.CLAIMS must hold claims.Claim objects, "
-                            f"got {wrong[0]!r}")
+            raise TypeError(
+                f"{name}.CLAIMS must hold claims.Claim objects, got {wrong[0]!r}"
+            )
         found.extend(extra)
     keys = [c.key for c in found]
     twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -312,8 +513,10 @@ def chapters(claims: Iterable[Claim] | None = None) -> list[str]:
 
 # ------------------------------------------------------------------------ results files
 
-def read_results_folder(folder: str | os.PathLike,
-                        stems: Iterable[str]) -> dict[str, dict]:
+
+def read_results_folder(
+    folder: str | os.PathLike, stems: Iterable[str]
+) -> dict[str, dict]:
     """The records ``<folder>/<stem>.json`` that exist (a missing one is left out)."""
     found = {}
     for stem in stems:
@@ -334,8 +537,9 @@ def record_dir(root: str | os.PathLike | None = None) -> Path:
     return (Path(root) if root is not None else paths.book_root()) / RECORD_DIR
 
 
-def paper_record(root: str | os.PathLike | None = None,
-                 stems: Iterable[str] | None = None) -> dict[str, dict]:
+def paper_record(
+    root: str | os.PathLike | None = None, stems: Iterable[str] | None = None
+) -> dict[str, dict]:
     """The paper-scale record of the chapters ``stems`` (default :func:`chapters`):
     ``results/paper/<stem>.json`` under the book's root ``root``; chapters it lacks
     are left out (their claims are then *not run* at paper scale)."""
@@ -361,18 +565,32 @@ def describe_records(records: Mapping[str, Mapping]) -> "pd.DataFrame":  # noqa:
     """One row per chapter record: profile, and when it was made, where and how long."""
     import pandas as pd
 
-    shown = ("profile", "finished", "date", "machine", "cpu_model", "device",
-             "wall_time_s")
-    rows = [{"chapter": stem, **{k: record[k] for k in shown if k in record}}
-            for stem, record in sorted(records.items())]
-    return pd.DataFrame(rows, columns=["chapter", *[k for k in shown
-                                                   if any(k in r for r in rows)]])
+    shown = (
+        "profile",
+        "finished",
+        "date",
+        "machine",
+        "cpu_model",
+        "device",
+        "wall_time_s",
+    )
+    rows = [
+        {"chapter": stem, **{k: record[k] for k in shown if k in record}}
+        for stem, record in sorted(records.items())
+    ]
+    return pd.DataFrame(
+        rows, columns=["chapter", *[k for k in shown if any(k in r for r in rows)]]
+    )
 
 
 # ------------------------------------------------------------------------- the ledger
 
-def ledger(results: Results, record: Results | None = None,
-           claims: Iterable[Claim] | None = None):
+
+def ledger(
+    results: Results,
+    record: Results | None = None,
+    claims: Iterable[Claim] | None = None,
+):
     """One row per claim (default :func:`all_claims`): paper, claim, the paper's value,
     and the measured value, verdict, rule and note judged on ``results``; with a
     paper-scale ``record``, the same judged on it in columns ``record_*``."""
@@ -381,14 +599,28 @@ def ledger(results: Results, record: Results | None = None,
     rows = []
     for claim in all_claims() if claims is None else claims:
         v = claim.verdict(results)
-        row = {"key": claim.key, "source": claim.source, "chapter": claim.chapter,
-               "figure": claim.figure, "claim": claim.text, "paper": claim.paper_value,
-               "measured": v.measured, "verdict": v.verdict, "rule": v.rule,
-               "note": v.note}
+        row = {
+            "key": claim.key,
+            "source": claim.source,
+            "chapter": claim.chapter,
+            "figure": claim.figure,
+            "claim": claim.text,
+            "paper": claim.paper_value,
+            "measured": v.measured,
+            "verdict": v.verdict,
+            "rule": v.rule,
+            "note": v.note,
+        }
         if record is not None:
             r = claim.verdict(record)
-            row.update({"record_measured": r.measured, "record_verdict": r.verdict,
-                        "record_rule": r.rule, "record_note": r.note})
+            row.update(
+                {
+                    "record_measured": r.measured,
+                    "record_verdict": r.verdict,
+                    "record_rule": r.rule,
+                    "record_note": r.note,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -407,10 +639,13 @@ def differing(frame) -> "pd.DataFrame":  # noqa: F821
 #: ``$`` starts math, braces and backticks make roles); each is backslash-escaped
 _MARKUP = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~$&^:=])")
 
-VERDICT_MARKUP = {REPRODUCED: "**reproduced**", PARTLY: "*partly*",
-                  NOT_REPRODUCED: "**not reproduced**",
-                  NOT_COMPARABLE: "*not comparable*",
-                  NOT_RUN: "not run"}
+VERDICT_MARKUP = {
+    REPRODUCED: "**reproduced**",
+    PARTLY: "*partly*",
+    NOT_REPRODUCED: "**not reproduced**",
+    NOT_COMPARABLE: "*not comparable*",
+    NOT_RUN: "not run",
+}
 
 
 def escape(text: object) -> str:
@@ -418,8 +653,12 @@ def escape(text: object) -> str:
     return _MARKUP.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def figure_link(chapter: str, figure: str, linked: Collection[str],
-                in_book: Collection[str] | None = None) -> str:
+def figure_link(
+    chapter: str,
+    figure: str,
+    linked: Collection[str],
+    in_book: Collection[str] | None = None,
+) -> str:
     """A numbered reference to ``figure`` when its chapter ran (is in ``linked``), else
     a link to the chapter (whose figure does not exist in this build), or only the
     chapter's name when it is not among the book's chapters ``in_book`` (None: all)."""
@@ -439,8 +678,13 @@ def verdict_cell(verdict: str, measured: str, rule: str = "", note: str = "") ->
     return f"{cell} ({escape(details)})" if details else cell
 
 
-def list_table(header: list[str], rows: list[list[str]], *,
-               widths: list[int] | None = None, name: str = "") -> str:
+def list_table(
+    header: list[str],
+    rows: list[list[str]],
+    *,
+    widths: list[int] | None = None,
+    name: str = "",
+) -> str:
     """A MyST ``list-table`` of Markdown cells (one line each): unlike a pipe table,
     a ``|`` in a cell is plain text, and long cells wrap."""
     if any(len(row) != len(header) for row in rows):
@@ -459,8 +703,9 @@ def list_table(header: list[str], rows: list[list[str]], *,
     return "\n".join(lines)
 
 
-def ledger_markdown(frame, linked: Collection[str] = (),
-                    in_book: Collection[str] | None = None) -> str:
+def ledger_markdown(
+    frame, linked: Collection[str] = (), in_book: Collection[str] | None = None
+) -> str:
     """The ledger as a list table: claim (with its source and figure), the paper's
     value, and the verdict with measured value and rule in this build and, where the
     frame has ``record_*`` columns, in the paper-scale record (:func:`figure_link`)."""
@@ -468,29 +713,45 @@ def ledger_markdown(frame, linked: Collection[str] = (),
     header = ["claim", "paper", "this build"] + ["paper-scale record"] * record
     rows = []
     for row in frame.itertuples():
-        claim = (f"{escape(row.claim)} ({{cite:t}}`{row.source}`; "
-                 f"{figure_link(row.chapter, row.figure, linked, in_book)})")
-        cells = [claim, escape(row.paper) or "–",
-                 verdict_cell(row.verdict, row.measured, row.rule, row.note)]
+        claim = (
+            f"{escape(row.claim)} ({{cite:t}}`{row.source}`; "
+            f"{figure_link(row.chapter, row.figure, linked, in_book)})"
+        )
+        cells = [
+            claim,
+            escape(row.paper) or "–",
+            verdict_cell(row.verdict, row.measured, row.rule, row.note),
+        ]
         if record:
-            cells.append(verdict_cell(row.record_verdict, row.record_measured,
-                                      row.record_rule, row.record_note))
+            cells.append(
+                verdict_cell(
+                    row.record_verdict,
+                    row.record_measured,
+                    row.record_rule,
+                    row.record_note,
+                )
+            )
         rows.append(cells)
     widths = [34, 12, 27, 27] if record else [40, 15, 45]
     return list_table(header, rows, widths=widths)
 
 
-def glance_markdown(frame, linked: Collection[str] = (),
-                    in_book: Collection[str] | None = None) -> str:
+def glance_markdown(
+    frame, linked: Collection[str] = (), in_book: Collection[str] | None = None
+) -> str:
     """The intro's results at a glance: claim, the paper's value, ours (this build),
     the paper-scale record (both with their verdicts), and the figure."""
     record = "record_verdict" in frame
-    header = (["claim", "paper", "this build"] + ["paper-scale record"] * record
-              + ["figure"])
+    header = (
+        ["claim", "paper", "this build"] + ["paper-scale record"] * record + ["figure"]
+    )
     rows = []
     for row in frame.itertuples():
-        cells = [escape(row.claim), escape(row.paper) or "–",
-                 verdict_cell(row.verdict, row.measured)]
+        cells = [
+            escape(row.claim),
+            escape(row.paper) or "–",
+            verdict_cell(row.verdict, row.measured),
+        ]
         if record:
             cells.append(verdict_cell(row.record_verdict, row.record_measured))
         cells.append(figure_link(row.chapter, row.figure, linked, in_book))

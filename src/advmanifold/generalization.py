@@ -74,26 +74,72 @@ CHUNK = 1000  # examples per seeded chunk of a data stream
 #: cache, about 6 with ``--workers 2``.
 _ORIGINAL = dict(batch_size=100, lr=0.01, lr_decay=0.95, weight_decay=1e-4, eps=0.3)
 SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(n_fonts=None, sizes=(100, 200), n_seeds=2, epochs=1, **_ORIGINAL,
-                  train_steps=2, alpha=0.1, n_test=200, n_attack=20, attack_steps=5,
-                  restarts=1, eps_small=0.03, n_align=20),
-    "quick": dict(n_fonts=None, sizes=(250, 500, 2500), n_seeds=2, epochs=20,
-                  **_ORIGINAL, train_steps=5, alpha=0.1, n_test=2000, n_attack=200,
-                  attack_steps=20, restarts=1, eps_small=0.03, n_align=200),
-    "paper": dict(n_fonts=None, sizes=(250, 500, 1000, 2500, 5000, 10_000, 20_000,
-                                       40_000),
-                  n_seeds=5, epochs=20, **_ORIGINAL, train_steps=40, alpha=0.1,
-                  n_test=10_000, n_attack=1000, attack_steps=40, restarts=5,
-                  eps_small=0.03, n_align=1000),
+    "smoke": dict(
+        n_fonts=None,
+        sizes=(100, 200),
+        n_seeds=2,
+        epochs=1,
+        **_ORIGINAL,
+        train_steps=2,
+        alpha=0.1,
+        n_test=200,
+        n_attack=20,
+        attack_steps=5,
+        restarts=1,
+        eps_small=0.03,
+        n_align=20,
+    ),
+    "quick": dict(
+        n_fonts=None,
+        sizes=(250, 500, 2500),
+        n_seeds=2,
+        epochs=20,
+        **_ORIGINAL,
+        train_steps=5,
+        alpha=0.1,
+        n_test=2000,
+        n_attack=200,
+        attack_steps=20,
+        restarts=1,
+        eps_small=0.03,
+        n_align=200,
+    ),
+    "paper": dict(
+        n_fonts=None,
+        sizes=(250, 500, 1000, 2500, 5000, 10_000, 20_000, 40_000),
+        n_seeds=5,
+        epochs=20,
+        **_ORIGINAL,
+        train_steps=40,
+        alpha=0.1,
+        n_test=10_000,
+        n_attack=1000,
+        attack_steps=40,
+        restarts=5,
+        eps_small=0.03,
+        n_align=1000,
+    ),
 }
 #: Settings a training depends on, per method (others would only split the cache).
 _COMMON = ("n_fonts", "epochs", "batch_size", "lr", "lr_decay", "weight_decay")
-TRAIN_KEYS = {"Normal": _COMMON, "OffAdvTrain": _COMMON + ("eps", "train_steps"),
-              "OnAdvTrain": _COMMON + ("eps", "train_steps"),
-              "STNAugm": _COMMON + ("eps",), "Aligned": _COMMON + ("alpha",),
-              "AlignedAdv": _COMMON + ("eps", "train_steps", "alpha")}
-EVAL_KEYS = ("n_fonts", "eps", "n_test", "n_attack", "attack_steps", "restarts",
-             "eps_small", "n_align")
+TRAIN_KEYS = {
+    "Normal": _COMMON,
+    "OffAdvTrain": _COMMON + ("eps", "train_steps"),
+    "OnAdvTrain": _COMMON + ("eps", "train_steps"),
+    "STNAugm": _COMMON + ("eps",),
+    "Aligned": _COMMON + ("alpha",),
+    "AlignedAdv": _COMMON + ("eps", "train_steps", "alpha"),
+}
+EVAL_KEYS = (
+    "n_fonts",
+    "eps",
+    "n_test",
+    "n_attack",
+    "attack_steps",
+    "restarts",
+    "eps_small",
+    "n_align",
+)
 
 #: On-manifold success rates on FONTS read off the figure of the original repository's
 #: README (approximate): method → {N: success rate}.
@@ -110,9 +156,14 @@ ANCHOR = {
 #: cost per unit (loading, decoding).
 SECONDS_PER_BATCH = 0.02
 UNIT_OVERHEAD_S = 1.0
-_COST = {"Normal": lambda k: 1.0, "STNAugm": lambda k: 1.05, "Aligned": lambda k: 4.0,
-         "OffAdvTrain": lambda k: 1.0 + 0.45 * k, "OnAdvTrain": lambda k: 1.0 + 0.7 * k,
-         "AlignedAdv": lambda k: 4.0 + 0.45 * k}
+_COST = {
+    "Normal": lambda k: 1.0,
+    "STNAugm": lambda k: 1.05,
+    "Aligned": lambda k: 4.0,
+    "OffAdvTrain": lambda k: 1.0 + 0.45 * k,
+    "OnAdvTrain": lambda k: 1.0 + 0.7 * k,
+    "AlignedAdv": lambda k: 4.0 + 0.45 * k,
+}
 
 
 def settings(profile: str, **overrides) -> SimpleNamespace:
@@ -449,8 +500,9 @@ def load_decoder(proto: Unit, n_fonts: int | None) -> FontDecoder:
     if key not in _DECODERS:
         images = proto.get()["images"]
         if n_fonts is not None and n_fonts > len(images):
-            raise ValueError(f"n_fonts={n_fonts} but only {len(images)} legible fonts "
-                             f"exist here")
+            raise ValueError(
+                f"n_fonts={n_fonts} but only {len(images)} legible fonts exist here"
+            )
         _DECODERS[key] = FontDecoder(images[:n_fonts])
     return _DECODERS[key]
 
@@ -879,14 +931,24 @@ def anchor_table(table: pd.DataFrame) -> pd.DataFrame:
     for method, values in ANCHOR.items():
         for n, original in values.items():
             hit = table[(table.method == method) & (table.n == n)]
-            row = {"method": method, "N": n, "original (README)": f"{original:.2f}",
-                   "ours": "—", "ours − original": "—", "our test error": "—"}
+            row = {
+                "method": method,
+                "N": n,
+                "original (README)": f"{original:.2f}",
+                "ours": "—",
+                "ours − original": "—",
+                "our test error": "—",
+            }
             if len(hit):
                 ours = hit.onmanifold_success.iloc[0]
                 sd = hit.onmanifold_success_std.iloc[0]
-                row.update({"ours": f"{ours:.2f} ± {sd:.2f}",
-                            "ours − original": f"{ours - original:+.2f}",
-                            "our test error": f"{hit.test_error.iloc[0]:.3f}"})
+                row.update(
+                    {
+                        "ours": f"{ours:.2f} ± {sd:.2f}",
+                        "ours − original": f"{ours - original:+.2f}",
+                        "our test error": f"{hit.test_error.iloc[0]:.3f}",
+                    }
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 

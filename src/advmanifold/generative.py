@@ -37,6 +37,7 @@ kept at every step within η = 0.3 (L∞) of its start and inside the per-coordi
 independent attempts; :func:`count_onmanifold` counts them by the original rule or by
 the stricter rule used earlier in this book.
 """
+
 from __future__ import annotations
 
 import math
@@ -91,25 +92,33 @@ class VAEGANs(nn.Module):
         self.latent = int(latent)
         enc = []
         for c_in, c_out in ((1, 64), (64, 128), (128, 256)):
-            enc += [nn.Conv2d(G * c_in, G * c_out, 4, 2, 1, groups=G),
-                    nn.BatchNorm2d(G * c_out), nn.ReLU()]
-        self.encoder = nn.Sequential(*enc)                      # 28 → 14 → 7 → 3
+            enc += [
+                nn.Conv2d(G * c_in, G * c_out, 4, 2, 1, groups=G),
+                nn.BatchNorm2d(G * c_out),
+                nn.ReLU(),
+            ]
+        self.encoder = nn.Sequential(*enc)  # 28 → 14 → 7 → 3
         self.mu = GroupedLinear(G, 256 * 9, latent)
         self.logvar = GroupedLinear(G, 256 * 9, latent)
         self.dec_linear = GroupedLinear(G, latent, 256 * 9)
         self.decoder = nn.Sequential(
-            nn.BatchNorm2d(G * 256), nn.ReLU(),
-            nn.ConvTranspose2d(G * 256, G * 128, 4, 2, 1, output_padding=1,
-                               groups=G),                                  # 3 → 7
-            nn.BatchNorm2d(G * 128), nn.ReLU(),
-            nn.ConvTranspose2d(G * 128, G * 64, 4, 2, 1, groups=G),      # 7 → 14
-            nn.BatchNorm2d(G * 64), nn.ReLU(),
-            nn.ConvTranspose2d(G * 64, G, 4, 2, 1, groups=G),            # 14 → 28
+            nn.BatchNorm2d(G * 256),
+            nn.ReLU(),
+            nn.ConvTranspose2d(
+                G * 256, G * 128, 4, 2, 1, output_padding=1, groups=G
+            ),  # 3 → 7
+            nn.BatchNorm2d(G * 128),
+            nn.ReLU(),
+            nn.ConvTranspose2d(G * 128, G * 64, 4, 2, 1, groups=G),  # 7 → 14
+            nn.BatchNorm2d(G * 64),
+            nn.ReLU(),
+            nn.ConvTranspose2d(G * 64, G, 4, 2, 1, groups=G),  # 14 → 28
             nn.Sigmoid(),
         )
         self.disc_features = conv_stack(groups=G)
-        self.disc_head = nn.ModuleList([GroupedLinear(G, 64 * 9, 100),
-                                        GroupedLinear(G, 100, 1)])
+        self.disc_head = nn.ModuleList(
+            [GroupedLinear(G, 64 * 9, 100), GroupedLinear(G, 100, 1)]
+        )
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         B, G = x.shape[0], self.n_models
@@ -133,13 +142,13 @@ class VAEGANs(nn.Module):
         one = VAEGANs(1, self.latent).to(self.mu.weight.device)
         state = {}
         for name, value in self.state_dict().items():
-            if value.ndim == 0:                               # BN's num_batches_tracked
+            if value.ndim == 0:  # BN's num_batches_tracked
                 state[name] = value.clone()
             elif isinstance(self.get_submodule(name.rsplit(".", 1)[0]), GroupedLinear):
-                state[name] = value[g:g + 1].clone()
-            else:                                             # group-major first axis
+                state[name] = value[g : g + 1].clone()
+            else:  # group-major first axis
                 size = value.shape[0] // self.n_models
-                state[name] = value[g * size:(g + 1) * size].clone()
+                state[name] = value[g * size : (g + 1) * size].clone()
         one.load_state_dict(state)
         return one.eval()
 
@@ -147,38 +156,48 @@ class VAEGANs(nn.Module):
     def from_members(cls, members: list["VAEGANs"]) -> "VAEGANs":
         """The grouped model whose group g is ``members[g]`` (each with ``n_models=1``):
         the inverse of :meth:`member`, by concatenating group-major parameters."""
-        if not members or any(m.n_models != 1 or m.latent != members[0].latent
-                              for m in members):
-            raise ValueError("members must be a non-empty list of single VAE-GANs with "
-                             "the same latent size")
+        if not members or any(
+            m.n_models != 1 or m.latent != members[0].latent for m in members
+        ):
+            raise ValueError(
+                "members must be a non-empty list of single VAE-GANs with "
+                "the same latent size"
+            )
         model = cls(len(members), members[0].latent).to(members[0].mu.weight.device)
         states = [m.state_dict() for m in members]
-        model.load_state_dict({name: value.clone() if value.ndim == 0
-                               else torch.cat([st[name] for st in states])
-                               for name, value in states[0].items()})
+        model.load_state_dict(
+            {
+                name: value.clone()
+                if value.ndim == 0
+                else torch.cat([st[name] for st in states])
+                for name, value in states[0].items()
+            }
+        )
         return model
 
 
-def _losses(model: VAEGANs, x: Tensor, betas: Tensor, gamma: float,
-            noise: Tensor | None = None) -> tuple[Tensor, Tensor, dict]:
+def _losses(
+    model: VAEGANs, x: Tensor, betas: Tensor, gamma: float, noise: Tensor | None = None
+) -> tuple[Tensor, Tensor, dict]:
     """Generator (encoder + decoder) and discriminator losses of one grouped batch;
     ``noise`` is the ε of the reparameterisation z = μ + σ ⊙ ε (drawn if None)."""
     mu, logvar = model.encode(x)
     eps = torch.randn_like(mu) if noise is None else noise
     z = mu + torch.exp(0.5 * logvar) * eps
     x_hat = model.decode(z)
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)            # [B, G]
-    rec = (x_hat - x).abs().flatten(2).sum(-1)                              # [B, G]
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)  # [B, G]
+    rec = (x_hat - x).abs().flatten(2).sum(-1)  # [B, G]
     d_real, d_fake = model.discriminate(x), model.discriminate(x_hat)
-    gan = F.softplus(-d_fake)                                        # −log σ(D(x̂))
-    gen = (kl + betas * rec + gamma * gan).sum()              # sums, as the original
+    gan = F.softplus(-d_fake)  # −log σ(D(x̂))
+    gen = (kl + betas * rec + gamma * gan).sum()  # sums, as the original
     disc = gamma * (F.softplus(-d_real) + F.softplus(d_fake)).sum()
     stats = {"kl": kl.mean().item(), "l1": rec.mean().item(), "gan": gan.mean().item()}
     return gen, disc, stats
 
 
-def _class_table(labels: Tensor, n_models: int, length: int,
-                 generator: torch.Generator) -> Tensor:
+def _class_table(
+    labels: Tensor, n_models: int, length: int, generator: torch.Generator
+) -> Tensor:
     """[G, length] training indices: a fresh permutation of each class, repeated to
     ``length``."""
     rows = []
@@ -200,40 +219,62 @@ def _lr_factor(step: int, decay: float, steps_per_epoch: int) -> float:
 class _Part:
     """One trained network (all classes grouped, or one class), its two optimisers."""
 
-    def __init__(self, model: VAEGANs, classes: slice, beta: Tensor, lr: float,
-                 lr_decay: float, weight_decay: float, steps_per_epoch: int):
+    def __init__(
+        self,
+        model: VAEGANs,
+        classes: slice,
+        beta: Tensor,
+        lr: float,
+        lr_decay: float,
+        weight_decay: float,
+        steps_per_epoch: int,
+    ):
         self.model, self.classes, self.beta = model, classes, beta
         named = list(model.named_parameters())
         self.gen_params = [p for n, p in named if not n.startswith("disc_")]
         self.disc_params = [p for n, p in named if n.startswith("disc_")]
-        self.optimisers = [torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.9),
-                                            weight_decay=weight_decay)
-                           for ps in (self.gen_params, self.disc_params)]
+        self.optimisers = [
+            torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.9), weight_decay=weight_decay)
+            for ps in (self.gen_params, self.disc_params)
+        ]
         factor = partial(_lr_factor, decay=lr_decay, steps_per_epoch=steps_per_epoch)
-        self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor)
-                          for o in self.optimisers]
+        self.schedules = [
+            torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimisers
+        ]
 
     def step(self, x: Tensor, noise: Tensor, gamma: float) -> dict:
         """One Adam step of encoder + decoder and of the discriminator on the same
         forward pass."""
-        gen, disc, stats = _losses(self.model, x[:, self.classes], self.beta, gamma,
-                                   noise[:, self.classes])
+        gen, disc, stats = _losses(
+            self.model, x[:, self.classes], self.beta, gamma, noise[:, self.classes]
+        )
         g_grads = torch.autograd.grad(gen, self.gen_params, retain_graph=True)
         d_grads = torch.autograd.grad(disc, self.disc_params)
         for p, grad in zip(self.gen_params + self.disc_params, g_grads + d_grads):
             p.grad = grad
         for optimiser, schedule in zip(self.optimisers, self.schedules):
             optimiser.step()
-            schedule.step()                                 # per batch, as the original
+            schedule.step()  # per batch, as the original
         stats["disc"] = disc.item() / self.model.n_models
         return stats
 
 
-def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: int = 100,
-                  lr: float = 0.005, lr_decay: float = 0.9, weight_decay: float = 1e-4,
-                  betas=BETAS, gamma: float = 1.0, latent: int = LATENT, seed: int = 0,
-                  strategy: str = "auto",
-                  progress: bool = True) -> tuple[VAEGANs, list[dict]]:
+def train_vaegans(
+    images: Tensor,
+    labels: Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 100,
+    lr: float = 0.005,
+    lr_decay: float = 0.9,
+    weight_decay: float = 1e-4,
+    betas=BETAS,
+    gamma: float = 1.0,
+    latent: int = LATENT,
+    seed: int = 0,
+    strategy: str = "auto",
+    progress: bool = True,
+) -> tuple[VAEGANs, list[dict]]:
     """Train one VAE-GAN per class on ``images`` [N, 1, 28, 28], ``labels`` in 0..G−1.
 
     An epoch is ⌈max_g N_g / batch_size⌉ steps; each step feeds every model a batch of
@@ -253,35 +294,47 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
     G = len(betas)
     counts = torch.bincount(labels, minlength=G)
     if len(counts) != G or (counts == 0).any():
-        raise ValueError(f"labels must cover every class 0..{G - 1} (one β each), "
-                         f"got counts {counts.tolist()}")
+        raise ValueError(
+            f"labels must cover every class 0..{G - 1} (one β each), "
+            f"got counts {counts.tolist()}"
+        )
     if strategy == "auto":
         strategy = "grouped" if images.is_cuda else "sequential"
     flush_denormals()
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)                 # batches
-    noise_generator = torch.Generator().manual_seed(seed + 1)    # reparameterisation ε
+    generator = torch.Generator().manual_seed(seed)  # batches
+    noise_generator = torch.Generator().manual_seed(seed + 1)  # reparameterisation ε
     beta = torch.tensor(betas, dtype=images.dtype, device=images.device)
     init = VAEGANs(G, latent).to(images.device)  # same initial weights, both strategies
     steps = math.ceil(counts.max().item() / batch_size)
-    opt = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-               steps_per_epoch=steps)
+    opt = dict(
+        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, steps_per_epoch=steps
+    )
     if strategy == "grouped":
         parts = [_Part(init, slice(0, G), beta, **opt)]
     else:
-        parts = [_Part(init.member(g), slice(g, g + 1), beta[g:g + 1], **opt)
-                 for g in range(G)]
+        parts = [
+            _Part(init.member(g), slice(g, g + 1), beta[g : g + 1], **opt)
+            for g in range(G)
+        ]
     flat = images.reshape(len(images), 28, 28)
     history = []
-    bar = tqdm(total=epochs * steps, desc=f"VAE-GANs ({G} classes, {strategy})",
-               disable=not progress, mininterval=2.0, unit="step")
+    bar = tqdm(
+        total=epochs * steps,
+        desc=f"VAE-GANs ({G} classes, {strategy})",
+        disable=not progress,
+        mininterval=2.0,
+        unit="step",
+    )
     for part in parts:
         part.model.train()
     for epoch in range(epochs):
         table = _class_table(labels, G, steps * batch_size, generator)
         sums = {"kl": 0.0, "l1": 0.0, "gan": 0.0, "disc": 0.0}
         for s in range(steps):
-            x = flat[table[:, s * batch_size:(s + 1) * batch_size].T]   # [B, G, 28, 28]
+            x = flat[
+                table[:, s * batch_size : (s + 1) * batch_size].T
+            ]  # [B, G, 28, 28]
             noise = torch.randn(batch_size, G, latent, generator=noise_generator)
             noise = noise.to(images.device)
             for part in parts:  # one part (grouped) or one per class (sequential)
@@ -292,8 +345,11 @@ def train_vaegans(images: Tensor, labels: Tensor, *, epochs: int, batch_size: in
         history.append({"epoch": epoch + 1, **sums})
         bar.set_postfix(epoch=epoch + 1, l1=f"{sums['l1']:.1f}", kl=f"{sums['kl']:.1f}")
     bar.close()
-    model = (parts[0].model if strategy == "grouped"
-             else VAEGANs.from_members([p.model for p in parts]))
+    model = (
+        parts[0].model
+        if strategy == "grouped"
+        else VAEGANs.from_members([p.model for p in parts])
+    )
     return model.eval(), history
 
 
@@ -308,8 +364,9 @@ def vaegans_from_payload(payload: dict, device: str | torch.device = "cpu") -> V
 
 
 @torch.no_grad()
-def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor,
-                    batch_size: int = 2000) -> Tensor:
+def encode_by_class(
+    model: VAEGANs, x: Tensor, y: Tensor, batch_size: int = 2000
+) -> Tensor:
     """Encoder means μ [N, latent] of each image under the model of its own class."""
     x = x.reshape(len(x), 28, 28)
     mu = x.new_zeros(len(x), model.latent)
@@ -317,8 +374,12 @@ def encode_by_class(model: VAEGANs, x: Tensor, y: Tensor,
         sel = (y == g).nonzero().squeeze(1)
         if sel.numel():
             member = model.member(g)
-            mu[sel] = torch.cat([member.encode(x[s].unsqueeze(1))[0].squeeze(1)
-                                 for s in sel.split(batch_size)])
+            mu[sel] = torch.cat(
+                [
+                    member.encode(x[s].unsqueeze(1))[0].squeeze(1)
+                    for s in sel.split(batch_size)
+                ]
+            )
     return mu
 
 
@@ -345,8 +406,9 @@ def latent_box(mu: Tensor) -> tuple[Tensor, Tensor]:
     """Per-coordinate [min, max] of encoder means μ [N, latent], the original's box,
     over the whole test set with every image under its own class's encoder (pooled)."""
     if mu.ndim != 2 or len(mu) == 0:
-        raise ValueError(f"mu must be a non-empty [N, latent] tensor, "
-                         f"got {tuple(mu.shape)}")
+        raise ValueError(
+            f"mu must be a non-empty [N, latent] tensor, got {tuple(mu.shape)}"
+        )
     return mu.amin(0), mu.amax(0)
 
 
@@ -378,8 +440,15 @@ class OnManifoldResult:
     eta: float
 
     def count(self, protocol: str = "original") -> "OnManifoldCount":
-        return count_onmanifold(self.fooled, self.z, self.z0, self.clean_correct,
-                                self.image_correct, bound=self.bound, protocol=protocol)
+        return count_onmanifold(
+            self.fooled,
+            self.z,
+            self.z0,
+            self.clean_correct,
+            self.image_correct,
+            bound=self.bound,
+            protocol=protocol,
+        )
 
 
 @dataclass
@@ -398,9 +467,16 @@ class OnManifoldCount:
         return self.successes / self.denominator if self.denominator else float("nan")
 
 
-def count_onmanifold(fooled: Tensor, z: Tensor, z0: Tensor, clean_correct: Tensor,
-                     image_correct: Tensor, *, bound: float = 2.0,
-                     protocol: str = "original") -> OnManifoldCount:
+def count_onmanifold(
+    fooled: Tensor,
+    z: Tensor,
+    z0: Tensor,
+    clean_correct: Tensor,
+    image_correct: Tensor,
+    *,
+    bound: float = 2.0,
+    protocol: str = "original",
+) -> OnManifoldCount:
     """Count on-manifold adversarial examples from A attempts on N examples.
 
     ``"original"`` (Stutz et al.'s published evaluation): validity is checked on the
@@ -419,21 +495,32 @@ def count_onmanifold(fooled: Tensor, z: Tensor, z0: Tensor, clean_correct: Tenso
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     attempts = fooled.shape[0]
     if protocol == "original":
-        valid = z0.abs().amax(-1) <= bound                                   # [N]
-        success = fooled & (valid & clean_correct).unsqueeze(0)               # [A, N]
-        return OnManifoldCount(protocol, success, int(success.sum()),
-                               attempts * int(clean_correct.sum()))
+        valid = z0.abs().amax(-1) <= bound  # [N]
+        success = fooled & (valid & clean_correct).unsqueeze(0)  # [A, N]
+        return OnManifoldCount(
+            protocol, success, int(success.sum()), attempts * int(clean_correct.sum())
+        )
     eligible = clean_correct & image_correct
-    success = (fooled & (z.abs().amax(-1) <= bound)).any(0) & eligible       # [N]
+    success = (fooled & (z.abs().amax(-1) <= bound)).any(0) & eligible  # [N]
     return OnManifoldCount(protocol, success, int(success.sum()), int(eligible.sum()))
 
 
-def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tensor, *,
-                      box: tuple[Tensor, Tensor] | None, eta: float = 0.3,
-                      bound: float = 2.0, steps: int = 40,
-                      step_size: float | None = None, attempts: int = 1,
-                      seed: int = 0, batch_size: int = 1000,
-                      progress: bool = True) -> OnManifoldResult:
+def onmanifold_attack(
+    classifier: nn.Module,
+    model: VAEGANs,
+    x: Tensor,
+    y: Tensor,
+    *,
+    box: tuple[Tensor, Tensor] | None,
+    eta: float = 0.3,
+    bound: float = 2.0,
+    steps: int = 40,
+    step_size: float | None = None,
+    attempts: int = 1,
+    seed: int = 0,
+    batch_size: int = 1000,
+    progress: bool = True,
+) -> OnManifoldResult:
     """On-manifold adversarial examples in the latent space of the true class's model.
 
     :func:`attacks.pgd` on the code z, forward = classifier ∘ dec_y, from the encoder
@@ -462,8 +549,13 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
-    bar = tqdm(total=int(attacked.sum()) * attempts, desc="on-manifold attack",
-               unit="code", disable=not progress, mininterval=2.0)
+    bar = tqdm(
+        total=int(attacked.sum()) * attempts,
+        desc="on-manifold attack",
+        unit="code",
+        disable=not progress,
+        mininterval=2.0,
+    )
     try:
         for g in range(model.n_models):
             sel = (attacked & (y == g)).nonzero().squeeze(1)
@@ -477,10 +569,20 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
                 return classifier(member.decode(v.unsqueeze(1)).reshape(-1, 1, 28, 28))
 
             for a in range(attempts):
-                result = attacks.pgd(forward, z0[sel], y[sel], eps=eta, steps=steps,
-                                     step_size=step_size, lower=lower, upper=upper,
-                                     restarts=1, mode="first", batch_size=batch_size,
-                                     seed=seed + 1000 * a + g)
+                result = attacks.pgd(
+                    forward,
+                    z0[sel],
+                    y[sel],
+                    eps=eta,
+                    steps=steps,
+                    step_size=step_size,
+                    lower=lower,
+                    upper=upper,
+                    restarts=1,
+                    mode="first",
+                    batch_size=batch_size,
+                    seed=seed + 1000 * a + g,
+                )
                 z[a, sel] = result.adversarial
                 fooled[a, sel], used[a, sel] = result.success, result.steps
                 bar.update(len(sel))
@@ -488,5 +590,14 @@ def onmanifold_attack(classifier: nn.Module, model: VAEGANs, x: Tensor, y: Tenso
         bar.close()
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
-    return OnManifoldResult(z0, z, fooled, clean_correct, image_correct, attacked, used,
-                            float(bound), float(eta))
+    return OnManifoldResult(
+        z0,
+        z,
+        fooled,
+        clean_correct,
+        image_correct,
+        attacked,
+        used,
+        float(bound),
+        float(eta),
+    )

@@ -10,6 +10,7 @@ the notebook, the planner and a Dask worker all build the same entries. Everythi
 the chapter does (encoding the test set, the attacks, the k-NN distances) takes seconds
 to a few minutes and runs in the notebook.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,42 +27,91 @@ from .units import Unit
 
 STEM = "02_mnist"
 
-EPS = 0.3       # image-space L∞ radius of regular adversarial examples
-ETA = 0.3       # latent L∞ radius of on-manifold adversarial examples
-Z_BOUND = 2.0   # validity bound on the latent code's L∞ norm
+EPS = 0.3  # image-space L∞ radius of regular adversarial examples
+ETA = 0.3  # latent L∞ radius of on-manifold adversarial examples
+Z_BOUND = 2.0  # validity bound on the latent code's L∞ norm
 
 CLASSIFIER = dict(lr=0.01, lr_decay=0.95, weight_decay=1e-4, batch_size=100)
 """The original ConvNet training (Adam), all profiles."""
 
-VAEGAN = dict(lr=0.005, lr_decay=0.9, weight_decay=1e-4, gamma=1.0,
-              betas=list(generative.BETAS), latent=generative.LATENT)
+VAEGAN = dict(
+    lr=0.005,
+    lr_decay=0.9,
+    weight_decay=1e-4,
+    gamma=1.0,
+    betas=list(generative.BETAS),
+    latent=generative.LATENT,
+)
 """The original VAE-GAN optimisation, all profiles (batch size, epochs per profile)."""
 
 TABLE: dict[str, dict[str, Any]] = {
     # smoke: only checks the code path on tiny subsets
-    "smoke": dict(n_train=2000, classifier_epochs=1, vaegan_per_class=24,
-                  vaegan_batch=8, vaegan_epochs=1, n_test=40, n_onmanifold=60,
-                  attempts=2, restarts=1,
-                  steps=10, k=50, n_recon=200, verify_n=32, verify_steps=5,
-                  verify_strong=10, verify_restarts=1, verify_targets=2,
-                  verify_small_eps=0.1),
+    "smoke": dict(
+        n_train=2000,
+        classifier_epochs=1,
+        vaegan_per_class=24,
+        vaegan_batch=8,
+        vaegan_epochs=1,
+        n_test=40,
+        n_onmanifold=60,
+        attempts=2,
+        restarts=1,
+        steps=10,
+        k=50,
+        n_recon=200,
+        verify_n=32,
+        verify_steps=5,
+        verify_strong=10,
+        verify_restarts=1,
+        verify_targets=2,
+        verify_small_eps=0.1,
+    ),
     # quick (ours): full MNIST for the classifier and the k-NN search; the VAE-GANs see
     # the first 400 images of each digit, in batches of 32; the on-manifold attack runs
     # on enough test images that 300 or more successes enter the histogram (measured:
     # about 0.09 successes per image and attempt with these models)
-    "quick": dict(n_train=60000, classifier_epochs=2, vaegan_per_class=400,
-                  vaegan_batch=32, vaegan_epochs=10, n_test=1000, n_onmanifold=2000,
-                  attempts=5, restarts=2,
-                  steps=40, k=50, n_recon=2000, verify_n=300, verify_steps=40,
-                  verify_strong=100, verify_restarts=2, verify_targets=9,
-                  verify_small_eps=0.1),
+    "quick": dict(
+        n_train=60000,
+        classifier_epochs=2,
+        vaegan_per_class=400,
+        vaegan_batch=32,
+        vaegan_epochs=10,
+        n_test=1000,
+        n_onmanifold=2000,
+        attempts=5,
+        restarts=2,
+        steps=40,
+        k=50,
+        n_recon=2000,
+        verify_n=300,
+        verify_steps=40,
+        verify_strong=100,
+        verify_restarts=2,
+        verify_targets=9,
+        verify_small_eps=0.1,
+    ),
     # paper: the original settings (VAE-GAN batch 100, 30 epochs; 2,500 test images
     # with 5 attempts each for the on-manifold attack; 1,000 for the regular one)
-    "paper": dict(n_train=60000, classifier_epochs=20, vaegan_per_class=None,
-                  vaegan_batch=100, vaegan_epochs=30, n_test=1000, n_onmanifold=2500,
-                  attempts=5, restarts=5, steps=40, k=50, n_recon=2000, verify_n=1000,
-                  verify_steps=40, verify_strong=200, verify_restarts=5,
-                  verify_targets=9, verify_small_eps=0.1),
+    "paper": dict(
+        n_train=60000,
+        classifier_epochs=20,
+        vaegan_per_class=None,
+        vaegan_batch=100,
+        vaegan_epochs=30,
+        n_test=1000,
+        n_onmanifold=2500,
+        attempts=5,
+        restarts=5,
+        steps=40,
+        k=50,
+        n_recon=2000,
+        verify_n=1000,
+        verify_steps=40,
+        verify_strong=200,
+        verify_restarts=5,
+        verify_targets=9,
+        verify_small_eps=0.1,
+    ),
 }
 
 #: measured here (2 cores): ConvNet training per image and epoch (FONTS chapter)
@@ -77,8 +127,14 @@ def settings(profile: str, **overrides: Any) -> SimpleNamespace:
 
 def overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     """The settings overrides among notebook parameters ``params``."""
-    keys = ("n_test", "n_onmanifold", "attempts", "classifier_epochs", "vaegan_epochs",
-            "restarts")
+    keys = (
+        "n_test",
+        "n_onmanifold",
+        "attempts",
+        "classifier_epochs",
+        "vaegan_epochs",
+        "restarts",
+    )
     return {k: params.get(k) for k in keys}
 
 
@@ -107,49 +163,82 @@ def vaegan_subset(y: Tensor, per_class: int | None) -> Tensor:
 
 # ---------------------------------------------------------------------------- units
 
-def train_classifier(S: SimpleNamespace, seed: int, data_dir=None,
-                     device: str = "cpu") -> dict[str, Tensor]:
+
+def train_classifier(
+    S: SimpleNamespace, seed: int, data_dir=None, device: str = "cpu"
+) -> dict[str, Tensor]:
     """Build of ``convnet-mnist``: the ConvNet's state dict (CPU tensors)."""
     x, y = train_set(S, data_dir)
     torch.manual_seed(seed)
     net = models.ConvNet().to(device)
-    training.train(net, x.to(device), y.to(device), training.cross_entropy(),
-                   epochs=S.classifier_epochs, seed=seed, desc="ConvNet on MNIST",
-                   **CLASSIFIER)
+    training.train(
+        net,
+        x.to(device),
+        y.to(device),
+        training.cross_entropy(),
+        epochs=S.classifier_epochs,
+        seed=seed,
+        desc="ConvNet on MNIST",
+        **CLASSIFIER,
+    )
     return {k: v.cpu() for k, v in net.state_dict().items()}
 
 
-def train_vaegans(S: SimpleNamespace, seed: int, data_dir=None,
-                  device: str = "cpu") -> dict[str, Any]:
+def train_vaegans(
+    S: SimpleNamespace, seed: int, data_dir=None, device: str = "cpu"
+) -> dict[str, Any]:
     """Build of ``vaegans-mnist``: ``{"state", "history"}`` of the ten VAE-GANs."""
     x, y = train_set(S, data_dir)
     idx = vaegan_subset(y, S.vaegan_per_class)
     model, history = generative.train_vaegans(
-        x[idx].to(device), y[idx].to(device), epochs=S.vaegan_epochs,
-        batch_size=S.vaegan_batch, seed=seed, strategy="sequential", **VAEGAN)
-    return {"state": {k: v.cpu() for k, v in model.state_dict().items()},
-            "history": history}
+        x[idx].to(device),
+        y[idx].to(device),
+        epochs=S.vaegan_epochs,
+        batch_size=S.vaegan_batch,
+        seed=seed,
+        strategy="sequential",
+        **VAEGAN,
+    )
+    return {
+        "state": {k: v.cpu() for k, v in model.state_dict().items()},
+        "history": history,
+    }
 
 
-def classifier_unit(S: SimpleNamespace, *, seed: int = 0, data_dir=None,
-                    device: str = "cpu") -> Unit:
+def classifier_unit(
+    S: SimpleNamespace, *, seed: int = 0, data_dir=None, device: str = "cpu"
+) -> Unit:
     _, _, data = _train_set(S.n_train, None if data_dir is None else str(data_dir))
-    config = {"model": "ConvNet", "epochs": S.classifier_epochs, **CLASSIFIER,
-              "seed": seed, "data": data}
+    config = {
+        "model": "ConvNet",
+        "epochs": S.classifier_epochs,
+        **CLASSIFIER,
+        "seed": seed,
+        "data": data,
+    }
     estimate = SECONDS_PER_IMAGE_EPOCH * S.n_train * S.classifier_epochs + 2.0
     build = functools.partial(train_classifier, S, seed, data_dir, device)
     return Unit(STEM, "convnet-mnist", config, build, estimate_s=estimate)
 
 
-def vaegans_unit(S: SimpleNamespace, *, seed: int = 0, data_dir=None,
-                 device: str = "cpu") -> Unit:
+def vaegans_unit(
+    S: SimpleNamespace, *, seed: int = 0, data_dir=None, device: str = "cpu"
+) -> Unit:
     x, y, data = _train_set(S.n_train, None if data_dir is None else str(data_dir))
     counts = torch.bincount(y[vaegan_subset(y, S.vaegan_per_class)], minlength=10)
     # the sequential strategy on every device, so that the entry does not depend on it
-    config = {"model": "vaegans-v2", "loss": "sum", "lr_schedule": "per-batch",
-              "strategy": "sequential", "epochs": S.vaegan_epochs,
-              "batch_size": S.vaegan_batch, "per_class": S.vaegan_per_class, **VAEGAN,
-              "seed": seed, "data": data}
+    config = {
+        "model": "vaegans-v2",
+        "loss": "sum",
+        "lr_schedule": "per-batch",
+        "strategy": "sequential",
+        "epochs": S.vaegan_epochs,
+        "batch_size": S.vaegan_batch,
+        "per_class": S.vaegan_per_class,
+        **VAEGAN,
+        "seed": seed,
+        "data": data,
+    }
     steps = math.ceil(counts.max().item() / S.vaegan_batch) * S.vaegan_epochs
     estimate = SECONDS_PER_VAEGAN_IMAGE_STEP * steps * S.vaegan_batch * 10 + 2.0
     build = functools.partial(train_vaegans, S, seed, data_dir, device)
@@ -159,8 +248,11 @@ def vaegans_unit(S: SimpleNamespace, *, seed: int = 0, data_dir=None,
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The chapter's units for ``profile`` and notebook parameters ``params``."""
     S = settings(profile, **overrides(params))
-    kwargs = dict(seed=int(params.get("seed") or 0), data_dir=params.get("data_dir"),
-                  device=params.get("device") or "cpu")
+    kwargs = dict(
+        seed=int(params.get("seed") or 0),
+        data_dir=params.get("data_dir"),
+        device=params.get("device") or "cpu",
+    )
     return [classifier_unit(S, **kwargs), vaegans_unit(S, **kwargs)]
 
 
@@ -193,9 +285,14 @@ def verification_table(checks: Mapping[float, Any]):
 
     columns = {}
     for eps, check in checks.items():
-        rows = check.lowering() + [{
-            "attack": "worst case", "loss": "all", "accuracy": check.worst_case(),
-            "lowers CE worst case by": check.margin_gain()}]
+        rows = check.lowering() + [
+            {
+                "attack": "worst case",
+                "loss": "all",
+                "accuracy": check.worst_case(),
+                "lowers CE worst case by": check.margin_gain(),
+            }
+        ]
         frame = pd.DataFrame(rows).set_index(["attack", "loss"])
         columns[f"accuracy, ε = {eps:g}"] = frame["accuracy"]
         extra = frame["lowers CE worst case by"]
@@ -207,8 +304,11 @@ def verification_table(checks: Mapping[float, Any]):
 # At most 10 in wide with text of at least 10 pt, so that it stays at 8 pt or more at
 # the book's content width (about 750 px).
 
-KIND_PALETTE = {"test": "tab:green", "on-manifold adversarial": "tab:blue",
-                "regular adversarial": "tab:red"}
+KIND_PALETTE = {
+    "test": "tab:green",
+    "on-manifold adversarial": "tab:blue",
+    "regular adversarial": "tab:red",
+}
 
 
 def style() -> None:
@@ -229,8 +329,9 @@ def save_figure(fig, name: str) -> None:
         glue = None
     if glue is not None:
         glue(name, fig, display=False)
-    fig.savefig(paths.figures_dir() / f"{STEM}_{name}.png", dpi=150,
-                bbox_inches="tight")
+    fig.savefig(
+        paths.figures_dir() / f"{STEM}_{name}.png", dpi=150, bbox_inches="tight"
+    )
     plt.close(fig)
 
 
@@ -266,20 +367,40 @@ def plot_latent_spread(mu: Tensor, bound: float = Z_BOUND):
     latent = mu.shape[1]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
     t = np.linspace(-5, 5, 400)
-    sns.histplot(mu.flatten().numpy(), bins=80, stat="density", element="step",
-                 color="tab:blue", label="test encoder means", ax=axes[0])
-    axes[0].plot(t, np.exp(-t ** 2 / 2) / np.sqrt(2 * np.pi), color="black", lw=1.5,
-                 label="N(0, 1)")
-    axes[0].set(xlabel="coordinate μ_j of the encoder mean", ylabel="density",
-                xlim=(-5, 5))
+    sns.histplot(
+        mu.flatten().numpy(),
+        bins=80,
+        stat="density",
+        element="step",
+        color="tab:blue",
+        label="test encoder means",
+        ax=axes[0],
+    )
+    axes[0].plot(
+        t,
+        np.exp(-(t**2) / 2) / np.sqrt(2 * np.pi),
+        color="black",
+        lw=1.5,
+        label="N(0, 1)",
+    )
+    axes[0].set(
+        xlabel="coordinate μ_j of the encoder mean", ylabel="density", xlim=(-5, 5)
+    )
     axes[0].legend(fontsize=10)
     linf = mu.abs().amax(1).numpy()
     s = np.linspace(0.01, max(5.0, float(linf.max()) * 1.02), 400)
     # density of max_j |z_j|, z ~ N(0, I): d/ds erf(s/√2)^L
     erf = np.vectorize(math.erf)(s / np.sqrt(2))
-    dens = latent * erf ** (latent - 1) * np.sqrt(2 / np.pi) * np.exp(-s ** 2 / 2)
-    sns.histplot(linf, bins=60, stat="density", element="step", color="tab:blue",
-                 label="‖μ‖∞, test images", ax=axes[1])
+    dens = latent * erf ** (latent - 1) * np.sqrt(2 / np.pi) * np.exp(-(s**2) / 2)
+    sns.histplot(
+        linf,
+        bins=60,
+        stat="density",
+        element="step",
+        color="tab:blue",
+        label="‖μ‖∞, test images",
+        ax=axes[1],
+    )
     axes[1].plot(s, dens, color="black", lw=1.5, label="‖z‖∞, z ~ N(0, I)")
     axes[1].axvline(bound, color="crimson", ls="--", lw=1.2, label=f"bound {bound:g}")
     axes[1].set(xlabel="L∞ norm of the latent code", ylabel="density")
@@ -293,15 +414,19 @@ def plot_adversarial_grid(rows: list[tuple[str, Tensor, Tensor]], y: Tensor):
     import matplotlib.pyplot as plt
 
     n = len(y)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.15 * n + 0.6, 1.45 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(1.15 * n + 0.6, 1.45 * len(rows)), squeeze=False
+    )
     for r, (name, images, pred) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
             _image(ax, images[c])
             wrong = bool(pred[c] != y[c])
-            ax.set_title(f"pred {int(pred[c])}", fontsize=11,
-                         color="crimson" if wrong else "black")
+            ax.set_title(
+                f"pred {int(pred[c])}",
+                fontsize=11,
+                color="crimson" if wrong else "black",
+            )
         axes[r, 0].set_ylabel(name, fontsize=11)
     fig.tight_layout()
     return fig
@@ -314,12 +439,30 @@ def plot_distance_histograms(dist):
     import seaborn as sns
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.histplot(dist, x="distance", hue="kind", palette=KIND_PALETTE, stat="density",
-                 common_norm=False, bins=40, element="step", ax=axes[0])
+    sns.histplot(
+        dist,
+        x="distance",
+        hue="kind",
+        palette=KIND_PALETTE,
+        stat="density",
+        common_norm=False,
+        bins=40,
+        element="step",
+        ax=axes[0],
+    )
     axes[0].set(xlabel="distance to the k-NN subspace ‖x̃ − π(x̃)‖₂", ylabel="density")
-    sns.histplot(dist, x="angle_deg", hue="kind", palette=KIND_PALETTE, stat="density",
-                 common_norm=False, bins=np.linspace(0, 90, 37), element="step",
-                 ax=axes[1], legend=False)
+    sns.histplot(
+        dist,
+        x="angle_deg",
+        hue="kind",
+        palette=KIND_PALETTE,
+        stat="density",
+        common_norm=False,
+        bins=np.linspace(0, 90, 37),
+        element="step",
+        ax=axes[1],
+        legend=False,
+    )
     axes[1].set(xlabel="angle between δ and the subspace (degrees)", ylabel="density")
     fig.tight_layout()
     return fig
@@ -330,12 +473,25 @@ def plot_distance_vs_l2(dist):
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6, 4.8))
-    sns.scatterplot(dist, x="delta_l2", y="distance", hue="kind", palette=KIND_PALETTE,
-                    s=10, alpha=0.6, linewidth=0, ax=ax)
+    sns.scatterplot(
+        dist,
+        x="delta_l2",
+        y="distance",
+        hue="kind",
+        palette=KIND_PALETTE,
+        s=10,
+        alpha=0.6,
+        linewidth=0,
+        ax=ax,
+    )
     top = float(dist[["delta_l2", "distance"]].max().max()) * 1.05
     ax.plot([0, top], [0, top], color="gray", lw=1, ls="--", label="distance = ‖δ‖₂")
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="‖δ‖₂ (perturbation norm)",
-           ylabel="distance to the k-NN subspace")
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel="‖δ‖₂ (perturbation norm)",
+        ylabel="distance to the k-NN subspace",
+    )
     ax.legend(fontsize=10)
     fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@ Every function returns a matplotlib figure at most 10 in wide with seaborn's
 "notebook" fonts (10-12 pt), so its text stays legible at the book's content width;
 :func:`save` writes it next to the book and glues it for the prose.
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -28,8 +29,9 @@ def save(fig, name: str, stem: str = "03_pmnist") -> None:
     """Write ``<figures>/<stem>_<name>.png``, glue it as ``fig_<name>``, close it."""
     from myst_nb import glue
 
-    fig.savefig(paths.figures_dir() / f"{stem}_{name}.png", dpi=150,
-                bbox_inches="tight")
+    fig.savefig(
+        paths.figures_dir() / f"{stem}_{name}.png", dpi=150, bbox_inches="tight"
+    )
     glue(f"fig_{name}", fig, display=False)
     plt.close(fig)
 
@@ -52,12 +54,22 @@ def images(mnist: torch.Tensor, projected: torch.Tensor, y: torch.Tensor):
 def alignment(align: pd.DataFrame, medians: pd.DataFrame, colors: dict):
     """Histograms of the gradient-manifold cosine (pooled over seeds; ticks: each
     seed's median) and each seed's median with the mean ± std over seeds."""
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8),
-                                  gridspec_kw=dict(width_ratios=[2, 1]))
-    sns.histplot(align, x="cosine", hue="model", hue_order=ORDER,
-                 bins=np.linspace(0, 1, 51), element="step", fill=False,
-                 stat="density", common_norm=False,
-                 palette=colors, ax=ax)
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(10, 3.8), gridspec_kw=dict(width_ratios=[2, 1])
+    )
+    sns.histplot(
+        align,
+        x="cosine",
+        hue="model",
+        hue_order=ORDER,
+        bins=np.linspace(0, 1, 51),
+        element="step",
+        fill=False,
+        stat="density",
+        common_norm=False,
+        palette=colors,
+        ax=ax,
+    )
     for r in medians.itertuples():
         ax.axvline(r.cosine, ymin=0.9, ymax=1.0, color=colors[r.model], lw=1.5)
     ax.set_xlabel("cosine of gradient and manifold, ‖P g‖ / ‖g‖")
@@ -66,8 +78,15 @@ def alignment(align: pd.DataFrame, medians: pd.DataFrame, colors: dict):
     for i, name in enumerate(ORDER):
         vals = medians[medians.model == name].cosine.to_numpy()
         ax2.scatter(vals, np.full(len(vals), i), color=colors[name], alpha=0.6, s=25)
-        ax2.errorbar(vals.mean(), i, xerr=vals.std(ddof=1) if len(vals) > 1 else 0,
-                     color="black", marker="D", ms=5, capsize=3)
+        ax2.errorbar(
+            vals.mean(),
+            i,
+            xerr=vals.std(ddof=1) if len(vals) > 1 else 0,
+            color="black",
+            marker="D",
+            ms=5,
+            capsize=3,
+        )
     ax2.set_yticks(range(len(ORDER)), ORDER)
     ax2.invert_yaxis()
     ax2.set_xlabel("median cosine per seed")
@@ -79,10 +98,18 @@ def robustness(curves: pd.DataFrame, colors: dict):
     """Accuracy against ε under FGSM and PGD: mean over seeds ± one std."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, attack in zip(axes, ("FGSM", "PGD")):
-        sns.lineplot(curves[curves.attack == attack], x="eps", y="accuracy",
-                     hue="model",
-                     hue_order=ORDER, marker="o", errorbar="sd", palette=colors, ax=ax,
-                     legend=attack == "PGD")
+        sns.lineplot(
+            curves[curves.attack == attack],
+            x="eps",
+            y="accuracy",
+            hue="model",
+            hue_order=ORDER,
+            marker="o",
+            errorbar="sd",
+            palette=colors,
+            ax=ax,
+            legend=attack == "PGD",
+        )
         ax.axvline(0.1, color="grey", lw=0.8, ls=":")
         ax.set_title(attack)
         ax.set_xlabel("L∞ budget ε (pixels in [0, 1])")
@@ -96,12 +123,30 @@ def crossings(cross: pd.DataFrame, medians: pd.DataFrame, colors: dict):
     """Violins of the path-boundary angle per model, one panel per path."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, path in zip(axes, ("to adversarial", "to other digit")):
-        sns.violinplot(cross[cross.path == path], x="model", y="angle_deg", hue="model",
-                       cut=0, order=ORDER, hue_order=ORDER, palette=colors,
-                       inner="quartile", ax=ax, legend=False)
-        sns.stripplot(medians[medians.path == path], x="model", y="angle_deg",
-                      order=ORDER,
-                      color="black", marker="D", size=5, jitter=0.12, ax=ax)
+        sns.violinplot(
+            cross[cross.path == path],
+            x="model",
+            y="angle_deg",
+            hue="model",
+            cut=0,
+            order=ORDER,
+            hue_order=ORDER,
+            palette=colors,
+            inner="quartile",
+            ax=ax,
+            legend=False,
+        )
+        sns.stripplot(
+            medians[medians.path == path],
+            x="model",
+            y="angle_deg",
+            order=ORDER,
+            color="black",
+            marker="D",
+            size=5,
+            jitter=0.12,
+            ax=ax,
+        )
         ax.set_title(f"path {path}")
         ax.set_xlabel("")
         ax.set_ylabel("path-boundary angle (degrees)")
@@ -118,8 +163,12 @@ def path_example(nets: dict, x0: torch.Tensor, x1: torch.Tensor, colors: dict):
     path = x0 + ts.view(-1, 1, 1, 1) * (x1 - x0)
     fig, axes = plt.subplots(2, 2, figsize=(10, 5), sharex=True, sharey=True)
     for ax, (m, net) in zip(axes.flat, nets.items()):
-        ax.step(ts.cpu(), models.predict(net, path).cpu(), where="mid",
-                color=colors[NAMES[m]])
+        ax.step(
+            ts.cpu(),
+            models.predict(net, path).cpu(),
+            where="mid",
+            color=colors[NAMES[m]],
+        )
         one = boundaries.crossing(net, x0, x1)
         title = NAMES[m]
         if one.valid[0]:

@@ -20,6 +20,7 @@ interface of :class:`advmanifold.manifolds.linear.LinearManifold`
 (``project_vectors``, ``mode``), so the alignment metrics and losses of
 :mod:`advmanifold.alignment` apply unchanged.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,9 @@ def _matrix(theta: Tensor) -> Tensor:
     return affine_matrices(theta.unsqueeze(0))[0]
 
 
-def jacobian(decoder: FontDecoder, font: Tensor, letter: Tensor,
-             theta: Tensor) -> Tensor:
+def jacobian(
+    decoder: FontDecoder, font: Tensor, letter: Tensor, theta: Tensor
+) -> Tensor:
     """∂dec(font, letter, θ)/∂θ as ``[N, H·W, 6]``, exact and batched (see above).
 
     Where the decoder's clamp to [0, 1] is active the derivative is 0 (as autograd's).
@@ -47,18 +49,24 @@ def jacobian(decoder: FontDecoder, font: Tensor, letter: Tensor,
     n, _, h, w = images.shape
     d_matrix = torch.func.vmap(torch.func.jacfwd(_matrix))(theta)  # [N, 2, 3, 6]
     d_matrix = d_matrix.to(images.dtype)
-    d_grid = F.affine_grid(d_matrix.permute(0, 3, 1, 2).reshape(n * 6, 2, 3),
-                           [n * 6, 1, h, w], align_corners=True)  # [N·6, H, W, 2]
+    d_grid = F.affine_grid(
+        d_matrix.permute(0, 3, 1, 2).reshape(n * 6, 2, 3),
+        [n * 6, 1, h, w],
+        align_corners=True,
+    )  # [N·6, H, W, 2]
     with torch.enable_grad():
-        grid = F.affine_grid(affine_matrices(theta).to(images.dtype), [n, 1, h, w],
-                             align_corners=True).requires_grad_(True)
-        sampled = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                                align_corners=True)
+        grid = F.affine_grid(
+            affine_matrices(theta).to(images.dtype), [n, 1, h, w], align_corners=True
+        ).requires_grad_(True)
+        sampled = F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         (d_sample,) = torch.autograd.grad(sampled.sum(), grid)  # [N, H, W, 2]
     inside = ((sampled >= 0) & (sampled <= 1)).to(images.dtype)
     inside = inside.view(n, h * w, 1)
-    columns = torch.einsum("npi,njpi->npj", d_sample.reshape(n, h * w, 2),
-                           d_grid.view(n, 6, h * w, 2))
+    columns = torch.einsum(
+        "npi,njpi->npj", d_sample.reshape(n, h * w, 2), d_grid.view(n, 6, h * w, 2)
+    )
     return columns * inside
 
 
@@ -70,8 +78,9 @@ class TangentSpace:
 
     def __init__(self, basis: Tensor):
         if basis.ndim != 3:
-            raise ValueError(f"basis must have shape [N, D, k], "
-                             f"got {tuple(basis.shape)}")
+            raise ValueError(
+                f"basis must have shape [N, D, k], got {tuple(basis.shape)}"
+            )
         self.basis = basis
 
     @classmethod
@@ -81,8 +90,9 @@ class TangentSpace:
         return cls(q)
 
     @classmethod
-    def of(cls, decoder: FontDecoder, font: Tensor, letter: Tensor,
-           theta: Tensor) -> "TangentSpace":
+    def of(
+        cls, decoder: FontDecoder, font: Tensor, letter: Tensor, theta: Tensor
+    ) -> "TangentSpace":
         """The tangent spaces of the FONTS manifold at dec(font, letter, θ)."""
         return cls.from_jacobian(jacobian(decoder, font, letter, theta))
 
@@ -96,7 +106,9 @@ class TangentSpace:
         """P v = Q (Qᵀ v) per example, ``v`` of shape ``[N, D]`` (labels ignored)."""
         flat = v.reshape(v.shape[0], -1)
         if flat.shape[0] != len(self) or flat.shape[1] != self.basis.shape[1]:
-            raise ValueError(f"v must have shape [{len(self)}, {self.basis.shape[1]}], "
-                             f"got {tuple(flat.shape)}")
+            raise ValueError(
+                f"v must have shape [{len(self)}, {self.basis.shape[1]}], "
+                f"got {tuple(flat.shape)}"
+            )
         coeff = torch.einsum("ndk,nd->nk", self.basis, flat)
         return torch.einsum("ndk,nk->nd", self.basis, coeff)

@@ -21,6 +21,7 @@ torchattacks clamps every iterate to [0, 1]. Data that live elsewhere (PMNIST le
 [lo, hi] wide enough that the ε-ball never touches it, so the threat model is the
 same unboxed L∞ ball.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def is_margin(name: str) -> bool:
 
 def _margin_logits(forward: Forward, y: Tensor) -> Forward:
     """v ↦ logits (0, M(v)) with M = max_{j≠y} f_j(v) − f_y(v), for a full batch."""
+
     def two_class(v: Tensor) -> Tensor:
         if len(v) != len(y):
             raise RuntimeError("margin logits need the whole batch (labels are fixed)")
@@ -75,9 +77,18 @@ def _margin_logits(forward: Forward, y: Tensor) -> Forward:
     return two_class
 
 
-def margin_pgd(forward: Forward, x: Tensor, y: Tensor, *, eps: float, steps: int = 100,
-               restarts: int = 1, lower=0.0, upper=1.0,
-               seed: int = 0) -> attacks.AttackResult:
+def margin_pgd(
+    forward: Forward,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    steps: int = 100,
+    restarts: int = 1,
+    lower=0.0,
+    upper=1.0,
+    seed: int = 0,
+) -> attacks.AttackResult:
     """L∞ sign-PGD on the Carlini–Wagner margin M = max_{j≠y} f_j − f_y (fooled: M > 0).
 
     Implemented with the shared :func:`attacks.pgd` on the two logits (0, M) and label
@@ -86,15 +97,35 @@ def margin_pgd(forward: Forward, x: Tensor, y: Tensor, *, eps: float, steps: int
     the one of largest margin over steps and restarts.
     """
     zeros = torch.zeros_like(y)
-    result = attacks.pgd(_margin_logits(forward, y), x, zeros, eps=eps, steps=steps,
-                         lower=lower, upper=upper, restarts=restarts, mode="best",
-                         batch_size=max(1, len(x)), seed=seed)
+    result = attacks.pgd(
+        _margin_logits(forward, y),
+        x,
+        zeros,
+        eps=eps,
+        steps=steps,
+        lower=lower,
+        upper=upper,
+        restarts=restarts,
+        mode="best",
+        batch_size=max(1, len(x)),
+        seed=seed,
+    )
     return result
 
 
-def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
-                 box: tuple[float | None, float | None], steps: int, restarts: int,
-                 seed: int, margin: bool = True, targets: int = 9) -> dict[str, Tensor]:
+def _third_party(
+    forward: Forward,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    box: tuple[float | None, float | None],
+    steps: int,
+    restarts: int,
+    seed: int,
+    margin: bool = True,
+    targets: int = 9,
+) -> dict[str, Tensor]:
     """Successes (label changed) of torchattacks' FGSM, PGD and APGD-CE, and with
     ``margin`` of APGD-DLR and APGD-T (``targets`` target classes)."""
     import torchattacks
@@ -106,20 +137,40 @@ def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
     u, e = (x - lo) / (hi - lo), eps / (hi - lo)
     suite = {
         "torchattacks FGSM": torchattacks.FGSM(wrapped, eps=e),
-        "torchattacks PGD": torchattacks.PGD(wrapped, eps=e, alpha=2.5 * e / steps,
-                                             steps=steps, random_start=True),
+        "torchattacks PGD": torchattacks.PGD(
+            wrapped, eps=e, alpha=2.5 * e / steps, steps=steps, random_start=True
+        ),
         "torchattacks APGD-CE": torchattacks.APGD(
-            wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts, loss="ce",
-            seed=seed),
+            wrapped,
+            norm="Linf",
+            eps=e,
+            steps=steps,
+            n_restarts=restarts,
+            loss="ce",
+            seed=seed,
+        ),
     }
     if margin:
         with torch.no_grad():
             n_classes = wrapped(u[:1]).shape[1]
         suite["torchattacks APGD-DLR"] = torchattacks.APGD(
-            wrapped, norm="Linf", eps=e, steps=steps, n_restarts=restarts, loss="dlr",
-            seed=seed)
-        apgdt = torchattacks.APGDT(wrapped, norm="Linf", eps=e, steps=steps,
-                                   n_restarts=1, seed=seed, n_classes=n_classes)
+            wrapped,
+            norm="Linf",
+            eps=e,
+            steps=steps,
+            n_restarts=restarts,
+            loss="dlr",
+            seed=seed,
+        )
+        apgdt = torchattacks.APGDT(
+            wrapped,
+            norm="Linf",
+            eps=e,
+            steps=steps,
+            n_restarts=1,
+            seed=seed,
+            n_classes=n_classes,
+        )
         apgdt.n_target_classes = max(1, min(int(targets), n_classes - 1))
         suite["torchattacks APGD-T"] = apgdt
     found = {}
@@ -131,7 +182,8 @@ def _third_party(forward: Forward, x: Tensor, y: Tensor, eps: float, *,
         delta = (u_adv - u).abs().max().item() * (hi - lo)
         if delta > eps * (1 + 1e-4):
             raise RuntimeError(
-                f"{name} left the ε-ball: ‖δ‖∞ = {delta:.5f} > ε = {eps}")
+                f"{name} left the ε-ball: ‖δ‖∞ = {delta:.5f} > ε = {eps}"
+            )
     return found
 
 
@@ -140,8 +192,8 @@ class Verification:
     """Per-attack robust accuracies, their minimum, and masking flags at one ε."""
 
     eps: float
-    clean: Tensor                  # bool [N]: correctly classified without attack
-    successes: dict[str, Tensor]   # attack name → bool [N]: label changed
+    clean: Tensor  # bool [N]: correctly classified without attack
+    successes: dict[str, Tensor]  # attack name → bool [N]: label changed
 
     @property
     def robust(self) -> Tensor:
@@ -149,8 +201,10 @@ class Verification:
         return self.clean & ~fooled
 
     def accuracies(self) -> dict[str, float]:
-        out = {name: (self.clean & ~s).float().mean().item()
-               for name, s in self.successes.items()}
+        out = {
+            name: (self.clean & ~s).float().mean().item()
+            for name, s in self.successes.items()
+        }
         out["worst case"] = self.robust.float().mean().item()
         return out
 
@@ -177,18 +231,33 @@ class Verification:
         rows = []
         for n, s in self.successes.items():
             accuracy = (self.clean & ~s).float().mean().item()
-            rows.append({"attack": n,
-                         "loss": "margin" if is_margin(n) else "cross-entropy",
-                         "accuracy": accuracy,
-                         "lowers clean accuracy by": clean - accuracy,
-                         "lowers CE worst case by": base - self.worst_case(ce + [n])})
+            rows.append(
+                {
+                    "attack": n,
+                    "loss": "margin" if is_margin(n) else "cross-entropy",
+                    "accuracy": accuracy,
+                    "lowers clean accuracy by": clean - accuracy,
+                    "lowers CE worst case by": base - self.worst_case(ce + [n]),
+                }
+            )
         return rows
 
 
-def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0),
-           steps: int = 40, strong_steps: int = 200, restarts: int = 5, seed: int = 0,
-           third_party: bool = True, margin: bool = True,
-           targets: int = 9) -> Verification:
+def verify(
+    forward: Forward,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    box=(0.0, 1.0),
+    steps: int = 40,
+    strong_steps: int = 200,
+    restarts: int = 5,
+    seed: int = 0,
+    third_party: bool = True,
+    margin: bool = True,
+    targets: int = 9,
+) -> Verification:
     """Attack with our PGD (the chapter's setting and a strong one), our FGSM and, when
     installed and ``third_party``, torchattacks' FGSM, PGD and APGD-CE. With ``margin``
     also our CW-margin PGD (``strong_steps`` × ``restarts``) and torchattacks' APGD-DLR
@@ -199,23 +268,60 @@ def verify(forward: Forward, x: Tensor, y: Tensor, eps: float, *, box=(0.0, 1.0)
     with torch.no_grad():
         clean = forward(x).argmax(1) == y
     ours = {
-        "ours FGSM": attacks.fgsm(forward, x, y, eps=eps, lower=lower,
-                                  upper=upper).success,
-        f"ours PGD-{steps}": attacks.pgd(forward, x, y, eps=eps, steps=steps,
-                                         lower=lower, upper=upper, mode="first",
-                                         seed=seed).success,
+        "ours FGSM": attacks.fgsm(
+            forward, x, y, eps=eps, lower=lower, upper=upper
+        ).success,
+        f"ours PGD-{steps}": attacks.pgd(
+            forward,
+            x,
+            y,
+            eps=eps,
+            steps=steps,
+            lower=lower,
+            upper=upper,
+            mode="first",
+            seed=seed,
+        ).success,
         f"ours PGD-{strong_steps}×{restarts}": attacks.pgd(
-            forward, x, y, eps=eps, steps=strong_steps, restarts=restarts, lower=lower,
-            upper=upper, mode="first", seed=seed + 1).success,
+            forward,
+            x,
+            y,
+            eps=eps,
+            steps=strong_steps,
+            restarts=restarts,
+            lower=lower,
+            upper=upper,
+            mode="first",
+            seed=seed + 1,
+        ).success,
     }
     if margin:
         ours[f"ours PGD-CW-{strong_steps}×{restarts}"] = margin_pgd(
-            forward, x, y, eps=eps, steps=strong_steps, restarts=restarts, lower=lower,
-            upper=upper, seed=seed + 2).success
+            forward,
+            x,
+            y,
+            eps=eps,
+            steps=strong_steps,
+            restarts=restarts,
+            lower=lower,
+            upper=upper,
+            seed=seed + 2,
+        ).success
     if third_party and torchattacks_available():
-        ours.update(_third_party(forward, x, y, eps, box=box, steps=steps,
-                                 restarts=restarts, seed=seed, margin=margin,
-                                 targets=targets))
+        ours.update(
+            _third_party(
+                forward,
+                x,
+                y,
+                eps,
+                box=box,
+                steps=steps,
+                restarts=restarts,
+                seed=seed,
+                margin=margin,
+                targets=targets,
+            )
+        )
     return Verification(eps, clean, ours)
 
 
@@ -227,8 +333,13 @@ def zero_gradient_fraction(forward: Forward, x: Tensor, y: Tensor) -> float:
     return (g.flatten(1).abs().amax(1) == 0).float().mean().item()
 
 
-def masking_flags(verification: Verification, large_eps_accuracy: float,
-                  zero_gradients: float, *, tolerance: float = 0.01) -> dict[str, bool]:
+def masking_flags(
+    verification: Verification,
+    large_eps_accuracy: float,
+    zero_gradients: float,
+    *,
+    tolerance: float = 0.01,
+) -> dict[str, bool]:
     """AutoAttack-style warning signs of gradient masking (True = suspicious)."""
     acc = verification.accuracies()
     fgsm = min(v for k, v in acc.items() if "FGSM" in k)
