@@ -183,18 +183,59 @@ def train(
     """Adam on ``objective`` over shuffled mini-batches; the learning rate is multiplied
     by ``lr_decay`` after each epoch. Returns one ``{"epoch", "loss"}`` row per
     epoch."""
+    _check_loop(epochs, batch_size)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+
+    def epoch_batches():
+        for xb, yb in batches(
+            x, y, batch_size=batch_size, shuffle=True, generator=generator
+        ):
+            yield xb, yb, len(xb)
+
+    return _adam_loop(
+        model,
+        objective or cross_entropy(),
+        epoch_batches,
+        groups=1,
+        epochs=epochs,
+        n_batches=-(-len(x) // batch_size),
+        lr=lr,
+        weight_decay=weight_decay,
+        lr_decay=lr_decay,
+        desc=desc,
+        progress=progress,
+    )
+
+
+def _check_loop(epochs, batch_size) -> None:
     if int(epochs) != epochs or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    objective = objective or cross_entropy()
+
+
+def _adam_loop(
+    model,
+    objective,
+    epoch_batches,
+    *,
+    groups,
+    epochs,
+    n_batches,
+    lr,
+    weight_decay,
+    lr_decay,
+    desc,
+    progress,
+) -> list[dict]:
+    """Adam on groups × objective over the (x, y, examples per member) batches that
+    ``epoch_batches()`` yields in each epoch; lr × ``lr_decay`` after each epoch.
+    Returns one ``{"epoch", "loss"}`` row per epoch (the members' mean loss)."""
     flush_denormals()
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=lr_decay)
     history = []
-    n_batches = (len(x) + batch_size - 1) // batch_size
     bar = tqdm(
         total=epochs * n_batches,
         desc=desc,
@@ -205,14 +246,14 @@ def train(
     model.train()
     for epoch in range(epochs):
         total, seen = 0.0, 0
-        for xb, yb in batches(
-            x, y, batch_size=batch_size, shuffle=True, generator=generator
-        ):
+        for xb, yb, n in epoch_batches():
             loss = objective(model, xb, yb)
+            if groups > 1:
+                loss = groups * loss
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total, seen = total + loss.item() * len(xb), seen + len(xb)
+            total, seen = total + loss.item() / groups * n, seen + n
             bar.update(1)
         schedule.step()
         history.append({"epoch": epoch + 1, "loss": total / seen})
@@ -253,43 +294,28 @@ def train_group(
     seeds = [int(s) for s in seeds]
     if groups < 1 or len(seeds) != groups:
         raise ValueError(f"seeds must give one seed per member ({groups}), got {seeds}")
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    objective = objective or cross_entropy()
-    flush_denormals()
+    _check_loop(epochs, batch_size)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=lr_decay)
-    history = []
-    n_batches = (len(x) + batch_size - 1) // batch_size
-    bar = tqdm(
-        total=epochs * n_batches,
-        desc=desc,
-        disable=not progress,
-        mininterval=2.0,
-        unit="batch",
-    )
-    model.train()
-    for epoch in range(epochs):
-        total, seen = 0.0, 0
+
+    def epoch_batches():
         streams = [
             batches(x, y, batch_size=batch_size, shuffle=True, generator=g)
             for g in generators
         ]
         for parts in zip(*streams):
-            xb, yb = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-            loss = groups * objective(model, xb, yb)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total += loss.item() / groups * len(parts[0])
-            seen += len(parts[0])
-            bar.update(1)
-        schedule.step()
-        history.append({"epoch": epoch + 1, "loss": total / seen})
-        bar.set_postfix(epoch=epoch + 1, loss=f"{total / seen:.4f}")
-    bar.close()
-    model.eval()
-    return history
+            xb = torch.cat([p[0] for p in parts])
+            yield xb, torch.cat([p[1] for p in parts]), len(parts[0])
+
+    return _adam_loop(
+        model,
+        objective or cross_entropy(),
+        epoch_batches,
+        groups=groups,
+        epochs=epochs,
+        n_batches=-(-len(x) // batch_size),
+        lr=lr,
+        weight_decay=weight_decay,
+        lr_decay=lr_decay,
+        desc=desc,
+        progress=progress,
+    )
