@@ -370,8 +370,10 @@ def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
     site.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, site / name)
-    shutil.rmtree(site / "book", ignore_errors=True)
-    shutil.copytree(root / "book", site / "book")
+    for folder in ("book", "_static"):  # _static: the book's CSS (Jupyter Book adds it)
+        shutil.rmtree(site / folder, ignore_errors=True)
+        if (root / folder).is_dir():
+            shutil.copytree(root / folder, site / folder)
     left_out = []
     for chapter in every:
         stub = site / "notebooks" / f"{chapter.stem}.md"
