@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from . import attacks, paths, pmnist, verification
+from . import attacks, figures, pmnist, verification
 from .manifolds import knn
 from .manifolds.linear import ATTACK_BOX
 from .profiles import select
@@ -300,13 +300,8 @@ def knn_grading(adversarial, x, train, ks, exact) -> pd.DataFrame:
 
 # -- figures ---------------------------------------------------------------------------
 def save(fig, name: str) -> None:
-    from myst_nb import glue
-
-    fig.savefig(
-        paths.figures_dir() / f"04_bridge_{name}.png", dpi=150, bbox_inches="tight"
-    )
-    glue(f"fig_bridge_{name}", fig, display=False)
-    plt.close(fig)
+    """Glue as ``fig_bridge_<name>``; write ``<figures>/04_bridge_<name>.png``."""
+    figures.save(fig, "04_bridge", name, glue_as=f"fig_bridge_{name}")
 
 
 def plot_distances(successful: pd.DataFrame):

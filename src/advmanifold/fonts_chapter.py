@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from . import decoders, fonts, models, profiles, training
+from . import decoders, figures, fonts, models, profiles, training
 from .units import Unit
 
 STEM = "01_fonts"
@@ -323,29 +323,13 @@ SET_ORDER = ("test", "on-manifold adversarial", "regular adversarial")
 
 
 def style() -> None:
-    """The chapter's seaborn theme."""
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
+    """The book's seaborn theme (:func:`advmanifold.figures.style`)."""
+    figures.style()
 
 
 def save_figure(fig, name: str) -> None:
-    """Glue ``fig`` as ``fig_<name>`` for the page and write it as PNG next to the
-    results (``<figures>/01_fonts_<name>.png``)."""
-    import matplotlib.pyplot as plt
-
-    from . import paths
-
-    try:
-        from myst_nb import glue
-    except ImportError:  # outside the book
-        glue = None
-    if glue is not None:
-        glue(f"fig_{name}", fig, display=False)
-    fig.savefig(
-        paths.figures_dir() / f"{STEM}_{name}.png", dpi=150, bbox_inches="tight"
-    )
-    plt.close(fig)
+    """Glue ``fig`` as ``fig_<name>``; write ``<figures>/01_fonts_<name>.png``."""
+    figures.save(fig, STEM, name)
 
 
 def _image(ax, image: Tensor) -> None:

@@ -53,7 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import alignment, attacks, claims, decoders, fonts, models, profiles, training
+from . import alignment, attacks, claims, decoders, figures, fonts, models, profiles
+from . import training
 from .decoders import FontDecoder
 from .tangent import TangentSpace
 from .units import Unit
@@ -1059,17 +1060,5 @@ def plot_scatter(frame: pd.DataFrame, *, x="test_error", y="onmanifold_success")
 
 
 def save_figure(fig, name: str) -> None:
-    """Glue ``fig`` as ``fig_<name>`` for the page; write it as PNG by the results."""
-    import matplotlib.pyplot as plt
-
-    from . import paths
-
-    try:
-        from myst_nb import glue
-
-        glue(f"fig_{name}", fig, display=False)
-    except ImportError:  # outside the book
-        pass
-    path = paths.figures_dir() / f"{STEM}_{name}.png"
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    """Glue as ``fig_<name>``; write ``<figures>/06_generalization_<name>.png``."""
+    figures.save(fig, STEM, name)

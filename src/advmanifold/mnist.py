@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from . import cache, generative, models, profiles, training
+from . import cache, figures, generative, models, profiles, training
 from .data import load_mnist
 from .units import Unit
 
@@ -314,27 +314,13 @@ KIND_PALETTE = {
 
 
 def style() -> None:
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
+    """The book's seaborn theme (:func:`advmanifold.figures.style`)."""
+    figures.style()
 
 
 def save_figure(fig, name: str) -> None:
-    """Glue ``fig`` as ``name`` and write ``<figures>/02_mnist_<name>.png``."""
-    import matplotlib.pyplot as plt
-
-    from . import paths
-
-    try:
-        from myst_nb import glue
-    except ImportError:  # outside the book
-        glue = None
-    if glue is not None:
-        glue(name, fig, display=False)
-    fig.savefig(
-        paths.figures_dir() / f"{STEM}_{name}.png", dpi=150, bbox_inches="tight"
-    )
-    plt.close(fig)
+    """Glue ``fig`` as ``name``; write ``<figures>/02_mnist_<name>.png``."""
+    figures.save(fig, STEM, name, glue_as=name)
 
 
 def _image(ax, image: Tensor) -> None:

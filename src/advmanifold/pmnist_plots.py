@@ -13,27 +13,21 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from . import boundaries, models, paths
+from . import boundaries, figures, models
 from .pmnist import MODELS, NAMES
 
 ORDER = [NAMES[m] for m in MODELS]
 
 
 def style() -> dict[str, tuple]:
-    """Set the chapter's seaborn theme; the colour of each model's display name."""
-    sns.set_theme(style="whitegrid", context="notebook")
+    """Set the book's theme; the colour of each model's display name."""
+    figures.style()
     return dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
 
 
 def save(fig, name: str, stem: str = "03_pmnist") -> None:
-    """Write ``<figures>/<stem>_<name>.png``, glue it as ``fig_<name>``, close it."""
-    from myst_nb import glue
-
-    fig.savefig(
-        paths.figures_dir() / f"{stem}_{name}.png", dpi=150, bbox_inches="tight"
-    )
-    glue(f"fig_{name}", fig, display=False)
-    plt.close(fig)
+    """Glue ``fig`` as ``fig_<name>``; write ``<figures>/<stem>_<name>.png``."""
+    figures.save(fig, stem, name)
 
 
 def images(mnist: torch.Tensor, projected: torch.Tensor, y: torch.Tensor):
