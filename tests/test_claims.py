@@ -173,6 +173,21 @@ def test_paper_record_is_read_from_results_paper_at_book_root(tmp_path, monkeypa
     assert claims.paper_record(tmp_path / "elsewhere") == {}
 
 
+def test_a_paper_run_on_part_of_the_grid_says_so_in_every_verdict():
+    judge = lambda results: claims.Verdict(claims.REPRODUCED, "0.5", "a rule")  # noqa: E731
+    claim = claims.Claim("k", "stutz", "06_generalization", "fig", "t", "", judge)
+    full = {"profile": "paper", "n_large": 40_000, "n_seeds": 5}
+    part = {**full, "n_large": 1000, "n_seeds": 2}
+    found = claim.verdict({"06_generalization": part})
+    assert found.verdict == claims.REPRODUCED and found.measured == "0.5"
+    assert found.note == "reduced paper grid: largest N 1,000 of 40,000, seeds 2 of 5"
+    assert claim.verdict({"06_generalization": full}).note == ""
+    quick = {**part, "profile": "quick"}  # other profiles choose their own grid
+    assert claim.verdict({"06_generalization": quick}).note == ""
+    fewer_seeds = claim.verdict({"06_generalization": {**full, "n_seeds": 3}})
+    assert fewer_seeds.note == "reduced paper grid: seeds 3 of 5"
+
+
 # ------------------------------------------------------------ rendering
 
 

@@ -9,7 +9,9 @@ claimed sign. Thresholds are this book's choices and are printed with each verdi
 
 A chapter that ran on a fallback (its results carry a flag of :data:`FALLBACKS`, e.g.
 FONTS on fewer legible faces than its profile asks for) measures something else than
-the paper: its claims are *not comparable*, whatever the rule says.
+the paper: its claims are *not comparable*, whatever the rule says. A ``paper`` run on
+part of the original grid (:data:`GRIDS`) is judged as usual, and each of its verdicts
+says which part.
 
 The ledger is judged twice: on this build's results (``_build/results``) and on the
 committed paper-scale record (``results/paper/<stem>.json`` at the book's root,
@@ -25,7 +27,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Mapping
 
@@ -53,6 +55,17 @@ FALLBACKS: dict[str, tuple[str, str, str]] = {
         "FONTS ran on fallback fonts: {n_fonts:.0f} legible faces, fewer than its "
         "profile asks for",
         "FONTS ran on fallback fonts, fewer legible faces than its profile asks for",
+    ),
+}
+
+#: Chapters whose ``paper`` runs may cover part of the original grid, with the result
+#: keys that say how much: (key, setting of the ``paper`` profile it is measured
+#: against, what it counts). The setting is ``(module, name)``; a sequence means its
+#: largest element.
+GRIDS: dict[str, tuple[tuple[str, tuple[str, str], str], ...]] = {
+    "06_generalization": (
+        ("n_large", ("generalization", "sizes"), "largest N"),
+        ("n_seeds", ("generalization", "n_seeds"), "seeds"),
     ),
 }
 
@@ -85,6 +98,22 @@ def fallback_reason(results: Results, stem: str) -> str:
         return plain
 
 
+def reduced_grid(results: Results, stem: str) -> str:
+    """How a ``paper`` run of chapter ``stem`` falls short of the original grid, e.g.
+    "reduced paper grid: largest N 1,000 of 40,000, seeds 2 of 5" ("" if it does not,
+    or for other profiles)."""
+    record = results.get(stem)
+    if stem not in GRIDS or not record or record.get("profile") != "paper":
+        return ""
+    short = []
+    for key, (module, name), label in GRIDS[stem]:
+        full = importlib.import_module(f"advmanifold.{module}").SETTINGS["paper"][name]
+        full = max(full) if isinstance(full, (tuple, list)) else full
+        if key in record and float(record[key]) < full:
+            short.append(f"{label} {float(record[key]):,.0f} of {full:,}")
+    return "reduced paper grid: " + ", ".join(short) if short else ""
+
+
 @dataclass(frozen=True)
 class Claim:
     key: str
@@ -105,7 +134,9 @@ class Claim:
         reason = fallback_reason(results, self.chapter)
         if reason:
             return Verdict(NOT_COMPARABLE, found.measured, found.rule, reason)
-        return found
+        scope = reduced_grid(results, self.chapter)
+        note = "; ".join(x for x in (found.note, scope) if x)
+        return replace(found, note=note) if scope else found
 
 
 def _value(results: Results, stem: str, key: str) -> float:
