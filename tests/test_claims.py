@@ -186,6 +186,9 @@ def test_a_paper_run_on_part_of_the_grid_says_so_in_every_verdict():
     assert claim.verdict({"06_generalization": quick}).note == ""
     fewer_seeds = claim.verdict({"06_generalization": {**full, "n_seeds": 3}})
     assert fewer_seeds.note == "reduced paper grid: seeds 3 of 5"
+    frame = claims.ledger({}, {"06_generalization": part}, [claim])
+    glance = claims.glance_markdown(frame)  # the intro's table says it too
+    assert r"reduced paper grid\: largest N 1,000 of 40,000" in glance
 
 
 # ------------------------------------------------------------ rendering

@@ -771,7 +771,8 @@ def glance_markdown(
     frame, linked: Collection[str] = (), in_book: Collection[str] | None = None
 ) -> str:
     """The intro's results at a glance: claim, the paper's value, ours (this build),
-    the paper-scale record (both with their verdicts), and the figure."""
+    the paper-scale record (both with their verdicts and notes, e.g. a reduced grid),
+    and the figure."""
     record = "record_verdict" in frame
     header = (
         ["claim", "paper", "this build"] + ["paper-scale record"] * record + ["figure"]
@@ -781,10 +782,14 @@ def glance_markdown(
         cells = [
             escape(row.claim),
             escape(row.paper) or "–",
-            verdict_cell(row.verdict, row.measured),
+            verdict_cell(row.verdict, row.measured, note=row.note),
         ]
         if record:
-            cells.append(verdict_cell(row.record_verdict, row.record_measured))
+            cells.append(
+                verdict_cell(
+                    row.record_verdict, row.record_measured, note=row.record_note
+                )
+            )
         cells.append(figure_link(row.chapter, row.figure, linked, in_book))
         rows.append(cells)
     widths = [36, 10, 22, 22, 10] if record else [45, 12, 30, 13]
