@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .compute import flush_denormals
+
 Forward = Callable[[Tensor], Tensor]
 Bound = float | Tensor | None
 
@@ -193,9 +195,7 @@ def pgd(
         raise ValueError(
             f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}"
         )
-    torch.set_flush_denormal(
-        True
-    )  # see training.flush_denormals (attacks import no training)
+    flush_denormals()
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     out, success = (
         x.detach().clone(),

@@ -51,7 +51,7 @@ from tqdm.std import tqdm
 
 from . import attacks
 from .models import conv_stack, predict
-from .training import flush_denormals
+from .compute import flush_denormals
 
 LATENT = 10
 BETAS = (2.25, 5.0, 2.25, 2.25, 2.25, 2.25, 2.25, 3.0, 2.25, 2.25)

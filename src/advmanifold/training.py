@@ -17,21 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
-from . import attacks
+from . import attacks, models
+from .compute import flush_denormals
 from .data import batches
 
 Objective = Callable[[nn.Module, Tensor, Tensor], Tensor]
-
-
-def flush_denormals() -> None:
-    """Treat denormal floats as zero on the CPU.
-
-    Long Adam runs fill the optimiser state with denormals (|x| < 1.2e-38), which
-    x86 CPUs process about 10× slower: measured on the FONTS ConvNet, 168 batches/s
-    fell to 11 after about 8,000 batches without this, and held at 115–140 with it.
-    The values lost are below float32's normal range. No effect on GPUs.
-    """
-    torch.set_flush_denormal(True)
 
 
 def cross_entropy() -> Objective:
@@ -54,16 +44,13 @@ def adversarial_examples(
     upper=1.0,
     seed: int | None = None,
 ) -> Tensor:
-    """PGD examples of largest loss against ``model`` (evaluated in eval mode, weights
-    untouched)."""
-    was_training = model.training
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
+    """PGD examples of largest loss against ``model``, attacked through its
+    :func:`advmanifold.models.attack_view` in eval mode (weights untouched)."""
+    with models.frozen(model):
+        view = models.attack_view(model)
         if getattr(model, "groups", 1) > 1:
             result = _grouped_pgd(
-                model,
+                view,
                 x,
                 y,
                 eps=eps,
@@ -72,10 +59,11 @@ def adversarial_examples(
                 lower=lower,
                 upper=upper,
                 seed=seed,
+                groups=model.groups,
             )
         else:
             result = attacks.pgd(
-                model,
+                view,
                 x,
                 y,
                 eps=eps,
@@ -87,21 +75,26 @@ def adversarial_examples(
                 batch_size=len(x),
                 seed=seed,
             )
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.train(was_training)
     return result.adversarial
 
 
 def _grouped_pgd(
-    model: nn.Module, x: Tensor, y: Tensor, *, eps, steps, step_size, lower, upper, seed
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps,
+    steps,
+    step_size,
+    lower,
+    upper,
+    seed,
+    groups: int,
 ) -> attacks.AttackResult:
     """``attacks.pgd`` (mode "best") on the members of a grouped model (``model.groups``
     blocks of examples), each block from the random start a single model draws with
     ``seed``: the start is drawn once and repeated, and the ε-ball around x is passed
     as explicit bounds (the attack's own ball, 3ε around the start, never binds)."""
-    groups = model.groups
     step_size = 2.5 * eps / steps if step_size is None else step_size
     lo, hi = x - eps, x + eps
     if lower is not None:
