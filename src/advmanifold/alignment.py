@@ -7,10 +7,17 @@ manifold's tangent space (:class:`advmanifold.manifolds.linear.LinearManifold`):
                paper's metric and loss;
 - cosine       ‖P g‖ / ‖g‖   (in [0, 1]; the cosine of the angle between g and the
                manifold; the paper's Fig. 1 reports this one);
-- rejection    ‖g − P g‖     (the off-manifold part's norm).
+- rejection    ‖g − P g‖     (the off-manifold part's norm);
+- rejection share  (‖g − P g‖² + ε) / (‖g‖² + ε)   (= 1 − cosine² for ‖g‖² ≫ ε; in
+               [0, 1]; a zero gradient scores 1, the worst value).
 
-The alignment objective is α · mean_batch ‖g‖/‖Pg‖, differentiated with respect to the
-weights by double backpropagation (``create_graph=True``). :func:`aligned_cross_entropy`
+The alignment objective is α · mean_batch m(g) for one of these measures m (the paper's
+ratio by default), differentiated with respect to the weights by double backpropagation
+(``create_graph=True``). The ratio is unbounded: on FONTS with adversarial training its
+pull outweighs a weak cross-entropy and the network stops classifying (the
+generalization chapter's AlignedAdv, test error ≈ 0.89), so that chapter uses the
+bounded rejection share, whose zero-gradient value is its maximum: a network cannot
+lower it by going flat. :func:`aligned_cross_entropy`
 is the paper's loss CE + α · ratio from ONE forward pass (the gradient of the summed CE
 is both the loss's input gradient and the penalty's g); :func:`alignment_penalty` is the
 penalty alone, to compose with other objectives, e.g. adversarial training::
@@ -28,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: floor of ‖P g‖ in the ratio, so an (almost) orthogonal gradient gives a large,
-#: finite penalty.
+#: finite penalty; also the ε of the rejection share.
 TINY = 1e-12
 
 
@@ -79,9 +86,27 @@ def norms(
 
 
 def ratio(g: Tensor, manifold, labels: Tensor | None = None) -> Tensor:
-    """‖g‖ / ‖P g‖ per example (≥ 1; 1 for a gradient inside the subspace)."""
+    """‖g‖ / ‖P g‖ per example (≥ 1; 1 for a gradient inside the subspace, and 1 for
+    g = 0, the ratio's minimum: a zero gradient never scores below an aligned one)."""
     full, on, _ = norms(g, manifold, labels)
-    return full / on.clamp_min(TINY)
+    return torch.where(full > 0, full / on.clamp_min(TINY), torch.ones_like(full))
+
+
+def rejection_share(g: Tensor, manifold, labels: Tensor | None = None) -> Tensor:
+    """(‖g − P g‖² + ε) / (‖g‖² + ε) per example, ε = :data:`TINY`: the share of the
+    gradient's squared norm off the manifold, in [0, 1]; 1 (the maximum) for g = 0."""
+    full, _, off = norms(g, manifold, labels)
+    return (off.square() + TINY) / (full.square() + TINY)
+
+
+#: the measures an alignment objective can penalise
+PENALTIES = {"ratio": ratio, "rejection_share": rejection_share}
+
+
+def _penalty(measure: str):
+    if measure not in PENALTIES:
+        raise ValueError(f"measure must be one of {tuple(PENALTIES)}, got {measure!r}")
+    return PENALTIES[measure]
 
 
 def cosine(g: Tensor, manifold, labels: Tensor | None = None) -> Tensor:
@@ -105,7 +130,7 @@ def alignment_frame(
     return pd.DataFrame(
         {
             "grad_norm": full.numpy(),
-            "ratio": (full / on.clamp_min(TINY)).numpy(),
+            "ratio": torch.where(full > 0, full / on.clamp_min(TINY), 1.0).numpy(),
             "cosine": (on / full).where(full > 0, torch.nan).numpy(),
             "rejection": off.numpy(),
             **columns,
@@ -113,9 +138,12 @@ def alignment_frame(
     )
 
 
-def alignment_penalty(manifold, alpha: float = 1.0, *, labels_from: str = "true"):
-    """Objective f(model, x, y) = α · mean_i ‖g_i‖/‖P g_i‖ with g_i = ∇ₓ CE (double
-    backprop).
+def alignment_penalty(
+    manifold, alpha: float = 1.0, *, labels_from: str = "true", measure: str = "ratio"
+):
+    """Objective f(model, x, y) = α · mean_i m(g_i) with g_i = ∇ₓ CE (double
+    backprop) and m = ``measure`` (:data:`PENALTIES`; the paper's ‖g‖/‖P g‖ by
+    default).
 
     For a per-class manifold each gradient is projected onto the subspace of the
     example's true label (``labels_from="true"``, the only choice implemented: the
@@ -125,35 +153,31 @@ def alignment_penalty(manifold, alpha: float = 1.0, *, labels_from: str = "true"
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
     if labels_from != "true":
         raise ValueError(f"labels_from must be 'true', got {labels_from!r}")
+    m = _penalty(measure)
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         g = input_gradients(model, x, y, create_graph=True)
-        return (
-            alpha
-            * ratio(g, manifold, y if manifold.mode == "per_class" else None).mean()
-        )
+        return alpha * m(g, manifold, y if manifold.mode == "per_class" else None).mean()
 
-    objective.__name__ = f"alignment(alpha={alpha})"
+    objective.__name__ = f"alignment(alpha={alpha}, {measure})"
     return objective
 
 
-def aligned_cross_entropy(manifold, alpha: float = 1.0):
-    """Objective f(model, x, y) = mean_i CE_i + α · mean_i ‖g_i‖/‖P g_i‖,
-    g_i = ∇_{x_i} CE_i, from one forward pass (equal to
+def aligned_cross_entropy(manifold, alpha: float = 1.0, *, measure: str = "ratio"):
+    """Objective f(model, x, y) = mean_i CE_i + α · mean_i m(g_i), g_i = ∇_{x_i} CE_i,
+    m = ``measure``, from one forward pass (equal to
     ``combined(cross_entropy(), alignment_penalty(...))``, which runs the model
     twice)."""
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    m = _penalty(measure)
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         x = x.detach().requires_grad_(True)
         loss = F.cross_entropy(model(x), y, reduction="sum")
         (g,) = torch.autograd.grad(loss, x, create_graph=True)
-        return (
-            loss / len(x)
-            + alpha
-            * ratio(g, manifold, y if manifold.mode == "per_class" else None).mean()
-        )
+        labels = y if manifold.mode == "per_class" else None
+        return loss / len(x) + alpha * m(g, manifold, labels).mean()
 
-    objective.__name__ = f"cross_entropy + alignment(alpha={alpha})"
+    objective.__name__ = f"cross_entropy + alignment(alpha={alpha}, {measure})"
     return objective
