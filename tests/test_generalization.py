@@ -3,6 +3,7 @@ examples, data streams, determinism, units and claims."""
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -101,8 +102,9 @@ def test_alignment_loss_equals_its_definition():
     alpha = 0.7
     idx = torch.arange(len(data))
     loss = G.objective("Aligned", data, dec, _settings(alpha=alpha))(model, idx, data.y)
-    # the definition, example by example, P = J (JᵀJ)⁻¹ Jᵀ by least squares (no QR)
-    ces, ratios = [], []
+    # the definition, example by example, P = J (JᵀJ)⁻¹ Jᵀ by least squares (no QR):
+    # CE + α · mean rejection share (‖g − P g‖² + ε)/(‖g‖² + ε), ε negligible here
+    ces, shares = [], []
     for i in range(len(data)):
         x = data.x[i : i + 1].clone().requires_grad_(True)
         ce = F.cross_entropy(model(x), data.y[i : i + 1])
@@ -114,8 +116,9 @@ def test_alignment_loss_equals_its_definition():
         coef = torch.linalg.lstsq(jac, g.unsqueeze(1)).solution
         pg = (jac @ coef).squeeze(1)
         ces.append(ce.item())
-        ratios.append((g.norm() / pg.norm()).item())
-    expected = sum(ces) / len(ces) + alpha * sum(ratios) / len(ratios)
+        shares.append(((g - pg).norm() ** 2 / g.norm() ** 2).item())
+    assert all(0 <= s <= 1 for s in shares)
+    expected = sum(ces) / len(ces) + alpha * sum(shares) / len(shares)
     assert loss.item() == pytest.approx(expected, rel=2e-3)
 
 
@@ -289,3 +292,48 @@ def test_rank_correlation_and_summary():
     row = table[(table.method == "Normal") & (table.n == 20)].iloc[0]
     assert row.test_error == pytest.approx(20.5)
     assert row.test_error_std == pytest.approx(math.sqrt(0.5))
+
+
+def _models_frame(rows):
+    frame = pd.DataFrame(rows, columns=["method", "n", "seed", "eval_key"])
+    for m in G.MEASURES:
+        frame[m] = 0.5
+    frame["train_key"] = "gen-cnn-" + frame["eval_key"]
+    return frame
+
+
+def test_a_second_recording_run_adds_its_new_row_and_changes_no_other(tmp_path):
+    first = _models_frame([("Normal", 250, 0, "a"), ("OnAdvTrain", 250, 0, "b")])
+    record = G.grow_record(G.read_record(tmp_path / "none.csv"), first, {
+        "commit": "1e53000", "finished": "2026-12-05", "machine": "here"})
+    path = tmp_path / "models.csv"
+    record.to_csv(path, index=False)
+    before = G.read_record(path)
+    assert before.commit.tolist() == ["1e53000", "1e53000"]  # a hash, not a float
+    # the next run finds the two recorded units again and builds one more
+    second = _models_frame(
+        [("Normal", 250, 0, "a"), ("OnAdvTrain", 250, 0, "b"), ("Normal", 500, 0, "c")]
+    )
+    second.loc[0, "test_error"] = 0.1  # even a differing re-evaluation changes nothing
+    grown = G.grow_record(before, second, {
+        "commit": "abc1234", "finished": "2026-12-06", "machine": "there"})
+    assert len(grown) == 3
+    pd.testing.assert_frame_equal(grown.iloc[:2], before)
+    assert grown.iloc[2][["method", "n", "eval_key", "commit"]].tolist() == [
+        "Normal", 500, "c", "abc1234"]
+
+
+def test_build_order_puts_seeds_then_sizes_first_and_evaluations_after_trainings():
+    from advmanifold.fanout import build_order
+
+    s = G.settings("smoke", sizes=(100, 200), n_seeds=2)
+    rows = G.grid(s)
+    units = [r["eval"] for r in rows]  # trainings and prototypes come as dependencies
+    order = build_order(reversed(units))
+    assert order[0].name == "fonts-prototypes"
+    position = {u.key: i for i, u in enumerate(order)}
+    for r in rows:
+        assert position[r["train"].key] < position[r["eval"].key]
+    ranks = [G.priority(u) for u in order[1:]]
+    assert ranks == sorted(ranks)
+    assert [G.priority(u)[:2] for u in order[1:3]] == [(0, 100), (0, 100)]

@@ -6,6 +6,8 @@
     python -m advmanifold.book --no-execute  # compile what was executed before
     python -m advmanifold.book --profile paper --plan  # units, cached or not, cost here
     python -m advmanifold.book --profile paper --workers 4  # build units on Dask first
+    python -m advmanifold.book --profile paper --only 06_generalization --budget 2h \
+        --record  # build what fits in two hours, record it, run the rest next time
 
 Chapters are the notebooks listed in ``_toc.yml``; their source of truth is
 ``notebooks/<stem>.py`` (jupytext py:percent). Each is converted, executed with
@@ -17,9 +19,12 @@ While a chapter runs, a heartbeat line every 30 s shows its current cell, the el
 time and the latest progress bar printed by the notebook (training, attacks).
 A chapter never executed in this tree is compiled as a placeholder page saying so.
 
-With ``--workers N`` (N > 1) or ``--scheduler ADDRESS`` the chapters' units (see
-:mod:`advmanifold.units`) are first built on Dask distributed
-(:mod:`advmanifold.fanout`); the notebooks then find them cached.
+The chapters' missing units (see :mod:`advmanifold.units`) are first built on Dask
+distributed (:mod:`advmanifold.fanout`): on a local cluster of one process per core by
+default (``--workers N`` to choose, ``--workers 1`` to let the notebooks build them) or
+on a running scheduler (``--scheduler ADDRESS``); the notebooks then find them cached.
+With ``--budget`` the fan-out stops when the time is spent, and the chapters that
+declare an ``only_cached`` parameter use the units built so far.
 """
 
 from __future__ import annotations
@@ -421,6 +426,24 @@ def build(root: Path, site: Path) -> None:
     )
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"45m"``, ``"2h"`` or ``"1.5h"`` (a bare number: s)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    raw = text.strip().lower()
+    scale = units.get(raw[-1:], None)
+    number = raw[:-1] if scale else raw
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise BookError(
+            f"--budget must be a positive duration such as 90m, 2h or 3600s, "
+            f"got {text!r}"
+        )
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m advmanifold.book",
@@ -477,10 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="build missing units on a Dask LocalCluster of N processes first "
-        "(default 1: the notebooks build them)",
+        help="build missing units on a Dask LocalCluster of N processes first, each "
+        "with cores/N torch threads (default: one per core; 1: the notebooks build "
+        "them, with every core)",
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help="stop building units after this long (e.g. 2h); chapters with an "
+        "only_cached parameter then use what was built",
     )
     parser.add_argument(
         "--scheduler",
@@ -489,13 +519,23 @@ def main(argv: list[str] | None = None) -> int:
         "must share the cache folder)",
     )
     args = parser.parse_args(argv)
+    from .compute import cores
+
+    if args.workers is None:
+        args.workers = cores()
     if args.workers < 1:
         raise BookError(f"--workers must be an integer >= 1, got {args.workers}")
+    budget_s = parse_duration(args.budget) if args.budget else None
 
     from .paths import book_root
 
     root = (args.root or book_root()).resolve()
     the_plan = plan(root, args.profile, args.only, args.assignments)
+    if budget_s is not None:
+        declared = {c.stem: c.parameters() for c in the_plan.chapters}
+        for stem, params in declared.items():
+            if "only_cached" in params:
+                the_plan.parameters[stem]["only_cached"] = True
     site = root / "_build" / "site"
     if args.plan:
         from .fanout import format_plan, plan_units
@@ -512,15 +552,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    if not args.no_execute and (args.workers > 1 or args.scheduler):
+    fan_out = args.workers > 1 or args.scheduler or budget_s is not None
+    if not args.no_execute and fan_out:
         from .fanout import build_missing, plan_units
 
         start = time.perf_counter()
         units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
-        report = build_missing(units, workers=args.workers, scheduler=args.scheduler)
+        report = build_missing(
+            units, workers=args.workers, scheduler=args.scheduler, budget_s=budget_s
+        )
         print(
             f"units: {len(report.built)} built, {len(report.found)} found, "
-            f"{len(report.failed)} failed in {time.perf_counter() - start:.1f} s",
+            f"{len(report.failed)} failed, {len(report.left)} left "
+            f"in {time.perf_counter() - start:.1f} s",
             flush=True,
         )
         if report.failed:

@@ -97,12 +97,9 @@ def format_plan(
 
 def build_unit(unit: Unit, *_dependencies_done, threads: int = 1) -> dict[str, Any]:
     """Dask task: build (or find) one unit in the shared cache; returns its timing."""
-    import torch
+    from . import cache, compute
 
-    from . import cache, training
-
-    training.flush_denormals()
-    torch.set_num_threads(max(1, int(threads)))
+    compute.set_threads(max(1, int(threads)))
     before = cache.stats()["misses"]
     start = time.perf_counter()
     unit.get()
@@ -118,6 +115,7 @@ class FanOutReport:
     built: list[str] = field(default_factory=list)
     found: list[str] = field(default_factory=list)
     failed: list[tuple[Unit, str]] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # not built: the budget was spent
 
     def describe_failures(self) -> str:
         return "\n".join(
@@ -148,6 +146,24 @@ class Heartbeat:
         self._thread.join()
 
 
+def build_order(units: Iterable[Unit]) -> list[Unit]:
+    """Units (dependencies included) in the order to build them: by chapter, then by
+    the chapter module's ``priority(unit)`` where it defines one (smaller first),
+    dependencies always before their dependents."""
+    from .units import chapter_module
+
+    listed = unique(units)
+    chapters = list(dict.fromkeys(u.chapter for u in listed))
+
+    def rank(unit: Unit):
+        module = chapter_module(unit.chapter)
+        own = getattr(module, "priority", None) if module is not None else None
+        return (chapters.index(unit.chapter), own(unit) if own else ())
+
+    ranked = sorted(listed, key=rank)  # stable: the chapter's own order otherwise
+    return unique(ranked)  # re-inserts any dependency a priority put later
+
+
 def client_for(workers: int | None = None, scheduler: str | None = None):
     """A Dask client: of a running scheduler, or of a new LocalCluster of processes."""
     from dask.distributed import Client, LocalCluster
@@ -170,15 +186,20 @@ def build_missing(
     scheduler: str | None = None,
     retries: int = 1,
     heartbeat_s: float = 30.0,
+    budget_s: float | None = None,
 ) -> FanOutReport:
-    """Build every unit not cached yet on Dask, dependencies first.
+    """Build every unit not cached yet on Dask, dependencies first, in
+    :func:`build_order` (Dask priorities follow it).
 
     A unit that fails is reported with its chapter, name and configuration; the
-    units that do not depend on it are still built and stay cached.
+    units that do not depend on it are still built and stay cached. With
+    ``budget_s``, no result is awaited after that many seconds: the units not done
+    are cancelled (a unit cut short leaves nothing in the cache) and listed in
+    ``report.left`` for the next run.
     """
     from dask.distributed import as_completed
 
-    todo = [u for u in unique(units) if not u.is_cached()]
+    todo = [u for u in build_order(units) if not u.is_cached()]
     report = FanOutReport()
     if not todo:
         return report
@@ -196,7 +217,7 @@ def build_missing(
         )
         futures: dict[str, Any] = {}
         missing_keys = {u.key for u in todo}
-        for unit in todo:
+        for rank, unit in enumerate(todo):
             deps = [futures[d.key] for d in unit.deps if d.key in missing_keys]
             futures[unit.key] = client.submit(
                 build_unit,
@@ -206,6 +227,7 @@ def build_missing(
                 key=f"unit-{unit.key}",
                 retries=retries,
                 pure=False,
+                priority=len(todo) - rank,
             )
         by_future = {f.key: u for u, f in zip(todo, (futures[u.key] for u in todo))}
         start, done = time.perf_counter(), 0
@@ -218,26 +240,21 @@ def build_missing(
                 f"{format_seconds(time.perf_counter() - start)} elapsed"
             )
 
+        pending = as_completed(list(futures.values()), timeout=budget_s)
         with Heartbeat(status, heartbeat_s):
-            for future in as_completed(list(futures.values())):
-                unit = by_future[future.key]
-                done += 1
-                if future.status == "error":
-                    err = future.exception()
-                    text = "".join(
-                        traceback.format_exception_only(type(err), err)
-                    ).strip()
-                    report.failed.append((unit, text))
-                    print(
-                        f"[{done}/{len(todo)}] FAILED {unit.describe()}: {text}",
-                        flush=True,
-                    )
-                    continue
-                info = future.result()
-                (report.built if info["built"] else report.found).append(unit.key)
+            try:
+                for future in pending:
+                    unit = by_future[future.key]
+                    done += 1
+                    _report(future, unit, report, done, len(todo))
+            except TimeoutError:
+                left = [f for f in futures.values() if not f.done()]
+                client.cancel(left)
+                report.left = [by_future[f.key].key for f in left]
                 print(
-                    f"[{done}/{len(todo)}] {'built' if info['built'] else 'found'} "
-                    f"{unit.chapter} / {unit.key} in {format_seconds(info['seconds'])}",
+                    f"budget of {format_seconds(budget_s)} spent: "
+                    f"{len(report.built)} unit(s) built, {len(left)} left for the "
+                    "next run (a unit cut short is not cached)",
                     flush=True,
                 )
     finally:
@@ -245,3 +262,20 @@ def build_missing(
         if cluster is not None:
             cluster.close()
     return report
+
+
+def _report(future, unit: Unit, report: FanOutReport, done: int, total: int) -> None:
+    """Print and file one finished unit (built, found or failed)."""
+    if future.status == "error":
+        err = future.exception()
+        text = "".join(traceback.format_exception_only(type(err), err)).strip()
+        report.failed.append((unit, text))
+        print(f"[{done}/{total}] FAILED {unit.describe()}: {text}", flush=True)
+        return
+    info = future.result()
+    (report.built if info["built"] else report.found).append(unit.key)
+    print(
+        f"[{done}/{total}] {'built' if info['built'] else 'found'} "
+        f"{unit.chapter} / {unit.key} in {format_seconds(info['seconds'])}",
+        flush=True,
+    )

@@ -135,20 +135,24 @@ def estimate(unit: Unit) -> tuple[float, str]:
     The unit's own ``estimate_s`` is scaled by the median ratio of measured to
     estimated build time over the units of the same name built on this machine
     (recorded in the cache's metadata), counting only builds large enough and made
-    while the machine was not overloaded; without such records it is used as it is.
+    while the machine was not overloaded; where such builds exist for the unit's own
+    ``method`` (a configuration key of trainings), only those count. Without any
+    such record ``estimate_s`` is used as it is.
     """
-    ratios = sorted(
-        r["build_s"] / r["estimate_s"]
+    usable = [
+        r
         for r in cache.build_records(unit.name)
         if r.get("build_s") is not None
         and (r.get("estimate_s") or 0) >= MIN_ESTIMATE_S
         and r.get("load_per_core", math.inf) <= MAX_LOAD_PER_CORE
-    )
+    ]
+    method = unit.config.get("method")
+    same = [r for r in usable if (r.get("config") or {}).get("method") == method]
+    ratios = sorted(r["build_s"] / r["estimate_s"] for r in (same or usable))
     if not ratios:
         return float(unit.estimate_s), "model"
-    return float(unit.estimate_s) * ratios[
-        len(ratios) // 2
-    ], f"model × {len(ratios)} timing(s)"
+    scale = ratios[len(ratios) // 2]
+    return float(unit.estimate_s) * scale, f"model × {len(ratios)} timing(s)"
 
 
 def format_seconds(seconds: float) -> str:
