@@ -507,6 +507,13 @@ def main(argv: list[str] | None = None) -> int:
         "them, with every core)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch threads of each Dask worker (default: cores / workers)",
+    )
+    parser.add_argument(
         "--budget",
         metavar="DURATION",
         help="stop building units after this long (e.g. 2h); chapters with an "
@@ -525,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         args.workers = cores()
     if args.workers < 1:
         raise BookError(f"--workers must be an integer >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise BookError(f"--threads must be an integer >= 1, got {args.threads}")
     budget_s = parse_duration(args.budget) if args.budget else None
 
     from .paths import book_root
@@ -559,7 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
         report = build_missing(
-            units, workers=args.workers, scheduler=args.scheduler, budget_s=budget_s
+            units,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            budget_s=budget_s,
+            threads=args.threads,
         )
         print(
             f"units: {len(report.built)} built, {len(report.found)} found, "

@@ -14,13 +14,13 @@ system.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from .compute import cores
 from .units import Unit, chapter_units, estimate, format_seconds, unique
 
 
@@ -187,6 +187,7 @@ def build_missing(
     retries: int = 1,
     heartbeat_s: float = 30.0,
     budget_s: float | None = None,
+    threads: int | None = None,
 ) -> FanOutReport:
     """Build every unit not cached yet on Dask, dependencies first, in
     :func:`build_order` (Dask priorities follow it).
@@ -195,7 +196,11 @@ def build_missing(
     units that do not depend on it are still built and stay cached. With
     ``budget_s``, no result is awaited after that many seconds: the units not done
     are cancelled (a unit cut short leaves nothing in the cache) and listed in
-    ``report.left`` for the next run.
+    ``report.left`` for the next run. Each worker of a local cluster runs its units
+    with ``threads`` torch threads (default: cores / workers, so that every core is
+    busy and none is oversubscribed; OpenMP threads that spin-wait for a busy core
+    slow a training many times over); workers of a running scheduler with one
+    (default) or ``threads``.
     """
     from dask.distributed import as_completed
 
@@ -206,9 +211,8 @@ def build_missing(
     client, cluster = client_for(workers, scheduler)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        threads = (
-            max(1, (os.cpu_count() or 1) // n_workers) if cluster is not None else 1
-        )
+        if threads is None:
+            threads = max(1, cores() // n_workers) if cluster is not None else 1
         link = getattr(client, "dashboard_link", None)
         print(
             f"building {len(todo)} unit(s) on {n_workers} Dask worker(s)"
