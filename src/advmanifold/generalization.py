@@ -158,20 +158,27 @@ ANCHOR = {
     "STNAdvTrain": {500: 0.80, 2500: 0.38, 10_000: 0.22, 20_000: 0.16},
 }
 
-#: Rough cost model of a unit on the reference machine (2 cores, one thread per unit):
-#: seconds per batch of ``Normal``, each method's cost in such batches (k = PGD steps
-#: of the training attack; ratios measured in the ``quick`` run at k = 5), and a fixed
-#: cost per unit (loading, decoding).
-SECONDS_PER_BATCH = 0.02
+#: Cost model of a unit (version :data:`COST_MODEL`): seconds per batch of ``Normal``
+#: and each method's cost in such batches (k = PGD steps of the training attack),
+#: plus a fixed cost per unit (loading, decoding). Measured with this package's
+#: attack views on the 2-core AMD EPYC build machine, one torch thread per unit, two
+#: units at a time, paper profile (N = 5,000 and 10,000): Normal 14 ms per batch,
+#: STNAugm 16 ms, OffAdvTrain 157–201 ms and OnAdvTrain about 300 ms at k = 40; an
+#: evaluation about 25 s. Version 1 (0.02 s per batch, OffAdvTrain 1 + 0.45 k,
+#: OnAdvTrain 1 + 0.7 k) predates the attack views.
+COST_MODEL = 2
+SECONDS_PER_BATCH = 0.014
 UNIT_OVERHEAD_S = 1.0
 _COST = {
     "Normal": lambda k: 1.0,
-    "STNAugm": lambda k: 1.05,
+    "STNAugm": lambda k: 1.15,
     "Aligned": lambda k: 4.0,
-    "OffAdvTrain": lambda k: 1.0 + 0.45 * k,
-    "OnAdvTrain": lambda k: 1.0 + 0.7 * k,
-    "AlignedAdv": lambda k: 4.0 + 0.45 * k,
+    "OffAdvTrain": lambda k: 1.0 + 0.3 * k,
+    "OnAdvTrain": lambda k: 1.0 + 0.5 * k,
+    "AlignedAdv": lambda k: 4.0 + 0.3 * k,
 }
+#: seconds per attacked input-gradient pass of an evaluation (measured, see above)
+SECONDS_PER_ATTACK_PASS = 5e-5
 
 
 def settings(profile: str, **overrides) -> SimpleNamespace:
@@ -561,6 +568,7 @@ def training_unit(method: str, n: int, seed: int, s: Any, proto: Unit) -> Unit:
         ),
         deps=(proto,),
         estimate_s=estimate,
+        cost_model=COST_MODEL,
     )
 
 
@@ -590,7 +598,7 @@ def evaluation_unit(train: Unit, s: Any, proto: Unit) -> Unit:
     }
     # attacks: ≈ 2 × steps × restarts input-gradient passes over the attacked images
     attacked = s.n_attack * s.attack_steps * (2 * s.restarts + 1)
-    estimate = UNIT_OVERHEAD_S + 2e-4 * attacked + 1e-4 * s.n_test
+    estimate = UNIT_OVERHEAD_S + SECONDS_PER_ATTACK_PASS * attacked + 1e-4 * s.n_test
     return Unit(
         STEM,
         "gen-eval",
@@ -598,6 +606,7 @@ def evaluation_unit(train: Unit, s: Any, proto: Unit) -> Unit:
         functools.partial(_eval_payload, train, proto, dict(vars(s))),
         deps=(train,),
         estimate_s=estimate,
+        cost_model=COST_MODEL,
     )
 
 

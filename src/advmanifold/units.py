@@ -46,7 +46,9 @@ class Unit:
     ``deps`` are units whose payloads ``build`` reads (through the cache); they are
     built first. ``estimate_s`` is a rough cost in seconds on the reference machine
     (2 CPU cores), corrected by :func:`estimate` with the timings recorded when units
-    of the same name were built.
+    of the same name were built; ``cost_model`` names the version of the formula
+    behind it, so that timings recorded against an older formula do not rescale a
+    newer one.
     """
 
     chapter: str
@@ -55,6 +57,7 @@ class Unit:
     build: Callable[[], Any] = field(repr=False)
     deps: tuple["Unit", ...] = ()
     estimate_s: float = 0.0
+    cost_model: int = 1  # version of the formula behind estimate_s
 
     @property
     def key(self) -> str:
@@ -70,7 +73,11 @@ class Unit:
             self.name,
             self.config,
             self.build,
-            meta={"estimate_s": float(self.estimate_s), "chapter": self.chapter},
+            meta={
+                "estimate_s": float(self.estimate_s),
+                "cost_model": self.cost_model,
+                "chapter": self.chapter,
+            },
         )
 
     def describe(self) -> str:
@@ -135,7 +142,8 @@ def estimate(unit: Unit) -> tuple[float, str]:
     The unit's own ``estimate_s`` is scaled by the median ratio of measured to
     estimated build time over the units of the same name built on this machine
     (recorded in the cache's metadata), counting only builds large enough and made
-    while the machine was not overloaded; where such builds exist for the unit's own
+    while the machine was not overloaded, against the same version of the cost
+    formula; where such builds exist for the unit's own
     ``method`` (a configuration key of trainings), only those count. Without any
     such record ``estimate_s`` is used as it is.
     """
@@ -145,6 +153,7 @@ def estimate(unit: Unit) -> tuple[float, str]:
         if r.get("build_s") is not None
         and (r.get("estimate_s") or 0) >= MIN_ESTIMATE_S
         and r.get("load_per_core", math.inf) <= MAX_LOAD_PER_CORE
+        and r.get("cost_model", 1) == unit.cost_model
     ]
     method = unit.config.get("method")
     same = [r for r in usable if (r.get("config") or {}).get("method") == method]
