@@ -159,3 +159,13 @@ def test_record_copies_results_and_times_into_results_profile(tiny_book, monkeyp
     assert set(
         json.loads((target / "book_run_smoke.json").read_text())["chapters_s"]
     ) == {"02_beta"}
+
+
+def test_heartbeat_shows_the_progress_text_not_terminal_control_codes():
+    from advmanifold.book import ChapterProgress
+
+    progress = ChapterProgress("06_generalization")
+    progress.write("models:  40%|████      | 4/10\r\x1b[A")  # a nested bar moved up
+    assert progress.latest == "models:  40%|████      | 4/10"
+    progress.write("\x1b[A\x1b[2K\n")  # control codes only: the last text stays
+    assert progress.latest == "models:  40%|████      | 4/10"

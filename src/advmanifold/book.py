@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,14 @@ def plan(
     return result
 
 
+#: terminal control sequences (cursor moves, colours) that progress bars write
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+#: the kernel's own log: errors only (its start-up notice about TCP transport is noise
+#: on a local machine; a kernel that dies still fails the chapter)
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 class ChapterProgress:
     """What a running chapter is doing: its current cell and its latest progress line.
 
@@ -199,7 +208,7 @@ class ChapterProgress:
 
     def write(self, text: str) -> None:
         for line in text.replace("\r", "\n").split("\n"):
-            line = line.strip()
+            line = ANSI_ESCAPE.sub("", line).strip()  # nested bars move the cursor
             if line:
                 self.latest = line
 
@@ -292,6 +301,7 @@ def execute(
                     progress_bar=False,
                     log_output=False,
                     stderr_file=current[-1],
+                    extra_arguments=KERNEL_ARGUMENTS,
                 )
         except PapermillExecutionError as err:
             raise BookError(
@@ -307,9 +317,12 @@ def execute(
     return times
 
 
-def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
+def record_times(
+    root: Path, profile: str, times: dict[str, float], units_s: float | None = None
+) -> Path:
     """Merge this run's chapter times into
-    ``_build/results/book_run_<profile>.json``."""
+    ``_build/results/book_run_<profile>.json``; ``units_s``: the time the fan-out took
+    to build units before the chapters ran (``units_s`` of the last run)."""
     path = root / "_build" / "results" / f"book_run_{profile}.json"
     log = (
         json.loads(path.read_text())
@@ -318,6 +331,7 @@ def record_times(root: Path, profile: str, times: dict[str, float]) -> Path:
     )
     log["chapters_s"].update(times)
     log["total_s"] = round(sum(log["chapters_s"].values()), 1)
+    log["units_s"] = round(units_s, 1) if units_s is not None else None
     log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_text(path, json.dumps(log, indent=1) + "\n")
     return path
@@ -562,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     fan_out = args.workers > 1 or args.scheduler or budget_s is not None
+    units_s = None
     if not args.no_execute and fan_out:
         from .fanout import build_missing, plan_units
 
@@ -580,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             f"in {time.perf_counter() - start:.1f} s",
             flush=True,
         )
+        units_s = time.perf_counter() - start
         if report.failed:
             raise BookError(
                 report.describe_failures() + "\nthe other units are built and "
@@ -589,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_execute:
         start = time.perf_counter()
         times = execute(root, the_plan, site)
-        log = record_times(root, args.profile, times)
+        log = record_times(root, args.profile, times, units_s)
         print(
             f"executed {len(times)} chapter(s) in "
             f"{time.perf_counter() - start:.1f} s (times: {log})",
