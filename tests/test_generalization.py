@@ -336,4 +336,6 @@ def test_build_order_puts_seeds_then_sizes_first_and_evaluations_after_trainings
         assert position[r["train"].key] < position[r["eval"].key]
     ranks = [G.priority(u) for u in order[1:]]
     assert ranks == sorted(ranks)
-    assert [G.priority(u)[:2] for u in order[1:3]] == [(0, 100), (0, 100)]
+    assert [G.priority(u)[:3] for u in order[1:3]] == [(False, 0, 100)] * 2
+    aligned = [i for i, u in enumerate(order[1:]) if G.priority(u)[0]]
+    assert min(aligned) > max(set(range(len(order) - 1)) - set(aligned))

@@ -689,9 +689,10 @@ def run(
 
 
 def priority(unit: Unit) -> tuple:
-    """Build order under a budget (smaller first): seed by seed; within a seed, N
-    from small to large; within an N, the original's four methods, then the aligned
-    ones; each evaluation right after its training. The cheap prototypes first."""
+    """Build order under a budget (smaller first): the original's four methods
+    before our aligned ones (the paper's headline first; an AlignedAdv training costs
+    about three OffAdvTrain ones); then seed by seed; within a seed, N from small to
+    large; each evaluation right after its training. The cheap prototypes first."""
     config = unit.config
     if unit.name == "gen-cnn":
         method, n, seed, stage = (
@@ -705,7 +706,8 @@ def priority(unit: Unit) -> tuple:
         method, n, seed, stage = train["method"], train["n_train"], train["seed"], 1
     else:
         return (-1,)
-    return (seed, n, METHODS.index(method), stage)
+    ours = method not in ORIGINAL_METHODS
+    return (ours, seed, n, METHODS.index(method), stage)
 
 
 # --- the committed record of the paper profile: it grows across runs ---------------
