@@ -240,10 +240,7 @@ def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
     """The trained ConvNet of a ``fonts-convnet`` unit, in eval mode, weights frozen."""
     model = models.ConvNet()
     model.load_state_dict(unit.get())
-    model.to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return models.freeze(model.to(device))
 
 
 # ------------------------------------------------------------------------ bookkeeping

@@ -40,6 +40,7 @@ the stricter rule used earlier in this book.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -50,8 +51,8 @@ from torch import Tensor, nn
 from tqdm.std import tqdm
 
 from . import attacks
-from .models import conv_stack, predict
 from .compute import flush_denormals
+from .models import conv_stack, freeze, frozen, predict
 
 LATENT = 10
 BETAS = (2.25, 5.0, 2.25, 2.25, 2.25, 2.25, 2.25, 3.0, 2.25, 2.25)
@@ -545,10 +546,6 @@ def onmanifold_attack(
     z = z0.unsqueeze(0).repeat(attempts, 1, 1)
     fooled = torch.zeros(attempts, len(x), dtype=torch.bool, device=x.device)
     used = torch.zeros(attempts, len(x), dtype=torch.long, device=x.device)
-    params = list(classifier.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
     bar = tqdm(
         total=int(attacked.sum()) * attempts,
         desc="on-manifold attack",
@@ -556,14 +553,14 @@ def onmanifold_attack(
         disable=not progress,
         mininterval=2.0,
     )
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        stack.enter_context(frozen(classifier))
         for g in range(model.n_models):
             sel = (attacked & (y == g)).nonzero().squeeze(1)
             if not sel.numel():
                 continue
-            member = model.member(g)
-            for p in member.parameters():
-                p.requires_grad_(False)
+            member = freeze(model.member(g))
 
             def forward(v, member=member):
                 return classifier(member.decode(v.unsqueeze(1)).reshape(-1, 1, 28, 28))
@@ -586,10 +583,6 @@ def onmanifold_attack(
                 z[a, sel] = result.adversarial
                 fooled[a, sel], used[a, sel] = result.success, result.steps
                 bar.update(len(sel))
-    finally:
-        bar.close()
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
     return OnManifoldResult(
         z0,
         z,

@@ -262,10 +262,7 @@ def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
     """The trained ConvNet of a ``convnet-mnist`` unit, in eval mode, weights frozen."""
     net = models.ConvNet()
     net.load_state_dict(unit.get())
-    net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return models.freeze(net.to(device))
 
 
 def vaegans(unit: Unit, device: str = "cpu") -> tuple[generative.VAEGANs, list[dict]]:

@@ -126,6 +126,15 @@ class FoldedConvNet(nn.Module):
         return F.linear(h, self.fc1_w, self.fc1_b)
 
 
+def freeze(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with no parameter requiring a gradient, for good (a
+    trained model that is only evaluated and attacked); :func:`frozen` for a while."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 _FOLDING = [True]
 
 

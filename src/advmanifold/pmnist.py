@@ -461,10 +461,7 @@ def to_model(state: Mapping[str, Tensor]) -> models.MLP:
     """An MLP in eval mode with frozen weights from a state dict."""
     model = models.MLP(ARCH)
     model.load_state_dict(state)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return models.freeze(model)
 
 
 def train_models(
