@@ -281,6 +281,11 @@ def test_rank_correlation_and_summary():
 
     assert G.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert G.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties take average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    assert G.rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+        4.5 / math.sqrt(4.5 * 5)
+    )
+    assert math.isnan(G.rank_correlation([1, 1, 1], [1, 2, 3]))
     rows = [
         {"method": m, "n": n, "seed": sd, **{k: float(n + sd) for k in G.MEASURES}}
         for m in G.METHODS[:2]

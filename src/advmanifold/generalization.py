@@ -833,11 +833,10 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def rank_correlation(a, b) -> float:
-    """Spearman's ρ: Pearson correlation of the ranks (average ranks for ties)."""
-    ra, rb = pd.Series(np.asarray(a)).rank(), pd.Series(np.asarray(b)).rank()
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's ρ (pandas: the Pearson correlation of average ranks); NaN when
+    either side is constant."""
+    a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
+    return float(a.corr(b, method="spearman"))
 
 
 def correlations(frame: pd.DataFrame, x: str, y: str) -> tuple[float, float, float]:
