@@ -90,15 +90,22 @@ class Chapter:
             }
 
 
-def toc_files(toc: dict) -> list[str]:
-    """Every ``file`` entry of a Jupyter Book ``_toc.yml``, in reading order."""
-    found = [toc["root"]] if "root" in toc else []
-    for key in ("parts", "chapters", "sections"):
-        for entry in toc.get(key, []) or []:
-            if "file" in entry:
-                found.append(entry["file"])
-            found.extend(toc_files({k: v for k, v in entry.items() if k != "file"}))
-    return found
+def toc_files(toc_path: Path) -> list[str]:
+    """Every document of a Jupyter Book ``_toc.yml``, in reading order (parsed by
+    ``sphinx_external_toc``, which Jupyter Book itself uses)."""
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    site = parse_toc_yaml(str(toc_path))
+
+    def walk(doc: str) -> list[str]:
+        found = [doc]
+        for subtree in site[doc].subtrees:
+            for item in subtree.items:
+                if isinstance(item, str):  # a document (globs and URLs are not)
+                    found.extend(walk(item))
+        return found
+
+    return walk(site.root.docname)
 
 
 def chapters(root: Path) -> list[Chapter]:
@@ -110,7 +117,7 @@ def chapters(root: Path) -> list[Chapter]:
             f"no _toc.yml in {root}: run from the book's folder or pass --root"
         )
     found = []
-    for entry in toc_files(yaml.safe_load(toc_path.read_text())):
+    for entry in toc_files(toc_path):
         source = (root / entry).with_suffix(".py")
         if source.parent.name == "notebooks" and source.is_file():
             found.append(Chapter(source.stem, source))
