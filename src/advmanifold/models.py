@@ -3,7 +3,6 @@
 - :class:`ConvNet`: the classifier of Stutz et al. on FONTS and MNIST: three
   convolutions (kernel 4, stride 2, padding 1; 16 → 32 → 64 channels; batch norm;
   ReLU), flatten (64·3·3 = 576), Linear(100), ReLU, Linear(10).
-- :class:`GroupedMLP`: several MLPs trained as one network (batched matrix products).
 - :class:`MLP`: the PMNIST model of Geyer et al.: 784 → 1568 → 1568 → 10 with ReLU.
 """
 
@@ -193,58 +192,3 @@ def accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000
 ) -> float:
     return (predict(model, x, batch_size) == y).float().mean().item()
-
-
-class GroupedMLP(nn.Module):
-    """G independent :class:`MLP` s evaluated as one network (batched matrix products).
-
-    The input [G·B, ...] holds B examples per member, member-major; member g computes
-    h ← relu(h W_gᵀ + b_g) layer by layer (no ReLU after the last), exactly its MLP.
-    Examples never interact, so the summed loss of all members has, with respect to
-    member g's weights, the gradient of member g's own loss: training the group with
-    Adam (an elementwise update) trains every member as if alone
-    (:func:`advmanifold.training.train_group`).
-    """
-
-    def __init__(self, nets):
-        super().__init__()
-        layers = [[m for m in net.net if isinstance(m, nn.Linear)] for net in nets]
-        if not layers or any(len(ls) != len(layers[0]) for ls in layers):
-            raise ValueError(
-                "nets must be a non-empty sequence of MLPs of one architecture"
-            )
-        self.groups = len(nets)
-        self.sizes = tuple(
-            [layers[0][0].in_features] + [lin.out_features for lin in layers[0]]
-        )
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].weight.detach() for ls in layers]).clone())
-            for i in range(len(layers[0]))
-        )
-        self.biases = nn.ParameterList(
-            nn.Parameter(
-                torch.stack([ls[i].bias.detach() for ls in layers])[:, None].clone()
-            )
-            for i in range(len(layers[0]))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(self.groups, -1, self.sizes[0])
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w.transpose(1, 2))
-            if i < len(self.weights) - 1:
-                h = h.relu()
-        return h.reshape(-1, self.sizes[-1])
-
-    def members(self) -> list[MLP]:
-        """The G trained members as separate :class:`MLP` s (copies, eval mode)."""
-        out = []
-        for g in range(self.groups):
-            net = MLP(self.sizes)
-            linears = [m for m in net.net if isinstance(m, nn.Linear)]
-            with torch.no_grad():
-                for lin, w, b in zip(linears, self.weights, self.biases):
-                    lin.weight.copy_(w[g])
-                    lin.bias.copy_(b[g, 0])
-            out.append(net.eval())
-        return out

@@ -30,13 +30,12 @@ models (2,000 attacked images, 7 budgets, PGD-20; 1,000 crossings) adds about 20
 Three seeds are the fewest that give a standard error; 5 seeds would take about 2.7
 hours, 20 epochs about 9.
 
-Training several seeds as one batched network (:class:`advmanifold.models.GroupedMLP`,
-:func:`train_seed_group`) gives the same weights (``tests/test_grouped_training.py``)
-but was not faster here: for three seeds, 12 batches of 128 and one torch thread, the
-time apart divided by the time grouped was 0.68 (Baseline), 0.41 (Manifold) and 1.15
-(Robust), measured while other jobs loaded the machine. The matrix products of this
-MLP are large enough to keep a core busy on their own. So each (model, seed) stays
-its own unit, which also lets Dask spread the seeds over workers.
+Training several seeds as one batched network gave the same weights but was not
+faster here (an earlier version measured, for three seeds, 12 batches of 128 and one
+torch thread, time apart over time grouped of 0.68, 0.41 and 1.15 for Baseline,
+Manifold and Robust): the matrix products of this MLP keep a core busy on their own.
+That code was removed; each (model, seed) is its own unit, which lets Dask spread the
+seeds over workers.
 """
 
 from __future__ import annotations
@@ -490,11 +489,6 @@ def train_models(
     return {name: to_model(model_unit(s, name, seed, data_dir).get()) for name in names}
 
 
-def load_models(settings: Any, data_dir=None, **kwargs) -> tuple[PMNIST, dict]:
-    """PMNIST and its four models for a settings object (e.g. ``settings(profile)``)."""
-    return load(settings, data_dir), train_models(settings, data_dir=data_dir, **kwargs)
-
-
 def train_seeds(
     settings: Any, seed_list, *, names=MODELS, data_dir=None
 ) -> dict[int, dict[str, models.MLP]]:
@@ -503,33 +497,6 @@ def train_seeds(
         int(s): train_models(settings, names=names, seed=int(s), data_dir=data_dir)
         for s in seed_list
     }
-
-
-def train_seed_group(
-    settings: Any, pmnist: PMNIST, name: str, seed_list, *, progress: bool = True
-) -> list[dict]:
-    """Model ``name`` for every seed of ``seed_list`` trained as one grouped network;
-    returns the state dicts, equal (to rounding) to those of the per-seed units. Not
-    used by the chapter: on the reference CPU it was not faster (see module doc)."""
-    s = training_settings(settings)
-    nets = []
-    for seed in seed_list:
-        torch.manual_seed(int(seed))
-        nets.append(models.MLP(ARCH))
-    group = models.GroupedMLP(nets)
-    training.train_group(
-        group,
-        pmnist.x_train,
-        pmnist.y_train,
-        objective(name, pmnist.manifold, s),
-        seeds=seed_list,
-        epochs=s["epochs"],
-        batch_size=s["batch_size"],
-        lr=s["lr"],
-        desc=f"PMNIST {NAMES[name]} seeds {list(seed_list)}",
-        progress=progress,
-    )
-    return [net.state_dict() for net in group.members()]
 
 
 # -- measurements ----------------------------------------------------------------------
