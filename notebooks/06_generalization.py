@@ -363,8 +363,9 @@ verdicts.style.hide(axis="index")
 # {glue:text}`test_error_OnAdvTrain_large:.3f`). Much of the benefit therefore comes
 # from seeing each training letter under more transformations of the true manifold,
 # the sense in which the paper likens on-manifold adversarial training to adversarial
-# data augmentation; our training attack takes {glue:text}`train_steps:.0f` steps instead of
-# the original's 40, so the paper profile is the fairer test of the difference.
+# data augmentation; our training attack takes {glue:text}`train_steps:.0f` steps
+# instead of the original's 40, so the paper profile is the fairer test of the
+# difference.
 #
 # **Regular adversarial training does not.** `OffAdvTrain` has test error
 # {glue:text}`test_error_OffAdvTrain_small:.3f` at N = {glue:text}`n_small:.0f` and

@@ -34,8 +34,14 @@
 # - **Training steps**: a step with the alignment loss of {cite}`geyer2023relationship`
 #   (double backpropagation) and a PGD-10 adversarial-training step, each over a plain
 #   cross-entropy step, on the MLP at batch 128.
-# - **Long training runs**: the FONTS ConvNet trained for thousands of batches with and
-#   without denormal floats flushed to zero (`advmanifold.training.flush_denormals`).
+# - **The FONTS ConvNet against the machine**, the workload the generalization chapter
+#   repeats hundreds of times: the machine's SGEMM peak, the ConvNet's training,
+#   attack and adversarial-training steps as fractions of it, the levers that make an
+#   attack step faster (one at a time), processes against threads, and one OnAdvTrain
+#   unit of the paper profile before and after this package's attack views.
+# - **Denormal floats at two threads**: Adam in fresh processes without a flush, with
+#   the flush on the calling thread only, and with `advmanifold.compute.flush_denormals`
+#   (every OpenMP thread).
 # - **The whole book**: execution time per profile and chapter, read from the runner's
 #   log.
 #
@@ -139,13 +145,12 @@ display(Markdown(
 # {glue:text}`pgd_examples:.0f` images: {glue:text}`pgd_ours_mean_steps:.1f` steps per
 # example on average instead of {glue:text}`pgd_steps:.0f`, fooling a fraction
 # {glue:text}`pgd_ours_success_rate:.3f` of them. Its arithmetic ran at
-# {glue:text}`pgd_ours_gflops:.1f` GFLOP/s against
-# {glue:text}`matmul_gflops:.1f` GFLOP/s for a plain matrix product: a fraction
-# {glue:text}`pgd_fraction_of_matmul_peak:.2f` of the machine's matrix-multiply rate
-# (min {glue:text}`pgd_fraction_of_matmul_peak_min:.2f`, max
-# {glue:text}`pgd_fraction_of_matmul_peak_max:.2f` over rounds). Early stopping shrinks
-# the batch as examples are fooled, so the last steps run on small batches; the
-# comparison with torchattacks follows.
+# {glue:text}`pgd_ours_gflops:.1f` GFLOP/s, a fraction
+# {glue:text}`pgd_fraction_of_peak:.2f` of the machine's SGEMM peak at the same thread
+# count (measured below), and {glue:text}`pgd_over_same_shape_matmul:.2f` × the rate
+# of a plain matrix product of the MLP's shape at this batch size. Early stopping
+# shrinks the batch as examples are fooled, so the last steps run on small batches;
+# the comparison with torchattacks follows.
 
 # %% tags=["remove-input"]
 if "pgd_torchattacks_s" in metrics:
@@ -157,10 +162,10 @@ if "pgd_torchattacks_s" in metrics:
         f"ours, {metrics['pgd_fooled_only_by_torchattacks']} only by torchattacks; "
         f"robust accuracy {metrics['pgd_ours_robust_accuracy']:.3f} ours, "
         f"{metrics['pgd_torchattacks_robust_accuracy']:.3f} torchattacks). "
-        "torchattacks itself ran at a fraction "
-        f"{spread('pgd_torchattacks_fraction_of_matmul_peak')} of the matrix-multiply "
-        "rate: per step it cannot be beaten by much, the gain comes from not "
-        "attacking examples that are already fooled."))
+        "torchattacks itself ran at "
+        f"{spread('pgd_torchattacks_over_same_shape_matmul')} × the same-shape "
+        "matrix product: per step it cannot be beaten by much, the gain comes from "
+        "not attacking examples that are already fooled."))
 else:
     display(Markdown("**torchattacks is not installed**, so the PGD comparison did "
                      "not run (`python -m pip install --no-deps torchattacks`)."))
@@ -213,47 +218,123 @@ else:
 # {glue:text}`adversarial_step_over_plain_min:.2f`, max
 # {glue:text}`adversarial_step_over_plain_max:.2f`).
 #
-# ## Long training runs and denormal floats
+# ## The FONTS ConvNet against the machine
 #
-# Adam keeps running averages of each gradient and of its square. When parts of a
-# network stop receiving gradient, these averages decay towards zero and pass through
-# the *denormal* range of float32 (magnitudes below 1.2 × 10⁻³⁸), which x86 CPUs
-# process many times slower than normal numbers. A `paper`-profile run of the FONTS
-# chapter once slowed down more than tenfold after some thousands of batches for this
-# reason (issue 12 of this book's tracker). The package therefore flushes denormals to
-# zero whenever it trains or attacks on the CPU. Here the ConvNet (Adam, learning rate
-# 0.01, weight decay 10⁻⁴, batch 100, as in the FONTS chapter) trains on
-# {glue:text}`denormal_images:.0f` rendered FONTS-like images for
-# {glue:text}`denormal_batches:.0f` batches twice, with and without the flush, in
-# alternating windows of {glue:text}`denormal_window:.0f` batches. With the flush the
-# late rate was {glue:text}`denormal_flush_late_over_early:.2f` × the early rate
-# ({glue:text}`denormal_flush_early_per_s:.1f` →
-# {glue:text}`denormal_flush_late_per_s:.1f` batches/s); without it
-# {glue:text}`denormal_noflush_late_over_early:.2f` ×
-# ({glue:text}`denormal_noflush_early_per_s:.1f` →
-# {glue:text}`denormal_noflush_late_per_s:.1f` batches/s), with up to
-# {glue:text}`denormal_noflush_max_count:.0f` denormals in the weights and Adam's state.
-# Window by window, where the same load hits both, the unflushed run trained at
-# {glue:text}`denormal_noflush_over_flush_early:.2f` × the flushed run's rate early on
-# and at {glue:text}`denormal_noflush_over_flush_late:.2f` × late.
+# **The peak.** The best `torch.mm` rate over large square matrices was
+# {glue:text}`peak_gflops_1t:.0f` GFLOP/s on one thread and
+# {glue:text}`peak_gflops_all:.0f` GFLOP/s on every core (1-minute load average when
+# measured: {glue:text}`load_all:.1f`). Every fraction below divides a FLOP rate by the
+# peak of the same thread count; FLOPs are those of convolutions and matrix products
+# counted by `torch.utils.flop_counter`, so the fractions are lower bounds.
+
+# %% tags=["hide-input"]
+cores = int(metrics.get("cores_available", 1))
+for name in ("peak_gflops", "load"):
+    if f"{name}_{cores}t" in metrics:
+        glue(f"{name}_all", metrics[f"{name}_{cores}t"], display=False)
+convnet = run["timings"]
+convnet = convnet[convnet.piece == "convnet"] if len(convnet) else convnet
+steps = (convnet.assign(ms=1e3 * convnet.seconds)
+         .pivot_table(index="candidate", columns="threads",
+                      values=["ms", "gflops", "fraction_of_peak"])
+         if len(convnet) else pd.DataFrame())
+if len(steps):
+    steps.columns = [f"{v} ({t} thr.)" for v, t in steps.columns]
+    steps = steps.rename(index={"train_step": "training step (batch 100)",
+                                "attack_step": "attack step (∇ₓ of 50)",
+                                "adv_train_step": "adversarial-training step "
+                                                  "(PGD-40 on 50, then training)"})
+    res.add_table("convnet_steps", steps.reset_index())
+    display(steps.style.format("{:.3g}"))
+
+# %% [markdown]
+# The table shows each step's time (ms), its rate (GFLOP/s) and its fraction of the
+# peak at one thread and at every core; every fraction is at most 1 by construction of
+# the peak. The ConvNet's layers are small (16 to 64 channels on 14 × 14 to 3 × 3
+# maps), so its steps reach a small fraction of what the same machine does on large
+# matrices.
+#
+# **Levers, one at a time.** An attack step is ∇ₓ of the cross-entropy for 50 images
+# (one of the 40 per adversarial-training batch). Speed-ups are over the plain network
+# (weights requiring gradients, batch norm as trained), at one thread; the last column
+# says what the package does with each lever.
+
+# %% tags=["hide-input"]
+levers = run["timings"]
+levers = levers[levers.piece == "levers"] if len(levers) else levers
+if len(levers):
+    shown = levers[["candidate", "ms", "speedup", "verdict"]].rename(
+        columns={"candidate": "lever", "ms": "ms per step (or s)",
+                 "speedup": "speed-up", "verdict": "kept?"})
+    res.add_table("levers", shown)
+    display(shown.style.format({"ms per step (or s)": "{:.3g}", "speed-up": "{:.2f}"},
+                               na_rep="").hide(axis="index"))
+
+# %% tags=["remove-input"]
+parts = []
+if "processes_over_threads" in metrics:
+    parts.append(
+        "One process with two threads ran "
+        f"{metrics['attack_steps_per_s_1proc_2threads']:.0f} attack steps per "
+        "second; two processes with one thread each ran "
+        f"{metrics['attack_steps_per_s_2procs_1thread']:.0f} together "
+        f"({metrics['processes_over_threads']:.2f} ×). This is why the runner builds "
+        "units on one single-threaded Dask worker per core.")
+if "unit_before_s" in metrics:
+    what = ("the whole unit" if metrics["unit_epochs"] == 20 else
+            f"{metrics['unit_epochs']:.0f} of its 20 epochs (the full unit takes 20 × "
+            "this)")
+    parts.append(
+        f"**The unit.** OnAdvTrain at N = {metrics['unit_n']:,.0f} with the paper's "
+        f"settings (PGD-40 on θ in every batch), {what}: "
+        f"{metrics['unit_before_s']:.1f} s before (attack views off, one thread, as "
+        f"the units were built until now), {metrics['unit_after_1t_s']:.1f} s after at "
+        f"one thread (**{metrics['unit_speedup_1t']:.2f} ×**) and "
+        f"{metrics['unit_after_all_s']:.1f} s after at {cores} threads "
+        f"(**{metrics['unit_speedup_all']:.2f} ×**). Its on-manifold attack also "
+        "differentiates the decoder (grid sampling), which the attack views do not "
+        "speed up.")
+parts.append(
+    "**GPU.** " + ("A GPU was available but this build timed the CPU only."
+                   if metrics.get("cuda_available") else
+                   "No GPU was available to this build, so no `device=cuda` timing was "
+                   "made; the units run on a GPU with `ADVMANIFOLD_DEVICE=cuda`."))
+display(Markdown("\n\n".join(parts)))
+
+# %% [markdown]
+# ## Denormal floats at two threads
+#
+# Adam keeps running averages of each gradient and of its square. When part of a
+# network stops receiving gradient, they decay towards zero through the *denormal*
+# range of float32 (below 1.2 × 10⁻³⁸), which x86 cores process slowly; a
+# `paper`-profile FONTS run once slowed down tenfold for this reason.
+# `torch.set_flush_denormal(True)` sets the flag of the calling thread only, and
+# the OpenMP threads that already exist keep theirs. Here a 1024 × 1024 layer, whose
+# Adam update runs on both threads, gets a tiny gradient once and none after it, in
+# three fresh processes at two threads: without a flush, with the flag set on the
+# calling thread only, and with `compute.flush_denormals`, which sets it on every
+# thread of the team. The first two leave
+# {glue:text}`denormal_no_flush_max_count:,.0f` and
+# {glue:text}`denormal_main_thread_only_max_count:,.0f` denormals in Adam's state (the
+# second: the worker thread's share), the third
+# {glue:text}`denormal_every_thread_max_count:,.0f`.
 
 # %% tags=["hide-input"]
 sns.set_theme(style="whitegrid", font_scale=1.1)
 rates = run["timings"]
 rates = rates[rates["piece"] == "denormals"] if len(rates) else rates
 fig, axes = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
-labels = {"flush": "denormals flushed", "noflush": "not flushed"}
 if len(rates):
-    frame = rates.assign(setting=rates["candidate"].map(labels))
-    sns.lineplot(data=frame, x="batch", y="batches_per_s", hue="setting",
-                 marker="o", ax=axes[0])
+    frame = rates.rename(columns={"candidate": "setting"})
+    sns.lineplot(data=frame, x="step", y="steps_per_s", hue="setting", marker="o",
+                 ax=axes[0])
     sns.lineplot(data=frame.assign(denormals=frame["denormals"].clip(lower=0.8)),
-                 x="batch", y="denormals", hue="setting", marker="o", ax=axes[1],
+                 x="step", y="denormals", hue="setting", marker="o", ax=axes[1],
                  legend=False)
     axes[1].set_yscale("log")
-axes[0].set(ylabel="batches per second", ylim=(0, None))
-axes[0].legend(title="", frameon=False)
-axes[1].set(xlabel="training batches", ylabel="denormal values")
+axes[0].set(ylabel="Adam steps per second", ylim=(0, None))
+axes[0].legend(title="flush", frameon=False)
+axes[1].set(xlabel="Adam steps", ylabel="denormals in Adam's state")
 fig.tight_layout()
 fig.savefig(paths.figures_dir() / "90_benchmarks_denormals.png", dpi=150)
 glue("fig_benchmarks_denormals", fig, display=False)
@@ -262,10 +343,11 @@ plt.close(fig)
 # %% [markdown]
 # ```{glue:figure} fig_benchmarks_denormals
 # :name: fig-benchmarks-denormals
-# The FONTS ConvNet's training rate (top) and the number of denormal values in its
-# weights and Adam's state (bottom, log scale; zero drawn at the bottom) over a long
-# run, with denormals flushed to zero and without. If denormals slow this CPU down, the
-# unflushed run's rate falls as they accumulate, while the flushed run's holds.
+# Adam at two threads on a layer whose gradient vanished: steps per second (top) and
+# denormals in its state (bottom, log scale; zero drawn at the bottom), one fresh
+# process per setting. Only the flush on every thread keeps the state free of
+# denormals; the flag on the calling thread alone leaves the worker thread's half.
+# How much denormals slow a core down depends on the processor.
 # ```
 #
 # ## All numbers and targets
@@ -274,12 +356,13 @@ plt.close(fig)
 rows = []
 for label, name, unit in [
     ("PGD: torchattacks time / ours", "pgd_speedup_vs_torchattacks", "×"),
-    ("PGD: ours GFLOP/s / torch.mm GFLOP/s", "pgd_fraction_of_matmul_peak", ""),
-    ("PGD: torchattacks GFLOP/s / torch.mm GFLOP/s",
-     "pgd_torchattacks_fraction_of_matmul_peak", ""),
+    ("PGD: ours GFLOP/s / same-shape torch.mm GFLOP/s",
+     "pgd_over_same_shape_matmul", ""),
+    ("PGD: torchattacks GFLOP/s / same-shape torch.mm GFLOP/s",
+     "pgd_torchattacks_over_same_shape_matmul", ""),
     ("PGD: ours, seconds", "pgd_ours_s", "s"),
     ("PGD: torchattacks, seconds", "pgd_torchattacks_s", "s"),
-    ("torch.mm GFLOP/s", "matmul_gflops", "GFLOP/s"),
+    ("same-shape torch.mm GFLOP/s", "matmul_gflops", "GFLOP/s"),
     ("k-NN: original time / ours (end to end)", "knn_speedup_vs_original", "×"),
     ("k-NN: original queries + QR / ours", "knn_speedup_vs_original_without_fit", "×"),
     ("k-NN: ours, seconds", "knn_ours_s", "s"),
@@ -301,11 +384,18 @@ for single, name, unit in [
     ("k-NN: fraction of exact neighbours ours returns", "knn_ours_neighbour_overlap",
      ""),
     ("k-NN: median |distance difference|", "knn_distance_abs_diff_median", ""),
-    ("ConvNet, flushed: late / early batches/s", "denormal_flush_late_over_early", "×"),
-    ("ConvNet, not flushed: late / early batches/s", "denormal_noflush_late_over_early",
+    ("SGEMM peak, one thread", "peak_gflops_1t", "GFLOP/s"),
+    ("PGD: fraction of the SGEMM peak", "pgd_fraction_of_peak", ""),
+    ("ConvNet: largest fraction of the peak", "convnet_max_fraction_of_peak", ""),
+    ("OnAdvTrain unit: before / after, one thread", "unit_speedup_1t", "×"),
+    ("OnAdvTrain unit: before (1 thread) / after (every core)", "unit_speedup_all",
      "×"),
-    ("ConvNet, late windows: not flushed / flushed batches/s",
-     "denormal_noflush_over_flush_late", "×"),
+    ("OnAdvTrain unit, full, before", "unit_full_before_s", "s"),
+    ("OnAdvTrain unit, full, after", "unit_full_after_s", "s"),
+    ("two processes / one process with two threads", "processes_over_threads", "×"),
+    ("denormals left, flush on every thread", "denormal_every_thread_max_count", ""),
+    ("denormals left, flush on the calling thread only",
+     "denormal_main_thread_only_max_count", ""),
 ]:
     if name in metrics:
         rows.append({"quantity": single, "median": metrics[name], "min": np.nan,

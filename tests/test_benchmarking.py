@@ -167,59 +167,40 @@ def test_run_benchmarks_rejects_unknown_settings_and_pieces():
         B.run_benchmarks({"pgd_exampels": 3})
 
 
-def test_denormal_flag_is_read_back_and_denormals_are_counted():
-    before = B.denormals_flushed()
-    try:
-        torch.set_flush_denormal(False)
-        assert B.denormals_flushed() is False
-        values = torch.tensor([1e-39, 0.0, 1.0, -1e-40, 2e-38])  # two denormals
-        assert B.count_denormals([values, torch.zeros(3, dtype=torch.int64)]) == 2
-        torch.set_flush_denormal(True)
-        assert B.denormals_flushed() is True
-    finally:
-        torch.set_flush_denormal(before)
+def test_every_convnet_rate_is_at_most_the_peak_of_its_thread_count():
+    from advmanifold import throughput
+
+    peaks = {}
+    for t in (1, 2):
+        peaks.update(throughput.sgemm_peak(t, sizes=(512, 1024), repeats=1))
+    assert all(peaks[f"peak_gflops_{t}t"] > 0 for t in (1, 2))
+    metrics, rows = throughput.convnet_rates(peaks, (1, 2), repeats=1, pgd_steps=2)
+    fractions = {k: v for k, v in metrics.items() if "_fraction_of_peak_" in k}
+    assert len(fractions) == 6  # three steps at two thread counts
+    assert all(0 < v <= 1 for v in fractions.values()), fractions
+    assert metrics["adv_train_step_mflop"] > metrics["train_step_mflop"]
 
 
-@pytest.mark.parametrize("flushed_before", [False, True])
-def test_denormal_benchmark_alternates_windows_and_restores_the_flag(flushed_before):
-    g = torch.Generator().manual_seed(0)
-    x, y = (
-        torch.rand(60, 1, 28, 28, generator=g),
-        torch.randint(0, 10, (60,), generator=g),
-    )
-    before = B.denormals_flushed()
-    torch.set_flush_denormal(flushed_before)
-    try:
-        with B.fixed_threads(1):
-            metrics, rows = B.denormal_benchmark(
-                x, y, batches=8, window=2, batch_size=20
-            )
-        assert B.denormals_flushed() is flushed_before
-    finally:
-        torch.set_flush_denormal(before)
-    assert [r["candidate"] for r in rows[:4]] == [
-        "flush",
-        "noflush",
-        "noflush",
-        "flush",
-    ]
-    assert len(rows) == 8 and [r["batch"] for r in rows[::2]] == [2, 4, 6, 8]
-    for s in ("flush", "noflush"):
-        early, late = (
-            metrics[f"denormal_{s}_early_per_s"],
-            metrics[f"denormal_{s}_late_per_s"],
-        )
-        assert metrics[f"denormal_{s}_late_over_early"] == pytest.approx(late / early)
-    assert metrics["denormal_flush_max_count"] == 0  # flushed: none can be stored
-    # noflush / flush within one window (window 1 is early, window 3 late; 4 windows)
-    rate = [r["batches_per_s"] for r in rows]
-    key = "denormal_noflush_over_flush_"
-    early, late = metrics[key + "early"], metrics[key + "late"]
-    assert (early, late) == pytest.approx((rate[2] / rate[3], rate[6] / rate[7]))
-    with pytest.raises(ValueError, match="window"):
-        B.denormal_benchmark(x, y, batches=8, window=0)
-    with pytest.raises(ValueError, match="3 windows"):
-        B.denormal_benchmark(x, y, batches=4, window=2)
+def test_levers_are_measured_one_by_one_against_the_plain_network():
+    from advmanifold import throughput
+
+    metrics, rows = throughput.attack_levers(repeats=1)
+    names = [r["candidate"] for r in rows]
+    assert names[0] == "plain" and rows[0]["speedup"] == 1.0
+    assert {"frozen weights", "BN folded", "BN folded + col2im first layer",
+            "channels-last", "batch 1000 (per 50)",
+            "3 models grouped (per model)"} <= set(names)
+    assert all(r["verdict"] for r in rows)
+
+
+def test_denormal_comparison_runs_each_setting_in_its_own_process():
+    from advmanifold import throughput
+
+    metrics, rows = throughput.denormal_comparison(steps=400, window=200)
+    assert {r["candidate"] for r in rows} == set(throughput.DENORMAL_SETTINGS)
+    assert metrics["denormal_every_thread_all_threads_flush"] == 1
+    assert metrics["denormal_every_thread_max_count"] == 0
+    assert metrics["denormal_no_flush_max_count"] > 0
 
 
 def test_appendix_settings_per_profile():
@@ -228,9 +209,8 @@ def test_appendix_settings_per_profile():
         assert set(table) - {"threads"} <= set(B.FULL), profile
     s = B.settings("smoke", repeats=2)
     assert s.pgd_repeats == s.knn_repeats == s.step_repeats == 2
-    assert (
-        B.settings("paper").denormal_batches >= 10000
-    )  # long enough to show the effect
+    assert B.settings("paper").convnet_unit_epochs == 20  # the whole unit
+    assert B.settings("quick").convnet_unit_epochs == 1  # one epoch of it
     with pytest.raises(ValueError, match="repeats"):
         B.settings("smoke", repeats=0)
     with pytest.raises(ValueError, match="profile"):

@@ -157,7 +157,8 @@ def alignment_penalty(
 
     def objective(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         g = input_gradients(model, x, y, create_graph=True)
-        return alpha * m(g, manifold, y if manifold.mode == "per_class" else None).mean()
+        labels = y if manifold.mode == "per_class" else None
+        return alpha * m(g, manifold, labels).mean()
 
     objective.__name__ = f"alignment(alpha={alpha}, {measure})"
     return objective

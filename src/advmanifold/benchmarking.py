@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import attacks, paths, training
+from . import attacks, compute, paths, throughput, training
 from .models import MLP
 
 #: what each benchmark returns: flat metrics and rows of raw timings
@@ -296,7 +296,7 @@ def units(profile: str, params: Mapping[str, Any]) -> list:
             seed=int(params.get("seed", 0)),
         ),
         prototypes_unit(bundled_only=True),
-    ]  # the ConvNet's data
+    ]  # the decoder piece and, in smoke, the OnAdvTrain unit's fonts
     if not cfg.decoder_bundled_fonts:
         found.append(prototypes_unit(bundled_only=False))
     return found
@@ -346,9 +346,11 @@ def pgd_benchmark(
     Metrics: ``pgd_speedup_vs_torchattacks`` = t_torchattacks / t_ours per round;
     fooled sets of both (success of ours = some iterate changed the label; of
     torchattacks = its final iterate is misclassified) and their robust accuracies;
-    ``pgd_fraction_of_matmul_peak`` = (FLOPs of ours / t_ours) / GFLOP/s of torch.mm of
-    shape [batch × 1568]·[1568 × 1568], per round. FLOPs of ours count one forward and
-    one input-backward pass (:func:`mlp_flops`) per gradient evaluation: the steps taken
+    ``pgd_over_same_shape_matmul`` = (FLOPs of ours / t_ours) / GFLOP/s of torch.mm of
+    shape [batch × 1568]·[1568 × 1568], per round (a ratio to a small product, not a
+    fraction of the machine's peak: :func:`advmanifold.throughput.sgemm_peak`). FLOPs of
+    ours count one forward and one input-backward pass (:func:`mlp_flops`) per
+    gradient evaluation: the steps taken
     plus the evaluation at which each fooled example was found. ``out["ours"]`` receives
     our :class:`~advmanifold.attacks.AttackResult`.
     """
@@ -421,7 +423,7 @@ def pgd_benchmark(
         **summary(times["ours"], "pgd_ours_s"),
         **summary(ours_gflops, "pgd_ours_gflops"),
         **summary(mm_gflops, "matmul_gflops"),
-        **summary(ratios(ours_gflops, mm_gflops), "pgd_fraction_of_matmul_peak"),
+        **summary(ratios(ours_gflops, mm_gflops), "pgd_over_same_shape_matmul"),
     }
     if reference:
         with torch.no_grad():
@@ -460,7 +462,7 @@ def pgd_benchmark(
                 ),
                 **summary(
                     ratios(theirs_gflops, mm_gflops),
-                    "pgd_torchattacks_fraction_of_matmul_peak",
+                    "pgd_torchattacks_over_same_shape_matmul",
                 ),
             }
         )
@@ -752,166 +754,6 @@ def training_step_benchmark(
     return metrics, timing_rows("training_step", per_step)
 
 
-# ---------------------------------------- denormals
-
-
-def denormals_flushed() -> bool:
-    """Whether the CPU now flushes denormal floats to zero (``torch.set_flush_denormal``
-    has no getter: a denormal input times one is zero exactly when it does)."""
-    tiny = torch.tensor([1e-39], dtype=torch.float64).float()  # below float32's normals
-    return bool((tiny * 1.0).item() == 0.0)
-
-
-def count_denormals(tensors) -> int:
-    """Number of nonzero entries below float32's smallest normal magnitude."""
-    tiny = torch.finfo(torch.float32).tiny
-    return sum(
-        int(((t.abs() < tiny) & (t != 0)).sum())
-        for t in tensors
-        if torch.is_tensor(t) and t.dtype == torch.float32
-    )
-
-
-def fonts_training_data(
-    n_images: int = 10000, *, seed: int = 0
-) -> tuple[Tensor, Tensor]:
-    """FONTS-like 28×28 training images (letters A–J of matplotlib's bundled fonts under
-    random affine transformations, :func:`advmanifold.decoders.make_dataset`)."""
-    from .decoders import make_dataset
-
-    decoder, _ = load_decoder(100, bundled_only=True)
-    prototypes = decoder.n_fonts * decoder.prototypes.shape[1]
-    per_prototype = max(1, -(-n_images // prototypes))  # ceiling division
-    data = make_dataset(decoder, per_prototype, seed=seed)
-    return data["x"][:n_images], data["y"][:n_images]
-
-
-def denormal_benchmark(
-    x: Tensor,
-    y: Tensor,
-    *,
-    batches: int = 10000,
-    window: int = 500,
-    batch_size: int = 100,
-    lr: float = 0.01,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
-    progress: bool = False,
-) -> Timed:
-    """The FONTS ConvNet (:class:`~advmanifold.models.ConvNet`, Adam, ``lr`` 0.01,
-    weight decay 1e-4, batch 100 as in the FONTS chapter) trained for ``batches``
-    batches twice, with denormals flushed to zero
-    (:func:`advmanifold.training.flush_denormals`) and without. The two runs advance
-    in alternating windows of ``window`` batches, so load from other processes hits
-    both alike; each window's batches/s is timed, and the
-    denormals in the weights and Adam's state are counted after it (untimed).
-
-    Metrics per setting (``flush``, ``noflush``): ``denormal_<s>_early_per_s`` (median
-    rate of the first fifth of the windows, the first window left out as warm-up),
-    ``denormal_<s>_late_per_s`` (median of the last fifth), their ratio
-    ``denormal_<s>_late_over_early`` (about 1 when the rate holds) and
-    ``denormal_<s>_max_count``; and ``denormal_noflush_over_flush_early``/``_late``,
-    the median per-window ratio of the two settings' rates in the same fifths (the
-    load of other processes cancels in it). The flush setting in force before is
-    restored.
-    """
-    from tqdm.std import tqdm  # text bars: the runner relays them to the terminal
-
-    from .models import ConvNet
-
-    sizes = {"batches": batches, "window": window, "batch_size": batch_size}
-    for name, value in sizes.items():
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    n_windows = batches // window
-    if n_windows < 3:
-        raise ValueError(
-            f"batches must be at least 3 windows of {window}, got {batches}"
-        )
-    runs = {}
-    for setting in ("flush", "noflush"):
-        torch.manual_seed(seed)
-        model = ConvNet().train()
-        optimiser = torch.optim.Adam(
-            model.parameters(), lr=lr, weight_decay=weight_decay
-        )
-        runs[setting] = (model, optimiser, torch.Generator().manual_seed(seed), [])
-
-    def step(model, optimiser, generator, order):
-        if not order:
-            order.extend(torch.randperm(len(x), generator=generator).split(batch_size))
-        index = order.pop(0)
-        loss = F.cross_entropy(model(x[index]), y[index])
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-
-    before = denormals_flushed()
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(
-        total=2 * n_windows * window,
-        desc="denormal benchmark",
-        unit="batch",
-        disable=not progress,
-        mininterval=2.0,
-    )
-    try:
-        for w in range(n_windows):
-            turn = list(runs.items())[:: 1 if w % 2 == 0 else -1]  # alternate the first
-            for setting, (model, optimiser, generator, order) in turn:
-                torch.set_flush_denormal(setting == "flush")
-                start = time.perf_counter()
-                for _ in range(window):
-                    step(model, optimiser, generator, order)
-                seconds = time.perf_counter() - start
-                state = [v for s in optimiser.state.values() for v in s.values()]
-                rows.append(
-                    {
-                        "piece": "denormals",
-                        "candidate": setting,
-                        "round": w,
-                        "batch": (w + 1) * window,
-                        "seconds": seconds,
-                        "batches_per_s": window / seconds,
-                        "denormals": count_denormals([*model.parameters(), *state]),
-                    }
-                )
-                bar.update(window)
-    finally:
-        torch.set_flush_denormal(before)
-        bar.close()
-    fifth = max(1, n_windows // 5)
-    metrics: dict[str, float] = {
-        "denormal_batches": n_windows * window,
-        "denormal_window": window,
-        "denormal_images": len(x),
-    }
-    for setting in runs:
-        rates = [r["batches_per_s"] for r in rows if r["candidate"] == setting]
-        early = statistics.median(rates[1 : 1 + fifth])
-        late = statistics.median(rates[-fifth:])
-        metrics.update(
-            {
-                f"denormal_{setting}_early_per_s": early,
-                f"denormal_{setting}_late_per_s": late,
-                f"denormal_{setting}_late_over_early": late / early,
-                f"denormal_{setting}_max_count": max(
-                    r["denormals"] for r in rows if r["candidate"] == setting
-                ),
-            }
-        )
-    # the two settings in the same window see the same load: their ratio cancels it
-    paired = ratios(
-        [r["batches_per_s"] for r in rows if r["candidate"] == "noflush"],
-        [r["batches_per_s"] for r in rows if r["candidate"] == "flush"],
-    )
-    metrics["denormal_noflush_over_flush_early"] = statistics.median(
-        paired[1 : 1 + fifth]
-    )
-    metrics["denormal_noflush_over_flush_late"] = statistics.median(paired[-fifth:])
-    return metrics, rows
-
-
 # ---------------------------------------- whole book
 
 
@@ -963,12 +805,6 @@ TARGETS = (
         "PGD fools the same examples as torchattacks (or more)",
     ),
     (
-        "pgd_fraction_of_matmul_peak",
-        ">=",
-        0.85,
-        "PGD throughput at least 0.85 of torch.mm's GFLOP/s",
-    ),
-    (
         "knn_speedup_vs_original",
         ">=",
         10.0,
@@ -982,12 +818,30 @@ TARGETS = (
         "alignment-loss step at most 2.5× a plain step",
     ),
     (
-        "denormal_flush_late_over_early",
+        "unit_speedup_1t",
         ">=",
-        0.7,
-        "ConvNet training rate holds with flushed denormals (late ≥ 0.7 × early)",
+        2.0,
+        "OnAdvTrain unit (paper settings, N = 2,500) at least 2× faster, one thread",
     ),
-    ("book_quick_minutes", "<=", 30.0, "whole book, profile quick, within 30 minutes"),
+    (
+        "unit_speedup_all",
+        ">=",
+        2.0,
+        "… or at least 2× faster with every core (a serial run's setting)",
+    ),
+    (
+        "convnet_max_fraction_of_peak",
+        "<=",
+        1.0,
+        "every ConvNet rate at most the SGEMM peak of its thread count",
+    ),
+    (
+        "denormal_every_thread_max_count",
+        "<=",
+        0,
+        "no denormal left in Adam's state with the flush on every thread",
+    ),
+    ("book_quick_minutes", "<=", 15.0, "whole book, profile quick, within 15 minutes"),
     ("book_smoke_minutes", "<=", 5.0, "whole book, profile smoke, within 5 minutes"),
 )
 
@@ -1038,12 +892,18 @@ FULL = {
     "decoder_warmup": None,
     "step_warmup": None,
     "decoder_bundled_fonts": False,
-    # the FONTS ConvNet trained with and without flushed denormals
-    "denormal_batches": 10000,
-    "denormal_window": 500,
-    "denormal_images": 10000,
+    # the FONTS ConvNet against the machine (advmanifold.throughput)
+    "convnet_peak_sizes": (1024, 2048, 3072),
+    "convnet_repeats": 5,
+    "convnet_compile": True,
+    "convnet_parallel_s": 8.0,
+    "convnet_unit_n": 2500,
+    "convnet_unit_epochs": 20,
+    # Adam at two threads with and without flushed denormals, one process each
+    "denormal_steps": 600,
+    "denormal_window": 50,
 }
-PIECES = ("pgd", "knn", "decoder", "steps", "denormals", "book")
+PIECES = ("pgd", "knn", "decoder", "steps", "convnet", "denormals", "book")
 
 #: sizes of the appendix notebook per profile (our choice): quick and paper use the
 #: full sizes with fewer rounds (quick also trains the ConvNet for fewer batches);
@@ -1067,9 +927,14 @@ PROFILE_SETTINGS = {
         "step_repeats": 1,
         "mlp_train": 2000,
         "warmup": 0,
-        "denormal_batches": 30,
-        "denormal_window": 10,
-        "denormal_images": 500,
+        "convnet_peak_sizes": (256, 512),
+        "convnet_repeats": 1,
+        "convnet_compile": False,
+        "convnet_parallel_s": 0.5,
+        "convnet_unit_n": 100,
+        "convnet_unit_epochs": 1,
+        "denormal_steps": 400,
+        "denormal_window": 200,
         "threads": None,
     },
     "quick": {
@@ -1081,8 +946,17 @@ PROFILE_SETTINGS = {
         "decoder_warmup": 0,
         "step_inner": 3,
         "step_repeats": 3,
-        "denormal_batches": 3000,
-        "denormal_window": 250,
+        # bounded by time: the whole appendix in about two minutes on 2 cores
+        "pgd_examples": 500,
+        "knn_examples": 200,
+        "knn_train": 20000,
+        "decoder_examples": 200,
+        "decoder_restarts": 1,
+        "convnet_peak_sizes": (1024, 2048),
+        "convnet_repeats": 3,
+        "convnet_compile": False,
+        "convnet_parallel_s": 3.0,
+        "convnet_unit_epochs": 1,
         "threads": None,
     },
     "paper": {
@@ -1122,6 +996,52 @@ def load_decoder(n_fonts: int, *, bundled_only: bool = False):
     prototypes = fonts.prototypes_from_payload(prototypes_unit(bundled_only).get())
     source = "matplotlib" if bundled_only else "system"
     return FontDecoder(prototypes.images[:n_fonts]), source
+
+
+def convnet_piece(cfg: Mapping[str, Any], log, seed: int = 0) -> Timed:
+    """The FONTS ConvNet against the machine (:mod:`advmanifold.throughput`): SGEMM
+    peaks at 1 and every core, step rates and fractions, levers, processes against
+    threads, and the OnAdvTrain unit before and after."""
+    t_all = compute.cores()
+    counts = sorted({1, t_all})
+    metrics: dict[str, Any] = {"cuda_available": int(torch.cuda.is_available())}
+    rows: list[dict[str, Any]] = []
+    log(f"SGEMM peak at {counts} thread(s) ...")
+    for t in counts:
+        metrics.update(throughput.sgemm_peak(t, cfg["convnet_peak_sizes"]))
+    log("ConvNet steps: training, attack, adversarial training ...")
+    m, r = throughput.convnet_rates(
+        metrics, counts, repeats=cfg["convnet_repeats"], seed=seed
+    )
+    metrics.update(m)
+    rows += r
+    metrics["convnet_max_fraction_of_peak"] = max(
+        v for k, v in m.items() if "_fraction_of_peak_" in k
+    )
+    log("attack-step levers, one at a time ...")
+    m, r = throughput.attack_levers(
+        repeats=cfg["convnet_repeats"], compile_model=cfg["convnet_compile"], seed=seed
+    )
+    metrics.update(m)
+    rows += r
+    if t_all > 1:
+        log("one process with two threads against two processes ...")
+        m, r = throughput.processes_vs_threads(cfg["convnet_parallel_s"])
+        metrics.update(m)
+        rows += r
+    log(
+        f"OnAdvTrain unit, N = {cfg['convnet_unit_n']}, "
+        f"{cfg['convnet_unit_epochs']} epoch(s), before and after ..."
+    )
+    m, r = throughput.unit_time(
+        epochs=cfg["convnet_unit_epochs"],
+        n=cfg["convnet_unit_n"],
+        seed=seed,
+        prototypes=prototypes_unit(bundled_only=cfg["decoder_bundled_fonts"]),
+    )
+    metrics.update(m)
+    rows += r
+    return metrics, rows
 
 
 def run_benchmarks(
@@ -1261,19 +1181,17 @@ def run_benchmarks(
             )
             metrics.update(m)
             rows += r
+        if "convnet" in pieces:
+            m, r = convnet_piece(cfg, log, seed)
+            metrics.update(m)
+            rows += r
+            peak = metrics.get(f"peak_gflops_{threads}t")
+            if "pgd_ours_gflops" in metrics and peak:
+                metrics["pgd_fraction_of_peak"] = metrics["pgd_ours_gflops"] / peak
         if "denormals" in pieces:
-            log(
-                f"FONTS ConvNet, {cfg['denormal_batches']} batches with and without "
-                "flushed denormals ..."
-            )
-            x, y = fonts_training_data(cfg["denormal_images"], seed=seed)
-            m, r = denormal_benchmark(
-                x,
-                y,
-                batches=cfg["denormal_batches"],
-                window=cfg["denormal_window"],
-                seed=seed,
-                progress=True,
+            log("Adam at two threads: no flush, main thread only, every thread ...")
+            m, r = throughput.denormal_comparison(
+                cfg["denormal_steps"], cfg["denormal_window"]
             )
             metrics.update(m)
             rows += r
@@ -1322,6 +1240,19 @@ PIECE_PREFIXES = {
     "knn": ("knn_",),
     "decoder": ("decoder_",),
     "steps": ("step_", "plain_step", "alignment_", "adversarial_step"),
+    "convnet": (
+        "peak_",
+        "load_",
+        "attack_step",
+        "train_step",
+        "adv_train_step",
+        "convnet_",
+        "lever_",
+        "attack_steps_per_s",
+        "processes_over",
+        "unit_",
+        "cuda_",
+    ),
     "denormals": ("denormal_",),
     "book": ("book_",),
 }

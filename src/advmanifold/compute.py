@@ -85,14 +85,24 @@ def denormals_flushed() -> bool:
     return not bool((x * 1.0).ne(0).any())
 
 
+#: (integer type of the same width, exponent mask, mantissa mask) per float type
+_BITS = {
+    torch.float32: (torch.int32, 0x7F800000, 0x007FFFFF),
+    torch.float64: (torch.int64, 0x7FF0000000000000, 0x000FFFFFFFFFFFFF),
+}
+
+
 def count_denormals(tensors) -> int:
-    """Number of denormal entries (0 < |x| < smallest normal) in float tensors."""
+    """Number of denormal entries (exponent bits 0, mantissa not) in float32/float64
+    tensors, read from their bit patterns: comparisons would see them as 0 on a
+    thread that flushes."""
     total = 0
     for t in tensors:
-        if t.is_floating_point():
-            tiny = torch.finfo(t.dtype).tiny
-            a = t.detach().abs()
-            total += int(((a > 0) & (a < tiny)).sum())
+        if t.dtype in _BITS:
+            kind, exponent, mantissa = _BITS[t.dtype]
+            bits = t.detach().contiguous().view(kind)
+            subnormal = ((bits & exponent) == 0) & ((bits & mantissa) != 0)
+            total += int(subnormal.sum())
     return total
 
 
