@@ -4,7 +4,7 @@
     python3 benchmarks/run.py                    # everything, at full size, every core
     python3 benchmarks/run.py --threads 1        # fix the thread count
     python3 benchmarks/run.py --only pgd steps   # some pieces (see --help)
-    python3 benchmarks/run.py --only denormals   # ConvNet's rate over 10,000 batches
+    python3 benchmarks/run.py --only convnet denormals   # the ConvNet workload, denormals
 
 It writes _build/results/benchmarks.json. The benchmark functions live in
 :mod:`advmanifold.benchmarking`; the book's appendix notebook

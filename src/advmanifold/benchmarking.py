@@ -20,6 +20,10 @@ Pieces (each returns a flat dict of numbers plus a tidy table of raw timings):
 - :func:`decoder_benchmark`: FONTS decoder projections per second;
 - :func:`training_step_benchmark`: alignment-loss and adversarial-training steps
   over a plain cross-entropy step;
+- :func:`convnet_piece`: the FONTS ConvNet against the machine's SGEMM peak, the
+  attack-step levers, processes against threads and the OnAdvTrain unit before and
+  after (:mod:`advmanifold.throughput`, which also compares denormal flushing at two
+  threads in fresh processes);
 - :func:`book_times`: whole-book execution times from the runner's log.
 
 ``benchmarks/run.py`` runs them at full size; the appendix notebook
