@@ -35,7 +35,7 @@
 #   (double backpropagation) and a PGD-10 adversarial-training step, each over a plain
 #   cross-entropy step, on the MLP at batch 128.
 # - **The FONTS ConvNet against the machine**, the workload the generalization chapter
-#   repeats hundreds of times: the machine's SGEMM peak, the ConvNet's training,
+#   repeats hundreds of times: the machine's peak, the ConvNet's training,
 #   attack and adversarial-training steps as fractions of it, the levers that make an
 #   attack step faster (one at a time), processes against threads, and one OnAdvTrain
 #   unit of the paper profile before and after this package's attack views.
@@ -50,7 +50,9 @@
 # of a ratio alike. We report the median over rounds with its min and max. The targets
 # are this book's own choices, not the papers'. The same functions run at full size with
 # `make benchmarks` (`python3 benchmarks/run.py`), which writes
-# `_build/results/benchmarks.json`; this page runs them with profile-dependent sizes.
+# `_build/results/benchmarks.json`; this page runs them with profile-dependent sizes
+# (in `quick`, smaller pieces whose comparisons run on one thread, so that the page
+# takes about two minutes; the time of each piece is in the table at the end).
 
 # %% tags=["remove-cell"]
 import sys, subprocess
@@ -66,7 +68,7 @@ profile = "quick"
 seed = 0
 device = "cpu"
 data_dir = None
-threads = None   # torch/BLAS threads; None: every core available
+threads = None   # threads of the comparisons; None: the profile's (quick 1, else all)
 repeats = None   # timed rounds per comparison; None: from the profile
 
 # %% tags=["hide-input"]
@@ -146,8 +148,8 @@ display(Markdown(
 # example on average instead of {glue:text}`pgd_steps:.0f`, fooling a fraction
 # {glue:text}`pgd_ours_success_rate:.3f` of them. Its arithmetic ran at
 # {glue:text}`pgd_ours_gflops:.1f` GFLOP/s, a fraction
-# {glue:text}`pgd_fraction_of_peak:.2f` of the machine's SGEMM peak at the same thread
-# count (measured below), and {glue:text}`pgd_over_same_shape_matmul:.2f` × the rate
+# {glue:text}`pgd_fraction_of_peak:.2f` of the machine's peak at the same thread count
+# (measured below), and {glue:text}`pgd_over_same_shape_matmul:.2f` × the rate
 # of a plain matrix product of the MLP's shape at this batch size. Early stopping
 # shrinks the batch as examples are fooled, so the last steps run on small batches;
 # the comparison with torchattacks follows.
@@ -220,121 +222,224 @@ else:
 #
 # ## The FONTS ConvNet against the machine
 #
-# **The peak.** The best `torch.mm` rate over large square matrices was
-# {glue:text}`peak_gflops_1t:.0f` GFLOP/s on one thread and
-# {glue:text}`peak_gflops_all:.0f` GFLOP/s on every core (1-minute load average when
-# measured: {glue:text}`load_all:.1f`). Every fraction below divides a FLOP rate by the
-# peak of the same thread count; FLOPs are those of convolutions and matrix products
-# counted by `torch.utils.flop_counter`, so the fractions are lower bounds.
+# The generalization chapter trains this ConvNet hundreds of times, and in its
+# adversarial methods most of the time goes to attack steps: ∇ₓ of the cross-entropy
+# for half of each batch of 100, forty times per batch. How close does that work come
+# to what the machine can do, and what made it faster?
 
 # %% tags=["hide-input"]
 cores = int(metrics.get("cores_available", 1))
-for name in ("peak_gflops", "load"):
+glue("cores", cores, display=False)
+for name in ("peak_gflops", "peak_square_gflops", "peak_shapes_gflops", "load",
+             "attack_step_fraction_of_peak", "train_step_fraction_of_peak",
+             "adv_train_step_fraction_of_peak"):
     if f"{name}_{cores}t" in metrics:
-        glue(f"{name}_all", metrics[f"{name}_{cores}t"], display=False)
-convnet = run["timings"]
-convnet = convnet[convnet.piece == "convnet"] if len(convnet) else convnet
-steps = (convnet.assign(ms=1e3 * convnet.seconds)
-         .pivot_table(index="candidate", columns="threads",
-                      values=["ms", "gflops", "fraction_of_peak"])
-         if len(convnet) else pd.DataFrame())
-if len(steps):
+        metrics[f"{name}_all"] = metrics[f"{name}_{cores}t"]
+        glue(f"{name}_all", metrics[f"{name}_all"], display=False)
+
+# %% [markdown]
+# **The peak.** On one thread the best `torch.mm` rate over large square matrices was
+# {glue:text}`peak_square_gflops_1t:.0f` GFLOP/s and the best over the GEMMs that the
+# ConvNet's own steps run, each timed alone, {glue:text}`peak_shapes_gflops_1t:.0f`
+# GFLOP/s; the peak, the best rate measured at one thread, was
+# {glue:text}`peak_gflops_1t:.0f` GFLOP/s (1-minute load average
+# {glue:text}`load_1t:.1f`). On {glue:text}`cores:.0f` threads the same three numbers
+# were {glue:text}`peak_square_gflops_all:.0f`, {glue:text}`peak_shapes_gflops_all:.0f`
+# and {glue:text}`peak_gflops_all:.0f` GFLOP/s (load {glue:text}`load_all:.1f`). A step
+# spends at least Σᵢ fᵢ / rᵢ seconds on GEMMs of fᵢ FLOPs whose best rate is rᵢ, so
+# its rate cannot exceed the fastest of its GEMMs; as timings on busy cores can break
+# that bound, the steps' own rates belong to the peak set too. Every fraction below
+# divides by the peak of the same thread count, so it is at most 1 by construction,
+# with nothing capped; a step that set a peak would be named in the notes above.
+# FLOPs are those of convolutions and matrix products counted by
+# `torch.utils.flop_counter` (element-wise work is not counted), so the fractions are
+# lower bounds.
+
+# %% tags=["hide-input"]
+frame = run["timings"]
+convnet = frame[frame.piece == "convnet"] if len(frame) else frame
+step_names = {"train_step": "training step (Adam, batch 100)",
+              "attack_step": "attack step (∇ₓ of 50, attack view)",
+              "adv_train_step": f"adversarial-training step (PGD-{S.convnet_pgd_steps} "
+                                "on 50, then the training step)"}
+if len(convnet):
+    steps = (convnet.assign(ms=1e3 * convnet.seconds,
+                            threads=convnet.threads.astype(int))
+             .pivot_table(index="candidate", columns="threads",
+                          values=["ms", "gflops", "fraction_of_peak"])
+             .reindex(list(step_names)).rename(index=step_names))
+    steps = steps[["ms", "gflops", "fraction_of_peak"]]
     steps.columns = [f"{v} ({t} thr.)" for v, t in steps.columns]
-    steps = steps.rename(index={"train_step": "training step (batch 100)",
-                                "attack_step": "attack step (∇ₓ of 50)",
-                                "adv_train_step": "adversarial-training step "
-                                                  "(PGD-40 on 50, then training)"})
     res.add_table("convnet_steps", steps.reset_index())
     display(steps.style.format("{:.3g}"))
 
 # %% [markdown]
-# The table shows each step's time (ms), its rate (GFLOP/s) and its fraction of the
-# peak at one thread and at every core; every fraction is at most 1 by construction of
-# the peak. The ConvNet's layers are small (16 to 64 channels on 14 × 14 to 3 × 3
-# maps), so its steps reach a small fraction of what the same machine does on large
-# matrices.
+# Each step's time (ms), rate (GFLOP/s) and fraction of the peak, at one thread and at
+# every core. On one thread the attack step reached a fraction
+# {glue:text}`attack_step_fraction_of_peak_1t:.2f` of the peak, the training step
+# {glue:text}`train_step_fraction_of_peak_1t:.2f` and the adversarial-training step
+# {glue:text}`adv_train_step_fraction_of_peak_1t:.2f`; on
+# {glue:text}`cores:.0f` threads {glue:text}`attack_step_fraction_of_peak_all:.3f`,
+# {glue:text}`train_step_fraction_of_peak_all:.3f` and
+# {glue:text}`adv_train_step_fraction_of_peak_all:.3f`, compared with the peak
+# measured at that thread count while the same load ran. This process's OpenMP
+# threads spin while they wait (the default); where the two-thread fractions are far
+# below the one-thread ones, waiting for a descheduled thread on shared cores cost
+# more than the second core gained (threads against processes, below).
 #
-# **Levers, one at a time.** An attack step is ∇ₓ of the cross-entropy for 50 images
-# (one of the 40 per adversarial-training batch). Speed-ups are over the plain network
-# (weights requiring gradients, batch norm as trained), at one thread; the last column
-# says what the package does with each lever.
+# **Levers, one at a time.** An attack step here is ∇ₓ of the cross-entropy for 50
+# images; the speed-up is over the plain network (eval mode, weights requiring
+# gradients, batch norm as trained) at one thread. The last two columns say whether
+# the package keeps the lever and why, from this run's numbers.
 
 # %% tags=["hide-input"]
-levers = run["timings"]
-levers = levers[levers.piece == "levers"] if len(levers) else levers
+levers = frame[frame.piece == "levers"] if len(frame) else frame
 if len(levers):
-    shown = levers[["candidate", "ms", "speedup", "verdict"]].rename(
-        columns={"candidate": "lever", "ms": "ms per step (or s)",
-                 "speedup": "speed-up", "verdict": "kept?"})
+    shown = (levers.assign(ms=1e3 * levers.seconds,
+                           threads=levers.threads.astype(int))
+             [["candidate", "threads", "ms", "speedup", "kept", "reason"]]
+             .rename(columns={"candidate": "lever", "ms": "ms per 50 images",
+                              "speedup": "× plain"}))
     res.add_table("levers", shown)
-    display(shown.style.format({"ms per step (or s)": "{:.3g}", "speed-up": "{:.2f}"},
-                               na_rep="").hide(axis="index"))
+    with pd.option_context("display.max_colwidth", None):
+        display(shown.style.format({"ms per 50 images": "{:.3g}", "× plain": "{:.2f}"},
+                                   na_rep="").hide(axis="index"))
+for note in [n for n in run["notes"] if "torch.compile" in n]:
+    display(Markdown(f"*{note}.*"))
+if "lever_torch_compile_of_the_attack_view_ms" not in metrics:
+    display(Markdown(f"*`torch.compile` was not timed in profile `{profile}` "
+                     "(`convnet_compile_s` is None).*"))
 
 # %% tags=["remove-input"]
 parts = []
 if "processes_over_threads" in metrics:
     parts.append(
-        "One process with two threads ran "
-        f"{metrics['attack_steps_per_s_1proc_2threads']:.0f} attack steps per "
-        "second; two processes with one thread each ran "
+        "**Threads against processes.** One process with two threads ran "
+        f"{metrics['attack_steps_per_s_1proc_2threads']:.0f} attack steps per second "
+        "with OpenMP's default wait policy (idle threads spin) and "
+        f"{metrics['attack_steps_per_s_1proc_2threads_passive']:.0f} with "
+        "`OMP_WAIT_POLICY=PASSIVE` (idle threads sleep); two single-threaded "
+        "processes at the same time ran "
         f"{metrics['attack_steps_per_s_2procs_1thread']:.0f} together "
-        f"({metrics['processes_over_threads']:.2f} ×). This is why the runner builds "
-        "units on one single-threaded Dask worker per core.")
+        f"({metrics['processes_over_threads']:.2f} × and "
+        f"{metrics['processes_over_threads_passive']:.2f} × the one process). The "
+        "steps are small, so a team of threads meets at a barrier many times per "
+        "step: on cores that other processes also use, a descheduled member holds "
+        "up the team, and spinning members take time from it.")
 if "unit_before_s" in metrics:
-    what = ("the whole unit" if metrics["unit_epochs"] == 20 else
-            f"{metrics['unit_epochs']:.0f} of its 20 epochs (the full unit takes 20 × "
-            "this)")
+    epochs = int(metrics["unit_epochs"])
+    whole = "the whole unit" if epochs == 20 else (
+        f"{epochs} of its 20 epochs ({metrics['unit_batches']:.0f} batch(es) of 100); "
+        "the full-unit times are 20 × the epoch's, as the epochs cost alike")
+    scaled = []
+    for key, label in (("all", "spinning"), ("passive", "passive")):
+        timed = int(metrics[f"unit_{key}_batches_timed"])
+        if timed < metrics["unit_batches"]:
+            scaled.append(f"{timed} batch(es) ({label})")
+    note = ""
+    if scaled:
+        note = (f" The runs at {cores} threads were stopped after "
+                f"{' and '.join(scaled)} and scaled to the epoch")
+        note += ("." if metrics["unit_all_finished"] else
+                 "; the spinning one did not finish its first batch before it was "
+                 "stopped, so its time is a lower bound.")
     parts.append(
         f"**The unit.** OnAdvTrain at N = {metrics['unit_n']:,.0f} with the paper's "
-        f"settings (PGD-40 on θ in every batch), {what}: "
-        f"{metrics['unit_before_s']:.1f} s before (attack views off, one thread, as "
-        f"the units were built until now), {metrics['unit_after_1t_s']:.1f} s after at "
-        f"one thread (**{metrics['unit_speedup_1t']:.2f} ×**) and "
-        f"{metrics['unit_after_all_s']:.1f} s after at {cores} threads "
-        f"(**{metrics['unit_speedup_all']:.2f} ×**). Its on-manifold attack also "
-        "differentiates the decoder (grid sampling), which the attack views do not "
-        "speed up.")
-parts.append(
-    "**GPU.** " + ("A GPU was available but this build timed the CPU only."
-                   if metrics.get("cuda_available") else
-                   "No GPU was available to this build, so no `device=cuda` timing was "
-                   "made; the units run on a GPU with `ADVMANIFOLD_DEVICE=cuda`."))
+        f"settings (PGD-{metrics['unit_pgd_steps']:.0f} on θ through the decoder in "
+        f"every batch), timed for "
+        f"{whole}: {metrics['unit_before_s']:.3g} s before (attack views off, one "
+        f"thread, as main built its units) and {metrics['unit_after_1t_s']:.3g} s "
+        f"after at one thread: **{metrics['unit_speedup_1t']:.2f} ×**. At {cores} "
+        f"threads, in a fresh process, it took {metrics['unit_after_all_s']:.3g} s "
+        f"with spinning threads ({metrics['unit_speedup_all']:.2f} × over before) "
+        f"and {metrics['unit_after_all_passive_s']:.3g} s with passive ones "
+        f"({metrics['unit_speedup_all_passive']:.2f} ×). The full unit: "
+        f"{metrics['unit_full_before_s'] / 60:.3g} min before, "
+        f"{metrics['unit_full_after_1t_s'] / 60:.3g} min after at one thread "
+        f"(load average {metrics['unit_load']:.1f}).{note} The on-manifold attack "
+        "also differentiates the decoder, which the attack view leaves as it is.")
+if metrics.get("cuda_available") and "unit_after_cuda_s" in metrics:
+    parts.append(
+        f"**GPU.** On the GPU the unit took {metrics['unit_after_cuda_s']:.3g} s "
+        f"({metrics['unit_speedup_cuda']:.2f} × over before).")
+else:
+    parts.append(
+        "**GPU.** No GPU was available to this build (`torch.cuda.is_available()` "
+        "is False), so no `device=cuda` timing was made; where one is, "
+        "`throughput.unit_time` also trains the unit on it.")
 display(Markdown("\n\n".join(parts)))
 
+# %% tags=["hide-input"]
+sns.set_theme(style="whitegrid", font_scale=1.1)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.2),
+                         gridspec_kw={"width_ratios": [1.3, 1]})
+if len(convnet):
+    short = {"train_step": "training", "attack_step": "attack",
+             "adv_train_step": "adversarial\ntraining"}
+    data = convnet.assign(step=convnet.candidate.map(short),
+                          threads=convnet.threads.astype(int).astype(str) + " thr.")
+    sns.barplot(data=data, x="step", y="gflops", hue="threads", ax=axes[0])
+    for i, t in enumerate(sorted(convnet.threads.astype(int).unique())):
+        axes[0].axhline(metrics[f"peak_gflops_{t}t"], ls="--", lw=1.5,
+                        color=sns.color_palette()[i], label=f"peak, {t} thr.")
+    axes[0].legend(frameon=False, fontsize=9)
+axes[0].set(xlabel="", ylabel="GFLOP/s")
+unit = frame[frame.piece == "unit"] if len(frame) else frame
+if len(unit):
+    full = unit.assign(minutes=unit.seconds * 20 / unit.epochs / 60)
+    sns.barplot(data=full, y="candidate", x="minutes", ax=axes[1],
+                color=sns.color_palette()[2])
+axes[1].set(ylabel="", xlabel="OnAdvTrain unit, minutes (20 epochs)", xscale="log")
+fig.tight_layout()
+fig.savefig(paths.figures_dir() / "90_benchmarks_convnet.png", dpi=150)
+glue("fig_benchmarks_convnet", fig, display=False)
+plt.close(fig)
+
 # %% [markdown]
+# ```{glue:figure} fig_benchmarks_convnet
+# :name: fig-benchmarks-convnet
+# Left: the ConvNet's steps in GFLOP/s at one thread and at every core; each bar
+# should stay below the dashed peak of its thread count. Right: one OnAdvTrain unit of
+# the paper profile (N = 2,500) before the attack views (one thread) and after them,
+# at one thread and at every core (log scale); in the `quick` profile one epoch was
+# timed and multiplied by 20, and runs at several threads were cut short and scaled.
+# ```
+#
 # ## Denormal floats at two threads
 #
 # Adam keeps running averages of each gradient and of its square. When part of a
 # network stops receiving gradient, they decay towards zero through the *denormal*
-# range of float32 (below 1.2 × 10⁻³⁸), which x86 cores process slowly; a
-# `paper`-profile FONTS run once slowed down tenfold for this reason.
-# `torch.set_flush_denormal(True)` sets the flag of the calling thread only, and
-# the OpenMP threads that already exist keep theirs. Here a 1024 × 1024 layer, whose
-# Adam update runs on both threads, gets a tiny gradient once and none after it, in
-# three fresh processes at two threads: without a flush, with the flag set on the
-# calling thread only, and with `compute.flush_denormals`, which sets it on every
-# thread of the team. The first two leave
-# {glue:text}`denormal_no_flush_max_count:,.0f` and
-# {glue:text}`denormal_main_thread_only_max_count:,.0f` denormals in Adam's state (the
-# second: the worker thread's share), the third
-# {glue:text}`denormal_every_thread_max_count:,.0f`.
+# range of float32 (below 1.2 × 10⁻³⁸), which x86 cores may process slowly.
+# `torch.set_flush_denormal(True)` sets the flag of the calling thread only: the
+# OpenMP threads that already exist keep theirs. Here the PMNIST MLP
+# ({glue:text}`denormal_parameters:,.0f` parameters, so its Adam update is split over
+# the threads) gets a tiny gradient once and none after it, for
+# {glue:text}`denormal_steps:.0f` steps, in three fresh processes at two threads, one
+# after the other (idle threads sleeping, `OMP_WAIT_POLICY=PASSIVE`): without a
+# flush, with the flag set on the calling thread only, and with
+# `compute.flush_denormals`, which sets it on every thread of the team. At most
+# {glue:text}`denormal_no_flush_max_count:,.0f`,
+# {glue:text}`denormal_main_thread_only_max_count:,.0f` and
+# {glue:text}`denormal_every_thread_max_count:,.0f` denormals were held in the weights
+# and Adam's state. In the second half of the run, the process without a flush made
+# {glue:text}`denormal_no_flush_over_every_thread_late:.2f` × the steps per second of
+# the one that flushes every thread; the processes ran one after the other, so other
+# load can differ between them.
 
 # %% tags=["hide-input"]
-sns.set_theme(style="whitegrid", font_scale=1.1)
-rates = run["timings"]
-rates = rates[rates["piece"] == "denormals"] if len(rates) else rates
+rates = frame[frame["piece"] == "denormals"] if len(frame) else frame
 fig, axes = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True)
 if len(rates):
-    frame = rates.rename(columns={"candidate": "setting"})
-    sns.lineplot(data=frame, x="step", y="steps_per_s", hue="setting", marker="o",
+    data = rates.rename(columns={"candidate": "setting"})
+    sns.lineplot(data=data, x="step", y="steps_per_s", hue="setting", marker="o",
                  ax=axes[0])
-    sns.lineplot(data=frame.assign(denormals=frame["denormals"].clip(lower=0.8)),
+    sns.lineplot(data=data.assign(denormals=data["denormals"].clip(lower=0.8)),
                  x="step", y="denormals", hue="setting", marker="o", ax=axes[1],
                  legend=False)
     axes[1].set_yscale("log")
 axes[0].set(ylabel="Adam steps per second", ylim=(0, None))
 axes[0].legend(title="flush", frameon=False)
-axes[1].set(xlabel="Adam steps", ylabel="denormals in Adam's state")
+axes[1].set(xlabel="Adam steps", ylabel="denormals held")
 fig.tight_layout()
 fig.savefig(paths.figures_dir() / "90_benchmarks_denormals.png", dpi=150)
 glue("fig_benchmarks_denormals", fig, display=False)
@@ -343,11 +448,11 @@ plt.close(fig)
 # %% [markdown]
 # ```{glue:figure} fig_benchmarks_denormals
 # :name: fig-benchmarks-denormals
-# Adam at two threads on a layer whose gradient vanished: steps per second (top) and
-# denormals in its state (bottom, log scale; zero drawn at the bottom), one fresh
-# process per setting. Only the flush on every thread keeps the state free of
-# denormals; the flag on the calling thread alone leaves the worker thread's half.
-# How much denormals slow a core down depends on the processor.
+# Adam at two threads on a network whose gradient vanished, one fresh process per
+# setting: steps per second (top) and denormals in its weights and Adam's state
+# (bottom, log scale; zero drawn at the bottom). The flush on every thread should hold
+# none; the flag on the calling thread alone leaves the worker thread's share. Whether
+# the rate drops with denormals depends on the processor.
 # ```
 #
 # ## All numbers and targets
@@ -384,18 +489,23 @@ for single, name, unit in [
     ("k-NN: fraction of exact neighbours ours returns", "knn_ours_neighbour_overlap",
      ""),
     ("k-NN: median |distance difference|", "knn_distance_abs_diff_median", ""),
-    ("SGEMM peak, one thread", "peak_gflops_1t", "GFLOP/s"),
-    ("PGD: fraction of the SGEMM peak", "pgd_fraction_of_peak", ""),
-    ("ConvNet: largest fraction of the peak", "convnet_max_fraction_of_peak", ""),
+    ("peak, one thread", "peak_gflops_1t", "GFLOP/s"),
+    ("peak, every core", "peak_gflops_all", "GFLOP/s"),
+    ("PGD: fraction of the peak", "pgd_fraction_of_peak", ""),
+    ("largest fraction of a peak", "max_fraction_of_peak", ""),
+    ("attack view / plain network, one thread", "lever_attack_view_speedup", "×"),
     ("OnAdvTrain unit: before / after, one thread", "unit_speedup_1t", "×"),
     ("OnAdvTrain unit: before (1 thread) / after (every core)", "unit_speedup_all",
      "×"),
     ("OnAdvTrain unit, full, before", "unit_full_before_s", "s"),
-    ("OnAdvTrain unit, full, after", "unit_full_after_s", "s"),
+    ("OnAdvTrain unit, full, after (one thread)", "unit_full_after_1t_s", "s"),
     ("two processes / one process with two threads", "processes_over_threads", "×"),
-    ("denormals left, flush on every thread", "denormal_every_thread_max_count", ""),
-    ("denormals left, flush on the calling thread only",
+    ("denormals held, flush on every thread", "denormal_every_thread_max_count", ""),
+    ("denormals held, flag on the calling thread only",
      "denormal_main_thread_only_max_count", ""),
+    ("denormals held, no flush", "denormal_no_flush_max_count", ""),
+    *[(f"wall time of the {p} piece", f"{p}_wall_s", "s")
+      for p in ("pgd", "knn", "decoder", "step", "convnet", "denormal")],
 ]:
     if name in metrics:
         rows.append({"quantity": single, "median": metrics[name], "min": np.nan,
