@@ -4,10 +4,11 @@
     python3 benchmarks/run.py                    # everything, at full size, every core
     python3 benchmarks/run.py --threads 1        # fix the thread count
     python3 benchmarks/run.py --only pgd steps   # some pieces (see --help)
-    python3 benchmarks/run.py --only convnet denormals   # the ConvNet workload, denormals
+    python3 benchmarks/run.py --only convnet denormals   # the ConvNet workload,
+    denormals
 
 It writes _build/results/benchmarks.json. The benchmark functions live in
-:mod:`advmanifold.benchmarking`; the book's appendix notebook
+:mod:`advmanifold.chapters.benchmarks`; the book's appendix notebook
 ``notebooks/90_benchmarks.py`` calls the same functions with smaller sizes.
 """
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from advmanifold import benchmarking
+from advmanifold.chapters import benchmarks as benchmarking
+from advmanifold.science import compute
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="torch (and BLAS) threads (default: every core available, "
-        f"here {benchmarking.available_cores()})",
+        f"here {compute.cores()})",
     )
     parser.add_argument(
         "--only",

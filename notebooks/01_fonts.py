@@ -33,7 +33,8 @@ if "google.colab" in sys.modules:  # on Colab: install the package and the FONTS
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/adversarial-manifolds/companion.git"],
                    check=True)
-    from advmanifold.fonts import debian_font_packages  # fonts FONTS is rendered from
+    # the Debian fonts FONTS is rendered from
+    from advmanifold.science.fonts import debian_font_packages
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     *debian_font_packages()], check=True)
@@ -56,9 +57,11 @@ import time
 import torch
 from IPython.display import Markdown, display
 
-from advmanifold import attacks, claims, decoders, models
-from advmanifold import fonts_chapter as chapter
-from advmanifold.results import Results
+from advmanifold.science import attacks, decoders, models
+from advmanifold.chapters import claims
+from advmanifold.chapters import fonts as chapter
+from advmanifold.book import figures
+from advmanifold.book.results import Results
 
 params = dict(seed=seed, device=device, font_dirs=font_dirs, n_fonts=n_fonts,
               epochs=epochs, n_attack=n_attack, restarts=restarts)
@@ -86,7 +89,8 @@ if warning:
 # contributes each of its faces. As in the original code, a letter is drawn directly at
 # 28×28 pixels with a 21 pt font size, centred, glyph bright on dark. Instead of
 # cleaning by hand (our choice), filters drop faces in this order (details in
-# `advmanifold.fonts`): faces that cannot be rendered; families on a short deny-list of
+# `advmanifold.science.fonts`): faces that cannot be rendered; families on a short
+# deny-list of
 # symbol faces and display faces that are hard to read at this size; faces lacking a
 # letter or drawing two letters alike; faces with implausible ink or glyphs cut at the
 # border; faces failing a legibility vote (each letter, blurred, must be recognised as
@@ -140,10 +144,10 @@ show_fonts = torch.linspace(0, count - 1, 4).round().long().tolist()
 show_letters = [0, 6, 3, 9][: len(show_fonts)]
 fig = chapter.plot_decoder_parameters(decoder.cpu(), show_fonts[:2], show_letters[:2],
                                       every_font.names)
-chapter.save_figure(fig, "decoder")
+figures.save(fig, chapter.STEM, "decoder")
 fig = chapter.plot_decoder_random(decoder, show_fonts, show_letters, every_font.names,
                                   seed=seed)
-chapter.save_figure(fig, "decoder_random")
+figures.save(fig, chapter.STEM, "decoder_random")
 decoder.to(device);
 
 # %% [markdown]
@@ -239,7 +243,7 @@ fig = chapter.plot_examples([
      models.predict(model, regular.adversarial)),
     ("on-manifold adversarial", x_on, models.predict(model, x_on)),
 ], both)
-chapter.save_figure(fig, "examples")
+figures.save(fig, chapter.STEM, "examples")
 
 # %% [markdown]
 # ```{glue:figure} fig_examples
@@ -290,7 +294,7 @@ res.add("time_projection_s", projection_s)
 res.add("projection_examples_per_s", len(distances) / projection_s)
 res.add_table("distances", distances)
 chapter.record_distances(res, distances)
-chapter.save_figure(chapter.plot_distances(distances), "distances")
+figures.save(chapter.plot_distances(distances), chapter.STEM, "distances")
 
 # %% [markdown]
 # ```{glue:figure} fig_distances
@@ -328,9 +332,8 @@ usage = resource.getrusage(resource.RUSAGE_SELF)  # this kernel's CPU time, all 
 res.add("cpu_user_s", usage.ru_utime)
 res.add("cpu_system_s", usage.ru_stime)
 res.write()
-verdicts = claims.ledger({"01_fonts": res.metrics})
-columns = ["claim", "paper", "measured", "verdict", "rule"]
-verdicts[verdicts.chapter == "01_fonts"][columns].style.hide(axis="index")
+verdicts = claims.verdicts(chapter.STEM, res.metrics)
+verdicts[["claim", "paper", "measured", "verdict", "rule"]].style.hide(axis="index")
 
 # %% [markdown]
 #

@@ -53,15 +53,16 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown
 
-from advmanifold import attacks, mnist, models, verification
-from advmanifold.data import load_mnist
-from advmanifold.generative import (decode_by_class, encode_by_class, latent_box,
-                                    onmanifold_attack, sample)
-from advmanifold.manifolds.knn import (anchored_projection, knn_projection,
+from advmanifold.science import attacks, models, verification
+from advmanifold.chapters import mnist
+from advmanifold.science.data import load_mnist
+from advmanifold.science.generative import (decode_by_class, encode_by_class,
+                                            latent_box, onmanifold_attack, sample)
+from advmanifold.science.manifolds.knn import (anchored_projection, knn_projection,
                                        nearest_neighbours)
-from advmanifold.results import Results
+from advmanifold.book import figures
+from advmanifold.book.results import Results
 
 if threads is not None:
     torch.set_num_threads(int(threads))
@@ -141,11 +142,11 @@ samples = sample(vaegans, 2, seed=seed).cpu()
 fig = mnist.plot_vaegan_grid([("test image", x_test[first, 0].cpu()),
                               ("reconstruction", rec_test[first, 0].cpu()),
                               ("sample 1", samples[0]), ("sample 2", samples[1])])
-mnist.save_figure(fig, "vaegan_grid")
+figures.save(fig, mnist.STEM, "vaegan_grid")
 pd.DataFrame(vaegan_history).round(2)
 
 # %% [markdown]
-# ```{glue:figure} vaegan_grid
+# ```{glue:figure} fig_vaegan_grid
 # :name: fig-mnist-vaegan
 # One test image per digit, its reconstruction μ ↦ dec(μ) by the VAE-GAN of its class,
 # and samples dec(z), z ~ N(0, I), from each class's model. Reconstructions keep the
@@ -164,10 +165,10 @@ pd.DataFrame(vaegan_history).round(2)
 # outside that box:
 
 # %% tags=["hide-input"]
-mnist.save_figure(mnist.plot_latent_spread(mu_test, Z_BOUND), "latent_spread")
+figures.save(mnist.plot_latent_spread(mu_test, Z_BOUND), mnist.STEM, "latent_spread")
 
 # %% [markdown]
-# ```{glue:figure} latent_spread
+# ```{glue:figure} fig_latent_spread
 # :name: fig-mnist-latent-spread
 # Left: all coordinates of the encoder means of the test set (each image under its
 # own class's encoder) against the prior N(0, 1). Right: their largest coordinate
@@ -297,10 +298,10 @@ if show:
         [("clean", x_test[sel], models.predict(classifier, x_test[sel])),
          ("regular", reg_imgs, models.predict(classifier, reg_imgs)),
          ("on-manifold", on_imgs, models.predict(classifier, on_imgs))], y_test[sel])
-    mnist.save_figure(fig, "adversarial_grid")
+    figures.save(fig, mnist.STEM, "adversarial_grid")
 
 # %% [markdown]
-# ```{glue:figure} adversarial_grid
+# ```{glue:figure} fig_adversarial_grid
 # :name: fig-mnist-adversarial
 # Test images (top), regular L∞ adversarial examples with ε = 0.3 (middle) and
 # on-manifold adversarial examples from the class's VAE-GAN (bottom), with the
@@ -376,8 +377,8 @@ res.add("random_distance_over_l2_median",
         (proj_rand.distance / proj_rand.delta_norm).nanmedian())
 # a uniformly random direction keeps a fraction k/784 of its squared norm in the span
 res.add("isotropic_angle_deg", np.degrees(np.arcsin(np.sqrt(1 - S.k / 784))))
-mnist.save_figure(mnist.plot_distance_histograms(dist), "distance_histograms")
-mnist.save_figure(mnist.plot_distance_vs_l2(dist), "distance_vs_l2")
+figures.save(mnist.plot_distance_histograms(dist), mnist.STEM, "distance_histograms")
+figures.save(mnist.plot_distance_vs_l2(dist), mnist.STEM, "distance_vs_l2")
 medians = dist.groupby("kind")[["distance", "delta_l2", "angle_deg"]].median()
 medians["distance / ‖δ‖₂"] = (dist.distance / dist.delta_l2).groupby(dist.kind).median()
 medians["examples"] = dist.groupby("kind").size()
@@ -390,7 +391,7 @@ medians.loc[list(mnist.KIND_PALETTE)].round(2)
 # succeed on the same image, and the original counts each).
 # Finding the neighbours and projecting took {glue:text}`knn_projection_seconds:.1f` s.
 #
-# ```{glue:figure} distance_histograms
+# ```{glue:figure} fig_distance_histograms
 # :name: fig-mnist-distances
 # Left: distance to the local k-NN subspace for test images, on-manifold adversarial
 # examples and regular adversarial examples (densities; each kind integrates to one).
@@ -399,7 +400,7 @@ medians.loc[list(mnist.KIND_PALETTE)].round(2)
 # lie farther away, nearly orthogonally; the medians say how far this run agrees.
 # ```
 #
-# ```{glue:figure} distance_vs_l2
+# ```{glue:figure} fig_distance_vs_l2
 # :name: fig-mnist-distance-l2
 # Distance to the k-NN subspace against the norm of the perturbation. Points on the
 # dashed diagonal leave the subspace orthogonally; the closer a cloud lies to it, the

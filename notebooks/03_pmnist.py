@@ -54,10 +54,12 @@ import torch
 from IPython.display import Markdown
 from myst_nb import glue
 
-from advmanifold import models, pmnist
-from advmanifold import pmnist_plots as plots
-from advmanifold.manifolds.linear import LinearManifold
-from advmanifold.results import Results
+from advmanifold.science import models
+from advmanifold.chapters import claims, pmnist
+from advmanifold.chapters import pmnist_plots as plots
+from advmanifold.science.manifolds.linear import LinearManifold
+from advmanifold.book import figures, results
+from advmanifold.book.results import Results
 
 params = dict(seed=seed, data_dir=data_dir, n_seeds=n_seeds, n_train=n_train,
               epochs=epochs, alpha=alpha, n_eval=n_eval, pca_mode=pca_mode)
@@ -133,7 +135,7 @@ per_class = LinearManifold.from_state(
 off = per_class.subspace_distances(per_class.project(P.mnist_test, P.y_test))
 res.add("per_class_nearest_subspace_accuracy",
         (off.argmin(1) == P.y_test).float().mean())
-plots.save(plots.images(P.mnist_test, P.x_test, P.y_test), "images")
+figures.save(plots.images(P.mnist_test, P.x_test, P.y_test), pmnist.STEM, "images")
 models_started = time.perf_counter()
 
 # %% [markdown]
@@ -178,7 +180,7 @@ models_started = time.perf_counter()
 # 20 more. Five seeds would take about 2.7 hours, 20 epochs about 9. Training the
 # seeds of a model as one batched network gives the same weights (a test checks it)
 # but was not faster on this CPU when we measured it (see the module
-# `advmanifold.pmnist`), so the seeds are trained apart, one unit each.
+# `advmanifold.chapters.pmnist`), so the seeds are trained apart, one unit each.
 
 # %%
 NETS = pmnist.train_seeds(S, SEEDS, data_dir=data_dir)      # {seed: {model: MLP}}
@@ -198,7 +200,7 @@ acc = pmnist.accuracy_table(EVALS)
 for m in pmnist.MODELS:
     over_seeds(f"accuracy_{m}",
                acc[acc.model == NAMES[m]].set_index("seed").accuracy.to_dict())
-pmnist.mean_std_table(acc, "model", ["accuracy"]).rename(
+results.mean_std_table(acc, "model", ["accuracy"]).rename(
     columns={"accuracy": "test accuracy (mean ± std over seeds)"})
 
 # %% [markdown]
@@ -227,8 +229,8 @@ for m in pmnist.MODELS:
     per = align_med[align_med.model == NAMES[m]].set_index("seed")
     for col in ("cosine", "ratio", "rejection"):
         over_seeds(f"alignment_{col}_median_{m}", per[col].to_dict())
-plots.save(plots.alignment(align, align_med, COLORS), "alignment")
-pmnist.mean_std_table(align_med, "model", ["cosine", "ratio", "rejection"])
+figures.save(plots.alignment(align, align_med, COLORS), pmnist.STEM, "alignment")
+results.mean_std_table(align_med, "model", ["cosine", "ratio", "rejection"])
 
 # %% [markdown]
 # ```{glue:figure} fig_alignment
@@ -277,8 +279,9 @@ for m in pmnist.MODELS:
         sel = at01[(at01.model == NAMES[m]) & (at01.attack == attack)]
         over_seeds(f"{attack.lower()}_accuracy_{m}_eps0.1",
                    sel.set_index("seed").accuracy.to_dict())
-plots.save(plots.robustness(curves, COLORS), "robustness")
-pmnist.mean_std_table(curves, ["attack", "eps", "model"], ["accuracy"]).unstack("model")
+figures.save(plots.robustness(curves, COLORS), pmnist.STEM, "robustness")
+(results.mean_std_table(curves, ["attack", "eps", "model"], ["accuracy"])
+ .unstack("model"))
 
 # %% [markdown]
 # ```{glue:figure} fig_robustness
@@ -333,16 +336,16 @@ for m in pmnist.MODELS:
     over_seeds(f"crossing_angle_interclass_deg_median_{m}", other.angle_deg.to_dict())
     over_seeds(f"crossing_n_{m}", {s: int(adv.n.get(s, 0)) for s in SEEDS})
     over_seeds(f"boundary_normal_cosine_median_{m}", other.normal_cosine.to_dict())
-plots.save(plots.crossings(cross, cross_med, COLORS), "crossings")
+figures.save(plots.crossings(cross, cross_med, COLORS), pmnist.STEM, "crossings")
 
 # one path in the style of the paper's Fig. 2, for the first seed's models
 i0 = 0
 partner = int(pmnist.partners(y_test)[i0])
-plots.save(plots.path_example(nets, x_test[i0: i0 + 1], x_test[partner][None], COLORS),
-           "path_example")
+fig = plots.path_example(nets, x_test[i0: i0 + 1], x_test[partner][None], COLORS)
+figures.save(fig, pmnist.STEM, "path_example")
 res.add("path_example_from", int(y_test[i0]))
 res.add("path_example_to", int(y_test[partner]))
-pmnist.mean_std_table(cross_med, ["path", "model"], ["angle_deg", "normal_cosine"])
+results.mean_std_table(cross_med, ["path", "model"], ["angle_deg", "normal_cosine"])
 
 # %% [markdown]
 # ```{glue:figure} fig_crossings
@@ -424,7 +427,7 @@ for m in ("manifold", "baseline"):
     over_seeds(f"fig4_target_reached_{m}",
                {s: int(models.predict(NETS[s][m], fig4[m, s])[0] == 3) for s in SEEDS})
 first = {m: fig4[m, SEEDS[0]] for m in ("manifold", "baseline")}
-plots.save(plots.two_to_three(x2, first, nets), "two_to_three")
+figures.save(plots.two_to_three(x2, first, nets), pmnist.STEM, "two_to_three")
 
 # %% [markdown]
 # ```{glue:figure} fig_two_to_three
@@ -451,15 +454,16 @@ plots.save(plots.two_to_three(x2, first, nets), "two_to_three")
 WORDS = {"reproduced": "**holds** (beyond 2 standard errors over seeds)",
          "partly": "**holds only in sign** (within 2 standard errors over seeds)",
          "not reproduced": "**does not hold**"}
-verdicts = pmnist.judge_claims(res.metrics)
-for i, verdict in enumerate(verdicts.verdict, 1):
-    res.add(f"claim{i}_holds", int(verdict == "reproduced"))
-    res.add(f"claim{i}_sign_holds", int(verdict != "not reproduced"))
-    glue(f"verdict{i}", Markdown(WORDS[verdict]), display=False)
+verdicts = claims.verdicts(pmnist.STEM, res.metrics)  # the ledger's claims of PMNIST
+for key, verdict in verdicts.verdict.items():
+    name = key.replace("-", "_")
+    res.add(f"claim_{name}_holds", int(verdict == "reproduced"))
+    res.add(f"claim_{name}_sign_holds", int(verdict != "not reproduced"))
+    glue(f"verdict_{name}", Markdown(WORDS[verdict]), display=False)
 res.add("chapter_time_s", time.perf_counter() - started)
 res.add("chapter_cpu_time_s", time.process_time() - cpu_started)
 res.add_table("per_seed", pd.DataFrame(PER_SEED))
-verdicts
+verdicts[["claim", "verdict", "measured", "rule"]].style.hide(axis="index")
 
 # %% [markdown]
 # Each claim of {cite}`geyer2023relationship`, with this run's numbers: means over
@@ -475,27 +479,34 @@ verdicts
 #    manifold.* Median cosine Baseline
 #    {glue:text}`alignment_cosine_median_baseline:.3f`, Robust
 #    {glue:text}`alignment_cosine_median_robust:.3f`, Manifold
-#    {glue:text}`alignment_cosine_median_manifold:.3f`: {glue:md}`verdict1`.
-# 2. *Robust is slightly less aligned than Manifold*: {glue:md}`verdict2`. The
-#    alignment loss optimises the metric directly, so a large gap in its favour is what
-#    one should expect; "slightly" depends on α.
+#    {glue:text}`alignment_cosine_median_manifold:.3f`:
+#    {glue:md}`verdict_robust_aligned` for Robust,
+#    {glue:md}`verdict_manifold_aligned` for Manifold.
+# 2. *Robust is slightly less aligned than Manifold*:
+#    {glue:md}`verdict_robust_less_than_manifold`. The alignment loss optimises the
+#    metric directly, so a large gap in its favour is what one should expect;
+#    "slightly" depends on α.
 # 3. *Manifold is slightly more robust than Baseline under FGSM and PGD.* At ε = 0.1,
 #    FGSM {glue:text}`fgsm_accuracy_manifold_eps0.1:.3f` against
 #    {glue:text}`fgsm_accuracy_baseline_eps0.1:.3f`, PGD
 #    {glue:text}`pgd_accuracy_manifold_eps0.1:.3f` against
-#    {glue:text}`pgd_accuracy_baseline_eps0.1:.3f`: {glue:md}`verdict3`.
+#    {glue:text}`pgd_accuracy_baseline_eps0.1:.3f`: {glue:md}`verdict_manifold_fgsm`
+#    under FGSM, {glue:md}`verdict_manifold_pgd` under PGD.
 # 4. *Adversarial training helps much more.* Robust keeps
 #    {glue:text}`fgsm_accuracy_robust_eps0.1:.3f` (FGSM) and
-#    {glue:text}`pgd_accuracy_robust_eps0.1:.3f` (PGD): {glue:md}`verdict4` (margin
-#    0.1 in accuracy, our threshold for "much").
+#    {glue:text}`pgd_accuracy_robust_eps0.1:.3f` (PGD), against Manifold:
+#    {glue:md}`verdict_robust_much_more_than_manifold` (margin 0.1 in accuracy, our
+#    threshold for "much").
 # 5. *Adding the alignment loss to adversarial training helps against FGSM* —
 #    {glue:text}`fgsm_accuracy_manifold_robust_eps0.1:.3f` against
-#    {glue:text}`fgsm_accuracy_robust_eps0.1:.3f`: {glue:md}`verdict5` —
-#    *but not against PGD* — {glue:text}`pgd_accuracy_manifold_robust_eps0.1:.3f`
-#    against {glue:text}`pgd_accuracy_robust_eps0.1:.3f`: {glue:md}`verdict6` (here
-#    "holds" means the PGD accuracy of Manifold Robust is not higher by more than 2
-#    standard errors). The paper compares curves by eye; differences of a few points
-#    are within the seed-to-seed spread (standard deviations
+#    {glue:text}`fgsm_accuracy_robust_eps0.1:.3f`:
+#    {glue:md}`verdict_manifold_robust_fgsm` — *but not against PGD* —
+#    {glue:text}`pgd_accuracy_manifold_robust_eps0.1:.3f` against
+#    {glue:text}`pgd_accuracy_robust_eps0.1:.3f`:
+#    {glue:md}`verdict_manifold_robust_not_pgd` (here "holds" means the PGD accuracy
+#    of Manifold Robust is not higher by more than 2 standard errors). The paper
+#    compares curves by eye; differences of a few points are within the seed-to-seed
+#    spread (standard deviations
 #    {glue:text}`fgsm_accuracy_manifold_robust_eps0.1_std:.3f` and
 #    {glue:text}`fgsm_accuracy_robust_eps0.1_std:.3f` under FGSM) and the sampling
 #    noise of {glue:text}`n_eval` attacked test images per seed.
@@ -503,14 +514,16 @@ verdicts
 #    angle, Manifold against Baseline:
 #    {glue:text}`crossing_angle_deg_median_manifold:.1f`° against
 #    {glue:text}`crossing_angle_deg_median_baseline:.1f`° on the adversarial path
-#    ({glue:md}`verdict7`),
+#    ({glue:md}`verdict_alignment_orthogonal_boundaries`),
 #    {glue:text}`crossing_angle_interclass_deg_median_manifold:.1f`° against
 #    {glue:text}`crossing_angle_interclass_deg_median_baseline:.1f`° on the path to
-#    another digit ({glue:md}`verdict8`); median cosine of boundary normal and manifold
+#    another digit ({glue:md}`verdict_alignment_orthogonal_interclass`); median
+#    cosine of boundary normal and manifold
 #    {glue:text}`boundary_normal_cosine_median_manifold:.3f` against
-#    {glue:text}`boundary_normal_cosine_median_baseline:.3f` ({glue:md}`verdict9`). The
-#    paper shows this only as a qualitative plot; the angle statistic, both paths and
-#    the normal's cosine are our operationalisations.
+#    {glue:text}`boundary_normal_cosine_median_baseline:.3f`
+#    ({glue:md}`verdict_alignment_normals_in_manifold`). The paper shows this only as
+#    a qualitative plot; the angle statistic, both paths and the normal's cosine are
+#    our operationalisations.
 #
 # The Baseline's accuracy, {glue:text}`accuracy_baseline:.3f` ±
 # {glue:text}`accuracy_baseline_std:.3f`, is to be compared with the paper's ≈ 0.92.

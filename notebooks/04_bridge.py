@@ -34,7 +34,7 @@
 # for the first training seed: the same cached units, built once for both chapters.
 # All settings of this chapter are ours. In the `paper` profile the attack checks
 # dominate its cost (about an hour on a 2-core CPU; see the module
-# `advmanifold.bridge`).
+# `advmanifold.chapters.bridge`).
 
 # %% tags=["remove-cell"]
 import sys, subprocess
@@ -58,10 +58,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from advmanifold import attacks, bridge, pmnist, verification
-from advmanifold.manifolds.linear import ATTACK_BOX
-from advmanifold.pmnist_plots import style
-from advmanifold.results import Results, read_results
+from advmanifold.science import attacks, verification
+from advmanifold.chapters import bridge, pmnist
+from advmanifold.science.manifolds.linear import ATTACK_BOX
+from advmanifold.chapters.pmnist_plots import style
+from advmanifold.book import figures
+from advmanifold.book.results import Results, read_results
 
 params = dict(seed=seed, data_dir=data_dir, n_examples=n_examples, n_verify=n_verify)
 S = bridge.notebook_settings(profile, params)
@@ -115,11 +117,12 @@ for name in nets:
             res.add(f"offmanifold_fraction_median_{key}", subset.off_fraction.median())
             res.add(f"distance_median_{key}", subset.distance.median())
         res.add(f"success_rate_{key}", subset.shape[0] / len(x))
-bridge.save(bridge.plot_distances(successful), "distances")
-bridge.save(bridge.plot_off_fraction(successful, float(random_off)), "offfraction")
+figures.save(bridge.plot_distances(successful), bridge.STEM, "distances")
+fig = bridge.plot_off_fraction(successful, float(random_off))
+figures.save(fig, bridge.STEM, "offfraction")
 
 # %% [markdown]
-# ```{glue:figure} fig_bridge_distances
+# ```{glue:figure} fig_distances
 # :name: fig-bridge-distances
 # Exact distance to the PMNIST manifold of successful FGSM and PGD adversarial
 # examples, per model. Test images lie on the manifold (black line at 0; the largest
@@ -128,7 +131,7 @@ bridge.save(bridge.plot_off_fraction(successful, float(random_off)), "offfractio
 # manifold.
 # ```
 #
-# ```{glue:figure} fig_bridge_offfraction
+# ```{glue:figure} fig_offfraction
 # :name: fig-bridge-offfraction
 # Which share of the perturbation leaves the manifold. The dashed line is a random sign
 # vector ({glue:text}`random_sign_offmanifold_fraction:.3f`). Baseline PGD
@@ -170,10 +173,10 @@ res.add("knn_vs_exact_distance_mae", res.metrics["knn_vs_exact_distance_mae_k50"
 res.add("knn_vs_exact_relative_error_k5",
         (error / grading.exact)[grading.k == 5].median())
 res.add("exact_distance_median", exact.median())
-bridge.save(bridge.plot_knn(grading), "knn")
+figures.save(bridge.plot_knn(grading), bridge.STEM, "knn")
 
 # %% [markdown]
-# ```{glue:figure} fig_bridge_knn
+# ```{glue:figure} fig_knn
 # :name: fig-bridge-knn
 # k-NN distance against the exact distance for Baseline PGD examples (left) and the
 # mean error per k (right). With k = 50, as in the MNIST chapter, the mean absolute
@@ -232,11 +235,11 @@ res.add("max_gap_chapter_pgd_vs_worst", gap.max())
 res.add("max_margin_gain", max(gains))
 if verification.torchattacks_available():
     res.add("max_gap_ours_vs_third_party", max(gaps))
-bridge.save(bridge.plot_verification(checks, S.eps), "verification")
+figures.save(bridge.plot_verification(checks, S.eps), bridge.STEM, "verification")
 by_model.T.round(3)
 
 # %% [markdown]
-# ```{glue:figure} fig_bridge_verification
+# ```{glue:figure} fig_verification
 # :name: fig-bridge-verification
 # Accuracy of each PMNIST model under every attack at ε = {glue:text}`eps:.2f`; "worst
 # case" counts an example as robust only if no attack fools it. The chapter's PGD

@@ -16,7 +16,8 @@
 #
 # Every claim of the two papers that this book tests, in one table: what the paper says,
 # what the chapters measured, and a verdict computed from the chapters' results files by
-# the rules in `advmanifold.claims`. Nothing on this page is typed by hand: re-running a
+# the rules in `advmanifold.book.ledger`. Nothing on this page is typed by hand:
+# re-running a
 # chapter with other settings changes the table.
 #
 # Each claim is judged twice, side by side: on the results of *this build*
@@ -57,18 +58,18 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from advmanifold import claims, paths
-from advmanifold.results import Results
+from advmanifold.book import ledger, paths
+from advmanifold.book.results import Results
+from advmanifold.chapters import claims
 
 res = Results("05_claims", profile=profile, seed=seed)
-every = claims.all_claims()
-stems = claims.chapters(every)
-found = claims.read_results_folder(Path(results_dir or paths.results_dir()), stems)
-record_folder = Path(record_dir) if record_dir else claims.record_dir()
-record = claims.read_results_folder(record_folder, stems)
-ledger = claims.ledger(found, record, every)
-res.add_table("ledger", ledger)
-in_book = claims.built_chapters()  # the chapters compiled into this book
+stems = claims.chapters()
+found = ledger.read_results_folder(Path(results_dir or paths.results_dir()), stems)
+record_folder = Path(record_dir) if record_dir else ledger.record_dir()
+record = ledger.read_results_folder(record_folder, stems)
+table = ledger.ledger(found, record, claims=claims.CLAIMS)
+res.add_table("ledger", table)
+in_book = ledger.built_chapters()  # the chapters compiled into this book
 linked = set(found) & in_book  # those whose figures exist in this build
 
 # %% [markdown]
@@ -78,8 +79,8 @@ linked = set(found) & in_book  # those whose figures exist in this build
 # the date and machine of the record where it says so):
 
 # %% tags=["remove-input"]
-build = claims.describe_records(found).set_index("chapter")
-paper = claims.describe_records(record).set_index("chapter")
+build = ledger.describe_records(found).set_index("chapter")
+paper = ledger.describe_records(record).set_index("chapter")
 sources = pd.DataFrame({
     "this build": [build["profile"].get(s, "not run") if len(build) else "not run"
                    for s in stems],
@@ -98,28 +99,28 @@ display(sources.rename_axis("chapter"))
 # the chapter).
 
 # %% tags=["remove-input"]
-display(Markdown(claims.ledger_markdown(ledger, linked, in_book)))
+display(Markdown(ledger.ledger_markdown(table, linked, in_book)))
 
 # %% tags=["hide-input"]
-order = list(claims.VERDICTS)
+order = list(ledger.VERDICTS)
 colours = ["#2ca02c", "#ffbf00", "#d62728", "#9467bd", "#b0b0b0"]
 names = {claims.STUTZ: "Stutz et al. 2019", claims.GEYER: "Geyer et al. 2023"}
 for prefix, column in (("claims", "verdict"), ("record_claims", "record_verdict")):
-    counts = ledger[column].value_counts()
+    counts = table[column].value_counts()
     for verdict in order:
         res.add(f"{prefix}_{verdict.replace(' ', '_')}", int(counts.get(verdict, 0)))
-res.add("claims_total", len(ledger))
-disagree = claims.differing(ledger)
+res.add("claims_total", len(table))
+disagree = ledger.differing(table)
 res.add("claims_differing", len(disagree))
-for row in ledger.itertuples():  # one number per claim: verdicts in the results file
+for row in table.itertuples():  # one number per claim: verdicts in the results file
     key = row.key.replace("-", "_")
-    res.add(f"verdict_{key}", claims.VERDICT_SCORE[row.verdict], glue=False)
-    res.add(f"record_verdict_{key}", claims.VERDICT_SCORE[row.record_verdict],
+    res.add(f"verdict_{key}", ledger.VERDICT_SCORE[row.verdict], glue=False)
+    res.add(f"record_verdict_{key}", ledger.VERDICT_SCORE[row.record_verdict],
             glue=False)
 
 long = pd.concat([
-    pd.DataFrame({"paper": ledger["source"].map(lambda s: names.get(s, s)),
-                  "scale": scale, "verdict": ledger[column]})
+    pd.DataFrame({"paper": table["source"].map(lambda s: names.get(s, s)),
+                  "scale": scale, "verdict": table[column]})
     for scale, column in (("this build", "verdict"),
                           ("paper scale", "record_verdict"))])
 counts = (pd.crosstab([long["paper"], long["scale"]], long["verdict"])
@@ -163,8 +164,8 @@ plt.close(fig)
 # %% tags=["remove-input"]
 if len(disagree):
     display(Markdown("\n".join(
-        f"- {claims.escape(row.claim)}: {claims.VERDICT_MARKUP[row.verdict]} in this "
-        f"build, {claims.VERDICT_MARKUP[row.record_verdict]} at paper scale."
+        f"- {ledger.escape(row.claim)}: {ledger.VERDICT_MARKUP[row.verdict]} in this "
+        f"build, {ledger.VERDICT_MARKUP[row.record_verdict]} at paper scale."
         for row in disagree.itertuples())))
 else:
     display(Markdown("*None.*"))
@@ -180,6 +181,6 @@ ran = ", ".join(sorted({r["profile"] for r in found.values()})) or "none"
 glance = (f"Judged on this build (profile {ran}) and on the paper-scale record "
           f"({len(record)} of {len(stems)} chapters); details in "
           "{doc}`/notebooks/05_claims`.\n\n"
-          + claims.glance_markdown(ledger, linked, in_book))
+          + ledger.glance_markdown(table, linked, in_book))
 (paths.figures_dir() / "05_claims_glance.md").write_text(glance + "\n")
 res.write();

@@ -33,7 +33,7 @@ if "google.colab" in sys.modules:  # on Colab: install the companion package and
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/adversarial-manifolds/companion.git"],
                    check=True)
-    from advmanifold.fonts import debian_font_packages
+    from advmanifold.science.fonts import debian_font_packages
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     *debian_font_packages()], check=True)
@@ -53,13 +53,13 @@ restarts = None     # attack restarts
 only_cached = False # use only the models already built (set by the runner's --budget)
 
 # %% tags=["hide-input"]
-import pandas as pd
 import seaborn as sns
 import torch
 from myst_nb import glue
 
-from advmanifold import generalization as G
-from advmanifold.results import Results
+from advmanifold.chapters import claims, generalization as G
+from advmanifold.book import figures
+from advmanifold.book.results import Results
 
 params = dict(seed=seed, font_dirs=font_dirs, n_fonts=n_fonts, sizes=sizes,
               n_seeds=n_seeds, epochs=epochs, n_attack=n_attack, restarts=restarts)
@@ -126,7 +126,8 @@ G.settings_table(S).style.hide(axis="index")
 # at its own grid point only, so one reverse pass through the sampler gives all the
 # pixel-wise derivatives with respect to the grid, and the grid is linear in the affine
 # matrix, whose derivative in θ `jacfwd` does give. The chain rule then yields the exact
-# 784 × 6 Jacobian of a whole batch at once (`advmanifold.tangent`; tested against
+# 784 × 6 Jacobian of a whole batch at once (`advmanifold.science.tangent`; tested
+# against
 # finite differences); a reduced QR gives the projector P_T.
 #
 # **Measures**, for every (method, N, seed): test error; on-manifold success rate (PGD
@@ -163,9 +164,9 @@ for method in G.METHODS:
                 res.add(f"{m}_{method}_{size}", hit[m].iloc[0])
             else:  # no model of this method at that N yet: the prose shows nan
                 glue(f"{m}_{method}_{size}", float("nan"), display=False)
-verdicts = G.claims_table(res.metrics)
-for claim, verdict in zip(G.CLAIMS, verdicts.verdict):
-    glue(f"verdict_{claim.key.replace('-', '_')}", verdict, display=False)
+verdicts = claims.verdicts(G.STEM, res.metrics)  # the ledger's claims of this chapter
+for key, verdict in verdicts.verdict.items():
+    glue(f"verdict_{key.replace('-', '_')}", verdict, display=False)
 
 
 def relation(a, b):
@@ -214,7 +215,7 @@ coverage
 # {glue:text}`test_error_Aligned_large:.3f`.
 
 # %% tags=["hide-input"]
-G.save_figure(G.plot_vs_n(frame, "test_error", width=8.0), "test_error")
+figures.save(G.plot_vs_n(frame, "test_error", width=8.0), G.STEM, "test_error")
 
 # %% [markdown]
 # ```{glue:figure} fig_test_error
@@ -244,7 +245,7 @@ G.save_figure(G.plot_vs_n(frame, "test_error", width=8.0), "test_error")
 # {glue:text}`rank_corr_onmanifold_success_vs_test_error_original_methods:.2f`).
 
 # %% tags=["hide-input"]
-G.save_figure(G.plot_vs_n(frame, "onmanifold_success", width=8.0), "onmanifold")
+figures.save(G.plot_vs_n(frame, "onmanifold_success", width=8.0), G.STEM, "onmanifold")
 
 # %% [markdown]
 # ```{glue:figure} fig_onmanifold
@@ -256,7 +257,7 @@ G.save_figure(G.plot_vs_n(frame, "onmanifold_success", width=8.0), "onmanifold")
 # ```
 
 # %% tags=["hide-input"]
-G.save_figure(G.plot_scatter(frame), "scatter")
+figures.save(G.plot_scatter(frame), G.STEM, "scatter")
 
 # %% [markdown]
 # ```{glue:figure} fig_scatter
@@ -300,7 +301,7 @@ anchor.style.hide(axis="index")
 # %% tags=["hide-input"]
 fig = G.plot_vs_n(frame, ["regular_success", "fgsm_accuracy", "pgd_accuracy"],
                   eps=S.eps_small)
-G.save_figure(fig, "regular")
+figures.save(fig, G.STEM, "regular")
 
 # %% [markdown]
 # ```{glue:figure} fig_regular
@@ -327,7 +328,8 @@ G.save_figure(fig, "regular")
 # {glue:text}`pgd_accuracy_Normal_large:.2f`.
 
 # %% tags=["hide-input"]
-G.save_figure(G.plot_vs_n(frame, ["alignment_cosine", "alignment_ratio"]), "alignment")
+fig = G.plot_vs_n(frame, ["alignment_cosine", "alignment_ratio"])
+figures.save(fig, G.STEM, "alignment")
 
 # %% [markdown]
 # ```{glue:figure} fig_alignment
@@ -345,7 +347,7 @@ G.save_figure(G.plot_vs_n(frame, ["alignment_cosine", "alignment_ratio"]), "alig
 # exceeds two standard errors); the same rules feed the book's claims ledger.
 
 # %% tags=["hide-input"]
-verdicts.style.hide(axis="index")
+verdicts[["claim", "measured", "verdict", "rule"]].style.hide(axis="index")
 
 # %% [markdown]
 # ## Discussion

@@ -20,7 +20,8 @@
 #
 # - **PGD** ({cite}`madry2018towards`; L∞ ε = 0.1, step 0.01, 40 steps, random start,
 #   on the 784-1568-1568-10 MLP of {cite}`geyer2023relationship` trained for one epoch
-#   on MNIST): `advmanifold.attacks.pgd`, which stops per example at the first label
+#   on MNIST): `advmanifold.science.attacks.pgd`, which stops per example at the first
+#   label
 #   change (the setting of {cite}`stutz2019disentangling`), against `torchattacks.PGD`,
 #   which runs every step for every example; and the attack's arithmetic throughput
 #   (FLOPs of a forward and an input-backward pass per example and step, divided by
@@ -40,7 +41,8 @@
 #   attack step faster (one at a time), processes against threads, and one OnAdvTrain
 #   unit of the paper profile before and after this package's attack views.
 # - **Denormal floats at two threads**: Adam in fresh processes without a flush, with
-#   the flush on the calling thread only, and with `advmanifold.compute.flush_denormals`
+#   the flush on the calling thread only, and with
+#   `advmanifold.science.compute.flush_denormals`
 #   (every OpenMP thread).
 # - **The whole book**: execution time per profile and chapter, read from the runner's
 #   log.
@@ -84,8 +86,9 @@ from IPython.display import Markdown, display
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from myst_nb import glue
 
-from advmanifold import benchmarking, paths, profiles
-from advmanifold.results import Results
+from advmanifold.chapters import benchmarks as benchmarking
+from advmanifold.book import figures, paths, profiles
+from advmanifold.book.results import Results
 
 if device != "cpu":
     raise ValueError(f"device must be 'cpu' (the benchmarks compare CPU "
@@ -391,12 +394,10 @@ if len(unit):
                 color=sns.color_palette()[2])
 axes[1].set(ylabel="", xlabel="OnAdvTrain unit, minutes (20 epochs)", xscale="log")
 fig.tight_layout()
-fig.savefig(paths.figures_dir() / "90_benchmarks_convnet.png", dpi=150)
-glue("fig_benchmarks_convnet", fig, display=False)
-plt.close(fig)
+figures.save(fig, benchmarking.STEM, "convnet")
 
 # %% [markdown]
-# ```{glue:figure} fig_benchmarks_convnet
+# ```{glue:figure} fig_convnet
 # :name: fig-benchmarks-convnet
 # Left: the ConvNet's steps in GFLOP/s at one thread and at every core; each bar
 # should stay below the dashed peak of its thread count. Right: one OnAdvTrain unit of
@@ -441,12 +442,10 @@ axes[0].set(ylabel="Adam steps per second", ylim=(0, None))
 axes[0].legend(title="flush", frameon=False)
 axes[1].set(xlabel="Adam steps", ylabel="denormals held")
 fig.tight_layout()
-fig.savefig(paths.figures_dir() / "90_benchmarks_denormals.png", dpi=150)
-glue("fig_benchmarks_denormals", fig, display=False)
-plt.close(fig)
+figures.save(fig, benchmarking.STEM, "denormals")
 
 # %% [markdown]
-# ```{glue:figure} fig_benchmarks_denormals
+# ```{glue:figure} fig_denormals
 # :name: fig-benchmarks-denormals
 # Adam at two threads on a network whose gradient vanished, one fresh process per
 # setting: steps per second (top) and denormals in its weights and Adam's state
@@ -594,9 +593,7 @@ for ax, (title, items) in zip(axes, panels):
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
 fig.tight_layout()
-fig.savefig(paths.figures_dir() / "90_benchmarks_ratios.png", dpi=150)
-glue("fig_benchmarks", fig, display=False)
-plt.close(fig)
+figures.save(fig, benchmarking.STEM, "ratios")
 
 book = run["chapters"]
 fig, ax = plt.subplots(figsize=(8, 0.45 * max(book["chapter"].nunique(), 2) + 1.4))
@@ -612,12 +609,10 @@ else:
     ax.set_yticks([])
 ax.set(xlabel="execution time per chapter (minutes)", ylabel="")
 fig.tight_layout()
-fig.savefig(paths.figures_dir() / "90_benchmarks_book.png", dpi=150)
-glue("fig_benchmarks_book", fig, display=False)
-plt.close(fig)
+figures.save(fig, benchmarking.STEM, "book")
 
 # %% [markdown]
-# ```{glue:figure} fig_benchmarks
+# ```{glue:figure} fig_ratios
 # :name: fig-benchmarks
 # Left: how many times faster our PGD and k-NN distance are than torchattacks and the
 # original pipeline (diamonds: medians; dots: rounds; red dashes: targets; grey line:
@@ -625,7 +620,7 @@ plt.close(fig)
 # adversarial-training step relative to a plain step.
 # ```
 #
-# ```{glue:figure} fig_benchmarks_book
+# ```{glue:figure} fig_book
 # :name: fig-benchmarks-book
 # The whole-book execution time per chapter and profile, from the runner's last logs.
 # ```

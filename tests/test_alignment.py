@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from advmanifold import alignment, training
-from advmanifold.manifolds.linear import LinearManifold
+from advmanifold.science import alignment, training
+from advmanifold.science.manifolds.linear import LinearManifold
 
 
 @pytest.mark.parametrize("mode", ["global", "per_class"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advmanifold import attacks, models, training, verification
+from advmanifold.science import attacks, models, training, verification
 
 TOL = 1e-6
 

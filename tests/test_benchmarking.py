@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
-from advmanifold import benchmarking as B
-from advmanifold.manifolds.knn import knn_projection
+from advmanifold.chapters import benchmarks as B
+from advmanifold.science import compute
+from advmanifold.science.manifolds.knn import knn_projection
 
 
 def test_interleaved_rotates_order_and_skips_warmup():
@@ -48,11 +49,11 @@ def test_mlp_flops_counts_forward_and_input_backward():
 
 def test_fixed_threads_sets_and_restores():
     before = torch.get_num_threads()
-    with B.fixed_threads(1) as n:
+    with compute.threads(1) as n:
         assert n == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads"):
-        with B.fixed_threads(0):
+        with compute.threads(0):
             pass
 
 
@@ -170,7 +171,7 @@ def test_run_benchmarks_rejects_unknown_settings_and_pieces():
 def test_gemm_shapes_of_a_convolution_carry_its_flops():
     # forward, input gradient and weight gradient: three GEMMs of 2·m·k·n FLOPs each,
     # which together are what the FLOP counter counts
-    from advmanifold import throughput
+    from advmanifold.chapters import throughput
 
     conv = torch.nn.Conv2d(3, 8, 4, 2, 1)
     x = torch.rand(5, 3, 12, 12, requires_grad=True)
@@ -187,7 +188,7 @@ def test_every_fraction_of_peak_is_at_most_one_by_construction():
     # tiny square products (64, 128) make a weak peak; the workloads' own GEMMs and
     # their own rates belong to the peak set, so no fraction can exceed 1 and none is
     # capped: a rate measured elsewhere that beats the rest becomes the peak
-    from advmanifold import throughput
+    from advmanifold.chapters import throughput
 
     metrics, _ = throughput.convnet_rates(
         (1, 2),
@@ -215,7 +216,7 @@ def test_every_fraction_of_peak_is_at_most_one_by_construction():
 
 
 def test_levers_are_measured_one_by_one_against_the_plain_network():
-    from advmanifold import throughput
+    from advmanifold.chapters import throughput
 
     metrics, rows = throughput.attack_levers(repeats=1, batches=(100,))
     names = [r["candidate"] for r in rows]
@@ -225,7 +226,7 @@ def test_levers_are_measured_one_by_one_against_the_plain_network():
         "1 process × 2 threads, passive wait",
         "2 processes × 1 thread",
     }
-    if B.available_cores() < 2:  # no two-thread levers on one core
+    if compute.cores() < 2:  # no two-thread levers on one core
         expected = {n for n in expected if "2 thread" not in n}
     assert set(names) == expected
     assert names[0] == "plain" and rows[0]["speedup"] == 1.0
@@ -235,7 +236,7 @@ def test_levers_are_measured_one_by_one_against_the_plain_network():
 
 
 def test_denormal_comparison_runs_each_setting_in_its_own_process():
-    from advmanifold import throughput
+    from advmanifold.chapters import throughput
 
     metrics, rows = throughput.denormal_comparison(
         steps=20, window=10, sizes=(784, 256, 10), settings=("no flush", "every thread")
@@ -263,7 +264,7 @@ def test_appendix_settings_per_profile():
 
 
 def test_units_are_the_cache_entries_the_appendix_reads(tmp_path, monkeypatch):
-    from advmanifold import cache
+    from advmanifold.book import cache
 
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
     params = {"profile": "smoke", "seed": 0, "threads": None, "repeats": None}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from advmanifold import book
+from advmanifold.book import runner as book
 
 NOTEBOOK = textwrap.dedent("""\
     # %% [markdown]
@@ -18,7 +18,7 @@ NOTEBOOK = textwrap.dedent("""\
     n = 3
 
     # %%
-    from advmanifold.results import Results
+    from advmanifold.book.results import Results
     res = Results("{stem}", profile=profile, seed=seed)
     res.add("n_squared", n * n)
     assert n != 13, "thirteen is unlucky"
@@ -162,10 +162,20 @@ def test_record_copies_results_and_times_into_results_profile(tiny_book, monkeyp
 
 
 def test_heartbeat_shows_the_progress_text_not_terminal_control_codes():
-    from advmanifold.book import ChapterProgress
+    from advmanifold.book.runner import ChapterProgress
 
     progress = ChapterProgress("06_generalization")
     progress.write("models:  40%|████      | 4/10\r\x1b[A")  # a nested bar moved up
     assert progress.latest == "models:  40%|████      | 4/10"
     progress.write("\x1b[A\x1b[2K\n")  # control codes only: the last text stays
     assert progress.latest == "models:  40%|████      | 4/10"
+
+
+def test_the_kernel_is_not_interrupted_while_it_shuts_down():
+    import asyncio
+
+    manager = book.quiet_kernel_manager()()
+    with pytest.raises(RuntimeError, match="No kernel is running"):
+        asyncio.run(manager._async_interrupt_kernel())  # an interrupt still goes out
+    manager.shutting_down = True
+    asyncio.run(manager._async_interrupt_kernel())  # nothing sent, nothing raised

@@ -2,7 +2,8 @@
 
 import pytest
 
-from advmanifold import bridge, pmnist, units
+from advmanifold.chapters import bridge, pmnist
+from advmanifold import chapters as registry
 
 
 def test_settings_and_bad_values():
@@ -33,7 +34,7 @@ def test_units_are_one_verification_per_model_on_the_pmnist_model_units(
     assert [u.deps[0].key for u in other] == [u.deps[0].key for u in listed]
     assert not list((tmp_path / "cache").glob("*"))
     # the plan lists the PCA fit and the models as dependencies, each once
-    assert len(units.chapter_units("04_bridge", "quick", {"seed": 1})) == 1 + 4 + 4
+    assert len(registry.chapter_units("04_bridge", "quick", {"seed": 1})) == 1 + 4 + 4
 
 
 def test_verification_estimate_grows_with_the_work():

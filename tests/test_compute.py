@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from advmanifold import compute
+from advmanifold.science import compute
 
 # A fresh process at two threads whose OpenMP team exists before any flush; Adam on
 # Linear(2048, 2048), large enough that its update runs on both threads, with the loss
@@ -16,7 +16,7 @@ from advmanifold import compute
 # about 1e-32 into the denormal range (below 1.2e-38) within about 150 steps.
 SCRIPT = """
 import json, sys, torch
-from advmanifold import compute
+from advmanifold.science import compute
 torch.set_num_threads(2)
 torch.manual_seed(0)
 (torch.ones(1 << 22) * 2).sum()  # the OpenMP team exists now

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from advmanifold import cache, fanout, units
+from advmanifold import chapters as registry
+from advmanifold.book import cache, fanout, units
 
 pytest.importorskip("dask.distributed")
 
@@ -172,7 +173,7 @@ def test_plan_lists_units_with_cache_state_and_estimate(fresh_cache, monkeypatch
     chapter = SimpleNamespace(
         units=lambda profile, params: [unit(params["seed"]), unit(params["seed"] + 1)]
     )
-    monkeypatch.setattr(units, "chapter_module", lambda stem: chapter)
+    monkeypatch.setattr(registry, "chapter_module", lambda stem: chapter)
     planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke")
     assert [p.unit.key for p in planned] == [unit(30).key, unit(31).key]
     assert not any(p.cached for p in planned)

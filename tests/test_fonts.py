@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from advmanifold import decoders, fonts, models
-from advmanifold.manifolds import decoder as decoder_manifold
+from advmanifold.science import decoders, fonts, models
+from advmanifold.science.manifolds import decoder as decoder_manifold
 
 
 def random_prototypes(n_fonts=3, seed=0):
@@ -365,7 +365,14 @@ def test_prototypes_carry_a_manifest_and_counts_that_add_up(tmp_path, monkeypatc
             :10
         ]  # manifest row i ↔ images[i]
         assert np.array_equal(images, result.images[row.Index].numpy())
-    again = fonts.load_prototypes(font_dirs=[folder])  # from the cache
+    # the book's unit of the same folder: built once, then read from the cache
+    from advmanifold.chapters import fonts as fonts_chapter
+
+    unit = fonts_chapter.prototypes_unit([folder])
+    assert not unit.is_cached()
+    built = fonts.prototypes_from_payload(unit.get())
+    assert unit.is_cached() and torch.equal(built.images, result.images)
+    again = fonts.prototypes_from_payload(unit.get())
     assert (
         again.manifest == result.manifest
         and again.counts == counts

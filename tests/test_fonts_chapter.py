@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from advmanifold import book, cache, fonts, units
-from advmanifold import fonts_chapter as chapter
-from advmanifold.results import Results
+from advmanifold.book import runner as book, cache
+from advmanifold import chapters as registry
+from advmanifold.science import fonts
+from advmanifold.chapters import fonts as chapter
+from advmanifold.book.results import Results
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
@@ -46,7 +48,7 @@ def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
     three_fonts,
 ):
     params = {"font_dirs": [str(three_fonts)], "seed": 0, "device": "cpu"}
-    listed = units.chapter_units("01_fonts", "smoke", params)
+    listed = registry.chapter_units("01_fonts", "smoke", params)
     assert [u.name for u in listed] == ["fonts-prototypes", "fonts-convnet"]
     protos, net = listed
     assert net.deps == (protos,) and net.config["prototypes"] == protos.key
@@ -111,7 +113,7 @@ def test_chapter_runs_on_three_fonts_warns_and_creates_exactly_its_units(
     )
     params = the_plan.parameters["01_fonts"]
     assert params["font_dirs"] == [str(three_fonts)]
-    listed = {u.key for u in units.chapter_units("01_fonts", "smoke", params)}
+    listed = {u.key for u in registry.chapter_units("01_fonts", "smoke", params)}
     book.execute(ROOT, the_plan, tmp_path / "site")
     created = {p.stem for p in (tmp_path / "cache").glob("*.json")}
     assert created == listed

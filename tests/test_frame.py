@@ -7,8 +7,9 @@ import warnings
 import pytest
 import torch
 
-from advmanifold import cache, data, paths, profiles
-from advmanifold.results import Results, read_results
+from advmanifold.book import cache, paths, profiles
+from advmanifold.science import data
+from advmanifold.book.results import Results, read_results
 
 
 def test_results_json_is_flat_and_complete(tmp_path):
@@ -156,3 +157,37 @@ def test_mnist_loads_from_local_files(tmp_path, monkeypatch):
     assert x.shape == (100, 1, 28, 28) and x.dtype == torch.float32
     assert 0.0 <= x.min() and x.max() <= 1.0 and math.isclose(x.max().item(), 1.0)
     assert y.tolist()[:5] == [7, 2, 1, 0, 4]  # the first MNIST test labels
+
+
+def test_book_run_log_merges_chapters_and_keeps_the_others(tmp_path):
+    from advmanifold.book.results import book_run_path, read_book_run, write_book_run
+
+    assert read_book_run("smoke", tmp_path) == {
+        "profile": "smoke",
+        "chapters_s": {},
+        "total_s": 0,
+    }
+    first = {"01_a": 10.0, "02_b": 5.0}
+    write_book_run("smoke", first, units_s=7.0, directory=tmp_path)
+    write_book_run("smoke", {"02_b": 2.5}, directory=tmp_path)  # a later run of one
+    log = json.loads(book_run_path("smoke", tmp_path).read_text())
+    assert log["chapters_s"] == {"01_a": 10.0, "02_b": 2.5}
+    assert log["total_s"] == 12.5 and log["units_s"] == 7.0  # kept from the first run
+    assert read_book_run("smoke", tmp_path)["chapters_s"] == log["chapters_s"]
+    assert not book_run_path("quick", tmp_path).exists()  # profiles apart
+
+
+def test_statistics_over_seeds_are_means_and_sample_deviations():
+    import pandas as pd
+
+    from advmanifold.book.results import mean_std, mean_std_table, over_seeds
+
+    frame = pd.DataFrame(
+        {"method": list("aaab"), "x": [1.0, 2.0, 6.0, 4.0], "seed": [0, 1, 2, 0]}
+    )
+    stats = over_seeds(frame, "method", ["x"])
+    assert stats.loc["a", "x"] == 3.0 and stats.loc["b", "x"] == 4.0
+    assert stats.loc["a", "x_std"] == pytest.approx(math.sqrt(7.0))  # n − 1 = 2
+    assert stats.loc["b", "x_std"] == 0.0 and list(stats.n_models) == [3, 1]
+    assert mean_std([1.0, 2.0, 6.0]) == pytest.approx((3.0, math.sqrt(7.0)))
+    assert mean_std_table(frame, "method", ["x"]).loc["a", "x"] == "3.000 ± 2.646"

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advmanifold import claims, decoders, fonts, models
-from advmanifold import generalization as G
-from advmanifold.tangent import TangentSpace, jacobian
+from advmanifold.book import ledger
+from advmanifold.science import decoders, fonts, models
+from advmanifold.chapters import claims, generalization as G
+from advmanifold.science.tangent import TangentSpace, jacobian
 
 
 def _decoder(n_fonts=3, seed=0, dtype=torch.float32):
@@ -223,7 +224,7 @@ def test_units_of_smoke_profile(tmp_path, monkeypatch):
 
 
 def test_prototypes_unit_is_the_fonts_chapter_entry():
-    from advmanifold import fonts_chapter
+    from advmanifold.chapters import fonts as fonts_chapter
 
     ours, theirs = G.prototypes_unit(), fonts_chapter.prototypes_unit()
     assert ours.key == theirs.key and ours.build.func is theirs.build.func
@@ -235,21 +236,21 @@ def _results(**values):
 
 
 def test_claims_judge_synthetic_results():
-    by_key = {c.key: c for c in G.CLAIMS}
+    by_key = {c.key: c for c in claims.of_chapter(G.STEM)}
     good = _results(
         test_error_Normal_n250=0.5,
         test_error_Normal_n250_std=0.01,
         test_error_OnAdvTrain_n250=0.3,
         test_error_OnAdvTrain_n250_std=0.01,
     )
-    assert by_key["onadv-generalizes"].verdict(good).verdict == claims.REPRODUCED
+    assert by_key["onadv-generalizes"].verdict(good).verdict == ledger.REPRODUCED
     bad = _results(
         test_error_Normal_n250=0.3,
         test_error_Normal_n250_std=0.01,
         test_error_OnAdvTrain_n250=0.5,
         test_error_OnAdvTrain_n250_std=0.01,
     )
-    assert by_key["onadv-generalizes"].verdict(bad).verdict == claims.NOT_REPRODUCED
+    assert by_key["onadv-generalizes"].verdict(bad).verdict == ledger.NOT_REPRODUCED
     never = _results(
         **{
             f"test_error_{m}_n{n}{sfx}": v
@@ -259,21 +260,32 @@ def test_claims_judge_synthetic_results():
         }
     )
     assert (
-        by_key["offadv-no-generalization"].verdict(never).verdict == claims.REPRODUCED
+        by_key["offadv-no-generalization"].verdict(never).verdict == ledger.REPRODUCED
     )
     never[G.STEM]["test_error_OffAdvTrain_n1000"] = 0.1
     assert (
         by_key["offadv-no-generalization"].verdict(never).verdict
-        == claims.NOT_REPRODUCED
+        == ledger.NOT_REPRODUCED
     )
     rho = _results(
         rank_corr_onmanifold_success_vs_test_error=0.8,
         rank_corr_onmanifold_success_vs_test_error_std=0.05,
     )
     assert (
-        by_key["onmanifold-is-generalization"].verdict(rho).verdict == claims.REPRODUCED
+        by_key["onmanifold-is-generalization"].verdict(rho).verdict == ledger.REPRODUCED
     )
-    assert by_key["curved-alignment-fgsm"].verdict(rho).verdict == claims.NOT_RUN
+    assert by_key["curved-alignment-fgsm"].verdict(rho).verdict == ledger.NOT_RUN
+    regular = by_key["robustness-not-generalization"]  # no positive ρ: ρ ≤ 0.3
+    for value, std, verdict in (
+        (0.2, 0.05, ledger.REPRODUCED),
+        (0.4, 0.2, ledger.PARTLY),  # ρ − 2·SE = 0.4 − 2·0.2/√2 ≤ 0.3
+        (0.4, 0.01, ledger.NOT_REPRODUCED),
+    ):
+        found = _results(
+            rank_corr_regular_success_vs_test_error=value,
+            rank_corr_regular_success_vs_test_error_std=std,
+        )
+        assert regular.verdict(found).verdict == verdict
 
 
 def test_rank_correlation_and_summary():
@@ -329,7 +341,7 @@ def test_a_second_recording_run_adds_its_new_row_and_changes_no_other(tmp_path):
 
 
 def test_build_order_puts_seeds_then_sizes_first_and_evaluations_after_trainings():
-    from advmanifold.fanout import build_order
+    from advmanifold.book.fanout import build_order
 
     s = G.settings("smoke", sizes=(100, 200), n_seeds=2)
     rows = G.grid(s)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from advmanifold.generative import (
+from advmanifold.science.generative import (
     VAEGANs,
     count_onmanifold,
     decode_by_class,
@@ -127,7 +127,7 @@ def test_payload_round_trip():
 
 def test_learning_rate_decays_per_batch_as_the_original():
     """lr after b of S batches of epoch e is lr0 · 0.9^(e + 1 + b/S)."""
-    from advmanifold.generative import _lr_factor
+    from advmanifold.science.generative import _lr_factor
 
     assert _lr_factor(0, 0.9, 10) == pytest.approx(0.9)
     assert _lr_factor(25, 0.9, 10) == pytest.approx(0.9**3.5)
@@ -151,7 +151,7 @@ def _attack_setup():
 
 def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
     """Every iterate the attack evaluates lies in the pooled box and within η of z0."""
-    from advmanifold import attacks
+    from advmanifold.science import attacks
 
     model, classifier, x, y = _attack_setup()
     mu = encode_by_class(model, x, y)

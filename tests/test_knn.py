@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from advmanifold.manifolds.knn import (
+from advmanifold.science.manifolds.knn import (
     KNNProjection,
     knn_projection,
     nearest_neighbours,

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from advmanifold import mnist, units
+from advmanifold.chapters import mnist
+from advmanifold import chapters as registry
 
 
 def test_settings_per_profile_and_overrides():
@@ -33,14 +34,14 @@ def test_vaegan_subset_takes_the_first_images_of_each_digit():
 
 def test_units_are_listed_without_building(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
-    listed = units.chapter_units("02_mnist", "smoke", {"seed": 0})
+    listed = registry.chapter_units("02_mnist", "smoke", {"seed": 0})
     assert [u.name for u in listed] == ["convnet-mnist", "vaegans-mnist"]
     assert not any(tmp_path.iterdir())  # nothing built by listing
     assert all(u.estimate_s > 0 and not u.is_cached() for u in listed)
     # the device is not part of a unit's configuration
-    on_cuda = units.chapter_units("02_mnist", "smoke", {"seed": 0, "device": "cuda"})
+    on_cuda = registry.chapter_units("02_mnist", "smoke", {"seed": 0, "device": "cuda"})
     assert [u.key for u in on_cuda] == [u.key for u in listed]
-    other = units.chapter_units("02_mnist", "smoke", {"seed": 1, "vaegan_epochs": 2})
+    other = registry.chapter_units("02_mnist", "smoke", {"seed": 1, "vaegan_epochs": 2})
     assert all(a.key != b.key for a, b in zip(other, listed))
 
 
@@ -49,7 +50,7 @@ def test_building_the_units_creates_exactly_the_listed_entries(tmp_path, monkeyp
     cache entries and nothing else; a second listing finds them cached."""
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
     torch.set_num_threads(1)
-    listed = units.chapter_units("02_mnist", "smoke", {"seed": 0})
+    listed = registry.chapter_units("02_mnist", "smoke", {"seed": 0})
     by_name = {u.name: u for u in listed}
     net = mnist.classifier(by_name["convnet-mnist"])
     model, history = mnist.vaegans(by_name["vaegans-mnist"])
@@ -58,7 +59,7 @@ def test_building_the_units_creates_exactly_the_listed_entries(tmp_path, monkeyp
     assert not any(p.requires_grad for p in net.parameters())
     stems = {p.stem for p in tmp_path.glob("*.pt")}
     assert stems == {u.key for u in listed}
-    again = units.chapter_units("02_mnist", "smoke", {"seed": 0})
+    again = registry.chapter_units("02_mnist", "smoke", {"seed": 0})
     assert all(u.is_cached() for u in again)
 
 
@@ -91,7 +92,7 @@ def test_smoke_run_creates_exactly_the_listed_units(tmp_path, monkeypatch):
         cwd=str(root / "notebooks"),
         progress_bar=False,
     )
-    listed = {u.key for u in units.chapter_units("02_mnist", "smoke", {"seed": 0})}
+    listed = {u.key for u in registry.chapter_units("02_mnist", "smoke", {"seed": 0})}
     assert {p.stem for p in (tmp_path / "cache").glob("*.pt")} == listed
     result = json.loads((tmp_path / "results" / "02_mnist.json").read_text())
     metrics = result.get("metrics", result)

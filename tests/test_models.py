@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advmanifold import attacks, models
+from advmanifold.science import attacks, models
 
 
 def _trained_convnet(seed=0):

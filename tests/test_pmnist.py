@@ -4,8 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from advmanifold import alignment, attacks, boundaries, pmnist
-from advmanifold.manifolds.linear import ATTACK_BOX, LinearManifold, pca_basis
+from advmanifold.science import alignment, attacks, boundaries
+from advmanifold import chapters as registry
+from advmanifold.book import results
+from advmanifold.chapters import pmnist
+from advmanifold.science.manifolds.linear import ATTACK_BOX, LinearManifold, pca_basis
 
 
 def _data(n=300, d=20, k=4, classes=3, seed=0):
@@ -219,15 +222,15 @@ def test_seeds_and_mean_std_over_seeds():
         with pytest.raises(ValueError, match="n_seeds"):
             pmnist.seeds(bad)
     values = [0.91, 0.95, 0.87, 0.93]
-    mean, std = pmnist.mean_std(values)
+    mean, std = results.mean_std(values)
     assert mean == pytest.approx(0.915)
     # sample standard deviation (n − 1), not the population one
     assert std == pytest.approx((sum((v - 0.915) ** 2 for v in values) / 3) ** 0.5)
-    assert pmnist.mean_std(torch.tensor([0.5])) == (0.5, 0.0)
+    assert results.mean_std(torch.tensor([0.5])) == (0.5, 0.0)
     with pytest.raises(ValueError, match="finite"):
-        pmnist.mean_std([0.1, float("nan")])
+        results.mean_std([0.1, float("nan")])
     with pytest.raises(ValueError, match="at least one"):
-        pmnist.mean_std([])
+        results.mean_std([])
 
 
 @pytest.mark.parametrize("center", [False, True])
@@ -242,10 +245,10 @@ def test_subspace_distances_equal_projecting_onto_each_subspace(center):
 
 
 def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
-    from advmanifold import bridge, units
+    from advmanifold.chapters import bridge
 
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
-    listed = units.chapter_units("03_pmnist", "paper", {"seed": 0})
+    listed = registry.chapter_units("03_pmnist", "paper", {"seed": 0})
     names = sorted({u.name for u in listed})
     assert names == sorted(
         ["pmnist-pca"]
@@ -262,7 +265,7 @@ def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
     pca = model.deps[0]
     assert model.config["data"] == {"pca": pca.key, "n_train": 60_000}
     # the bridge reuses exactly the PMNIST chapter's model units (same keys)
-    bridge_units = units.chapter_units("04_bridge", "paper", {"seed": 0})
+    bridge_units = registry.chapter_units("04_bridge", "paper", {"seed": 0})
     bridge_keys = {u.key for u in bridge_units}
     assert {
         u.key
@@ -270,16 +273,15 @@ def test_units_are_listed_without_building_anything(tmp_path, monkeypatch):
         if u.name.startswith("pmnist-mlp") and u.config["seed"] == 0
     } < bridge_keys
     # overrides reach the units; another seed or n_train is another unit
-    other = units.chapter_units("03_pmnist", "paper", {"seed": 0, "n_train": 1000})
+    other = registry.chapter_units("03_pmnist", "paper", {"seed": 0, "n_train": 1000})
     assert not {u.key for u in other if "mlp" in u.name} & {u.key for u in listed}
     assert bridge.units("paper", {"seed": 0})[0].estimate_s > 0
 
 
 def test_paper_profile_fits_its_time_budget_by_its_own_estimate():
-    from advmanifold import units
 
     for stem in ("03_pmnist", "04_bridge"):
-        total = sum(u.estimate_s for u in units.chapter_units(stem, "paper", {}))
+        total = sum(u.estimate_s for u in registry.chapter_units(stem, "paper", {}))
         assert 600 < total < 2.5 * 3600, (stem, total)
     s = pmnist.settings("paper")
     assert (s.k, s.adv_eps, s.n_train) == (28, 0.1, None)  # the paper's own settings

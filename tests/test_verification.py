@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from advmanifold import attacks, models, training, verification
+from advmanifold.science import attacks, models, training, verification
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import platform
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -106,6 +108,17 @@ def count_denormals(tensors) -> int:
     return total
 
 
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def cores() -> int:
     """CPU cores this process may run on."""
     try:
@@ -123,14 +136,27 @@ def set_threads(n: int) -> None:
 
 
 @contextlib.contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op threads (None: leave them), then restore."""
+def threads(n: int | None) -> Iterator[int]:
+    """Run the block with ``n`` intra-op threads (None: leave them), then restore;
+    yields the number in force. Through threadpoolctl (when installed), NumPy's BLAS
+    and OpenMP pools get the same limit, so a NumPy reference runs on as many
+    threads as torch."""
     if n is None:
-        yield
+        yield torch.get_num_threads()
         return
+    if int(n) != n or n < 1:
+        raise ValueError(f"threads must be an integer >= 1 or None, got {n!r}")
     before = torch.get_num_threads()
-    set_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    with contextlib.ExitStack() as stack:
+        # entered first, left last: it restores the OpenMP pool that torch shares
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            stack.enter_context(threadpool_limits(limits=int(n)))
+        set_threads(n)
+        try:
+            yield torch.get_num_threads()
+        finally:
+            torch.set_num_threads(before)

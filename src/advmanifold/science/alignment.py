@@ -1,7 +1,7 @@
 """Manifold alignment of input gradients (Geyer et al.) and the alignment loss.
 
 For an input gradient g = ∇ₓ L(θ, x, y) and the projector P = P_M onto the data
-manifold's tangent space (:class:`advmanifold.manifolds.linear.LinearManifold`):
+manifold's tangent space (:class:`advmanifold.science.manifolds.linear.LinearManifold`):
 
 - norm ratio   ‖g‖ / ‖P g‖   (≥ 1; 1 = the gradient lies in the manifold) — the
                paper's metric and loss;

@@ -8,7 +8,8 @@ candidate once (in a rotating order), and a ratio is computed per round,
 
 so load from other processes hits both sides of a ratio alike. We report the median
 over rounds with min and max. The thread count is fixed with
-``torch.set_num_threads`` (:func:`fixed_threads`) and recorded in :func:`machine`.
+``torch.set_num_threads`` (:func:`advmanifold.science.compute.threads`) and recorded in
+:func:`machine`.
 
 Pieces (each returns a flat dict of numbers plus a tidy table of raw timings):
 
@@ -22,8 +23,8 @@ Pieces (each returns a flat dict of numbers plus a tidy table of raw timings):
   over a plain cross-entropy step;
 - :func:`convnet_piece`: the FONTS ConvNet against the machine's SGEMM peak, the
   attack-step levers, processes against threads and the OnAdvTrain unit before and
-  after (:mod:`advmanifold.throughput`, which also compares denormal flushing at two
-  threads in fresh processes);
+  after (:mod:`advmanifold.chapters.throughput`, which also compares denormal flushing
+  at two threads in fresh processes);
 - :func:`book_times`: whole-book execution times from the runner's log.
 
 ``benchmarks/run.py`` runs them at full size; the appendix notebook
@@ -32,7 +33,6 @@ Pieces (each returns a flat dict of numbers plus a tidy table of raw timings):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -44,8 +44,10 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from . import attacks, compute, paths, throughput, training
-from .models import MLP
+from ..science import attacks, compute, models, training
+from ..book import paths
+from . import throughput
+from ..science.models import MLP
 
 #: what each benchmark returns: flat metrics and rows of raw timings
 Timed = tuple[dict[str, float], list[dict[str, Any]]]
@@ -77,62 +79,19 @@ def require_torchattacks():
 # ---------------------------------------- machine, timing
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import numpy
 
     return {
-        "cpu_model": cpu_model(),
-        "cores_available": available_cores(),
+        "cpu_model": compute.cpu_model(),
+        "cores_available": compute.cores(),
         "threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "numpy_version": numpy.__version__,
         "python_version": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-@contextlib.contextmanager
-def fixed_threads(n: int | None):
-    """Run the block with ``torch.set_num_threads(n)`` and, through threadpoolctl (when
-    installed; it comes with scikit-learn), the same limit for NumPy's BLAS and OpenMP
-    pools, so the references run on as many threads as ours. None leaves both as they
-    are."""
-    if n is not None and (int(n) != n or n < 1):
-        raise ValueError(f"threads must be an integer >= 1 or None, got {n!r}")
-    before = torch.get_num_threads()
-    with contextlib.ExitStack() as stack:
-        if n is not None:
-            # entered first, left last: it restores the OpenMP pool that torch shares
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
-                pass
-            else:
-                stack.enter_context(threadpool_limits(limits=int(n)))
-            torch.set_num_threads(int(n))
-        try:
-            yield torch.get_num_threads()
-        finally:
-            torch.set_num_threads(before)
 
 
 def interleaved(
@@ -201,7 +160,7 @@ def _train_mlp(
 ) -> dict:
     """Build of :func:`mlp_unit`: the MLP trained on the first ``n_train`` MNIST
     training images; its state dict."""
-    from .data import load_mnist
+    from ..science.data import load_mnist
 
     x, y = load_mnist(True, data_dir, limit=n_train)
     torch.manual_seed(seed)
@@ -234,9 +193,9 @@ def mlp_unit(
     fingerprint and the settings)."""
     from functools import partial
 
-    from .cache import fingerprint
-    from .data import load_mnist
-    from .units import Unit
+    from ..book.cache import fingerprint
+    from ..science.data import load_mnist
+    from ..book.units import Unit
 
     x, y = load_mnist(True, data_dir, limit=n_train)
     config = {
@@ -267,27 +226,17 @@ def trained_mlp(n_train: int, *, data_dir=None, seed: int = 0) -> nn.Module:
 
 def prototypes_unit(bundled_only: bool):
     """The ``fonts-prototypes`` unit of the FONTS pieces: matplotlib's bundled fonts,
-    or every font of the system (the entry :func:`advmanifold.fonts.load_prototypes`
-    reads with its defaults)."""
-    from functools import partial
+    or every font of the system (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
+    from . import fonts as fonts_chapter
+    from ..science import fonts
 
-    from . import fonts
-    from .units import Unit
-
-    files = fonts.matplotlib_font_files() if bundled_only else fonts.find_font_files()
-    config = fonts.prototypes_config(files)
-    return Unit(
-        STEM,
-        "fonts-prototypes",
-        config,
-        partial(fonts.prototypes_payload, config, files),
-        estimate_s=1.0 + 0.007 * len(files),
-    )
+    files = fonts.matplotlib_font_files() if bundled_only else None
+    return fonts_chapter.prototypes_unit(files=files, chapter=STEM)
 
 
 def units(profile: str, params: Mapping[str, Any]) -> list:
     """The appendix's cached work for ``profile`` and the notebook's ``params``
-    (:mod:`advmanifold.units`): the benchmark MLP and the font prototypes that the
+    (:mod:`advmanifold.book.units`): the benchmark MLP and the font prototypes that the
     FONTS decoder and ConvNet pieces render."""
     cfg = settings(
         profile, threads=params.get("threads"), repeats=params.get("repeats")
@@ -351,17 +300,12 @@ def pgd_benchmark(
     torchattacks = its final iterate is misclassified) and their robust accuracies;
     ``pgd_over_same_shape_matmul`` = (FLOPs of ours / t_ours) / GFLOP/s of torch.mm of
     shape [batch × 1568]·[1568 × 1568], per round (a ratio to a small product, not a
-    fraction of the machine's peak: :func:`advmanifold.throughput.sgemm_peak`). FLOPs of
-    ours count one forward and one input-backward pass (:func:`mlp_flops`) per
+    fraction of the machine's peak: :func:`advmanifold.chapters.throughput.sgemm_peak`).
+    FLOPs of ours count one forward and one input-backward pass (:func:`mlp_flops`) per
     gradient evaluation: the steps taken
     plus the evaluation at which each fooled example was found. ``out["ours"]`` receives
-    our :class:`~advmanifold.attacks.AttackResult`.
+    our :class:`~advmanifold.science.attacks.AttackResult`.
     """
-    model = model.eval()
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        # attacks need no weight gradients (neither implementation computes them)
-        p.requires_grad_(False)
     n = len(x)
     state: dict[str, Any] = {}
 
@@ -400,11 +344,9 @@ def pgd_benchmark(
             state["theirs"] = attack(x, y)
 
         candidates["torchattacks"] = theirs
-    try:
+    # attacks need no weight gradients (neither implementation computes them)
+    with models.frozen(model):
         times = interleaved(candidates, repeats=repeats, warmup=warmup)
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
     result = state["ours"]
     if out is not None:
         out["ours"] = result
@@ -539,8 +481,8 @@ def knn_benchmark(
     repeats: int = 3,
     warmup: int = 1,
 ) -> Timed:
-    """Ours (:func:`advmanifold.manifolds.knn.knn_projection`: exact batched search of
-    the reference images' neighbours, batched SVD projection) against
+    """Ours (:func:`advmanifold.science.manifolds.knn.knn_projection`: exact batched
+    search of the reference images' neighbours, batched SVD projection) against
     :func:`knn_original`, end to end (the original's PCA fit and tree build included;
     also reported without).
 
@@ -553,7 +495,7 @@ def knn_benchmark(
     from sklearn.decomposition import IncrementalPCA  # noqa: F401
     from sklearn.neighbors import KDTree  # noqa: F401
 
-    from .manifolds.knn import knn_projection
+    from ..science.manifolds.knn import knn_projection
 
     state: dict[str, Any] = {}
     stages_runs: list[dict[str, float]] = []
@@ -629,12 +571,12 @@ def decoder_benchmark(
     warmup: int = 1,
     seed: int = 0,
 ) -> Timed:
-    """Examples per second of :func:`advmanifold.manifolds.decoder.project` (Adam on θ
-    from the true θ and ``restarts`` random starts, ``steps`` steps each) for
+    """Examples per second of :func:`advmanifold.science.manifolds.decoder.project`
+    (Adam on θ from the true θ and ``restarts`` random starts, ``steps`` steps each) for
     ``n_examples`` decoded images perturbed by random L∞ sign noise of size ``eps``
     (clipped to [0, 1])."""
-    from .decoders import sample_theta
-    from .manifolds import decoder as decoder_manifold
+    from ..science.decoders import sample_theta
+    from ..science.manifolds import decoder as decoder_manifold
 
     g = torch.Generator().manual_seed(seed)
     font = torch.randint(decoder.n_fonts, (n_examples,), generator=g)
@@ -696,11 +638,12 @@ def training_step_benchmark(
     """Seconds per Adam step of the MLP on one batch for three objectives of the
     package: plain cross-entropy, the alignment loss CE + α·ratio as the PMNIST chapter
     trains it (double backprop, one forward pass:
-    :func:`advmanifold.alignment.aligned_cross_entropy`), and adversarial training
-    (:func:`advmanifold.training.adversarial`, PGD-``pgd_steps``); plus, as a
-    diagnostic, the same loss composed of two objectives (two forward passes). Each
-    candidate has its own model and optimiser and runs ``inner`` steps per round."""
-    from .alignment import aligned_cross_entropy, alignment_penalty
+    :func:`advmanifold.science.alignment.aligned_cross_entropy`), and adversarial
+    training (:func:`advmanifold.science.training.adversarial`, PGD-``pgd_steps``);
+    plus, as a diagnostic, the same loss composed of two objectives (two forward
+    passes). Each candidate has its own model and optimiser and runs ``inner`` steps
+    per round."""
+    from ..science.alignment import aligned_cross_entropy, alignment_penalty
 
     xb, yb = x[:batch_size], y[:batch_size]
 
@@ -761,29 +704,21 @@ def training_step_benchmark(
 
 
 def book_times(directory: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """The runner's logs ``book_run_<profile>.json`` found in the results folder:
-    profile → {"total_s", "chapters_s"}."""
-    from .profiles import PROFILES
+    """The runner's logs found in the results folder
+    (:func:`advmanifold.book.results.read_book_run`): profile → log."""
+    from ..book.profiles import PROFILES
+    from ..book.results import book_run_path, read_book_run
 
-    folder = Path(directory) if directory else paths.results_dir()
-    found = {}
-    for profile in PROFILES:
-        path = folder / f"book_run_{profile}.json"
-        if path.is_file():
-            log = json.loads(path.read_text())
-            chapters_s = dict(log.get("chapters_s", {}))
-            total = float(log.get("total_s", sum(chapters_s.values())))
-            found[profile] = {
-                "total_s": total,
-                "chapters_s": chapters_s,
-                "finished": log.get("finished"),
-            }
-    return found
+    return {
+        profile: read_book_run(profile, directory)
+        for profile in PROFILES
+        if book_run_path(profile, directory).is_file()
+    }
 
 
 def book_chapters(root: str | os.PathLike | None = None) -> list[str]:
     """Stems of the notebook chapters in the book's ``_toc.yml`` (empty if none)."""
-    from .book import chapters
+    from ..book.toc import chapters
 
     try:
         return [c.stem for c in chapters(Path(root) if root else paths.book_root())]
@@ -889,10 +824,10 @@ FULL = {
     "decoder_warmup": None,
     "step_warmup": None,
     "decoder_bundled_fonts": False,
-    # the FONTS ConvNet against the machine (advmanifold.throughput): square SGEMM
-    # sizes of the peak, timed rounds, the limit of a cold torch.compile (None: not
-    # run), seconds of processes against threads, the OnAdvTrain unit (epochs of its
-    # 20; a run at several threads stops after the budget, None: never)
+    # the FONTS ConvNet against the machine (advmanifold.chapters.throughput):
+    # square SGEMM sizes of the peak, timed rounds, the limit of a cold torch.compile
+    # (None: not run), seconds of processes against threads, the OnAdvTrain unit
+    # (epochs of its 20; a run at several threads stops after the budget, None: never)
     "convnet_peak_sizes": (1024, 2048, 3072),
     "convnet_repeats": 5,
     "convnet_compile_s": 60.0,
@@ -982,9 +917,10 @@ PROFILE_SETTINGS = {
 
 
 def settings(profile: str, **overrides):
-    """The appendix's settings for ``profile`` (:func:`advmanifold.profiles.select`);
-    ``repeats`` sets the timed rounds of every piece at once."""
-    from .profiles import select
+    """The appendix's settings for ``profile``
+    (:func:`advmanifold.book.profiles.select`); ``repeats`` sets the timed rounds of
+    every piece at once."""
+    from ..book.profiles import select
 
     repeats = overrides.pop("repeats", None)
     chosen = select(profile, PROFILE_SETTINGS, **overrides)
@@ -1001,8 +937,8 @@ def settings(profile: str, **overrides):
 def load_decoder(n_fonts: int, *, bundled_only: bool = False):
     """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed);
     ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
-    from . import fonts
-    from .decoders import FontDecoder
+    from ..science import fonts
+    from ..science.decoders import FontDecoder
 
     prototypes = fonts.prototypes_from_payload(prototypes_unit(bundled_only).get())
     source = "matplotlib" if bundled_only else "system"
@@ -1020,9 +956,9 @@ def fractions_of_peak(metrics: Mapping[str, Any]) -> dict[str, float]:
 def convnet_piece(
     cfg: Mapping[str, Any], log, seed: int = 0, extra_rates=None
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The FONTS ConvNet against the machine (:mod:`advmanifold.throughput`): peaks,
-    step rates and fractions at one thread and every core (``extra_rates``: rates of
-    other pieces, ``{threads: {name: GFLOP/s}}``, put beside them), the levers, and
+    """The FONTS ConvNet against the machine (:mod:`advmanifold.chapters.throughput`):
+    peaks, step rates and fractions at one thread and every core (``extra_rates``: rates
+    of other pieces, ``{threads: {name: GFLOP/s}}``, put beside them), the levers, and
     the OnAdvTrain unit before and after. Returns (metrics, rows, notes)."""
     counts = sorted({1, compute.cores()})
     metrics: dict[str, Any] = {"cuda_available": int(torch.cuda.is_available())}
@@ -1089,7 +1025,7 @@ def run_benchmarks(
     DataFrame}``; a piece whose reference is not installed is skipped with a note."""
     import pandas as pd
 
-    from .data import load_mnist
+    from ..science.data import load_mnist
 
     unknown = [p for p in pieces if p not in PIECES]
     if unknown:
@@ -1103,7 +1039,7 @@ def run_benchmarks(
     for piece in ("pgd", "knn", "decoder", "step"):
         if cfg[f"{piece}_warmup"] is None:
             cfg[f"{piece}_warmup"] = cfg["warmup"]
-    threads = available_cores() if threads is None else threads
+    threads = compute.cores() if threads is None else threads
     metrics: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -1124,7 +1060,7 @@ def run_benchmarks(
         # when it is set (scipy brings its own OpenBLAS)
         from sklearn.decomposition import IncrementalPCA  # noqa: F401
         from sklearn.neighbors import KDTree  # noqa: F401
-    with fixed_threads(threads):
+    with compute.threads(threads):
         metrics.update(machine())
         needs_mnist = any(p in pieces for p in ("pgd", "knn", "steps"))
         if needs_mnist:
@@ -1215,7 +1151,7 @@ def run_benchmarks(
                 rows += r
         if "steps" in pieces:
             lap("step")
-            from .manifolds.linear import LinearManifold
+            from ..science.manifolds.linear import LinearManifold
 
             log("training steps: plain, alignment, adversarial ...")
             manifold = LinearManifold.fit(x_train[:10000], k=28)
@@ -1326,7 +1262,7 @@ def write_json(
     When only some ``pieces`` ran, the other pieces' metrics already in the file are
     kept
     (this run's pieces replace theirs) and the targets are recomputed from the merge."""
-    from .results import atomic_write_text, versions
+    from ..book.results import atomic_write_text, versions
 
     path = Path(path) if path else paths.results_dir() / "benchmarks.json"
     metrics = dict(run["metrics"])

@@ -40,7 +40,8 @@ from torch import Tensor
 from . import Projection, angle_from_norms
 
 MODES = ("global", "per_class")
-#: (lower, upper) passed to :func:`advmanifold.attacks.pgd`/``fgsm`` on PMNIST: no box.
+#: (lower, upper) passed to :func:`advmanifold.science.attacks.pgd`/``fgsm`` on PMNIST:
+#: no box.
 ATTACK_BOX: tuple[float | None, float | None] = (None, None)
 #: components per subspace (Geyer et al.: k = 28).
 K = 28
@@ -221,7 +222,7 @@ class LinearManifold:
         )
 
     def state(self) -> dict:
-        """Tensors and flags, for caching with :func:`advmanifold.cache.cached`."""
+        """Tensors and flags, for caching with :func:`advmanifold.book.cache.cached`."""
         return {
             "bases": self.bases,
             "means": self.means,

@@ -1,9 +1,9 @@
 """The FONTS chapter (``notebooks/01_fonts``): settings, units, bookkeeping and figures.
 
-The chapter's expensive work is two units (:mod:`advmanifold.units`):
+The chapter's expensive work is two units (:mod:`advmanifold.book.units`):
 
 - ``fonts-prototypes``: A–J rendered from every font face found and filtered
-  (:func:`advmanifold.fonts.prototypes_payload`); its configuration is the font
+  (:func:`advmanifold.science.fonts.prototypes_payload`); its configuration is the font
   files' paths and SHA-256, so it is known without rendering anything;
 - ``fonts-convnet``: the paper's classifier trained on the data set rendered from
   the first ``n_fonts`` legible faces (:func:`train_classifier`); its configuration
@@ -25,8 +25,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from . import decoders, figures, fonts, models, profiles, training
-from .units import Unit
+from ..science import decoders, fonts, models, training
+from ..book import figures, profiles
+from ..book.units import Unit
 
 STEM = "01_fonts"
 
@@ -73,7 +74,7 @@ SETTINGS = {
 
 #: When a profile takes every legible face (``n_fonts=None``), fewer than this many
 #: mean the fonts are missing: the Debian packages of
-#: :func:`advmanifold.fonts.debian_font_packages` give about 630 (our choice).
+#: :func:`advmanifold.science.fonts.debian_font_packages` give about 630 (our choice).
 MIN_FONTS = 500
 
 EPS = 0.3  # L∞ budget of both attacks, in image and in θ-space (the paper's)
@@ -116,14 +117,15 @@ def _font_files(font_dirs) -> list:
     return fonts.find_font_files(None if font_dirs is None else list(font_dirs))
 
 
-def prototypes_unit(font_dirs=None) -> Unit:
-    """The ``fonts-prototypes`` unit: every legible face under ``font_dirs`` (default:
-    the system's font folders), in a fixed random order (the cache entry of
-    :func:`advmanifold.fonts.load_prototypes` with its defaults)."""
-    files = _font_files(font_dirs)
+def prototypes_unit(font_dirs=None, *, files=None, chapter: str = STEM) -> Unit:
+    """The ``fonts-prototypes`` unit, the one builder of that cache entry: every
+    legible face of ``files`` (default: the font files under ``font_dirs``, default
+    the system's font folders), in a fixed random order
+    (:func:`advmanifold.science.fonts.load_prototypes` with its defaults)."""
+    files = _font_files(font_dirs) if files is None else list(files)
     config = fonts.prototypes_config(files)
     return Unit(
-        STEM,
+        chapter,
         "fonts-prototypes",
         config,
         functools.partial(fonts.prototypes_payload, config, files),
@@ -132,7 +134,7 @@ def prototypes_unit(font_dirs=None) -> Unit:
 
 
 def prototypes(unit: Unit) -> fonts.FontPrototypes:
-    """The :class:`~advmanifold.fonts.FontPrototypes` of a prototypes unit."""
+    """The :class:`~advmanifold.science.fonts.FontPrototypes` of a prototypes unit."""
     return fonts.prototypes_from_payload(unit.get())
 
 
@@ -144,7 +146,7 @@ def n_used(n_legible: int, n_fonts: int | None) -> int:
 def dataset(images: Tensor, S: SimpleNamespace, seed: int) -> dict[str, Tensor]:
     """FONTS from prototypes ``images [F, 10, 28, 28]``: each under
     ``S.train_per_prototype`` + ``S.test_per_prototype`` random θ of :data:`RANGES`
-    (:func:`advmanifold.decoders.make_dataset`, on the CPU)."""
+    (:func:`advmanifold.science.decoders.make_dataset`, on the CPU)."""
     return decoders.make_dataset(
         decoders.FontDecoder(images),
         S.train_per_prototype,
@@ -320,13 +322,8 @@ SET_ORDER = ("test", "on-manifold adversarial", "regular adversarial")
 
 
 def style() -> None:
-    """The book's seaborn theme (:func:`advmanifold.figures.style`)."""
+    """The book's seaborn theme (:func:`advmanifold.book.figures.style`)."""
     figures.style()
-
-
-def save_figure(fig, name: str) -> None:
-    """Glue ``fig`` as ``fig_<name>``; write ``<figures>/01_fonts_<name>.png``."""
-    figures.save(fig, STEM, name)
 
 
 def _image(ax, image: Tensor) -> None:
@@ -502,12 +499,13 @@ def distance_frame(
 ):
     """Distances to the manifold of the examples of ``sets`` (name → (images ``[N, …]``,
     mask ``[N]`` of those to measure)), all measured in one batched latent search
-    (:func:`advmanifold.manifolds.decoder.project`, keyword arguments ``search``).
+    (:func:`advmanifold.science.manifolds.decoder.project`, keyword arguments
+    ``search``).
 
     ``font``, ``letter``, ``theta`` and ``clean`` are those of the N attacked test
     images. Returns a DataFrame (one row per example: set, distance, delta_l2,
     angle_deg, distance_over_l2); empty sets are left out."""
-    from .manifolds import decoder as decoder_manifold
+    from ..science.manifolds import decoder as decoder_manifold
 
     index, images, labels = [], [], []
     for name, (imgs, keep) in sets.items():

@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import paths
 
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -24,12 +23,28 @@ MNIST_FILES = (
 )
 
 
+def user_cache() -> Path:
+    """``$XDG_CACHE_HOME/advmanifold`` (default ``~/.cache/advmanifold``)."""
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advmanifold"
+    )
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``explicit`` > variable ``ADVMANIFOLD_DATA`` >
+    ``<user cache>/data``; created if missing."""
+    path = Path(explicit or os.environ.get("ADVMANIFOLD_DATA") or user_cache() / "data")
+    path = path.expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class DataNotFoundError(RuntimeError):
     """The data is neither on disk nor downloadable."""
 
 
 def mnist_raw_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    return paths.data_dir(data_dir) / "MNIST" / "raw"
+    return resolve_data_dir(data_dir) / "MNIST" / "raw"
 
 
 def load_mnist(
@@ -45,7 +60,7 @@ def load_mnist(
 
     if limit is not None and (int(limit) != limit or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    root = paths.data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     try:
         dataset = MNIST(str(root), train=train, download=True)
     except Exception as err:  # noqa: BLE001 - URLError, RuntimeError, socket errors ...

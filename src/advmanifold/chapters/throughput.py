@@ -18,7 +18,7 @@ denormals at two threads.
   sleeping idle OpenMP threads; a GPU if there is one).
 - :func:`denormal_comparison`: Adam at two threads in fresh processes, without a
   flush, with the flag of the calling thread only, and with
-  :func:`advmanifold.compute.flush_denormals`.
+  :func:`advmanifold.science.compute.flush_denormals`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import compute, models
+from ..science import compute, models
 
 Timed = tuple[dict[str, Any], list[dict[str, Any]]]
 #: a GEMM: b independent products [m × k]·[k × n] (2·b·m·k·n FLOPs)
@@ -198,9 +198,9 @@ def adversarial_training_step(
     model, x, y, eps: float = 0.3, steps: int = 40
 ) -> Callable[[], None]:
     """OffAdvTrain's step: PGD-``steps`` on the second half of the batch (through the
-    attack view, :func:`advmanifold.training.adversarial_examples`), then one Adam
-    step on the clean half and the examples."""
-    from .training import adversarial_examples
+    attack view, :func:`advmanifold.science.training.adversarial_examples`), then one
+    Adam step on the clean half and the examples."""
+    from ..science.training import adversarial_examples
 
     h = len(x) // 2
 
@@ -313,8 +313,8 @@ def convnet_rates(
 
 
 class _FoldedOnly(nn.Module):
-    """:class:`~advmanifold.models.FoldedConvNet` with oneDNN's input gradient in the
-    first layer (batch norm folded, nothing else): isolates the two levers."""
+    """:class:`~advmanifold.science.models.FoldedConvNet` with oneDNN's input gradient
+    in the first layer (batch norm folded, nothing else): isolates the two levers."""
 
     def __init__(self, folded: models.FoldedConvNet):
         super().__init__()
@@ -331,7 +331,8 @@ class _FoldedOnly(nn.Module):
 
 _COMPILE_SCRIPT = """
 import json, sys, time, torch
-from advmanifold import compute, models, throughput as T
+from advmanifold.science import compute, models
+from advmanifold.chapters import throughput as T
 compute.set_threads(1)
 net = T.trained_like_convnet()
 x, y = T._data(50)
@@ -374,7 +375,8 @@ def compile_lever(repeats: int = 3, limit_s: float = 60.0) -> dict[str, Any]:
 
 _ATTACK_SCRIPT = """
 import json, sys, time, torch
-from advmanifold import compute, models, throughput
+from advmanifold.science import compute, models
+from advmanifold.chapters import throughput
 compute.set_threads(int(sys.argv[1]))
 net = throughput.trained_like_convnet()
 x, y = throughput._data(50)
@@ -462,8 +464,9 @@ def attack_levers(
     says whether the package keeps the lever and why, from this run's numbers.
     ``compile_s``: limit of :func:`compile_lever` (None: not run); ``parallel_s``:
     seconds of :func:`processes_vs_threads` (None, or one core: not run). The grouped
-    lever times the convolution stacks only (:func:`advmanifold.models.conv_stack`
-    with ``groups=3`` on 3 channels against one stack on 1), per model."""
+    lever times the convolution stacks only
+    (:func:`advmanifold.science.models.conv_stack` with ``groups=3`` on 3 channels
+    against one stack on 1), per model."""
     x, y = _data(max(150, *batches), seed)
     x50, y50 = x[:50], y[:50]
     big = max(batches)
@@ -489,7 +492,7 @@ def attack_levers(
                 t[f"batch {b} (per 50)"] = timed(folded, x[:b], y[:b]) * 50 / b
             grouped, single = models.conv_stack(groups=3), models.conv_stack()
             for stack in (grouped, single):
-                stack.eval().requires_grad_(False)
+                models.freeze(stack)
             x3 = x[:150].reshape(50, 3, 28, 28)  # model g sees channel g
 
             def stack_step(stack, xb):
@@ -647,46 +650,34 @@ class _OutOfTime(Exception):
 def train_unit(
     device: str, method, data, decoder, s, seed, budget_s: float | None = None
 ) -> tuple[int, float]:
-    """The body of ``generalization.train_model`` (seed, ConvNet, ``training.train``
-    with the method's objective and the paper's schedule) on ``device`` (data, decoder
-    and model moved there; batches and attack starts still drawn on the CPU). With
-    ``budget_s`` it stops at the first batch that starts after ``budget_s`` seconds.
-    Returns (batches trained, seconds they took)."""
+    """:func:`advmanifold.chapters.generalization.train_model` on ``device`` (data,
+    decoder and model moved there; batches and attack starts still drawn on the CPU).
+    With ``budget_s`` it stops at the first batch that starts after ``budget_s``
+    seconds. Returns (batches trained, seconds they took)."""
     from dataclasses import replace
 
     from . import generalization as G
-    from . import training
 
     if device != "cpu":
         data = replace(data, **{k: getattr(data, k).to(device) for k in vars(data)})
         decoder = copy.deepcopy(decoder).to(device)
-    objective = G.objective(method, data, decoder, s, seed)
     done = [0, 0.0]
 
-    def bounded(model, idx, y):
-        elapsed = time.perf_counter() - start
-        if budget_s is not None and done[0] and elapsed > budget_s:
-            done[1] = elapsed
-            raise _OutOfTime
-        done[0] += 1
-        return objective(model, idx, y)
+    def bounded(objective):
+        def step(model, idx, y):
+            elapsed = time.perf_counter() - start
+            if budget_s is not None and done[0] and elapsed > budget_s:
+                done[1] = elapsed
+                raise _OutOfTime
+            done[0] += 1
+            return objective(model, idx, y)
 
-    torch.manual_seed(seed)
-    model = models.ConvNet().to(device)
+        return step
+
     start = time.perf_counter()
     try:
-        training.train(
-            model,
-            torch.arange(len(data)),
-            data.y,
-            bounded,
-            epochs=s.epochs,
-            batch_size=s.batch_size,
-            lr=s.lr,
-            lr_decay=s.lr_decay,
-            weight_decay=s.weight_decay,
-            seed=seed,
-            progress=False,
+        G.train_model(
+            method, data, decoder, s, seed, progress=False, device=device, wrap=bounded
         )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -700,14 +691,12 @@ def _unit_inputs(
     epochs: int, n: int, seed: int, bundled_fonts: bool, train_steps: int = 40
 ):
     """Settings (paper, ``epochs``, ``train_steps``), decoder and training split."""
+    from . import fonts as fonts_chapter
     from . import generalization as G
+    from ..science import fonts
 
-    if bundled_fonts:
-        from .benchmarking import prototypes_unit
-
-        proto = prototypes_unit(bundled_only=True)
-    else:
-        proto = G.prototypes_unit()
+    files = fonts.matplotlib_font_files() if bundled_fonts else None
+    proto = fonts_chapter.prototypes_unit(files=files)
     s = G.settings("paper", epochs=epochs, train_steps=train_steps)
     decoder = G.load_decoder(proto, s.n_fonts)
     return s, decoder, G.train_split(decoder, n, seed)
@@ -715,7 +704,8 @@ def _unit_inputs(
 
 _UNIT_SCRIPT = """
 import json, sys
-from advmanifold import compute, models, throughput as T
+from advmanifold.science import compute, models
+from advmanifold.chapters import throughput as T
 a = json.loads(sys.argv[1])
 compute.set_threads(a["threads"])
 s, decoder, data = T._unit_inputs(
@@ -851,7 +841,7 @@ def unit_time(
 
 _DENORMAL_SCRIPT = """
 import json, sys, time, torch
-from advmanifold import compute, models
+from advmanifold.science import compute, models
 setting, steps, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 sizes, scale = tuple(json.loads(sys.argv[4])), float(sys.argv[5])
 torch.set_num_threads(2)
@@ -891,9 +881,9 @@ def denormal_comparison(
     scale: float = 1e-37,
     settings: Iterable[str] = DENORMAL_SETTINGS,
 ) -> Timed:
-    """Adam (lr 10⁻³) on an :class:`~advmanifold.models.MLP` of ``sizes`` (default
-    the PMNIST model, 3.7M parameters; its update is split over the OpenMP threads)
-    at two threads, in one fresh process per setting, one after the other, the
+    """Adam (lr 10⁻³) on an :class:`~advmanifold.science.models.MLP` of ``sizes``
+    (default the PMNIST model, 3.7M parameters; its update is split over the OpenMP
+    threads) at two threads, in one fresh process per setting, one after the other, the
     OpenMP team created before any flush. The loss is ``scale`` · Σ f(x) at step 1
     and 0 after it: every gradient vanishes, as a dead unit's does, and Adam's
     m ← 0.9 m passes through the denormal range (2⁻¹⁴⁹ to 2⁻¹²⁶) in the next 200

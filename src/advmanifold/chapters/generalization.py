@@ -5,8 +5,8 @@ Stutz et al. (2019) train the same CNN with several methods on training sets of 
 FONTS images and compare test error with regular and on-manifold robustness; Geyer
 et al. (2023) align input gradients with a *linear* manifold. On FONTS the manifold is
 known and curved: the tangent space at x = dec(font, letter, θ) is the span of the six
-columns of ∂dec/∂θ (:mod:`advmanifold.tangent`). The methods (names of the original
-code where it has one), all :class:`advmanifold.models.ConvNet`:
+columns of ∂dec/∂θ (:mod:`advmanifold.science.tangent`). The methods (names of the
+original code where it has one), all :class:`advmanifold.science.models.ConvNet`:
 
 =============  =======================================================================
 ``Normal``      cross-entropy on the clean batch
@@ -18,17 +18,18 @@ code where it has one), all :class:`advmanifold.models.ConvNet`:
                 (clipped to the ranges): the random counterpart of ``OnAdvTrain``
 ``Aligned``     CE + α · mean (‖g − P_T g‖² + ε)/(‖g‖² + ε), g = ∇ₓ CE, P_T the
                 projector onto the tangent space at the training image's own θ
-                (double backprop; the rejection share of :mod:`advmanifold.alignment`)
+                (double backprop; the rejection share of
+                :mod:`advmanifold.science.alignment`)
 ``AlignedAdv``  ``OffAdvTrain``'s loss + the same penalty on the clean half
 =============  =======================================================================
 
 Half clean, half perturbed per batch follows the original code (the perturbed half is
 the second half of each shuffled batch). Every training (method, N, seed) is a
-:class:`advmanifold.units.Unit` (``gen-cnn``), and so is its evaluation (``gen-eval``)
-on a fixed test set: test error, on-manifold and regular success rates at ε = 0.3
-(PGD, first iterate that changes the label, among the correctly classified examples),
-FGSM and PGD robust accuracy at a smaller ε, and the alignment of input gradients with
-the true tangent space (cosine ‖P_T g‖/‖g‖ and ratio ‖g‖/‖P_T g‖).
+:class:`advmanifold.book.units.Unit` (``gen-cnn``), and so is its evaluation
+(``gen-eval``) on a fixed test set: test error, on-manifold and regular success rates at
+ε = 0.3 (PGD, first iterate that changes the label, among the correctly classified
+examples), FGSM and PGD robust accuracy at a smaller ε, and the alignment of input
+gradients with the true tangent space (cosine ‖P_T g‖/‖g‖ and ratio ‖g‖/‖P_T g‖).
 
 Data (our choice where the original is silent): each seed draws its own training set,
 font, letter and θ i.i.d. uniform (θ in the "hard" ranges), as the first N examples of
@@ -45,7 +46,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -53,11 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import alignment, attacks, claims, compute, decoders, figures, fonts, models
-from . import profiles, training
-from .decoders import FontDecoder
-from .tangent import TangentSpace
-from .units import Unit
+from ..science import alignment, attacks, compute, decoders, fonts, models
+from ..book import profiles, results
+from ..science import training
+from ..science.decoders import FontDecoder
+from ..science.tangent import TangentSpace
+from ..book.units import Unit
 
 STEM = "06_generalization"
 METHODS = ("Normal", "OffAdvTrain", "OnAdvTrain", "STNAugm", "Aligned", "AlignedAdv")
@@ -359,9 +361,10 @@ def random_theta(
 def objective(
     method: str, data: Split, decoder: FontDecoder, s: Any, seed: int = 0
 ) -> training.Objective:
-    """The training objective of ``method`` for :func:`advmanifold.training.train`
-    called with the example *indices* as inputs: each batch is decoded, perturbed and
-    scored here, since the perturbations need the examples' codes."""
+    """The training objective of ``method`` for
+    :func:`advmanifold.science.training.train` called with the example *indices* as
+    inputs: each batch is decoded, perturbed and scored here, since the perturbations
+    need the examples' codes."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     counter = itertools.count(1_000_003 * seed)
@@ -425,16 +428,20 @@ def train_model(
     seed: int,
     *,
     progress: bool = True,
+    device: str = "cpu",
+    wrap: Callable[[training.Objective], training.Objective] | None = None,
 ) -> models.ConvNet:
     """A :class:`ConvNet` trained with ``method`` on ``data`` (Adam, the original's
-    schedule), in eval mode."""
+    schedule), in eval mode. ``wrap`` may wrap the objective (the benchmarks count
+    and bound its calls); ``device`` holds the model."""
     torch.manual_seed(seed)
-    model = models.ConvNet()
+    model = models.ConvNet().to(device)
+    loss_fn = objective(method, data, decoder, s, seed)
     training.train(
         model,
         torch.arange(len(data)),
         data.y,
-        objective(method, data, decoder, s, seed),
+        wrap(loss_fn) if wrap is not None else loss_fn,
         epochs=s.epochs,
         batch_size=s.batch_size,
         lr=s.lr,
@@ -506,8 +513,8 @@ def _evaluate(model, view, decoder, test, s, seed) -> dict[str, float]:
 
 def prototypes_unit(font_dirs=None) -> Unit:
     """The FONTS chapter's ``fonts-prototypes`` unit: the same cache entry, built by
-    the same code (:func:`advmanifold.fonts_chapter.prototypes_unit`)."""
-    from . import fonts_chapter
+    the same code (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
+    from . import fonts as fonts_chapter
 
     return fonts_chapter.prototypes_unit(font_dirs)
 
@@ -718,7 +725,7 @@ STAMP = ("commit", "finished", "machine")
 
 def record_path(root=None):
     """``results/paper/06_generalization__models.csv`` under the book's root."""
-    from . import paths
+    from ..book import paths
 
     return paths.book_root(root) / "results" / "paper" / f"{STEM}__models.csv"
 
@@ -740,7 +747,7 @@ def stamp() -> dict[str, str]:
     import subprocess
     import time
 
-    from . import paths, results
+    from ..book import paths
 
     def git(*args) -> str:
         done = subprocess.run(
@@ -804,7 +811,7 @@ def coverage(frame: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-# --- summaries, results, claims ------------------------------------------------------
+# --- summaries and results ----------------------------------------------------------
 
 MEASURES = (
     "test_error",
@@ -819,9 +826,7 @@ MEASURES = (
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds per (method, N)."""
-    grouped = frame.groupby(["method", "n"])[list(MEASURES)]
-    out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
-    out["n_models"] = frame.groupby(["method", "n"]).size()
+    out = results.over_seeds(frame, ["method", "n"], MEASURES)
     order = {m: i for i, m in enumerate(METHODS)}
     return (
         out.reset_index()
@@ -842,9 +847,8 @@ def rank_correlation(a, b) -> float:
 def correlations(frame: pd.DataFrame, x: str, y: str) -> tuple[float, float, float]:
     """ρ(x, y) over all models; mean and standard deviation of ρ within each seed."""
     per_seed = [rank_correlation(g[x], g[y]) for _, g in frame.groupby("seed")]
-    per_seed = np.array([r for r in per_seed if np.isfinite(r)])
-    std = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0
-    mean = float(per_seed.mean()) if len(per_seed) else float("nan")
+    finite = [r for r in per_seed if np.isfinite(r)]
+    mean, std = results.mean_std(finite) if finite else (float("nan"), 0.0)
     return rank_correlation(frame[x], frame[y]), mean, std
 
 
@@ -884,171 +888,6 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
     res.add("n_large", max(sizes))
     res.add_table("summary", table)
     return table
-
-
-def _at(size: str, factory, *templates: str, **kwargs):
-    """A judge evaluating ``factory(STEM, *keys)`` with ``{n}`` in the key templates
-    replaced by the chapter's ``n_small`` or ``n_large``."""
-
-    def judge(results):
-        n = int(results[STEM][f"n_{size}"])
-        return factory(STEM, *(t.format(n=n) for t in templates), **kwargs)(results)
-
-    return judge
-
-
-def _never_lower(method: str, reference: str = "Normal"):
-    """Claim: at no N is ``method``'s test error below ``reference``'s beyond the
-    spread."""
-
-    def judge(results):
-        record = results[STEM]
-        sizes = sorted(
-            int(k.rsplit("_n", 1)[1])
-            for k in record
-            if k.startswith(f"test_error_{reference}_n") and not k.endswith("_std")
-        )
-        if not sizes:
-            raise KeyError(f"test_error_{reference}_n<N>")
-        verdicts = {
-            n: claims.not_greater(
-                STEM, f"test_error_{reference}_n{n}", f"test_error_{method}_n{n}"
-            )(results)
-            for n in sizes
-        }
-        lower = [n for n, v in verdicts.items() if v.verdict != claims.REPRODUCED]
-        gaps = ", ".join(
-            f"N={n}: {record[f'test_error_{method}_n{n}']:.3f} vs "
-            f"{record[f'test_error_{reference}_n{n}']:.3f}"
-            for n in sizes
-        )
-        verdict = claims.REPRODUCED if not lower else claims.NOT_REPRODUCED
-        return claims.Verdict(
-            verdict,
-            f"test error {method} vs {reference}: {gaps}",
-            f"at every N, {reference} − {method} ≤ {claims.SPREAD_FACTOR:g}·SE",
-        )
-
-    return judge
-
-
-def _correlation(key: str, *, positive: bool, good: float):
-    """Claim on a rank correlation ρ (pooled over all models) with the spread of the
-    per-seed ρ: ``positive`` — ρ ≥ good and ρ − 2·SE > 0 (partly: ρ > 0); otherwise
-    ρ ≤ good (no positive association; partly: ρ − 2·SE ≤ good)."""
-
-    def judge(results):
-        rho = claims._value(results, STEM, key)
-        se = claims._se(results, STEM, key)
-        noise = claims.SPREAD_FACTOR * se
-        if positive:
-            verdict = (
-                claims.REPRODUCED
-                if rho >= good and rho - noise > 0
-                else claims.PARTLY
-                if rho > 0
-                else claims.NOT_REPRODUCED
-            )
-            rule = (
-                f"ρ ≥ {good:g} and ρ − {claims.SPREAD_FACTOR:g}·SE > 0; partly if ρ > 0"
-            )
-        else:
-            verdict = (
-                claims.REPRODUCED
-                if rho <= good
-                else claims.PARTLY
-                if rho - noise <= good
-                else claims.NOT_REPRODUCED
-            )
-            rule = f"ρ ≤ {good:g}; partly if ρ − {claims.SPREAD_FACTOR:g}·SE ≤ {good:g}"
-        return claims.Verdict(verdict, f"ρ = {rho:.2f} (per-seed SE {se:.2f})", rule)
-
-    return judge
-
-
-_ACC = "{kind}_accuracy_{m}_n{{n}}"
-CLAIMS: tuple[claims.Claim, ...] = (
-    claims.Claim(
-        "onadv-generalizes",
-        claims.STUTZ,
-        STEM,
-        "fig-gen-test-error",
-        "On-manifold adversarial training lowers test error relative to Normal "
-        "at small N",
-        "yes (FONTS)",
-        _at(
-            "small",
-            claims.greater,
-            "test_error_Normal_n{n}",
-            "test_error_OnAdvTrain_n{n}",
-            what="test error ",
-        ),
-    ),
-    claims.Claim(
-        "offadv-no-generalization",
-        claims.STUTZ,
-        STEM,
-        "fig-gen-test-error",
-        "Regular adversarial training does not lower test error",
-        "yes",
-        _never_lower("OffAdvTrain"),
-    ),
-    claims.Claim(
-        "onmanifold-is-generalization",
-        claims.STUTZ,
-        STEM,
-        "fig-gen-scatter",
-        "On-manifold success rate falls as test error falls (rank correlation "
-        "over all models)",
-        "yes",
-        _correlation(
-            "rank_corr_onmanifold_success_vs_test_error", positive=True, good=0.5
-        ),
-    ),
-    claims.Claim(
-        "robustness-not-generalization",
-        claims.STUTZ,
-        STEM,
-        "fig-gen-regular",
-        "Regular robustness does not come with lower test error (no positive "
-        "rank correlation of regular success and test error)",
-        "yes",
-        _correlation(
-            "rank_corr_regular_success_vs_test_error", positive=False, good=0.3
-        ),
-    ),
-    claims.Claim(
-        "curved-alignment-fgsm",
-        claims.GEYER,
-        STEM,
-        "fig-gen-regular",
-        "Alignment with the curved manifold's tangent space raises FGSM "
-        "robustness at a small ε (Aligned > Normal, largest N)",
-        "future work",
-        _at(
-            "large",
-            claims.greater,
-            _ACC.format(kind="fgsm", m="Aligned"),
-            _ACC.format(kind="fgsm", m="Normal"),
-            what="accuracy ",
-        ),
-    ),
-    claims.Claim(
-        "curved-alignment-pgd",
-        claims.GEYER,
-        STEM,
-        "fig-gen-regular",
-        "… and PGD robustness at the same ε (Aligned > Normal, largest N)",
-        "future work",
-        _at(
-            "large",
-            claims.greater,
-            _ACC.format(kind="pgd", m="Aligned"),
-            _ACC.format(kind="pgd", m="Normal"),
-            what="accuracy ",
-        ),
-    ),
-)
 
 
 # --- tables and figures -----------------------------------------------------------
@@ -1109,22 +948,6 @@ def anchor_sentence(anchor: pd.DataFrame) -> str:
         return "this profile trains none of the README's N"
     gaps = zip(both["method"], both["N"], both["ours − original"])
     return "; ".join(f"{m} at N = {n:,}: {gap}" for m, n, gap in gaps)
-
-
-def claims_table(results: Mapping[str, Any]) -> pd.DataFrame:
-    """The verdicts of :data:`CLAIMS` on ``{STEM: results}``."""
-    rows = []
-    for claim in CLAIMS:
-        v = claim.verdict({STEM: results})
-        rows.append(
-            {
-                "claim": claim.text,
-                "measured": v.measured,
-                "verdict": v.verdict,
-                "rule": v.rule,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _palette():
@@ -1207,6 +1030,3 @@ def plot_scatter(frame: pd.DataFrame, *, x="test_error", y="onmanifold_success")
     return fig
 
 
-def save_figure(fig, name: str) -> None:
-    """Glue as ``fig_<name>``; write ``<figures>/06_generalization_<name>.png``."""
-    figures.save(fig, STEM, name)

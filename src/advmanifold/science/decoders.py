@@ -88,7 +88,7 @@ def warp(images: Tensor, theta: Tensor) -> Tensor:
 
 class FontDecoder(nn.Module):
     """dec(font, letter, θ) for prototypes ``[F, L, H, W]`` (see
-    :mod:`advmanifold.fonts`)."""
+    :mod:`advmanifold.science.fonts`)."""
 
     def __init__(self, prototypes: Tensor):
         super().__init__()
@@ -192,9 +192,9 @@ def attack_theta(
     ranges: str = "hard",
     **pgd_kwargs,
 ):
-    """On-manifold adversarial examples: L∞ PGD (:func:`advmanifold.attacks.pgd`) on θ
-    with font and letter fixed, ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images
-    are dec(font, letter, θ̃).
+    """On-manifold adversarial examples: L∞ PGD
+    (:func:`advmanifold.science.attacks.pgd`) on θ with font and letter fixed, ‖θ̃ − θ‖∞
+    ≤ ε and θ̃ kept in its data range; the images are dec(font, letter, θ̃).
 
     ``pgd`` hands ``forward`` only the still-active examples, so the (font, letter) of
     each example travels with it as two extra coordinates of the attacked variable whose

@@ -2,7 +2,7 @@
 
 For x = dec(font, letter, θ) = clamp(S(P, A(θ) b)) — S the bilinear sampler of the
 prototype P at the grid points A(θ) b_p of the output pixels p (b_p = (u_p, v_p, 1),
-see :mod:`advmanifold.decoders`) — the Jacobian is, by the chain rule
+see :mod:`advmanifold.science.decoders`) — the Jacobian is, by the chain rule
 (i = 1, 2 the grid coordinates),
 
     ∂x_p/∂θ_j = Σ_i  ∂S_p/∂g_{p,i} · (∂A/∂θ_j · b_p)_i .
@@ -16,12 +16,14 @@ piecewise linear in the grid) and batched over examples, no loop over them.
 
 :class:`TangentSpace` holds an orthonormal basis Q ``[N, D, 6]`` of each example's
 span (reduced QR of the Jacobian) and projects vectors, P v = Q Qᵀ v, with the
-interface of :class:`advmanifold.manifolds.linear.LinearManifold`
+interface of :class:`advmanifold.science.manifolds.linear.LinearManifold`
 (``project_vectors``, ``mode``), so the alignment metrics and losses of
-:mod:`advmanifold.alignment` apply unchanged.
+:mod:`advmanifold.science.alignment` apply unchanged.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +49,13 @@ def jacobian(
     theta = theta.detach()
     images = decoder.prototypes[font, letter].unsqueeze(1)
     n, _, h, w = images.shape
-    d_matrix = torch.func.vmap(torch.func.jacfwd(_matrix))(theta)  # [N, 2, 3, 6]
+    with warnings.catch_warnings():
+        # torch's forward-mode AD scripts its own decompositions on first use, and
+        # torch 2.x warns that torch.jit.script is deprecated: nothing a caller can do
+        warnings.filterwarnings(
+            "ignore", "`torch.jit.script` is deprecated", FutureWarning
+        )
+        d_matrix = torch.func.vmap(torch.func.jacfwd(_matrix))(theta)  # [N, 2, 3, 6]
     d_matrix = d_matrix.to(images.dtype)
     d_grid = F.affine_grid(
         d_matrix.permute(0, 3, 1, 2).reshape(n * 6, 2, 3),

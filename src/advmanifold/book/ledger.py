@@ -1,17 +1,21 @@
-"""The claims of both papers, each with the rule that judges it from the results files.
+"""The claims ledger's machinery: claims, the rules that judge them from the chapters'
+results files, and the ledger's tables. The claims themselves are declared in
+:mod:`advmanifold.chapters.claims`; this module knows no chapter.
 
-A claim reads the chapters' results (``<stem>.json``, see :mod:`advmanifold.results`)
-and returns a :class:`Verdict`. Rules compare effects with their spread where a
-chapter trained several seeds (a metric ``m`` then comes with ``m_std`` and the
-chapter's ``n_seeds``): an effect counts as *reproduced* only when it exceeds
-``SPREAD_FACTOR`` standard errors of the difference, *partly* when it merely has the
-claimed sign. Thresholds are this book's choices and are printed with each verdict.
+A claim reads the chapters' results (``<stem>.json``, see
+:mod:`advmanifold.book.results`) and returns a :class:`Verdict`. Rules compare effects
+with their spread where a chapter trained several seeds (a metric ``m`` then comes with
+``m_std`` and the chapter's ``n_seeds``): an effect counts as *reproduced* only when it
+exceeds ``SPREAD_FACTOR`` standard errors of the difference, *partly* when it merely
+has the claimed sign. Thresholds are the book's choices and are printed with each
+verdict. A compound claim (:func:`all_of`, :func:`at_every_size`) holds as far as its
+weakest part.
 
-A chapter that ran on a fallback (its results carry a flag of :data:`FALLBACKS`, e.g.
-FONTS on fewer legible faces than its profile asks for) measures something else than
-the paper: its claims are *not comparable*, whatever the rule says. A ``paper`` run on
-part of the original grid (:data:`GRIDS`) is judged as usual, and each of its verdicts
-says which part.
+A chapter that ran on a fallback (its results carry the claim's ``fallback`` flag,
+e.g. FONTS on fewer legible faces than its profile asks for) measures something else
+than the paper: its claims are *not comparable*, whatever the rule says. A ``paper``
+run on part of the original grid (the claim's ``grid``) is judged as usual, and each
+of its verdicts says which part.
 
 The ledger is judged twice: on this build's results (``_build/results``) and on the
 committed paper-scale record (``results/paper/<stem>.json`` at the book's root,
@@ -22,7 +26,6 @@ shift a row).
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -44,33 +47,9 @@ VERDICT_SCORE = {
     NOT_COMPARABLE: -2.0,
     NOT_RUN: -1.0,
 }
+#: the verdicts a rule gives, weakest first
+STRENGTH = (NOT_REPRODUCED, PARTLY, REPRODUCED)
 SPREAD_FACTOR = 2.0
-MODELS = ("baseline", "robust", "manifold", "manifold_robust")
-
-#: chapter → (results flag, why its verdicts are then not comparable). The reason is
-#: formatted with the chapter's record; a key it lacks gives the plain reason.
-FALLBACKS: dict[str, tuple[str, str, str]] = {
-    "01_fonts": (
-        "fonts_fallback",
-        "FONTS ran on fallback fonts: {n_fonts:.0f} legible faces, fewer than its "
-        "profile asks for",
-        "FONTS ran on fallback fonts, fewer legible faces than its profile asks for",
-    ),
-}
-
-#: Chapters whose ``paper`` runs may cover part of the original grid, with the result
-#: keys that say how much: (key, setting of the ``paper`` profile it is measured
-#: against, what it counts). The setting is ``(module, name)``; a sequence means its
-#: largest element.
-GRIDS: dict[str, tuple[tuple[str, tuple[str, str], str], ...]] = {
-    "06_generalization": (
-        ("n_large", ("generalization", "sizes"), "largest N"),
-        ("n_seeds", ("generalization", "n_seeds"), "seeds"),
-    ),
-}
-
-#: modules defining further claims (a tuple ``CLAIMS``), imported by :func:`all_claims`
-EXTRA_CLAIM_MODULES: tuple[str, ...] = ("advmanifold.generalization",)
 
 #: the committed paper-scale record, relative to the book's root
 RECORD_DIR = Path("results") / "paper"
@@ -84,33 +63,36 @@ class Verdict:
     note: str = ""
 
 
-def fallback_reason(results: Results, stem: str) -> str:
-    """Why chapter ``stem``'s results are not comparable with the paper ("" if so)."""
-    record = results.get(stem)
-    if stem not in FALLBACKS or not record:
+Judge = Callable[[Results], Verdict]
+#: (results flag, reason formatted with the chapter's record, plain reason)
+Fallback = tuple[str, str, str]
+#: per dimension of the paper grid: (result key, its full value, what it counts)
+Grid = tuple[tuple[str, float, str], ...]
+
+
+def fallback_reason(record: Mapping, fallback: Fallback | None) -> str:
+    """Why a chapter's ``record`` is not comparable with the paper ("" if it is): the
+    detailed reason formatted with the record, or the plain one if a key lacks."""
+    if not fallback or not record.get(fallback[0]):
         return ""
-    flag, detailed, plain = FALLBACKS[stem]
-    if not record.get(flag):
-        return ""
+    _, detailed, plain = fallback
     try:
         return detailed.format(**record)
     except (KeyError, ValueError, TypeError):
         return plain
 
 
-def reduced_grid(results: Results, stem: str) -> str:
-    """How a ``paper`` run of chapter ``stem`` falls short of the original grid, e.g.
-    "reduced paper grid: largest N 1,000 of 40,000, seeds 2 of 5" ("" if it does not,
-    or for other profiles)."""
-    record = results.get(stem)
-    if stem not in GRIDS or not record or record.get("profile") != "paper":
+def reduced_grid(record: Mapping, grid: Grid) -> str:
+    """How a ``paper`` run falls short of its ``grid``, e.g. "reduced paper grid:
+    largest N 1,000 of 40,000, seeds 2 of 5" ("" if it does not, or for other
+    profiles)."""
+    if record.get("profile") != "paper":
         return ""
-    short = []
-    for key, (module, name), label in GRIDS[stem]:
-        full = importlib.import_module(f"advmanifold.{module}").SETTINGS["paper"][name]
-        full = max(full) if isinstance(full, (tuple, list)) else full
-        if key in record and float(record[key]) < full:
-            short.append(f"{label} {float(record[key]):,.0f} of {full:,}")
+    short = [
+        f"{label} {float(record[key]):,.0f} of {full:,}"
+        for key, full, label in grid
+        if key in record and float(record[key]) < full
+    ]
     return "reduced paper grid: " + ", ".join(short) if short else ""
 
 
@@ -122,7 +104,9 @@ class Claim:
     figure: str  # label of the figure showing it
     text: str
     paper_value: str  # what the paper reports ("" when it gives no number)
-    judge: Callable[[Results], Verdict]
+    judge: Judge
+    fallback: Fallback | None = None  # the chapter's flag of a fallback run
+    grid: Grid = ()  # the chapter's full paper grid
 
     def verdict(self, results: Results) -> Verdict:
         if self.chapter not in results:
@@ -131,36 +115,40 @@ class Claim:
             found = self.judge(results)
         except KeyError as missing:
             return Verdict(NOT_RUN, "", "", f"missing result {missing}")
-        reason = fallback_reason(results, self.chapter)
+        record = results[self.chapter]
+        reason = fallback_reason(record, self.fallback)
         if reason:
             return Verdict(NOT_COMPARABLE, found.measured, found.rule, reason)
-        scope = reduced_grid(results, self.chapter)
+        scope = reduced_grid(record, self.grid)
         note = "; ".join(x for x in (found.note, scope) if x)
         return replace(found, note=note) if scope else found
 
 
-def _value(results: Results, stem: str, key: str) -> float:
+def value(results: Results, stem: str, key: str) -> float:
+    """Metric ``key`` of chapter ``stem`` (a seed mean where it trained several)."""
     return float(results[stem][key])
 
 
-def _se(results: Results, stem: str, key: str) -> float:
-    """Standard error of a seed-averaged metric (0 for a single run)."""
+def se(results: Results, stem: str, key: str) -> float:
+    """Standard error of a seed mean, ``key_std``/√n_seeds (0 for a single run)."""
     record = results[stem]
     n = int(record.get("n_seeds", 1))
     return float(record.get(f"{key}_std", 0.0)) / math.sqrt(n) if n > 1 else 0.0
 
 
 def _noise(results: Results, stem: str, a: str, b: str) -> float:
-    return SPREAD_FACTOR * math.hypot(_se(results, stem, a), _se(results, stem, b))
+    """SPREAD_FACTOR · SE of the difference a − b: 2·√(SE_a² + SE_b²)."""
+    return SPREAD_FACTOR * math.hypot(se(results, stem, a), se(results, stem, b))
 
 
 def greater(
     stem: str, big: str, small: str, *, margin: float = 0.0, what: str = ""
-) -> Callable[[Results], Verdict]:
-    """Claim: metric ``big`` exceeds ``small`` (by > ``margin`` for *reproduced*)."""
+) -> Judge:
+    """Claim: ``big`` > ``small``; reproduced if big − small > max(margin, 2·SE),
+    partly if > 0."""
 
     def judge(results: Results) -> Verdict:
-        a, b = _value(results, stem, big), _value(results, stem, small)
+        a, b = value(results, stem, big), value(results, stem, small)
         noise = _noise(results, stem, big, small)
         diff = a - b
         verdict = (
@@ -180,13 +168,11 @@ def greater(
     return judge
 
 
-def not_greater(
-    stem: str, a_key: str, b_key: str, what: str = ""
-) -> Callable[[Results], Verdict]:
-    """Claim: ``a`` does not exceed ``b`` beyond the seed spread."""
+def not_greater(stem: str, a_key: str, b_key: str, what: str = "") -> Judge:
+    """Claim: ``a`` does not exceed ``b`` beyond the seed spread, a − b ≤ 2·SE."""
 
     def judge(results: Results) -> Verdict:
-        a, b = _value(results, stem, a_key), _value(results, stem, b_key)
+        a, b = value(results, stem, a_key), value(results, stem, b_key)
         noise = _noise(results, stem, a_key, b_key)
         verdict = REPRODUCED if a - b <= noise else NOT_REPRODUCED
         return Verdict(
@@ -200,11 +186,11 @@ def not_greater(
 
 def small_relative(
     stem: str, key: str, reference: str, *, good: float, fair: float
-) -> Callable[[Results], Verdict]:
-    """Claim: ``key`` is near zero, i.e. small relative to ``reference``."""
+) -> Judge:
+    """Claim: ``key`` is near zero, key/reference ≤ good (partly: ≤ fair)."""
 
     def judge(results: Results) -> Verdict:
-        a, ref = _value(results, stem, key), _value(results, stem, reference)
+        a, ref = value(results, stem, key), value(results, stem, reference)
         ratio = a / ref if ref > 0 else math.inf
         verdict = (
             REPRODUCED if ratio <= good else PARTLY if ratio <= fair else NOT_REPRODUCED
@@ -225,11 +211,12 @@ def ratio_between(
     *,
     good: tuple[float, float],
     fair: tuple[float, float],
-) -> Callable[[Results], Verdict]:
-    """Claim: ``key`` / ``reference`` lies in an interval (e.g. distributions match)."""
+) -> Judge:
+    """Claim: key/reference lies in the interval ``good`` (partly: in ``fair``), e.g.
+    two distributions match."""
 
     def judge(results: Results) -> Verdict:
-        a, ref = _value(results, stem, key), _value(results, stem, reference)
+        a, ref = value(results, stem, key), value(results, stem, reference)
         ratio = a / ref if ref > 0 else math.inf
         inside = lambda lo_hi: lo_hi[0] <= ratio <= lo_hi[1]  # noqa: E731
         verdict = (
@@ -245,11 +232,11 @@ def ratio_between(
     return judge
 
 
-def at_least(
-    stem: str, key: str, *, good: float, fair: float, unit: str = ""
-) -> Callable[[Results], Verdict]:
+def at_least(stem: str, key: str, *, good: float, fair: float, unit: str = "") -> Judge:
+    """Claim: ``key`` ≥ good (partly: ≥ fair)."""
+
     def judge(results: Results) -> Verdict:
-        a = _value(results, stem, key)
+        a = value(results, stem, key)
         verdict = REPRODUCED if a >= good else PARTLY if a >= fair else NOT_REPRODUCED
         return Verdict(
             verdict, f"{a:.3f}{unit}", f"≥ {good:g}{unit}; partly if ≥ {fair:g}{unit}"
@@ -258,11 +245,11 @@ def at_least(
     return judge
 
 
-def close_to(
-    stem: str, key: str, target: float, *, good: float, fair: float
-) -> Callable[[Results], Verdict]:
+def close_to(stem: str, key: str, target: float, *, good: float, fair: float) -> Judge:
+    """Claim: |key − target| ≤ good (partly: ≤ fair)."""
+
     def judge(results: Results) -> Verdict:
-        a = _value(results, stem, key)
+        a = value(results, stem, key)
         gap = abs(a - target)
         verdict = (
             REPRODUCED if gap <= good else PARTLY if gap <= fair else NOT_REPRODUCED
@@ -276,270 +263,81 @@ def close_to(
     return judge
 
 
-F, M, P = "01_fonts", "02_mnist", "03_pmnist"
-STUTZ, GEYER = "stutz2019disentangling", "geyer2023relationship"
+def correlation(stem: str, key: str, *, positive: bool, good: float) -> Judge:
+    """Claim on a correlation ρ = ``key`` with the SE of its per-seed values:
+    ``positive``: ρ ≥ good and ρ − 2·SE > 0 (partly: ρ > 0); otherwise no positive
+    association, ρ ≤ good (partly: ρ − 2·SE ≤ good)."""
 
-CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "fonts-test-on-manifold",
-        STUTZ,
-        F,
-        "fig-fonts-distances",
-        "FONTS test examples lie on the manifold (distance ≈ 0)",
-        "0 (by construction)",
-        small_relative(
-            F, "distance_test_median", "distance_regular_median", good=0.1, fair=0.3
-        ),
-    ),
-    Claim(
-        "fonts-onmanifold-adv",
-        STUTZ,
-        F,
-        "fig-fonts-distances",
-        "FONTS on-manifold adversarial examples have distance ≈ 0",
-        "0 (by construction)",
-        small_relative(
-            F,
-            "distance_onmanifold_median",
-            "distance_regular_median",
-            good=0.1,
-            fair=0.3,
-        ),
-    ),
-    Claim(
-        "fonts-regular-off",
-        STUTZ,
-        F,
-        "fig-fonts-distances",
-        "FONTS regular adversarial examples lie clearly off the manifold",
-        "clearly > 0",
-        greater(
-            F,
-            "distance_regular_median",
-            "distance_test_median",
-            margin=0.5,
-            what="median distance ",
-        ),
-    ),
-    Claim(
-        "fonts-orthogonal",
-        STUTZ,
-        F,
-        "fig-fonts-distances",
-        "On FONTS the distance nearly equals ‖δ‖₂: δ leaves the manifold orthogonally",
-        "≈ 1",
-        at_least(F, "regular_distance_over_l2_median", good=0.9, fair=0.7),
-    ),
-    Claim(
-        "mnist-onmanifold-matches-test",
-        STUTZ,
-        M,
-        "fig-mnist-distances",
-        "On MNIST on-manifold adversarial examples are as far from the k-NN manifold "
-        "as test examples",
-        "distributions nearly match",
-        ratio_between(
-            M,
-            "knn_distance_onmanifold_median",
-            "knn_distance_test_median",
-            good=(0.67, 1.5),
-            fair=(0.5, 2.0),
-        ),
-    ),
-    Claim(
-        "mnist-regular-off",
-        STUTZ,
-        M,
-        "fig-mnist-distances",
-        "On MNIST regular adversarial examples are clearly farther from the manifold "
-        "than test examples",
-        "clearly larger",
-        greater(
-            M,
-            "knn_distance_regular_median",
-            "knn_distance_test_median",
-            margin=0.5,
-            what="median distance ",
-        ),
-    ),
-    Claim(
-        "mnist-orthogonal",
-        STUTZ,
-        M,
-        "fig-mnist-distances",
-        "On MNIST regular perturbations are nearly orthogonal to the manifold",
-        "≈ 90°",
-        at_least(M, "regular_angle_deg_median", good=75.0, fair=60.0, unit="°"),
-    ),
-    Claim(
-        "pmnist-baseline-accuracy",
-        GEYER,
-        P,
-        "fig-pmnist-images",
-        "A baseline MLP reaches about 92% test accuracy on PMNIST",
-        "92%",
-        close_to(P, "accuracy_baseline", 0.92, good=0.02, fair=0.05),
-    ),
-    Claim(
-        "robust-aligned",
-        GEYER,
-        P,
-        "fig-pmnist-alignment",
-        "Adversarial training aligns gradients with the manifold (Robust > Baseline)",
-        "Fig. 1",
-        greater(
-            P,
-            "alignment_cosine_median_robust",
-            "alignment_cosine_median_baseline",
-            what="cosine ",
-        ),
-    ),
-    Claim(
-        "manifold-aligned",
-        GEYER,
-        P,
-        "fig-pmnist-alignment",
-        "The alignment loss aligns gradients (Manifold > Baseline)",
-        "Fig. 1",
-        greater(
-            P,
-            "alignment_cosine_median_manifold",
-            "alignment_cosine_median_baseline",
-            what="cosine ",
-        ),
-    ),
-    Claim(
-        "robust-less-than-manifold",
-        GEYER,
-        P,
-        "fig-pmnist-alignment",
-        "Robust is slightly less aligned than Manifold",
-        "Fig. 1",
-        greater(
-            P,
-            "alignment_cosine_median_manifold",
-            "alignment_cosine_median_robust",
-            what="cosine ",
-        ),
-    ),
-    Claim(
-        "manifold-fgsm",
-        GEYER,
-        P,
-        "fig-pmnist-robustness",
-        "Manifold is slightly more robust than Baseline under FGSM (ε = 0.1)",
-        "Fig. 3",
-        greater(
-            P,
-            "fgsm_accuracy_manifold_eps0.1",
-            "fgsm_accuracy_baseline_eps0.1",
-            what="accuracy ",
-        ),
-    ),
-    Claim(
-        "manifold-pgd",
-        GEYER,
-        P,
-        "fig-pmnist-robustness",
-        "Manifold is slightly more robust than Baseline under PGD (ε = 0.1)",
-        "Fig. 3",
-        greater(
-            P,
-            "pgd_accuracy_manifold_eps0.1",
-            "pgd_accuracy_baseline_eps0.1",
-            what="accuracy ",
-        ),
-    ),
-    Claim(
-        "robust-much-more",
-        GEYER,
-        P,
-        "fig-pmnist-robustness",
-        "Robust is much more robust than Baseline under PGD (ε = 0.1)",
-        "Fig. 3",
-        greater(
-            P,
-            "pgd_accuracy_robust_eps0.1",
-            "pgd_accuracy_baseline_eps0.1",
-            margin=0.2,
-            what="accuracy ",
-        ),
-    ),
-    Claim(
-        "manifold-robust-fgsm",
-        GEYER,
-        P,
-        "fig-pmnist-robustness",
-        "Manifold Robust beats Robust under FGSM (ε = 0.1)",
-        "Fig. 3",
-        greater(
-            P,
-            "fgsm_accuracy_manifold_robust_eps0.1",
-            "fgsm_accuracy_robust_eps0.1",
-            what="accuracy ",
-        ),
-    ),
-    Claim(
-        "manifold-robust-not-pgd",
-        GEYER,
-        P,
-        "fig-pmnist-robustness",
-        "… but not under PGD (ε = 0.1)",
-        "Fig. 3",
-        not_greater(
-            P,
-            "pgd_accuracy_manifold_robust_eps0.1",
-            "pgd_accuracy_robust_eps0.1",
-            what="accuracy ",
-        ),
-    ),
-    Claim(
-        "alignment-orthogonal-boundaries",
-        GEYER,
-        P,
-        "fig-pmnist-crossing",
-        "Alignment makes data more orthogonal to decision boundaries "
-        "(crossing angle Manifold > Baseline)",
-        "Fig. 2",
-        greater(
-            P,
-            "crossing_angle_deg_median_manifold",
-            "crossing_angle_deg_median_baseline",
-            what="angle ",
-        ),
-    ),
-)
+    def judge(results: Results) -> Verdict:
+        rho, spread = value(results, stem, key), se(results, stem, key)
+        noise = SPREAD_FACTOR * spread
+        if positive:
+            holds, roughly = rho >= good and rho - noise > 0, rho > 0
+            rule = f"ρ ≥ {good:g} and ρ − {SPREAD_FACTOR:g}·SE > 0; partly if ρ > 0"
+        else:
+            holds, roughly = rho <= good, rho - noise <= good
+            rule = f"ρ ≤ {good:g}; partly if ρ − {SPREAD_FACTOR:g}·SE ≤ {good:g}"
+        verdict = REPRODUCED if holds else PARTLY if roughly else NOT_REPRODUCED
+        return Verdict(verdict, f"ρ = {rho:.2f} (per-seed SE {spread:.2f})", rule)
+
+    return judge
 
 
-def all_claims(modules: Iterable[str] | None = None) -> tuple[Claim, ...]:
-    """:data:`CLAIMS` and the ``CLAIMS`` of each module in ``modules`` (default
-    :data:`EXTRA_CLAIM_MODULES`), imported now so that no import cycle arises; a module
-    that does not exist (yet) is skipped. Keys must be unique."""
-    found = list(CLAIMS)
-    for name in EXTRA_CLAIM_MODULES if modules is None else modules:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # the module exists but an import inside it fails
-                raise
-            continue
-        extra = tuple(getattr(module, "CLAIMS", ()))
-        wrong = [c for c in extra if not isinstance(c, Claim)]
-        if wrong:
-            raise TypeError(
-                f"{name}.CLAIMS must hold claims.Claim objects, got {wrong[0]!r}"
-            )
-        found.extend(extra)
-    keys = [c.key for c in found]
-    twice = sorted({k for k in keys if keys.count(k) > 1})
-    if twice:
-        raise ValueError(f"claim keys must be unique; repeated: {', '.join(twice)}")
-    return tuple(found)
+def weakest(parts: Mapping[str, Verdict], what: str = "") -> Verdict:
+    """The verdict of a claim whose labelled ``parts`` must all hold: the weakest
+    part's (reproduced > partly > not reproduced), with every part's measured value
+    (after ``what``) and rule."""
+
+    def joined(field: str) -> str:
+        return "; ".join(f"{label}: {getattr(v, field)}" for label, v in parts.items())
+
+    verdict = min((v.verdict for v in parts.values()), key=STRENGTH.index)
+    return Verdict(verdict, what + joined("measured"), joined("rule"))
 
 
-def chapters(claims: Iterable[Claim] | None = None) -> list[str]:
-    """The chapters holding the evidence of ``claims`` (default :func:`all_claims`)."""
-    return sorted({c.chapter for c in (all_claims() if claims is None else claims)})
+def all_of(**parts: Judge) -> Judge:
+    """Claim: every part holds; verdict = min over the parts (:func:`weakest`)."""
+    return lambda results: weakest({k: judge(results) for k, judge in parts.items()})
+
+
+def _keys(templates: Iterable[str], n: int) -> list[str]:
+    return [t.format(n=n) for t in templates]
+
+
+def at_size(stem: str, size: str, rule, *templates: str, **kwargs) -> Judge:
+    """Claim: ``rule(stem, *keys, **kwargs)`` holds for the keys ``templates`` with
+    ``{n}`` = N, the chapter's result ``size`` (e.g. ``n_small``)."""
+
+    def judge(results: Results) -> Verdict:
+        n = int(value(results, stem, size))
+        return rule(stem, *_keys(templates, n), **kwargs)(results)
+
+    return judge
+
+
+def _sizes(record: Mapping, template: str) -> list[int]:
+    """The N of the keys ``template`` (with ``{n}`` = N) in ``record``, ascending."""
+    before, _, after = template.partition("{n}")
+    pattern = re.compile(re.escape(before) + r"(\d+)" + re.escape(after))
+    return sorted(int(m[1]) for m in map(pattern.fullmatch, record) if m)
+
+
+def at_every_size(stem: str, rule, *templates: str, what: str = "", **kwargs) -> Judge:
+    """Claim: ``rule(stem, *keys, **kwargs)`` holds at every N, the keys being
+    ``templates`` with ``{n}`` = N for each N of the first template's keys; verdict =
+    min over N (:func:`weakest`)."""
+
+    def judge(results: Results) -> Verdict:
+        found = _sizes(results[stem], templates[0])
+        if not found:
+            raise KeyError(templates[0])
+        parts = {
+            f"N={n:,}": rule(stem, *_keys(templates, n), **kwargs)(results)
+            for n in found
+        }
+        return weakest(parts, what)
+
+    return judge
 
 
 # ------------------------------------------------------------------------ results files
@@ -562,19 +360,19 @@ def read_results_folder(
 
 def record_dir(root: str | os.PathLike | None = None) -> Path:
     """``results/paper`` under the book's root ``root`` (default: found from the working
-    directory, :func:`advmanifold.paths.book_root`): the paper-scale record."""
+    directory, :func:`advmanifold.book.paths.book_root`): the paper-scale record."""
     from . import paths
 
     return (Path(root) if root is not None else paths.book_root()) / RECORD_DIR
 
 
 def paper_record(
-    root: str | os.PathLike | None = None, stems: Iterable[str] | None = None
+    stems: Iterable[str], root: str | os.PathLike | None = None
 ) -> dict[str, dict]:
-    """The paper-scale record of the chapters ``stems`` (default :func:`chapters`):
-    ``results/paper/<stem>.json`` under the book's root ``root``; chapters it lacks
-    are left out (their claims are then *not run* at paper scale)."""
-    return read_results_folder(record_dir(root), chapters() if stems is None else stems)
+    """The paper-scale record of the chapters ``stems``: ``results/paper/<stem>.json``
+    under the book's root ``root``; chapters it lacks are left out (their claims are
+    then *not run* at paper scale)."""
+    return read_results_folder(record_dir(root), stems)
 
 
 def built_chapters(root: str | os.PathLike | None = None) -> set[str]:
@@ -583,7 +381,7 @@ def built_chapters(root: str | os.PathLike | None = None) -> set[str]:
     notebook the runner has left in ``_build/site/notebooks`` (it leaves the others
     out of the build, so links to them would break). Empty outside a book."""
     from . import paths
-    from .book import chapters as toc_chapters
+    from .toc import chapters as toc_chapters
 
     root = Path(root) if root is not None else paths.book_root()
     site = root / "_build" / "site" / "notebooks"
@@ -617,18 +415,14 @@ def describe_records(records: Mapping[str, Mapping]) -> "pd.DataFrame":  # noqa:
 # ------------------------------------------------------------------------- the ledger
 
 
-def ledger(
-    results: Results,
-    record: Results | None = None,
-    claims: Iterable[Claim] | None = None,
-):
-    """One row per claim (default :func:`all_claims`): paper, claim, the paper's value,
-    and the measured value, verdict, rule and note judged on ``results``; with a
-    paper-scale ``record``, the same judged on it in columns ``record_*``."""
+def ledger(results: Results, record: Results | None = None, *, claims: Iterable[Claim]):
+    """One row per claim of ``claims``: paper, claim, the paper's value, and the
+    measured value, verdict, rule and note judged on ``results``; with a paper-scale
+    ``record``, the same judged on it in columns ``record_*``."""
     import pandas as pd
 
     rows = []
-    for claim in all_claims() if claims is None else claims:
+    for claim in claims:
         v = claim.verdict(results)
         row = {
             "key": claim.key,

@@ -1,7 +1,7 @@
 """Projected MNIST (Geyer et al.): settings, units and measurements of its chapter.
 
 - :func:`load` builds PMNIST: PCA (k = 28) on the full MNIST training set, every image
-  replaced by its projection (see :mod:`advmanifold.manifolds.linear`).
+  replaced by its projection (see :mod:`advmanifold.science.manifolds.linear`).
 - Four MLPs 784-1568-1568-10, one cached unit per (model, training seed):
 
   ==================  ========================================================
@@ -51,12 +51,13 @@ import torch
 from torch import Tensor
 from tqdm.std import tqdm
 
-from . import alignment, attacks, boundaries, cache, data, models, training
-from .manifolds.linear import ATTACK_BOX, MODES, LinearManifold
-from .profiles import PROFILES, select
-from .units import Unit
+from ..science import alignment, attacks, boundaries, data, models, training
+from ..book import cache, results
+from ..science.manifolds.linear import ATTACK_BOX, MODES, LinearManifold
+from ..book.profiles import PROFILES, select
+from ..book.units import Unit
 
-CHAPTER = "03_pmnist"
+STEM = "03_pmnist"
 MODELS = ("baseline", "robust", "manifold", "manifold_robust")
 NAMES = {
     "baseline": "Baseline",
@@ -263,7 +264,7 @@ def pca_unit(settings: Any, data_dir=None, mode: str | None = None) -> Unit:
     build = functools.partial(_fit_pca, s["k"], mode, s["center"], _data_key(data_dir))
     fits = 10 if mode == "per_class" else 1
     return Unit(
-        CHAPTER,
+        STEM,
         "pmnist-pca",
         config,
         build,
@@ -312,7 +313,7 @@ def model_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
     }
     build = functools.partial(_train_model, name, int(seed), s, _data_key(data_dir))
     return Unit(
-        CHAPTER,
+        STEM,
         f"pmnist-mlp-{name.replace('_', '-')}",
         config,
         build,
@@ -378,7 +379,7 @@ def eval_unit(settings: Any, name: str, seed: int, data_dir=None) -> Unit:
         _data_key(data_dir),
     )
     return Unit(
-        CHAPTER,
+        STEM,
         f"pmnist-eval-{name.replace('_', '-')}",
         config,
         build,
@@ -689,19 +690,6 @@ def crossing_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def mean_std_table(frame: pd.DataFrame, by, values) -> pd.DataFrame:
-    """Table of "mean ± standard deviation" over seeds of per-seed values."""
-    agg = frame.groupby(by, sort=False)[values].agg(["mean", "std"])
-    return pd.DataFrame(
-        {
-            v: agg[(v, "mean")].map("{:.3f}".format)
-            + " ± "
-            + agg[(v, "std")].map("{:.3f}".format)
-            for v in values
-        }
-    )
-
-
 # -- small helpers ---------------------------------------------------------------------
 def targeted(forward, target: int):
     """A two-logit view of ``forward`` for a *targeted* attack with the shared
@@ -730,21 +718,6 @@ def seeds(n_seeds: int, seed: int = 0) -> list[int]:
     return list(range(int(seed), int(seed) + int(n_seeds)))
 
 
-def mean_std(values) -> tuple[float, float]:
-    """Mean x̄ and sample standard deviation s = √(Σ (xᵢ − x̄)² / (n − 1)) of per-seed
-    values.
-
-    s is reported as 0 for a single value (no spread measured); NaN values are an error.
-    """
-    v = values if isinstance(values, Tensor) else list(values)
-    v = torch.as_tensor(v, dtype=torch.float64).flatten()
-    if len(v) == 0:
-        raise ValueError("values must hold at least one number")
-    if not torch.isfinite(v).all():
-        raise ValueError(f"values must be finite, got {v.tolist()}")
-    return float(v.mean()), float(v.std(correction=1)) if len(v) > 1 else 0.0
-
-
 def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -> None:
     """Record a metric measured once per seed: the mean under ``key``, the sample
     standard deviation under ``key_std`` (both glued); the per-seed values are
@@ -753,7 +726,7 @@ def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -
     rows.extend(
         {"metric": key, "seed": s, "value": float(v)} for s, v in by_seed.items()
     )
-    mean, std = mean_std(list(by_seed.values()))
+    mean, std = results.mean_std(list(by_seed.values()))
     res.add(key, mean)
     res.add(f"{key}_std", std)
 
@@ -774,87 +747,3 @@ def targeted_pgd(net, x: Tensor, target: int, *, eps: float, steps: int, seed: i
         seed=seed,
     )
 
-
-#: The paper's claims as judged in this chapter: text and the parts that must all hold,
-#: ``(kind, a, b, margin)``: a > b (by > margin) or a ≤ b, of per-seed means.
-_COS, _FG, _PG = "alignment_cosine_median_", "fgsm_accuracy_", "pgd_accuracy_"
-_ANG, _NORMAL = "crossing_angle_deg_median_", "boundary_normal_cosine_median_"
-_INTER = "crossing_angle_interclass_deg_median_"
-CLAIMS = [
-    (
-        "Robust and Manifold gradients are more aligned than Baseline's",
-        [
-            ("greater", _COS + "robust", _COS + "baseline", 0.0),
-            ("greater", _COS + "manifold", _COS + "baseline", 0.0),
-        ],
-    ),
-    (
-        "Robust is slightly less aligned than Manifold",
-        [("greater", _COS + "manifold", _COS + "robust", 0.0)],
-    ),
-    (
-        "Manifold is more robust than Baseline under FGSM and PGD (ε = 0.1)",
-        [
-            ("greater", _FG + "manifold_eps0.1", _FG + "baseline_eps0.1", 0.0),
-            ("greater", _PG + "manifold_eps0.1", _PG + "baseline_eps0.1", 0.0),
-        ],
-    ),
-    (
-        "Robust is much more robust than Manifold (ε = 0.1)",
-        [
-            ("greater", _PG + "robust_eps0.1", _PG + "manifold_eps0.1", 0.1),
-            ("greater", _FG + "robust_eps0.1", _FG + "manifold_eps0.1", 0.1),
-        ],
-    ),
-    (
-        "Manifold Robust beats Robust under FGSM (ε = 0.1)",
-        [("greater", _FG + "manifold_robust_eps0.1", _FG + "robust_eps0.1", 0.0)],
-    ),
-    (
-        "... but not under PGD (ε = 0.1)",
-        [("not_greater", _PG + "manifold_robust_eps0.1", _PG + "robust_eps0.1", 0.0)],
-    ),
-    (
-        "Alignment makes paths cross boundaries more orthogonally "
-        "(Manifold vs Baseline, adversarial path)",
-        [("greater", _ANG + "manifold", _ANG + "baseline", 0.0)],
-    ),
-    (
-        "... and on the path to another digit",
-        [("greater", _INTER + "manifold", _INTER + "baseline", 0.0)],
-    ),
-    (
-        "... and boundary normals lie more in the manifold "
-        "(boundaries more orthogonal to it)",
-        [("greater", _NORMAL + "manifold", _NORMAL + "baseline", 0.0)],
-    ),
-]
-
-
-def judge_claims(metrics: Mapping[str, float]) -> pd.DataFrame:
-    """One row per claim of :data:`CLAIMS`: its verdict by the claims ledger's rules (a
-    difference holds beyond 2 standard errors of the seed means, "partly" in sign only;
-    a compound claim is as strong as its weakest part), what was measured, the rule."""
-    from . import claims as ledger
-
-    rank = {ledger.NOT_REPRODUCED: 0, ledger.PARTLY: 1, ledger.REPRODUCED: 2}
-    record = {CHAPTER: dict(metrics)}
-    rows = []
-    for text, parts in CLAIMS:
-        judged = [
-            (
-                ledger.greater(CHAPTER, a, b, margin=margin)
-                if kind == "greater"
-                else ledger.not_greater(CHAPTER, a, b)
-            )(record)
-            for kind, a, b, margin in parts
-        ]
-        rows.append(
-            {
-                "claim (Geyer et al.)": text,
-                "verdict": min((v.verdict for v in judged), key=rank.get),
-                "measured (means over seeds)": "; ".join(v.measured for v in judged),
-                "rule": "; ".join(v.rule for v in judged),
-            }
-        )
-    return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ the payload's hash is checked; a missing, truncated or corrupted entry is rebuil
 with a warning. ``ADVMANIFOLD_NO_CACHE=1`` (or ``enabled=False``) bypasses the cache.
 
 The metadata also records how long the build took (``build_s``), which
-:func:`advmanifold.units.estimate` uses to predict the cost of units not built yet;
+:func:`advmanifold.book.units.estimate` uses to predict the cost of units not built yet;
 :func:`stats` counts this process's hits and misses (a chapter writes them to its
 results as ``cache_hits`` and ``cache_misses``).
 """
@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +33,19 @@ from typing import Any, Callable, Mapping
 import torch
 
 from . import paths
-from .results import atomic_write_text
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def config_key(config: Mapping[str, Any]) -> str:

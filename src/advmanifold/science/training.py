@@ -45,7 +45,7 @@ def adversarial_examples(
     seed: int | None = None,
 ) -> Tensor:
     """PGD examples of largest loss against ``model``, attacked through its
-    :func:`advmanifold.models.attack_view` in eval mode (weights untouched)."""
+    :func:`advmanifold.science.models.attack_view` in eval mode (weights untouched)."""
     with models.frozen(model):
         result = attacks.pgd(
             models.attack_view(model),

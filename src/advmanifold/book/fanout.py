@@ -4,8 +4,8 @@
     python -m advmanifold.book --profile paper --workers 4 # LocalCluster of 4 processes
     python -m advmanifold.book --scheduler tcp://host:8786 # any running Dask scheduler
 
-Every unit (:mod:`advmanifold.units`) is submitted as one Dask task after the units it
-depends on; a worker builds it through the shared content-addressed cache, so the
+Every unit (:mod:`advmanifold.book.units`) is submitted as one Dask task after the units
+it depends on; a worker builds it through the shared content-addressed cache, so the
 notebooks executed afterwards find every unit cached. Workers on other machines must
 see the same cache folder (``ADVMANIFOLD_CACHE`` on shared storage) and data folder.
 Dask provides the scheduling, the retries and the dashboard; nothing here is a job
@@ -20,8 +20,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .compute import cores
-from .units import Unit, chapter_units, estimate, format_seconds, unique
+from ..science.compute import cores
+from ..chapters import chapter_module, chapter_units
+from .units import Unit, estimate, format_seconds, unique
 
 
 @dataclass
@@ -97,7 +98,8 @@ def format_plan(
 
 def build_unit(unit: Unit, *_dependencies_done, threads: int = 1) -> dict[str, Any]:
     """Dask task: build (or find) one unit in the shared cache; returns its timing."""
-    from . import cache, compute
+    from . import cache
+    from ..science import compute
 
     compute.set_threads(max(1, int(threads)))
     before = cache.stats()["misses"]
@@ -150,8 +152,6 @@ def build_order(units: Iterable[Unit]) -> list[Unit]:
     """Units (dependencies included) in the order to build them: by chapter, then by
     the chapter module's ``priority(unit)`` where it defines one (smaller first),
     dependencies always before their dependents."""
-    from .units import chapter_module
-
     listed = unique(units)
     chapters = list(dict.fromkeys(u.chapter for u in listed))
 

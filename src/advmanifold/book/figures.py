@@ -18,8 +18,9 @@ def style() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
 
 
-def save(fig, stem: str, name: str, glue_as: str | None = None) -> None:
-    """Glue ``fig`` as ``glue_as`` (default ``fig_<name>``), write
+def save(fig, stem: str, name: str) -> None:
+    """The one way a chapter saves a figure: glue ``fig`` as ``fig_<name>`` (cited by
+    ``{glue:figure} fig_<name>`` in the chapter), write
     ``<figures>/<stem>_<name>.png`` and close it."""
     import matplotlib.pyplot as plt
 
@@ -28,7 +29,7 @@ def save(fig, stem: str, name: str, glue_as: str | None = None) -> None:
     except ImportError:  # outside the book
         glue = None
     if glue is not None:
-        glue(glue_as or f"fig_{name}", fig, display=False)
+        glue(f"fig_{name}", fig, display=False)
     fig.savefig(
         paths.figures_dir() / f"{stem}_{name}.png", dpi=150, bbox_inches="tight"
     )

@@ -13,7 +13,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from . import boundaries, figures, models
+from ..science import boundaries, models
+from ..book import figures
 from .pmnist import MODELS, NAMES
 
 ORDER = [NAMES[m] for m in MODELS]
@@ -23,11 +24,6 @@ def style() -> dict[str, tuple]:
     """Set the book's theme; the colour of each model's display name."""
     figures.style()
     return dict(zip(ORDER, sns.color_palette("colorblind", len(ORDER))))
-
-
-def save(fig, name: str, stem: str = "03_pmnist") -> None:
-    """Glue ``fig`` as ``fig_<name>``; write ``<figures>/<stem>_<name>.png``."""
-    figures.save(fig, stem, name)
 
 
 def images(mnist: torch.Tensor, projected: torch.Tensor, y: torch.Tensor):

@@ -12,14 +12,18 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from importlib import metadata
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from . import paths
+import numpy as np
+import pandas as pd
+
+from ..science.compute import cpu_model
+from . import cache, paths
+from .cache import atomic_write_text
 from .profiles import check_profile
 
 VERSIONED = ("advmanifold", "torch", "torchvision", "numpy")
@@ -33,32 +37,11 @@ def _glue(name: str, value: Any) -> None:
     glue(name, value, display=False)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def machine() -> dict[str, Any]:
     """Where a result was computed: CPU model and cores, OS, torch threads, CUDA
     device."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     found: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "os": platform.platform(),
     }
@@ -140,8 +123,6 @@ class Results:
         self.tables[name] = frame
 
     def write(self) -> Path:
-        from . import cache  # cache imports this module
-
         directory = self.directory or paths.results_dir()
         record = {
             "stem": self.stem,
@@ -173,3 +154,87 @@ def read_results(
             f"no results for {stem!r} at {path}: run that chapter first"
         )
     return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------- the runner's log
+
+
+def book_run_path(profile: str, directory: str | os.PathLike | None = None) -> Path:
+    """``<results>/book_run_<profile>.json``: the runner's log of a profile."""
+    return Path(directory or paths.results_dir()) / f"book_run_{profile}.json"
+
+
+def read_book_run(
+    profile: str, directory: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """The runner's log of ``profile``: ``chapters_s`` (stem → seconds of its last
+    run), ``total_s``, ``units_s`` (the fan-out before the chapters, last run) and
+    ``finished``; an empty log where none was written."""
+    path = book_run_path(profile, directory)
+    log = json.loads(path.read_text()) if path.is_file() else {}
+    log.setdefault("profile", profile)
+    log.setdefault("chapters_s", {})
+    log.setdefault("total_s", round(sum(log["chapters_s"].values()), 1))
+    return log
+
+
+def write_book_run(
+    profile: str,
+    chapters_s: Mapping[str, float],
+    *,
+    units_s: float | None = None,
+    directory: str | os.PathLike | None = None,
+) -> Path:
+    """Merge chapter times into the log of ``profile`` (other chapters keep theirs),
+    with ``total_s`` = their sum; ``units_s`` replaces the fan-out time where given."""
+    log = read_book_run(profile, directory)
+    log["chapters_s"].update({k: round(float(v), 1) for k, v in chapters_s.items()})
+    log["total_s"] = round(sum(log["chapters_s"].values()), 1)
+    if units_s is not None:
+        log["units_s"] = round(float(units_s), 1)
+    log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    path = book_run_path(profile, directory)
+    atomic_write_text(path, json.dumps(log, indent=1) + "\n")
+    return path
+
+
+# ------------------------------------------------------------ statistics over seeds
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean x̄ and sample standard deviation s = √(Σ (xᵢ − x̄)² / (n − 1)) of per-seed
+    values; s is 0 for a single value (no spread measured), NaN values are an
+    error."""
+    v = np.asarray(
+        values.detach().cpu() if hasattr(values, "detach") else list(values),
+        dtype=np.float64,
+    ).ravel()
+    if v.size == 0:
+        raise ValueError("values must hold at least one number")
+    if not np.isfinite(v).all():
+        raise ValueError(f"values must be finite, got {v.tolist()}")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def over_seeds(frame: pd.DataFrame, by, values) -> pd.DataFrame:
+    """Per group of ``by``: the mean of each of ``values`` over its rows (one per
+    seed), its sample standard deviation as ``<value>_std`` (0 for one row) and the
+    rows' count ``n_models``."""
+    grouped = frame.groupby(by, sort=False)[list(values)]
+    out = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
+    out["n_models"] = grouped.size()
+    return out
+
+
+def mean_std_table(frame: pd.DataFrame, by, values) -> pd.DataFrame:
+    """"mean ± standard deviation" over seeds of per-seed values
+    (:func:`over_seeds`), as text with three decimals."""
+    stats = over_seeds(frame, by, values)
+    return pd.DataFrame(
+        {
+            v: stats[v].map("{:.3f}".format) + " ± " + stats[f"{v}_std"].map(
+                "{:.3f}".format
+            )
+            for v in values
+        }
+    )

@@ -8,7 +8,8 @@ On PMNIST the data manifold is a known linear subspace, so for the four PMNIST m
 - how well the k-nearest-neighbour manifold of the MNIST chapter approximates the
   exact distance, as a function of k;
 - whether the robustness numbers survive attacks written by others and stronger
-  settings (:func:`advmanifold.verification.verify`), with gradient-masking flags.
+  settings (:func:`advmanifold.science.verification.verify`), with gradient-masking
+  flags.
 
 Units: the PCA fit and the four models (shared with the PMNIST chapter: same keys),
 and one verification per model (every attack of ``verify`` at ε, PGD at
@@ -35,13 +36,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from . import attacks, figures, pmnist, verification
-from .manifolds import knn
-from .manifolds.linear import ATTACK_BOX
-from .profiles import select
-from .units import Unit
+from ..science import attacks, verification
+from . import pmnist
+from ..science.manifolds import knn
+from ..science.manifolds.linear import ATTACK_BOX
+from ..book.profiles import select
+from ..book.units import Unit
 
-CHAPTER = "04_bridge"
+STEM = "04_bridge"
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
@@ -162,7 +164,7 @@ def verify_unit(s: Any, profile: str, name: str, seed: int, data_dir=None) -> Un
         None if data_dir is None else str(data_dir),
     )
     return Unit(
-        CHAPTER,
+        STEM,
         f"bridge-verify-{name.replace('_', '-')}",
         config,
         build,
@@ -180,7 +182,7 @@ def _check_unit(
 
 
 def check(net, x, y, v: Mapping[str, Any], seed: int) -> dict:
-    """Every attack of :func:`advmanifold.verification.verify` at ε (per-example
+    """Every attack of :func:`advmanifold.science.verification.verify` at ε (per-example
     successes), the accuracy under PGD at ``large_eps`` and the share of zero input
     gradients: the inputs of the masking flags."""
     lower, upper = ATTACK_BOX
@@ -231,8 +233,8 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
 def verifications(
     s, profile: str, seed: int, data_dir=None
 ) -> dict[str, verification.Verification]:
-    """Per model, the :class:`~advmanifold.verification.Verification` and the masking
-    inputs, through the verification units."""
+    """Per model, the :class:`~advmanifold.science.verification.Verification` and the
+    masking inputs, through the verification units."""
     out = {}
     for name in pmnist.MODELS:
         payload = verify_unit(s, profile, name, seed, data_dir).get()
@@ -299,11 +301,6 @@ def knn_grading(adversarial, x, train, ks, exact) -> pd.DataFrame:
 
 
 # -- figures ---------------------------------------------------------------------------
-def save(fig, name: str) -> None:
-    """Glue as ``fig_bridge_<name>``; write ``<figures>/04_bridge_<name>.png``."""
-    figures.save(fig, "04_bridge", name, glue_as=f"fig_bridge_{name}")
-
-
 def plot_distances(successful: pd.DataFrame):
     grid = sns.displot(
         successful,

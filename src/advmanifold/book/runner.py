@@ -14,23 +14,23 @@ Chapters are the notebooks listed in ``_toc.yml``; their source of truth is
 papermill into ``_build/site/notebooks/<stem>.ipynb`` (the committed notebooks stay
 output-free), and the site tree (``_config.yml``, ``_toc.yml``, ``book/`` and the
 executed notebooks) is compiled with ``jupyter-book build -W -n --keep-going`` into
-``_build/html``. Per-chapter times go to ``_build/results/book_run_<profile>.json``.
+``_build/html``. Per-chapter times go to ``_build/results/book_run_<profile>.json``
+(:func:`advmanifold.book.results.write_book_run`).
 While a chapter runs, a heartbeat line every 30 s shows its current cell, the elapsed
 time and the latest progress bar printed by the notebook (training, attacks).
 A chapter never executed in this tree is compiled as a placeholder page saying so.
 
-The chapters' missing units (see :mod:`advmanifold.units`) are first built on Dask
-distributed (:mod:`advmanifold.fanout`): on a local cluster of one process per core by
-default (``--workers N`` to choose, ``--workers 1`` to let the notebooks build them) or
-on a running scheduler (``--scheduler ADDRESS``); the notebooks then find them cached.
-With ``--budget`` the fan-out stops when the time is spent, and the chapters that
-declare an ``only_cached`` parameter use the units built so far.
+The chapters' missing units (see :mod:`advmanifold.book.units`) are first built on Dask
+distributed (:mod:`advmanifold.book.fanout`): on a local cluster of one process per core
+by default (``--workers N`` to choose, ``--workers 1`` to let the notebooks build them)
+or on a running scheduler (``--scheduler ADDRESS``); the notebooks then find them
+cached. With ``--budget`` the fan-out stops when the time is spent, and the chapters
+that declare an ``only_cached`` parameter use the units built so far.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -43,85 +43,11 @@ from typing import Any
 
 import yaml
 
+from . import paths
+from .cache import atomic_write_text
 from .profiles import PROFILES, check_profile
-from .results import atomic_write_text
-
-
-class BookError(SystemExit):
-    """A user-facing failure: printed without a traceback, exit status 2 (usage) or 1
-    (run)."""
-
-    def __init__(self, message: str, status: int = 2):
-        print(f"error: {message}", file=sys.stderr)
-        super().__init__(status)
-
-
-KERNELSPEC = {
-    "name": "python3",
-    "display_name": "Python 3 (ipykernel)",
-    "language": "python",
-}
-
-
-@dataclass
-class Chapter:
-    stem: str
-    source: Path  # notebooks/<stem>.py
-
-    def notebook(self):
-        import jupytext
-
-        notebook = jupytext.read(self.source)
-        notebook.metadata.setdefault("kernelspec", KERNELSPEC)
-        return notebook
-
-    def parameters(self) -> dict[str, Any]:
-        """Names and defaults of the ``parameters`` cell."""
-        from papermill.inspection import inspect_notebook
-        import jupytext
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{self.stem}.ipynb"
-            jupytext.write(self.notebook(), path)
-            return {
-                name: info["default"]
-                for name, info in inspect_notebook(str(path)).items()
-            }
-
-
-def toc_files(toc_path: Path) -> list[str]:
-    """Every document of a Jupyter Book ``_toc.yml``, in reading order (parsed by
-    ``sphinx_external_toc``, which Jupyter Book itself uses)."""
-    from sphinx_external_toc.parsing import parse_toc_yaml
-
-    site = parse_toc_yaml(str(toc_path))
-
-    def walk(doc: str) -> list[str]:
-        found = [doc]
-        for subtree in site[doc].subtrees:
-            for item in subtree.items:
-                if isinstance(item, str):  # a document (globs and URLs are not)
-                    found.extend(walk(item))
-        return found
-
-    return walk(site.root.docname)
-
-
-def chapters(root: Path) -> list[Chapter]:
-    """Notebook chapters of ``_toc.yml`` (entries with a ``notebooks/<stem>.py``
-    source)."""
-    toc_path = root / "_toc.yml"
-    if not toc_path.is_file():
-        raise BookError(
-            f"no _toc.yml in {root}: run from the book's folder or pass --root"
-        )
-    found = []
-    for entry in toc_files(toc_path):
-        source = (root / entry).with_suffix(".py")
-        if source.parent.name == "notebooks" and source.is_file():
-            found.append(Chapter(source.stem, source))
-    return found
+from .results import read_book_run, write_book_run
+from .toc import BookError, Chapter, chapters
 
 
 @dataclass
@@ -202,6 +128,25 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
+def quiet_kernel_manager():
+    """A kernel manager that shuts a kernel down by request alone.
+
+    jupyter_client interrupts a kernel (SIGINT) before asking it to shut down, so that
+    a busy one stops; after papermill the kernel is idle, and the interrupt can land
+    in ipykernel's event loop, which then logs a false ``ERROR | KeyboardInterrupt
+    caught in kernel``. A kernel that does not exit is still terminated and killed.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 class ChapterProgress:
     """What a running chapter is doing: its current cell and its latest progress line.
 
@@ -278,7 +223,7 @@ def execute(
         "advmanifold-tracking", _tracking_engine(lambda: current[-1])
     )
 
-    os.environ.setdefault("ADVMANIFOLD_RESULTS", str(root / "_build" / "results"))
+    os.environ.setdefault("ADVMANIFOLD_RESULTS", str(paths.results_dir(root=root)))
     os.environ.setdefault("ADVMANIFOLD_FIGURES", str(root / "_build" / "figures"))
     out_dir = site / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +254,7 @@ def execute(
                     log_output=False,
                     stderr_file=current[-1],
                     extra_arguments=KERNEL_ARGUMENTS,
+                    kernel_manager_class=quiet_kernel_manager(),
                 )
         except PapermillExecutionError as err:
             raise BookError(
@@ -327,47 +273,27 @@ def execute(
 def record_times(
     root: Path, profile: str, times: dict[str, float], units_s: float | None = None
 ) -> Path:
-    """Merge this run's chapter times into
-    ``_build/results/book_run_<profile>.json``; ``units_s``: the time the fan-out took
-    to build units before the chapters ran (``units_s`` of the last run)."""
-    path = root / "_build" / "results" / f"book_run_{profile}.json"
-    log = (
-        json.loads(path.read_text())
-        if path.is_file()
-        else {"profile": profile, "chapters_s": {}}
+    """Merge this run's chapter times into the runner's log
+    (:func:`~advmanifold.book.results.write_book_run`); ``units_s``: the time the
+    fan-out took to build units before the chapters ran."""
+    return write_book_run(
+        profile, times, units_s=units_s, directory=paths.results_dir(root=root)
     )
-    log["chapters_s"].update(times)
-    log["total_s"] = round(sum(log["chapters_s"].values()), 1)
-    log["units_s"] = round(units_s, 1) if units_s is not None else None
-    log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    atomic_write_text(path, json.dumps(log, indent=1) + "\n")
-    return path
 
 
 def record(root: Path, profile: str, stems: list[str]) -> Path:
     """Copy the chapters' results (``<stem>.json`` and ``<stem>__*.csv``) into the
     committed record ``results/<profile>/``, which outlives this machine."""
-    source = Path(os.environ.get("ADVMANIFOLD_RESULTS") or root / "_build" / "results")
+    source = paths.results_dir(root=root)
     target = root / "results" / profile
     target.mkdir(parents=True, exist_ok=True)
     for stem in stems:
         for path in [source / f"{stem}.json", *sorted(source.glob(f"{stem}__*.csv"))]:
             if path.is_file():
                 atomic_write_text(target / path.name, path.read_text())
-    runs = root / "_build" / "results" / f"book_run_{profile}.json"
-    if runs.is_file():  # chapter times of every run of this profile in this tree
-        log = json.loads(runs.read_text())
-        kept = target / runs.name
-        merged = (
-            json.loads(kept.read_text())
-            if kept.is_file()
-            else {"profile": profile, "chapters_s": {}}
-        )
-        merged["chapters_s"].update(
-            {s: log["chapters_s"][s] for s in stems if s in log["chapters_s"]}
-        )
-        merged["total_s"] = round(sum(merged["chapters_s"].values()), 1)
-        atomic_write_text(kept, json.dumps(merged, indent=1) + "\n")
+    # the chapters' times of this tree's runs of the profile, kept beside them
+    done = read_book_run(profile, source)["chapters_s"]
+    write_book_run(profile, {s: done[s] for s in stems if s in done}, directory=target)
     print(f"recorded {', '.join(stems)} in {target}", flush=True)
     return target
 
@@ -547,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "must share the cache folder)",
     )
     args = parser.parse_args(argv)
-    from .compute import cores
+    from ..science.compute import cores
 
     if args.workers is None:
         args.workers = cores()
@@ -570,8 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         from .fanout import format_plan, plan_units
 
-        log = root / "_build" / "results" / f"book_run_{args.profile}.json"
-        times = json.loads(log.read_text())["chapters_s"] if log.is_file() else {}
+        times = read_book_run(args.profile, paths.results_dir(root=root))["chapters_s"]
         planned = plan_units(the_plan.parameters, args.profile)
         print(f"profile {args.profile}: {len(the_plan.chapters)} chapter(s)")
         print(

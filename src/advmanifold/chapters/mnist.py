@@ -1,9 +1,10 @@
 """The MNIST chapter: settings per profile, its units, and its figures.
 
-Units (each one cache entry, see :mod:`advmanifold.units`):
+Units (each one cache entry, see :mod:`advmanifold.book.units`):
 
 - ``convnet-mnist``: the ConvNet classifier of Stutz et al. trained on MNIST;
-- ``vaegans-mnist``: the ten class-specific VAE-GANs (:mod:`advmanifold.generative`).
+- ``vaegans-mnist``: the ten class-specific VAE-GANs
+  (:mod:`advmanifold.science.generative`).
 
 Both are keyed by their settings and a fingerprint of the training images they see, so
 the notebook, the planner and a Dask worker all build the same entries. Everything else
@@ -21,9 +22,10 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from . import cache, figures, generative, models, profiles, training
-from .data import load_mnist
-from .units import Unit
+from ..book import cache, figures, profiles
+from ..science import generative, models, training
+from ..science.data import load_mnist
+from ..book.units import Unit
 
 STEM = "02_mnist"
 
@@ -311,13 +313,8 @@ KIND_PALETTE = {
 
 
 def style() -> None:
-    """The book's seaborn theme (:func:`advmanifold.figures.style`)."""
+    """The book's seaborn theme (:func:`advmanifold.book.figures.style`)."""
     figures.style()
-
-
-def save_figure(fig, name: str) -> None:
-    """Glue ``fig`` as ``name``; write ``<figures>/02_mnist_<name>.png``."""
-    figures.save(fig, STEM, name, glue_as=name)
 
 
 def _image(ax, image: Tensor) -> None:

@@ -3,7 +3,7 @@
 Stutz et al. (2019) render each (font, letter) once, directly at 28×28 with a
 font size of 21 pt, centred, glyph bright (≈ 1) on a dark background (0). These
 *prototypes* are the discrete part of the FONTS latent code; the continuous part,
-an affine transformation θ, is applied by :mod:`advmanifold.decoders`.
+an affine transformation θ, is applied by :mod:`advmanifold.science.decoders`.
 
 The original used 1000 hand-cleaned Google Fonts. We discover the faces in a list of
 folders (default: the system's font folders, :func:`system_font_dirs`; on Debian/Ubuntu
@@ -547,21 +547,14 @@ def load_prototypes(
     seed: int = 0,
     font_dirs: list[str | os.PathLike] | None = None,
     files: list[str | os.PathLike] | None = None,
-    cache: bool | None = None,
     duplicate_threshold: float = DUPLICATE_THRESHOLD,
 ) -> FontPrototypes:
     """:func:`render_prototypes` of the faces in ``files`` (default:
-    :func:`find_font_files` of ``font_dirs``), cached by the files' paths and SHA-256;
-    the cache holds the manifest and the filter counts with the images."""
-    from functools import partial
-
-    from .cache import cached
-
+    :func:`find_font_files` of ``font_dirs``), with their manifest and filter counts.
+    Not cached: the book keeps it as the unit
+    :func:`advmanifold.chapters.fonts.prototypes_unit`."""
     files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
     config = prototypes_config(
         files, n_fonts=n_fonts, seed=seed, duplicate_threshold=duplicate_threshold
     )
-    build = partial(prototypes_payload, config, files)
-    return prototypes_from_payload(
-        cached("fonts-prototypes", config, build, enabled=cache)
-    )
+    return prototypes_from_payload(prototypes_payload(config, files))

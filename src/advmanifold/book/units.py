@@ -2,13 +2,13 @@
 
 A chapter is its settings, its units and a narrative notebook. A :class:`Unit` is a
 pure function of a JSON-able configuration whose result goes through the
-content-addressed cache (:mod:`advmanifold.cache`) under ``(name, config)``: a model
-trained for one seed, a rendered data set, an attack run over a test set. Built in
+content-addressed cache (:mod:`advmanifold.book.cache`) under ``(name, config)``: a
+model trained for one seed, a rendered data set, an attack run over a test set. Built in
 the notebook, in another process or on a Dask worker, a unit is the same cache entry,
 so scaling out is only "build the missing units first, anywhere"
-(:mod:`advmanifold.fanout`), after which the notebook finds everything cached.
+(:mod:`advmanifold.book.fanout`), after which the notebook finds everything cached.
 
-Each chapter module listed in :data:`CHAPTERS` provides
+Each chapter module listed in :data:`advmanifold.chapters.CHAPTERS` provides
 
 - ``settings(profile, **overrides)`` → its settings (``profiles.select`` of its table);
 - ``units(profile, params)`` → the list of its units for the notebook parameters
@@ -21,23 +21,11 @@ fingerprints of raw inputs that are cheap to read (the MNIST files).
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from . import cache
-
-#: Notebook stem → module holding that chapter's ``settings`` and ``units``.
-CHAPTERS: dict[str, str] = {
-    "01_fonts": "advmanifold.fonts_chapter",
-    "02_mnist": "advmanifold.mnist",
-    "03_pmnist": "advmanifold.pmnist",
-    "04_bridge": "advmanifold.bridge",
-    "06_generalization": "advmanifold.generalization",
-    "90_benchmarks": "advmanifold.benchmarking",
-}
-
 
 @dataclass(frozen=True, eq=False)
 class Unit:
@@ -110,24 +98,6 @@ def unique(units: Iterable[Unit]) -> list[Unit]:
     for unit in units:
         visit(unit)
     return list(seen.values())
-
-
-def chapter_module(stem: str):
-    """The module of a chapter with units, or None for chapters without any."""
-    if stem not in CHAPTERS:
-        return None
-    return importlib.import_module(CHAPTERS[stem])
-
-
-def chapter_units(
-    stem: str, profile: str, params: Mapping[str, Any] | None = None
-) -> list[Unit]:
-    """The units chapter ``stem`` needs for ``profile`` and notebook parameters
-    ``params``."""
-    module = chapter_module(stem)
-    if module is None or not hasattr(module, "units"):
-        return []
-    return unique(module.units(profile, dict(params or {})))
 
 
 #: Timings that may correct a unit's cost model: builds of at least this many estimated

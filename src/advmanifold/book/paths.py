@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..science.data import resolve_data_dir as data_dir
+from ..science.data import user_cache
 
-def _user_cache() -> Path:
-    return (
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advmanifold"
-    )
+__all__ = ["book_root", "cache_dir", "data_dir", "figures_dir", "results_dir"]
 
 
 def _resolve(explicit, variable: str, default: Path) -> Path:
@@ -37,16 +36,17 @@ def book_root(start: Path | None = None) -> Path:
     return start
 
 
-def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    return _resolve(explicit, "ADVMANIFOLD_DATA", _user_cache() / "data")
-
-
 def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    return _resolve(explicit, "ADVMANIFOLD_CACHE", _user_cache() / "cache")
+    return _resolve(explicit, "ADVMANIFOLD_CACHE", user_cache() / "cache")
 
 
-def results_dir(explicit: str | os.PathLike | None = None) -> Path:
-    return _resolve(explicit, "ADVMANIFOLD_RESULTS", book_root() / "_build" / "results")
+def results_dir(
+    explicit: str | os.PathLike | None = None, root: str | os.PathLike | None = None
+) -> Path:
+    """The results folder: ``explicit`` > ``ADVMANIFOLD_RESULTS`` >
+    ``<root>/_build/results`` (``root`` default: :func:`book_root`)."""
+    default = (Path(root) if root is not None else book_root()) / "_build" / "results"
+    return _resolve(explicit, "ADVMANIFOLD_RESULTS", default)
 
 
 def figures_dir(explicit: str | os.PathLike | None = None) -> Path:

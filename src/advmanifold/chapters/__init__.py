@@ -1,0 +1,41 @@
+"""The book's chapters: one module per chapter (its settings, units, claims helpers and
+figures), on top of :mod:`advmanifold.science`, with the book's machinery
+(:mod:`advmanifold.book`) for units, cache and results.
+
+:data:`CHAPTERS` maps a notebook stem to the module holding that chapter's
+``settings(profile, **overrides)`` and ``units(profile, params)``.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Mapping
+
+from ..book.units import Unit, unique
+from . import benchmarks, bridge, fonts, generalization, mnist, pmnist
+
+#: Notebook stem → the module of that chapter's settings and units.
+CHAPTERS: dict[str, ModuleType] = {
+    "01_fonts": fonts,
+    "02_mnist": mnist,
+    "03_pmnist": pmnist,
+    "04_bridge": bridge,
+    "06_generalization": generalization,
+    "90_benchmarks": benchmarks,
+}
+
+
+def chapter_module(stem: str) -> ModuleType | None:
+    """The module of a chapter with units, or None for chapters without any."""
+    return CHAPTERS.get(stem)
+
+
+def chapter_units(
+    stem: str, profile: str, params: Mapping[str, Any] | None = None
+) -> list[Unit]:
+    """The units chapter ``stem`` needs for ``profile`` and notebook parameters
+    ``params``, dependencies first."""
+    module = chapter_module(stem)
+    if module is None or not hasattr(module, "units"):
+        return []
+    return unique(module.units(profile, dict(params or {})))

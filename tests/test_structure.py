@@ -1,0 +1,152 @@
+"""The package's shape: three wings whose imports run one way, and cache keys that a
+reorganisation cannot move.
+
+- ``science`` imports neither ``chapters`` nor ``book``; ``chapters`` does not import
+  the runner; no module imports itself back through others (every import counted,
+  those inside functions too).
+- Every chapter's unit keys, for every profile, equal the list captured before the
+  package was split into wings (``tests/data/cache_keys.json``), so models trained
+  before the move (here or on a user's machine) stay valid. Font files and their
+  hashes are replaced by fixed names, so the keys do not depend on the fonts a machine
+  has.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import advmanifold
+
+PACKAGE = Path(advmanifold.__file__).parent
+SNAPSHOT = Path(__file__).parent / "data" / "cache_keys.json"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules that the file at ``path`` imports, anywhere in it."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            stem = node.module or ""
+            base = (f"{base}.{stem}" if stem else base) if node.level else stem
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name and not name.startswith(target + "."):
+                found.add(target)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imports_of(path, set(files)) for name, path in files.items()}
+
+
+def wing(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_the_package_has_three_wings_and_nothing_else(graph):
+    assert {wing(m) for m in graph} == {"", "science", "chapters", "book"}
+    assert [m for m in graph if wing(m) == ""] == ["advmanifold"]
+
+
+def test_science_imports_neither_chapters_nor_book(graph):
+    wrong = {
+        (m, t)
+        for m, targets in graph.items()
+        if wing(m) == "science"
+        for t in targets
+        if wing(t) in {"chapters", "book"}
+    }
+    assert not wrong
+
+
+def test_chapters_do_not_import_the_runner_or_the_fanout(graph):
+    runner = {"advmanifold.book.runner", "advmanifold.book.__main__",
+              "advmanifold.book.fanout"}
+    wrong = {
+        (m, t)
+        for m, targets in graph.items()
+        if wing(m) == "chapters"
+        for t in targets
+        if t in runner
+    }
+    assert not wrong
+
+
+def test_no_module_reaches_itself_through_its_imports(graph):
+    def cycle_from(start):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return path + [start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+        return None
+
+    cycles = [c for m in graph if (c := cycle_from(m))]
+    assert not cycles, " → ".join(cycles[0])
+
+
+def test_no_import_hides_behind_a_string():
+    users = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*.py")
+        if "import_module(" in p.read_text()
+    ]
+    assert not users
+
+
+@pytest.fixture
+def fixed_fonts(monkeypatch):
+    """Font files and hashes that do not depend on the machine."""
+    from advmanifold.science import fonts
+
+    names = [Path(f"/fonts/face-{i:03d}.ttf") for i in range(40)]
+    monkeypatch.setattr(fonts, "find_font_files", lambda font_dirs=None: names)
+    monkeypatch.setattr(fonts, "matplotlib_font_files", lambda: names[:5])
+    monkeypatch.setattr(
+        fonts, "sha256_file", lambda p: hashlib.sha256(str(p).encode()).hexdigest()
+    )
+
+
+def test_every_unit_key_is_the_one_captured_before_the_move(fixed_fonts, monkeypatch):
+    from advmanifold.chapters import CHAPTERS, chapter_units, generalization
+
+    # every unit of the grid, not only those the committed record lacks
+    monkeypatch.setattr(generalization, "read_record", lambda path=None: pd.DataFrame())
+    before = json.loads(SNAPSHOT.read_text())
+    now = {
+        f"{profile}/{stem}": sorted(u.key for u in chapter_units(stem, profile, {}))
+        for profile in ("smoke", "quick", "paper")
+        for stem in CHAPTERS
+    }
+    assert now.keys() == before.keys()
+    moved = {k: set(before[k]) ^ set(now[k]) for k in now if now[k] != before[k]}
+    assert not moved
