@@ -391,12 +391,20 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m advmanifold.book``."""
     parser = argparse.ArgumentParser(
         prog="python -m advmanifold.book",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_run_arguments(parser)
+    add_fan_out_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to run and how: profile, chapters, parameters, steps, record, plan."""
     parser.add_argument(
         "--profile",
         default="quick",
@@ -444,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
         help="list every unit of the selected chapters, cached or not, with its "
         "estimated cost here, and stop",
     )
+
+
+def add_fan_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how long missing units are built first (Dask)."""
     parser.add_argument(
         "--workers",
         type=int,
@@ -472,7 +484,12 @@ def main(argv: list[str] | None = None) -> int:
         help="build missing units on a running Dask scheduler first (its workers "
         "must share the cache folder)",
     )
-    args = parser.parse_args(argv)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line; ``args.workers`` defaults to the cores and
+    ``args.budget_s`` holds ``--budget`` in seconds (or None)."""
+    args = build_parser().parse_args(argv)
     from ..science.compute import cores
 
     if args.workers is None:
@@ -481,70 +498,106 @@ def main(argv: list[str] | None = None) -> int:
         raise BookError(f"--workers must be an integer >= 1, got {args.workers}")
     if args.threads is not None and args.threads < 1:
         raise BookError(f"--threads must be an integer >= 1, got {args.threads}")
-    budget_s = parse_duration(args.budget) if args.budget else None
+    args.budget_s = parse_duration(args.budget) if args.budget else None
+    return args
 
-    from .paths import book_root
 
-    root = (args.root or book_root()).resolve()
+def plan_run(root: Path, args: argparse.Namespace) -> Plan:
+    """The validated plan; under a budget, chapters declaring ``only_cached`` use
+    the units built so far."""
     the_plan = plan(root, args.profile, args.only, args.assignments)
-    if budget_s is not None:
+    if args.budget_s is not None:
         declared = {c.stem: c.parameters() for c in the_plan.chapters}
         for stem, params in declared.items():
             if "only_cached" in params:
                 the_plan.parameters[stem]["only_cached"] = True
+    return the_plan
+
+
+def show_plan(root: Path, the_plan: Plan, profile: str, workers: int) -> None:
+    """Print every unit of the planned chapters, cached or not, with its cost."""
+    from .fanout import format_plan, plan_units
+
+    times = read_book_run(profile, paths.results_dir(root=root))["chapters_s"]
+    planned = plan_units(the_plan.parameters, profile)
+    print(f"profile {profile}: {len(the_plan.chapters)} chapter(s)")
+    print(
+        format_plan(
+            planned,
+            {c.stem: times[c.stem] for c in the_plan.chapters if c.stem in times},
+            workers=workers,
+        )
+    )
+
+
+def fan_out_units(the_plan: Plan, args: argparse.Namespace) -> float:
+    """Build the plan's missing units on Dask first; the seconds it took. Raises
+    :class:`BookError` if a unit failed."""
+    from .fanout import build_missing, plan_units
+
+    start = time.perf_counter()
+    units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
+    report = build_missing(
+        units,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        budget_s=args.budget_s,
+        threads=args.threads,
+    )
+    print(
+        f"units: {len(report.built)} built, {len(report.found)} found, "
+        f"{len(report.failed)} failed, {len(report.left)} left "
+        f"in {time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
+    units_s = time.perf_counter() - start
+    if report.failed:
+        raise BookError(
+            report.describe_failures() + "\nthe other units are built and "
+            "cached; fix the failing ones and run again",
+            status=1,
+        )
+    return units_s
+
+
+def execute_and_record(
+    root: Path,
+    the_plan: Plan,
+    site: Path,
+    args: argparse.Namespace,
+    units_s: float | None,
+) -> None:
+    """Execute the chapters, log their times and, with ``--record``, copy their
+    results into the committed record."""
+    start = time.perf_counter()
+    times = execute(root, the_plan, site)
+    log = record_times(root, args.profile, times, units_s)
+    print(
+        f"executed {len(times)} chapter(s) in "
+        f"{time.perf_counter() - start:.1f} s (times: {log})",
+        flush=True,
+    )
+    if args.record:
+        record(root, args.profile, list(times))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m advmanifold.book``: plan, build units, execute, record, build."""
+    args = parse_args(argv)
+    from .paths import book_root
+
+    root = (args.root or book_root()).resolve()
+    the_plan = plan_run(root, args)
     site = root / "_build" / "site"
     if args.plan:
-        from .fanout import format_plan, plan_units
-
-        times = read_book_run(args.profile, paths.results_dir(root=root))["chapters_s"]
-        planned = plan_units(the_plan.parameters, args.profile)
-        print(f"profile {args.profile}: {len(the_plan.chapters)} chapter(s)")
-        print(
-            format_plan(
-                planned,
-                {c.stem: times[c.stem] for c in the_plan.chapters if c.stem in times},
-                workers=args.workers,
-            )
-        )
+        show_plan(root, the_plan, args.profile, args.workers)
         return 0
-    fan_out = args.workers > 1 or args.scheduler or budget_s is not None
+    fan_out = args.workers > 1 or args.scheduler or args.budget_s is not None
     units_s = None
     if not args.no_execute and fan_out:
-        from .fanout import build_missing, plan_units
-
-        start = time.perf_counter()
-        units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
-        report = build_missing(
-            units,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            budget_s=budget_s,
-            threads=args.threads,
-        )
-        print(
-            f"units: {len(report.built)} built, {len(report.found)} found, "
-            f"{len(report.failed)} failed, {len(report.left)} left "
-            f"in {time.perf_counter() - start:.1f} s",
-            flush=True,
-        )
-        units_s = time.perf_counter() - start
-        if report.failed:
-            raise BookError(
-                report.describe_failures() + "\nthe other units are built and "
-                "cached; fix the failing ones and run again",
-                status=1,
-            )
+        units_s = fan_out_units(the_plan, args)
     if not args.no_execute:
-        start = time.perf_counter()
-        times = execute(root, the_plan, site)
-        log = record_times(root, args.profile, times, units_s)
-        print(
-            f"executed {len(times)} chapter(s) in "
-            f"{time.perf_counter() - start:.1f} s (times: {log})",
-            flush=True,
-        )
-        if args.record:
-            record(root, args.profile, list(times))
+        execute_and_record(root, the_plan, site, args, units_s)
     if not args.no_build:
         stage(root, site, chapters(root))
         build(root, site)

@@ -38,6 +38,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -306,8 +307,65 @@ def pgd_benchmark(
     plus the evaluation at which each fooled example was found. ``out["ours"]`` receives
     our :class:`~advmanifold.science.attacks.AttackResult`.
     """
-    n = len(x)
     state: dict[str, Any] = {}
+    candidates = _pgd_candidates(
+        model,
+        x,
+        y,
+        state,
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        seed=seed,
+        reference=reference,
+    )
+    # attacks need no weight gradients (neither implementation computes them)
+    with models.frozen(model):
+        times = interleaved(candidates, repeats=repeats, warmup=warmup)
+    result = state["ours"]
+    if out is not None:
+        out["ours"] = result
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    metrics, mm_gflops = _pgd_ours_metrics(
+        result, times, clean, eps=eps, step_size=step_size, steps=steps
+    )
+    if reference:
+        metrics.update(
+            _pgd_reference_metrics(
+                model,
+                x,
+                y,
+                result,
+                state["theirs"],
+                times,
+                clean,
+                mm_gflops,
+                steps=steps,
+            )
+        )
+    return metrics, timing_rows("pgd", times)
+
+
+#: ``torch.mm`` calls per timed round of the PGD benchmark's matmul candidate
+_PGD_MM_CALLS = 20
+
+
+def _pgd_candidates(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    state: dict[str, Any],
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    seed: int,
+    reference: bool,
+) -> dict[str, Callable[[], None]]:
+    """The timed callables of :func:`pgd_benchmark`: ours, ``torch.mm`` and (with
+    ``reference``) torchattacks; the attacks store their results in ``state``."""
+    n = len(x)
 
     def ours():
         state["ours"] = attacks.pgd(
@@ -326,10 +384,9 @@ def pgd_benchmark(
         )
 
     a, b, product = torch.randn(n, 1568), torch.randn(1568, 1568), torch.empty(n, 1568)
-    mm_calls = 20
 
     def matmul():
-        for _ in range(mm_calls):
+        for _ in range(_PGD_MM_CALLS):
             torch.mm(a, b, out=product)
 
     candidates = {"ours": ours, "torch.mm": matmul}
@@ -344,17 +401,26 @@ def pgd_benchmark(
             state["theirs"] = attack(x, y)
 
         candidates["torchattacks"] = theirs
-    # attacks need no weight gradients (neither implementation computes them)
-    with models.frozen(model):
-        times = interleaved(candidates, repeats=repeats, warmup=warmup)
-    result = state["ours"]
-    if out is not None:
-        out["ours"] = result
-    with torch.no_grad():
-        clean = model(x).argmax(1) == y
+    return candidates
+
+
+def _pgd_ours_metrics(
+    result: attacks.AttackResult,
+    times: dict[str, list[float]],
+    clean: Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+) -> tuple[dict[str, float], list[float]]:
+    """Our attack's metrics and its rate against ``torch.mm``; also the matmul's
+    GFLOP/s per round."""
+    n = len(clean)
     gradient_evals = int(result.steps.sum()) + int(result.success.sum())
     ours_gflops = [mlp_flops() * gradient_evals / t / 1e9 for t in times["ours"]]
-    mm_gflops = [2 * n * 1568 * 1568 * mm_calls / t / 1e9 for t in times["torch.mm"]]
+    mm_gflops = [
+        2 * n * 1568 * 1568 * _PGD_MM_CALLS / t / 1e9 for t in times["torch.mm"]
+    ]
     metrics: dict[str, float] = {
         "pgd_examples": n,
         "pgd_eps": eps,
@@ -370,48 +436,54 @@ def pgd_benchmark(
         **summary(mm_gflops, "matmul_gflops"),
         **summary(ratios(ours_gflops, mm_gflops), "pgd_over_same_shape_matmul"),
     }
-    if reference:
-        with torch.no_grad():
-            fooled_theirs = model(state["theirs"]).argmax(1) != y
-        fooled_ours = result.success
-        theirs_gflops = [
-            mlp_flops() * n * steps / t / 1e9 for t in times["torchattacks"]
-        ]
-        metrics.update(
-            {
-                "pgd_torchattacks_success_rate": fooled_theirs.float().mean().item(),
-                "pgd_torchattacks_robust_accuracy": (clean & ~fooled_theirs)
-                .float()
-                .mean()
-                .item(),
-                "pgd_fooled_only_by_ours": int((fooled_ours & ~fooled_theirs).sum()),
-                "pgd_fooled_only_by_torchattacks": int(
-                    (fooled_theirs & ~fooled_ours).sum()
-                ),
-                "pgd_identical_fooled_set": int(
-                    bool((fooled_ours == fooled_theirs).all())
-                ),
-                # the target: the same fooled set, or a lower robust accuracy than
-                # theirs
-                "pgd_same_or_better_fooled_set": int(
-                    bool((fooled_ours == fooled_theirs).all())
-                    or (clean & ~fooled_ours).sum() < (clean & ~fooled_theirs).sum()
-                ),
-                "pgd_torchattacks_max_linf": (state["theirs"] - x).abs().amax().item(),
-                "pgd_ours_max_linf": (result.adversarial - x).abs().amax().item(),
-                **summary(times["torchattacks"], "pgd_torchattacks_s"),
-                **summary(theirs_gflops, "pgd_torchattacks_gflops"),
-                **summary(
-                    ratios(times["torchattacks"], times["ours"]),
-                    "pgd_speedup_vs_torchattacks",
-                ),
-                **summary(
-                    ratios(theirs_gflops, mm_gflops),
-                    "pgd_torchattacks_over_same_shape_matmul",
-                ),
-            }
-        )
-    return metrics, timing_rows("pgd", times)
+    return metrics, mm_gflops
+
+
+def _pgd_reference_metrics(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    result: attacks.AttackResult,
+    theirs: Tensor,
+    times: dict[str, list[float]],
+    clean: Tensor,
+    mm_gflops: list[float],
+    *,
+    steps: int,
+) -> dict[str, float]:
+    """torchattacks' metrics and the comparison of its fooled set with ours."""
+    n = len(x)
+    with torch.no_grad():
+        fooled_theirs = model(theirs).argmax(1) != y
+    fooled_ours = result.success
+    theirs_gflops = [mlp_flops() * n * steps / t / 1e9 for t in times["torchattacks"]]
+    return {
+        "pgd_torchattacks_success_rate": fooled_theirs.float().mean().item(),
+        "pgd_torchattacks_robust_accuracy": (clean & ~fooled_theirs)
+        .float()
+        .mean()
+        .item(),
+        "pgd_fooled_only_by_ours": int((fooled_ours & ~fooled_theirs).sum()),
+        "pgd_fooled_only_by_torchattacks": int((fooled_theirs & ~fooled_ours).sum()),
+        "pgd_identical_fooled_set": int(bool((fooled_ours == fooled_theirs).all())),
+        # the target: the same fooled set, or a lower robust accuracy than theirs
+        "pgd_same_or_better_fooled_set": int(
+            bool((fooled_ours == fooled_theirs).all())
+            or (clean & ~fooled_ours).sum() < (clean & ~fooled_theirs).sum()
+        ),
+        "pgd_torchattacks_max_linf": (theirs - x).abs().amax().item(),
+        "pgd_ours_max_linf": (result.adversarial - x).abs().amax().item(),
+        **summary(times["torchattacks"], "pgd_torchattacks_s"),
+        **summary(theirs_gflops, "pgd_torchattacks_gflops"),
+        **summary(
+            ratios(times["torchattacks"], times["ours"]),
+            "pgd_speedup_vs_torchattacks",
+        ),
+        **summary(
+            ratios(theirs_gflops, mm_gflops),
+            "pgd_torchattacks_over_same_shape_matmul",
+        ),
+    }
 
 
 # ---------------------------------------- k-NN subspace distance
@@ -1010,6 +1082,237 @@ def convnet_piece(
     return metrics, rows, notes
 
 
+@dataclass
+class _Run:
+    """What the pieces of one :func:`run_benchmarks` call share: settings, the
+    metrics, rows and notes gathered so far, the MNIST arrays and PGD's examples."""
+
+    cfg: dict[str, Any]
+    threads: int
+    seed: int
+    data_dir: Any
+    log: Callable[[str], None]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mnist: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+    adversarial: Tensor | None = None
+    open_piece: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, metrics: Mapping[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Keep a piece's metrics and timing rows."""
+        self.metrics.update(metrics)
+        self.rows += rows
+
+    def note(self, text: str) -> None:
+        """Keep a note and log it."""
+        self.notes.append(text)
+        self.log(f"note: {text}")
+
+    def lap(self, name: str | None = None) -> None:
+        """Close the running piece (metric ``<piece>_wall_s``), open ``name``."""
+        now = time.perf_counter()
+        if self.open_piece:
+            piece, start = self.open_piece.pop()
+            self.metrics[f"{piece}_wall_s"] = now - start
+        if name:
+            self.open_piece.append((name, now))
+
+
+def _benchmark_settings(
+    settings: Mapping[str, Any] | None, pieces: tuple[str, ...]
+) -> dict[str, Any]:
+    """Check ``pieces`` and ``settings``; :data:`FULL` overridden by ``settings``,
+    each piece's warm-up defaulting to ``warmup``."""
+    unknown = [p for p in pieces if p not in PIECES]
+    if unknown:
+        raise ValueError(f"pieces must be among {PIECES}, got {unknown}")
+    unknown = sorted(set(settings or {}) - set(FULL))
+    if unknown:
+        raise ValueError(
+            f"unknown benchmark setting(s) {unknown}; valid: {sorted(FULL)}"
+        )
+    cfg = {**FULL, **(settings or {})}
+    for piece in ("pgd", "knn", "decoder", "step"):
+        if cfg[f"{piece}_warmup"] is None:
+            cfg[f"{piece}_warmup"] = cfg["warmup"]
+    return cfg
+
+
+def _run_pgd(run: _Run) -> None:
+    """The PGD piece: our attack against torchattacks on the trained MLP."""
+    cfg, seed = run.cfg, run.seed
+    _, _, x_test, y_test = run.mnist
+    n_train = cfg["mlp_train"]
+    run.log(f"training (or loading) the MLP on {n_train} images ...")
+    model = trained_mlp(n_train, data_dir=run.data_dir, seed=seed)
+    x, y = x_test[: cfg["pgd_examples"]], y_test[: cfg["pgd_examples"]]
+    run.log(f"PGD on {len(x)} images ...")
+    try:
+        require_torchattacks()
+        reference = True
+    except MissingDependency as err:
+        run.note(str(err))
+        reference = False
+    found: dict[str, Any] = {}
+    run.add(
+        *pgd_benchmark(
+            model,
+            x,
+            y,
+            **{**PGD_SETTING, "steps": cfg["pgd_steps"]},
+            repeats=cfg["pgd_repeats"],
+            warmup=cfg["pgd_warmup"],
+            seed=seed,
+            reference=reference,
+            out=found,
+        )
+    )
+    run.adversarial = found["ours"].adversarial
+
+
+def _run_knn(run: _Run) -> None:
+    """The k-NN piece, on PGD's examples (or random L∞ sign noise without them)."""
+    cfg = run.cfg
+    x_train, _, x_test, _ = run.mnist
+    n = cfg["knn_examples"]
+    x = x_test[:n]
+    adversarial = run.adversarial
+    if adversarial is None or len(adversarial) < n:  # random L∞ sign noise
+        g = torch.Generator().manual_seed(run.seed)
+        sign = torch.randint(0, 2, x.shape, generator=g) * 2 - 1
+        perturbed = (x + PGD_SETTING["eps"] * sign).clamp(0, 1)
+        run.notes.append(
+            "k-NN: perturbed examples are random L∞ sign noise (PGD piece not run)"
+        )
+    else:
+        perturbed = adversarial[:n]
+    run.log(
+        f"k-NN distance of {n} examples against {cfg['knn_train']} training images ..."
+    )
+    run.add(
+        *knn_benchmark(
+            perturbed,
+            x,
+            x_train[: cfg["knn_train"]],
+            repeats=cfg["knn_repeats"],
+            warmup=cfg["knn_warmup"],
+        )
+    )
+
+
+def _run_decoder(run: _Run) -> None:
+    """The FONTS decoder piece (skipped with a note when no fonts load)."""
+    cfg = run.cfg
+    run.log(f"FONTS decoder projection of {cfg['decoder_examples']} examples ...")
+    try:
+        decoder, source = load_decoder(
+            cfg["decoder_fonts"],
+            bundled_only=cfg.get("decoder_bundled_fonts", False),
+        )
+    except Exception as err:  # noqa: BLE001 - no fonts: say so, run the rest
+        run.note(f"FONTS decoder benchmark skipped: {type(err).__name__}: {err}")
+        return
+    run.notes.append(f"FONTS decoder on {decoder.n_fonts} {source} fonts")
+    run.add(
+        *decoder_benchmark(
+            decoder,
+            n_examples=cfg["decoder_examples"],
+            restarts=cfg["decoder_restarts"],
+            steps=cfg["decoder_steps"],
+            repeats=cfg["decoder_repeats"],
+            warmup=cfg["decoder_warmup"],
+            seed=run.seed,
+        )
+    )
+
+
+def _run_steps(run: _Run) -> None:
+    """The training-step piece: plain, alignment and adversarial steps."""
+    from ..science.manifolds.linear import LinearManifold
+
+    cfg = run.cfg
+    x_train, y_train, _, _ = run.mnist
+    run.log("training steps: plain, alignment, adversarial ...")
+    manifold = LinearManifold.fit(x_train[:10000], k=28)
+    run.add(
+        *training_step_benchmark(
+            x_train,
+            y_train,
+            manifold,
+            batch_size=cfg["step_batch_size"],
+            inner=cfg["step_inner"],
+            repeats=cfg["step_repeats"],
+            warmup=cfg["step_warmup"],
+            seed=run.seed,
+        )
+    )
+
+
+def _run_convnet(run: _Run) -> None:
+    """The ConvNet piece (:func:`convnet_piece`), with PGD's rate beside its own."""
+    pgd = {}
+    if "pgd_ours_gflops" in run.metrics:
+        pgd = {run.threads: {"pgd": run.metrics["pgd_ours_gflops"]}}
+    m, r, n = convnet_piece(run.cfg, run.log, run.seed, pgd)
+    run.add(m, r)
+    run.notes += n
+    run.metrics["max_fraction_of_peak"] = max(fractions_of_peak(run.metrics).values())
+
+
+def _run_denormals(run: _Run) -> None:
+    """The denormal piece: Adam with and without flushing denormals."""
+    run.log("Adam at two threads: no flush, main thread only, every thread ...")
+    run.add(
+        *throughput.denormal_comparison(
+            run.cfg["denormal_steps"], run.cfg["denormal_window"]
+        )
+    )
+
+
+#: the timed pieces in the order they run: piece → (wall-time name, runner)
+_PIECE_RUNNERS: dict[str, tuple[str, Callable[[_Run], None]]] = {
+    "pgd": ("pgd", _run_pgd),
+    "knn": ("knn", _run_knn),
+    "decoder": ("decoder", _run_decoder),
+    "steps": ("step", _run_steps),
+    "convnet": ("convnet", _run_convnet),
+    "denormals": ("denormal", _run_denormals),
+}
+
+
+def _book_chapter_times(run: _Run) -> list[dict[str, Any]]:
+    """The book piece: per-chapter times of each profile's run log and, for a
+    complete log, the whole book's minutes."""
+    chapters: list[dict[str, Any]] = []
+    expected = book_chapters()
+    for profile, log_entry in book_times().items():
+        ran = set(log_entry["chapters_s"])
+        missing = [c for c in expected if c not in ran]
+        chapters += [
+            {"profile": profile, "chapter": c, "seconds": s}
+            for c, s in log_entry["chapters_s"].items()
+        ]
+        run.metrics[f"book_{profile}_chapters_logged"] = len(ran)
+        # a partial log (`--only`) is no whole-book time: report it, judge nothing
+        if missing:
+            run.metrics[f"book_{profile}_partial_minutes"] = log_entry["total_s"] / 60
+            run.notes.append(
+                f"book run log of profile {profile} lacks {len(missing)} "
+                f"of {len(expected)} chapters "
+                f"({', '.join(missing)}): no whole-book time for it"
+            )
+        else:
+            run.metrics[f"book_{profile}_minutes"] = log_entry["total_s"] / 60
+    if not chapters:
+        run.notes.append(
+            "no book run log (_build/results/book_run_<profile>.json) "
+            "yet: "
+            "run `make book` first"
+        )
+    return chapters
+
+
 def run_benchmarks(
     settings: Mapping[str, Any] | None = None,
     *,
@@ -1027,198 +1330,31 @@ def run_benchmarks(
 
     from ..science.data import load_mnist
 
-    unknown = [p for p in pieces if p not in PIECES]
-    if unknown:
-        raise ValueError(f"pieces must be among {PIECES}, got {unknown}")
-    unknown = sorted(set(settings or {}) - set(FULL))
-    if unknown:
-        raise ValueError(
-            f"unknown benchmark setting(s) {unknown}; valid: {sorted(FULL)}"
-        )
-    cfg = {**FULL, **(settings or {})}
-    for piece in ("pgd", "knn", "decoder", "step"):
-        if cfg[f"{piece}_warmup"] is None:
-            cfg[f"{piece}_warmup"] = cfg["warmup"]
+    cfg = _benchmark_settings(settings, pieces)
     threads = compute.cores() if threads is None else threads
-    metrics: dict[str, Any] = {}
-    rows: list[dict[str, Any]] = []
-    notes: list[str] = []
+    run = _Run(cfg, threads, seed, data_dir, log)
     started = time.perf_counter()
-    open_piece: list[tuple[str, float]] = []
-
-    def lap(name: str | None = None) -> None:
-        """Close the running piece (metric ``<piece>_wall_s``), open ``name``."""
-        now = time.perf_counter()
-        if open_piece:
-            piece, start = open_piece.pop()
-            metrics[f"{piece}_wall_s"] = now - start
-        if name:
-            open_piece.append((name, now))
-
     if "knn" in pieces:
         # loaded before the thread limit, which covers only the libraries loaded
         # when it is set (scipy brings its own OpenBLAS)
         from sklearn.decomposition import IncrementalPCA  # noqa: F401
         from sklearn.neighbors import KDTree  # noqa: F401
     with compute.threads(threads):
-        metrics.update(machine())
-        needs_mnist = any(p in pieces for p in ("pgd", "knn", "steps"))
-        if needs_mnist:
-            x_train, y_train = load_mnist(True, data_dir)
-            x_test, y_test = load_mnist(False, data_dir)
-        adversarial = None
-        if "pgd" in pieces:
-            lap("pgd")
-            n_train = cfg["mlp_train"]
-            log(f"training (or loading) the MLP on {n_train} images ...")
-            model = trained_mlp(n_train, data_dir=data_dir, seed=seed)
-            x, y = x_test[: cfg["pgd_examples"]], y_test[: cfg["pgd_examples"]]
-            log(f"PGD on {len(x)} images ...")
-            try:
-                require_torchattacks()
-                reference = True
-            except MissingDependency as err:
-                notes.append(str(err))
-                log(f"note: {err}")
-                reference = False
-            found: dict[str, Any] = {}
-            m, r = pgd_benchmark(
-                model,
-                x,
-                y,
-                **{**PGD_SETTING, "steps": cfg["pgd_steps"]},
-                repeats=cfg["pgd_repeats"],
-                warmup=cfg["pgd_warmup"],
-                seed=seed,
-                reference=reference,
-                out=found,
-            )
-            metrics.update(m)
-            rows += r
-            adversarial = found["ours"].adversarial
-        if "knn" in pieces:
-            lap("knn")
-            n = cfg["knn_examples"]
-            x = x_test[:n]
-            if adversarial is None or len(adversarial) < n:  # random L∞ sign noise
-                g = torch.Generator().manual_seed(seed)
-                sign = torch.randint(0, 2, x.shape, generator=g) * 2 - 1
-                perturbed = (x + PGD_SETTING["eps"] * sign).clamp(0, 1)
-                notes.append(
-                    "k-NN: perturbed examples are random L∞ sign noise "
-                    "(PGD piece not run)"
-                )
-            else:
-                perturbed = adversarial[:n]
-            log(
-                f"k-NN distance of {n} examples against {cfg['knn_train']} "
-                "training images ..."
-            )
-            m, r = knn_benchmark(
-                perturbed,
-                x,
-                x_train[: cfg["knn_train"]],
-                repeats=cfg["knn_repeats"],
-                warmup=cfg["knn_warmup"],
-            )
-            metrics.update(m)
-            rows += r
-        if "decoder" in pieces:
-            lap("decoder")
-            log(f"FONTS decoder projection of {cfg['decoder_examples']} examples ...")
-            try:
-                decoder, source = load_decoder(
-                    cfg["decoder_fonts"],
-                    bundled_only=cfg.get("decoder_bundled_fonts", False),
-                )
-            except Exception as err:  # noqa: BLE001 - no fonts: say so, run the rest
-                notes.append(
-                    f"FONTS decoder benchmark skipped: {type(err).__name__}: {err}"
-                )
-                log(f"note: {notes[-1]}")
-            else:
-                notes.append(f"FONTS decoder on {decoder.n_fonts} {source} fonts")
-                m, r = decoder_benchmark(
-                    decoder,
-                    n_examples=cfg["decoder_examples"],
-                    restarts=cfg["decoder_restarts"],
-                    steps=cfg["decoder_steps"],
-                    repeats=cfg["decoder_repeats"],
-                    warmup=cfg["decoder_warmup"],
-                    seed=seed,
-                )
-                metrics.update(m)
-                rows += r
-        if "steps" in pieces:
-            lap("step")
-            from ..science.manifolds.linear import LinearManifold
-
-            log("training steps: plain, alignment, adversarial ...")
-            manifold = LinearManifold.fit(x_train[:10000], k=28)
-            m, r = training_step_benchmark(
-                x_train,
-                y_train,
-                manifold,
-                batch_size=cfg["step_batch_size"],
-                inner=cfg["step_inner"],
-                repeats=cfg["step_repeats"],
-                warmup=cfg["step_warmup"],
-                seed=seed,
-            )
-            metrics.update(m)
-            rows += r
-        if "convnet" in pieces:
-            lap("convnet")
-            pgd = {}
-            if "pgd_ours_gflops" in metrics:
-                pgd = {threads: {"pgd": metrics["pgd_ours_gflops"]}}
-            m, r, n = convnet_piece(cfg, log, seed, pgd)
-            metrics.update(m)
-            rows += r
-            notes += n
-            metrics["max_fraction_of_peak"] = max(fractions_of_peak(metrics).values())
-        if "denormals" in pieces:
-            lap("denormal")
-            log("Adam at two threads: no flush, main thread only, every thread ...")
-            m, r = throughput.denormal_comparison(
-                cfg["denormal_steps"], cfg["denormal_window"]
-            )
-            metrics.update(m)
-            rows += r
-    chapters = []
-    lap()
-    if "book" in pieces:
-        expected = book_chapters()
-        for profile, log_entry in book_times().items():
-            ran = set(log_entry["chapters_s"])
-            missing = [c for c in expected if c not in ran]
-            chapters += [
-                {"profile": profile, "chapter": c, "seconds": s}
-                for c, s in log_entry["chapters_s"].items()
-            ]
-            metrics[f"book_{profile}_chapters_logged"] = len(ran)
-            # a partial log (`--only`) is no whole-book time: report it, judge nothing
-            if missing:
-                metrics[f"book_{profile}_partial_minutes"] = log_entry["total_s"] / 60
-                notes.append(
-                    f"book run log of profile {profile} lacks {len(missing)} "
-                    f"of {len(expected)} chapters "
-                    f"({', '.join(missing)}): no whole-book time for it"
-                )
-            else:
-                metrics[f"book_{profile}_minutes"] = log_entry["total_s"] / 60
-        if not chapters:
-            notes.append(
-                "no book run log (_build/results/book_run_<profile>.json) "
-                "yet: "
-                "run `make book` first"
-            )
-    metrics["benchmark_wall_s"] = time.perf_counter() - started
+        run.metrics.update(machine())
+        if any(p in pieces for p in ("pgd", "knn", "steps")):
+            run.mnist = (*load_mnist(True, data_dir), *load_mnist(False, data_dir))
+        for piece, (name, runner) in _PIECE_RUNNERS.items():
+            if piece in pieces:
+                run.lap(name)
+                runner(run)
+    run.lap()
+    chapters = _book_chapter_times(run) if "book" in pieces else []
+    run.metrics["benchmark_wall_s"] = time.perf_counter() - started
     return {
-        "metrics": metrics,
-        "timings": pd.DataFrame(rows),
-        "targets": targets(metrics),
-        "notes": notes,
+        "metrics": run.metrics,
+        "timings": pd.DataFrame(run.rows),
+        "targets": targets(run.metrics),
+        "notes": run.notes,
         "chapters": pd.DataFrame(chapters, columns=["profile", "chapter", "seconds"]),
         "settings": {**cfg, "threads": threads, "seed": seed},
     }

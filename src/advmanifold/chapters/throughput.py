@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..science import compute, models
@@ -468,73 +468,134 @@ def attack_levers(
     (:func:`advmanifold.science.models.conv_stack` with ``groups=3`` on 3 channels
     against one stack on 1), per model."""
     x, y = _data(max(150, *batches), seed)
-    x50, y50 = x[:50], y[:50]
-    big = max(batches)
-    t: dict[str, float] = {}
-    cold = None
+    timed = _step_timer(x[:50], y[:50], repeats)
     notes: list[str] = []
+    with compute.threads(1):
+        net = trained_like_convnet(seed)
+        t: dict[str, float] = {"plain": timed(net)}
+        with models.frozen(net):
+            folded = _view_levers(t, net, x[:50], timed)
+            for b in batches:
+                t[f"batch {b} (per 50)"] = timed(folded, x[:b], y[:b]) * 50 / b
+            t_grouped, t_single = _grouped_lever(x, repeats)
+            t["3 models grouped (features, per model)"] = t_grouped
+    compiled = _compile_levers(t, repeats, compile_s, notes)
+    parallel = {}
+    if compute.cores() > 1:
+        parallel = _two_thread_levers(
+            t, net, folded, x, y, max(batches), timed, parallel_s
+        )
+    kept = _lever_verdicts(t, batches, t_single / t_grouped, compiled, parallel)
+    rows, metrics = _lever_table(t, kept, batches)
+    metrics = {"lever_notes": notes, **parallel, **metrics}
+    metrics["lever_attack_view_speedup"] = t["plain"] / t[_ATTACK_VIEW]
+    metrics["lever_grouped_speedup"] = t_single / t_grouped
+    if compiled is not None:
+        metrics["lever_compile_cold_s"] = compiled["cold_s"]
+    return metrics, rows
+
+
+#: the lever that is the package's attack view (:func:`models.attack_view`)
+_ATTACK_VIEW = "BN folded + col2im first layer"
+
+
+def _step_timer(x50: Tensor, y50: Tensor, repeats: int):
+    """``timed(forward, xb=x50, yb=y50)``: median seconds of one attack step."""
 
     def timed(forward, xb=x50, yb=y50):
         return _median_time(input_gradient_step(forward, xb, yb), repeats)
 
-    with compute.threads(1):
-        net = trained_like_convnet(seed)
-        t["plain"] = timed(net)
+    return timed
+
+
+def _view_levers(t: dict[str, float], net: nn.Module, x50: Tensor, timed) -> nn.Module:
+    """Time the frozen, channels-last and BN-folded levers of the frozen ``net``
+    into ``t``; returns the folded net (the attack view)."""
+    folded = models.FoldedConvNet(net)
+    t["frozen weights"] = timed(net)
+    last = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    xc = x50.contiguous(memory_format=torch.channels_last)
+    t["frozen + channels-last"] = timed(last, xc)
+    t["BN folded"] = timed(_FoldedOnly(folded))
+    t[_ATTACK_VIEW] = timed(folded)
+    return folded
+
+
+def _grouped_lever(x: Tensor, repeats: int) -> tuple[float, float]:
+    """Seconds per model of the input gradient of 3 grouped convolution stacks, and of
+    one stack alone."""
+    grouped, single = models.conv_stack(groups=3), models.conv_stack()
+    for stack in (grouped, single):
+        models.freeze(stack)
+    x3 = x[:150].reshape(50, 3, 28, 28)  # model g sees channel g
+
+    def stack_step(stack, xb):
+        def step():
+            v = xb.detach().requires_grad_(True)
+            return torch.autograd.grad(stack(v).square().sum(), v)[0]
+
+        return step
+
+    t_grouped = _median_time(stack_step(grouped, x3), repeats) / 3
+    t_single = _median_time(stack_step(single, x[:50]), repeats)
+    return t_grouped, t_single
+
+
+def _compile_levers(
+    t: dict[str, float], repeats: int, compile_s: float | None, notes: list[str]
+) -> dict[str, float] | None:
+    """The ``torch.compile`` lever into ``t`` (a failure into ``notes``); what
+    :func:`compile_lever` found, or None if it was not run or failed."""
+    if compile_s is None:
+        return None
+    found = compile_lever(repeats, compile_s)
+    if "note" in found:
+        notes.append(found["note"])
+        return None
+    t["torch.compile of the attack view"] = found["warm_s"]
+    return found
+
+
+def _two_thread_levers(
+    t: dict[str, float],
+    net: nn.Module,
+    folded: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    big: int,
+    timed,
+    parallel_s: float | None,
+) -> dict[str, float]:
+    """Time the levers at two threads into ``t`` and, with ``parallel_s``, processes
+    against threads (:func:`processes_vs_threads`, returned; else ``{}``)."""
+    with compute.threads(2):
+        t["plain, 2 threads"] = timed(net)
         with models.frozen(net):
-            folded = models.FoldedConvNet(net)
-            t["frozen weights"] = timed(net)
-            last = copy.deepcopy(net).to(memory_format=torch.channels_last)
-            xc = x50.contiguous(memory_format=torch.channels_last)
-            t["frozen + channels-last"] = timed(last, xc)
-            t["BN folded"] = timed(_FoldedOnly(folded))
-            t["BN folded + col2im first layer"] = timed(folded)
-            for b in batches:
-                t[f"batch {b} (per 50)"] = timed(folded, x[:b], y[:b]) * 50 / b
-            grouped, single = models.conv_stack(groups=3), models.conv_stack()
-            for stack in (grouped, single):
-                models.freeze(stack)
-            x3 = x[:150].reshape(50, 3, 28, 28)  # model g sees channel g
-
-            def stack_step(stack, xb):
-                def step():
-                    v = xb.detach().requires_grad_(True)
-                    return torch.autograd.grad(stack(v).square().sum(), v)[0]
-
-                return step
-
-            t_grouped = _median_time(stack_step(grouped, x3), repeats) / 3
-            t_single = _median_time(stack_step(single, x50), repeats)
-            t["3 models grouped (features, per model)"] = t_grouped
-    if compile_s is not None:
-        found = compile_lever(repeats, compile_s)
-        if "note" in found:
-            notes.append(found["note"])
-        else:
-            t["torch.compile of the attack view"] = found["warm_s"]
-            eager_over_compiled = found["eager_s"] / found["warm_s"]
-            cold = found["cold_s"]
-    parallel = {}
-    if compute.cores() > 1:
-        with compute.threads(2):
-            t["plain, 2 threads"] = timed(net)
-            with models.frozen(net):
-                t["attack view, 2 threads"] = timed(folded)
-                t[f"batch {big} (per 50), 2 threads"] = (
-                    timed(folded, x[:big], y[:big]) * 50 / big
-                )
-        if parallel_s is not None:
-            parallel = processes_vs_threads(parallel_s)
-            t["1 process × 2 threads"] = (
-                1 / parallel["attack_steps_per_s_1proc_2threads"]
+            t["attack view, 2 threads"] = timed(folded)
+            t[f"batch {big} (per 50), 2 threads"] = (
+                timed(folded, x[:big], y[:big]) * 50 / big
             )
-            t["1 process × 2 threads, passive wait"] = (
-                1 / parallel["attack_steps_per_s_1proc_2threads_passive"]
-            )
-            t["2 processes × 1 thread"] = (
-                1 / parallel["attack_steps_per_s_2procs_1thread"]
-            )
+    if parallel_s is None:
+        return {}
+    parallel = processes_vs_threads(parallel_s)
+    t["1 process × 2 threads"] = 1 / parallel["attack_steps_per_s_1proc_2threads"]
+    t["1 process × 2 threads, passive wait"] = (
+        1 / parallel["attack_steps_per_s_1proc_2threads_passive"]
+    )
+    t["2 processes × 1 thread"] = 1 / parallel["attack_steps_per_s_2procs_1thread"]
+    return parallel
+
+
+def _lever_verdicts(
+    t: dict[str, float],
+    batches,
+    grouped_speedup: float,
+    compiled: dict[str, float] | None,
+    parallel: dict[str, float],
+) -> dict[str, tuple[str, str]]:
+    """Lever → (whether the package keeps it, why), from this run's numbers."""
     over = lambda a, b: t[b] / t[a]  # speed-up of lever a over lever b
-    view = "BN folded + col2im first layer"
+    view = _ATTACK_VIEW
     kept = {
         "plain": ("", "the reference: weights requiring gradients, BN unfolded"),
         "frozen weights": (
@@ -572,24 +633,33 @@ def attack_levers(
         "3 models grouped (features, per model)": (
             "no",
             (
-                f"{t_single / t_grouped:.2f}× per model over one stack; one model "
+                f"{grouped_speedup:.2f}× per model over one stack; one model "
                 "per unit lets the runner spread units over processes"
             ),
         ),
     }
-    if "torch.compile of the attack view" in t:
+    if compiled is not None:
         kept["torch.compile of the attack view"] = (
             "no",
             (
-                f"warm {eager_over_compiled:.2f}× over the attack view (both in the "
-                f"compiling process), after a cold compile of {cold:.0f} s per "
-                "process"
+                f"warm {compiled['eager_s'] / compiled['warm_s']:.2f}× over the "
+                "attack view (both in the compiling process), after a cold compile "
+                f"of {compiled['cold_s']:.0f} s per process"
             ),
         )
+    kept.update(_thread_verdicts(t, over, max(batches), parallel))
+    return kept
+
+
+def _thread_verdicts(
+    t: dict[str, float], over, big: int, parallel: dict[str, float]
+) -> dict[str, tuple[str, str]]:
+    """The verdicts of the two-thread and process levers that ran."""
+    kept = {}
     if "plain, 2 threads" in t:
         for two, one in (
             ("plain, 2 threads", "plain"),
-            ("attack view, 2 threads", view),
+            ("attack view, 2 threads", _ATTACK_VIEW),
             (f"batch {big} (per 50), 2 threads", f"batch {big} (per 50)"),
         ):
             kept[two] = ("", f"{over(two, one):.2f}× over one thread")
@@ -614,7 +684,15 @@ def attack_levers(
                 "single-threaded worker per core"
             ),
         )
-    rows, metrics = [], {"lever_notes": notes, **parallel}
+    return kept
+
+
+def _lever_table(
+    t: dict[str, float], kept: dict[str, tuple[str, str]], batches
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The rows of the levers that ran, in :func:`lever_names` order, and their
+    ``lever_<name>_ms`` metrics."""
+    rows, metrics = [], {}
     for name in [n for n in lever_names(batches) if n in t]:
         comparable = not name.startswith("3 models")
         speedup = t["plain"] / t[name] if comparable else float("nan")
@@ -633,11 +711,7 @@ def attack_levers(
         )
         key = "".join(c if c.isalnum() else "_" for c in name).strip("_")
         metrics[f"lever_{key}_ms"] = 1e3 * t[name]
-    metrics["lever_attack_view_speedup"] = t["plain"] / t[view]
-    metrics["lever_grouped_speedup"] = t_single / t_grouped
-    if cold is not None:
-        metrics["lever_compile_cold_s"] = cold
-    return metrics, rows
+    return rows, metrics
 
 
 # ---------------------------------------------------------------- the unit
