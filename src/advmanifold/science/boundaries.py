@@ -7,7 +7,7 @@ p(t) = x₀ + t v, v = x₁ − x₀, t ∈ [0, 1]. Bisection on the predicate
 class b at t_hi; after n iterations the crossing t* = (t_lo + t_hi)/2 is known to
 2⁻ⁿ⁻¹. The boundary between a and b is the level set z_a − z_b = 0 of the logits,
 with normal n = ∇ₓ(z_a − z_b) at p(t*). The angle between the path and the boundary
-(a hyperplane locally) is
+(a hyperplane locally) is::
 
     φ = arcsin( |⟨v, n⟩| / (‖v‖ ‖n‖) )  ∈ [0°, 90°],
 

@@ -1,8 +1,8 @@
 """The CPU runtime of the book's workloads: denormals flushed on every thread, and
 thread counts set deliberately.
 
-Denormal floats (0 < |x| < 1.18e-38) fill Adam's state late in long trainings, and x86
-cores process them many times slower. ``torch.set_flush_denormal(True)`` sets the
+Denormal floats (``0 < |x| < 1.18e-38``) fill Adam's state late in long trainings, and
+x86 cores process them many times slower. ``torch.set_flush_denormal(True)`` sets the
 FTZ/DAZ bits of the *calling* thread only. Threads created afterwards inherit them
 (POSIX threads copy the creator's floating-point environment), but the intra-op
 OpenMP workers that already exist keep their own. :func:`flush_denormals` therefore
