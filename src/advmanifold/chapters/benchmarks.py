@@ -587,8 +587,49 @@ def knn_benchmark(
     times = interleaved(
         {"ours": ours, "original": original}, repeats=repeats, warmup=warmup
     )
-    mine, (their_idx, their_dist) = state["ours"], state["original"]
-    # ours against a float64 brute-force search on (up to) 100 queries
+    metrics = {
+        "knn_examples": len(perturbed),
+        "knn_train": len(train),
+        "knn_k": k,
+        "knn_pca_components": n_components,
+        **_knn_speed_metrics(times, stages_runs[warmup:]),
+        **_knn_agreement_metrics(
+            state["ours"], *state["original"], reference, train, k
+        ),
+    }
+    for stage in stages_runs[0]:
+        metrics[f"knn_original_{stage}_s"] = statistics.median(
+            st[stage] for st in stages_runs[warmup:]
+        )
+    return metrics, timing_rows("knn", times)
+
+
+def _knn_speed_metrics(
+    times: dict[str, list[float]], stages_runs: list[dict[str, float]]
+) -> dict[str, float]:
+    """Seconds of both sides and the speed-ups, end to end and against the original
+    without its PCA fit and tree build (``stages_runs``: its timed rounds' stages)."""
+    query_only = [st["kdtree_query"] + st["qr_loop"] for st in stages_runs]
+    return {
+        **summary(times["ours"], "knn_ours_s"),
+        **summary(times["original"], "knn_original_s"),
+        **summary(ratios(times["original"], times["ours"]), "knn_speedup_vs_original"),
+        **summary(
+            ratios(query_only, times["ours"]), "knn_speedup_vs_original_without_fit"
+        ),
+    }
+
+
+def _knn_agreement_metrics(
+    mine,
+    their_idx: Tensor,
+    their_dist: Tensor,
+    reference: Tensor,
+    train: Tensor,
+    k: int,
+) -> dict[str, float]:
+    """How the original's neighbours and distances compare with ours, and ours with a
+    float64 brute-force search on (up to) 100 queries."""
     m = min(100, len(reference))
     q = reference[:m].reshape(m, -1).double()
     d = torch.cdist(q, train.reshape(len(train), -1).double())
@@ -596,18 +637,7 @@ def knn_benchmark(
     ours_overlap = neighbour_overlap(mine.neighbours[:m], brute)
     overlap = neighbour_overlap(their_idx, mine.neighbours)
     diff = their_dist - mine.distance.double()
-    query_only = [st["kdtree_query"] + st["qr_loop"] for st in stages_runs[warmup:]]
-    metrics = {
-        "knn_examples": len(perturbed),
-        "knn_train": len(train),
-        "knn_k": k,
-        "knn_pca_components": n_components,
-        **summary(times["ours"], "knn_ours_s"),
-        **summary(times["original"], "knn_original_s"),
-        **summary(ratios(times["original"], times["ours"]), "knn_speedup_vs_original"),
-        **summary(
-            ratios(query_only, times["ours"]), "knn_speedup_vs_original_without_fit"
-        ),
+    return {
         "knn_neighbour_overlap": overlap.mean().item(),
         "knn_neighbour_overlap_min": overlap.min().item(),
         "knn_ours_neighbour_overlap": ours_overlap.mean().item(),
@@ -622,11 +652,6 @@ def knn_benchmark(
         "knn_distance_ours_median": mine.distance.median().item(),
         "knn_distance_original_median": their_dist.median().item(),
     }
-    for stage in stages_runs[0]:
-        metrics[f"knn_original_{stage}_s"] = statistics.median(
-            st[stage] for st in stages_runs[warmup:]
-        )
-    return metrics, timing_rows("knn", times)
 
 
 # ---------------------------------------- FONTS decoder projection
@@ -728,22 +753,11 @@ def training_step_benchmark(
         "adversarial": training.adversarial(eps=eps, steps=pgd_steps),
     }
 
-    def make(objective):
-        torch.manual_seed(seed)
-        model = MLP().train()
-        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def run():
-            for _ in range(inner):
-                loss = objective(model, xb, yb)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-
-        return run
-
     times = interleaved(
-        {name: make(obj) for name, obj in objectives.items()},
+        {
+            name: _training_steps(obj, xb, yb, inner=inner, seed=seed)
+            for name, obj in objectives.items()
+        },
         repeats=repeats,
         warmup=warmup,
     )
@@ -751,25 +765,32 @@ def training_step_benchmark(
     metrics = {"step_batch_size": batch_size, "step_pgd_steps": pgd_steps}
     for name, values in per_step.items():
         metrics.update(summary(values, f"{name}_step_s"))
-    metrics.update(
-        summary(
-            ratios(per_step["alignment"], per_step["plain"]),
-            "alignment_step_over_plain",
+    for name in ("alignment", "alignment_composed", "adversarial"):
+        metrics.update(
+            summary(
+                ratios(per_step[name], per_step["plain"]), f"{name}_step_over_plain"
+            )
         )
-    )
-    metrics.update(
-        summary(
-            ratios(per_step["alignment_composed"], per_step["plain"]),
-            "alignment_composed_step_over_plain",
-        )
-    )
-    metrics.update(
-        summary(
-            ratios(per_step["adversarial"], per_step["plain"]),
-            "adversarial_step_over_plain",
-        )
-    )
     return metrics, timing_rows("training_step", per_step)
+
+
+def _training_steps(
+    objective, xb: Tensor, yb: Tensor, *, inner: int, seed: int
+) -> Callable[[], None]:
+    """A candidate of :func:`training_step_benchmark`: a fresh MLP (seeded) and its
+    Adam optimiser, whose call runs ``inner`` steps of ``objective`` on the batch."""
+    torch.manual_seed(seed)
+    model = MLP().train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run():
+        for _ in range(inner):
+            loss = objective(model, xb, yb)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+
+    return run
 
 
 # ---------------------------------------- whole book

@@ -252,49 +252,25 @@ def convnet_rates(
     for t in threads:
         metrics.update(square_peak(t, peak_sizes, 3))
         with compute.threads(t):
-            net = trained_like_convnet(seed)
-            with models.frozen(net):
-                view = models.attack_view(net)
-                attack = input_gradient_step(view, xa, ya)
-                attack_flops = flops(input_gradient_step(view, xa, ya, counting=True))
-                shapes = gemm_shapes(attack)
-            train_flops = flops(training_step(models.ConvNet(), x, y))
-            shapes |= gemm_shapes(training_step(models.ConvNet(), x, y))
-            work = {
-                "attack_step": (attack, attack_flops),
-                "train_step": (training_step(models.ConvNet(), x, y), train_flops),
-                "adv_train_step": (
-                    adversarial_training_step(
-                        trained_like_convnet(seed).train(), x, y, steps=pgd_steps
-                    ),
-                    pgd_steps * attack_flops + train_flops,
-                ),
-            }
+            work, shapes = _convnet_workloads(x, y, xa, ya, pgd_steps, seed)
             seconds = {k: _median_time(fn, repeats) for k, (fn, _) in work.items()}
             # best of at least five rounds: one slow round must not lower the peak
             shape_best = max(
                 gemm_rate(s, max(repeats, 5)) for s in shapes | set(extra_shapes)
             )
-        square = metrics[f"peak_square_gflops_{t}t"]
         rates = {k: count / seconds[k] / 1e9 for k, (_, count) in work.items()}
-        others = (extra_rates or {}).get(t, {})
-        gemm = max(square, shape_best)
-        peak = max(gemm, *rates.values(), *others.values())
-        metrics[f"peak_shapes_gflops_{t}t"] = shape_best
-        metrics[f"peak_gflops_{t}t"] = peak
-        metrics[f"peak_from_shapes_{t}t"] = int(shape_best > square)
-        metrics[f"peak_from_workload_{t}t"] = int(peak > gemm)
-        for name, rate in others.items():
-            metrics[f"{name}_fraction_of_peak"] = rate / peak
+        found = _peak_metrics(
+            t,
+            metrics[f"peak_square_gflops_{t}t"],
+            shape_best,
+            rates,
+            (extra_rates or {}).get(t, {}),
+        )
+        metrics.update(found)
+        peak = found[f"peak_gflops_{t}t"]
         for name, (_, count) in work.items():
-            rate = rates[name]
             metrics.update(
-                {
-                    f"{name}_ms_{t}t": 1e3 * seconds[name],
-                    f"{name}_gflops_{t}t": rate,
-                    f"{name}_fraction_of_peak_{t}t": rate / peak,
-                    f"{name}_mflop": count / 1e6,
-                }
+                _workload_metrics(name, t, seconds[name], rates[name], count, peak)
             )
             rows.append(
                 {
@@ -302,11 +278,74 @@ def convnet_rates(
                     "candidate": name,
                     "threads": t,
                     "seconds": seconds[name],
-                    "gflops": rate,
-                    "fraction_of_peak": rate / peak,
+                    "gflops": rates[name],
+                    "fraction_of_peak": rates[name] / peak,
                 }
             )
     return metrics, rows
+
+
+def _convnet_workloads(
+    x: Tensor, y: Tensor, xa: Tensor, ya: Tensor, pgd_steps: int, seed: int
+) -> tuple[dict[str, tuple[Callable[[], Any], int]], set[Shape]]:
+    """At the current thread count: name → (step, its FLOPs) of the attack step (on
+    ``xa``), the training step and the adversarial-training step (on ``x``), and the
+    GEMMs the attack and training steps run."""
+    net = trained_like_convnet(seed)
+    with models.frozen(net):
+        view = models.attack_view(net)
+        attack = input_gradient_step(view, xa, ya)
+        attack_flops = flops(input_gradient_step(view, xa, ya, counting=True))
+        shapes = gemm_shapes(attack)
+    train_flops = flops(training_step(models.ConvNet(), x, y))
+    shapes |= gemm_shapes(training_step(models.ConvNet(), x, y))
+    work = {
+        "attack_step": (attack, attack_flops),
+        "train_step": (training_step(models.ConvNet(), x, y), train_flops),
+        "adv_train_step": (
+            adversarial_training_step(
+                trained_like_convnet(seed).train(), x, y, steps=pgd_steps
+            ),
+            pgd_steps * attack_flops + train_flops,
+        ),
+    }
+    return work, shapes
+
+
+def _peak_metrics(
+    t: int,
+    square: float,
+    shape_best: float,
+    rates: dict[str, float],
+    others: dict[str, float],
+) -> dict[str, float]:
+    """The peak at ``t`` threads: the best of the square products, the GEMM shapes,
+    the workloads' ``rates`` and the ``others`` measured elsewhere (whose fractions of
+    it are included), with where it came from."""
+    gemm = max(square, shape_best)
+    peak = max(gemm, *rates.values(), *others.values())
+    metrics = {
+        f"peak_shapes_gflops_{t}t": shape_best,
+        f"peak_gflops_{t}t": peak,
+        f"peak_from_shapes_{t}t": int(shape_best > square),
+        f"peak_from_workload_{t}t": int(peak > gemm),
+    }
+    for name, rate in others.items():
+        metrics[f"{name}_fraction_of_peak"] = rate / peak
+    return metrics
+
+
+def _workload_metrics(
+    name: str, t: int, seconds: float, rate: float, count: int, peak: float
+) -> dict[str, float]:
+    """Milliseconds, GFLOP/s and fraction of ``peak`` of workload ``name`` (``count``
+    FLOPs in ``seconds``) at ``t`` threads, and its MFLOPs."""
+    return {
+        f"{name}_ms_{t}t": 1e3 * seconds,
+        f"{name}_gflops_{t}t": rate,
+        f"{name}_fraction_of_peak_{t}t": rate / peak,
+        f"{name}_mflop": count / 1e6,
+    }
 
 
 # ---------------------------------------------------------------- levers
@@ -761,6 +800,14 @@ def train_unit(
     return done[0], done[1]
 
 
+def _warm_train_unit(
+    device: str, method, data, decoder, s, seed, budget_s: float | None = None
+) -> tuple[int, float]:
+    """:func:`train_unit` after an untimed batch on ``device`` (lazy set-up)."""
+    train_unit(device, method, data, decoder, s, seed, 0.0)  # warm-up batch
+    return train_unit(device, method, data, decoder, s, seed, budget_s)
+
+
 def _unit_inputs(
     epochs: int, n: int, seed: int, bundled_fonts: bool, train_steps: int = 40
 ):
@@ -786,8 +833,7 @@ s, decoder, data = T._unit_inputs(
     a["epochs"], a["n"], a["seed"], a["bundled_fonts"], a["train_steps"]
 )
 with models.attack_views(True):
-    T.train_unit("cpu", a["method"], data, decoder, s, a["seed"], 0.0)  # warm-up
-    done, seconds = T.train_unit(
+    done, seconds = T._warm_train_unit(
         "cpu", a["method"], data, decoder, s, a["seed"], a["budget_s"]
     )
 print(json.dumps({"batches": done, "seconds": seconds}))
@@ -841,23 +887,12 @@ def unit_time(
     rows = []
 
     def row(name, done, seconds, finished=True):
-        rows.append(
-            {
-                "piece": "unit",
-                "candidate": name,
-                "batches_timed": done,
-                "seconds_timed": seconds,
-                "seconds": seconds * batches / done,
-                "finished": finished,
-                "epochs": epochs,
-                "load": os.getloadavg()[0],
-            }
-        )
+        rows.append(_unit_row(name, done, seconds, finished, batches, epochs))
 
+    unit = (method, data, decoder, s, seed)
     for name, views in (("before, 1 thread", False), ("after, 1 thread", True)):
         with compute.threads(1), models.attack_views(views):
-            train_unit("cpu", method, data, decoder, s, seed, 0.0)  # warm-up batch
-            row(name, *train_unit("cpu", method, data, decoder, s, seed))
+            row(name, *_warm_train_unit("cpu", *unit))
     args = {
         "threads": cores,
         "epochs": epochs,
@@ -876,18 +911,46 @@ def unit_time(
         row(name, *_unit_in_process(args, env, limit))
     if torch.cuda.is_available() if gpu is None else gpu:
         with models.attack_views(True):
-            train_unit("cuda", method, data, decoder, s, seed, 0.0)
-            row("after, cuda", *train_unit("cuda", method, data, decoder, s, seed))
+            row("after, cuda", *_warm_train_unit("cuda", *unit))
+    sizes = {"epochs": epochs, "n": n, "pgd_steps": train_steps, "batches": batches}
+    return _unit_metrics(rows, cores, sizes), rows
+
+
+def _unit_row(
+    name: str,
+    done: int,
+    seconds: float,
+    finished: bool,
+    batches: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """A row of :func:`unit_time`: a run that trained ``done`` batches in ``seconds``,
+    scaled to all ``batches``, with the load average now."""
+    return {
+        "piece": "unit",
+        "candidate": name,
+        "batches_timed": done,
+        "seconds_timed": seconds,
+        "seconds": seconds * batches / done,
+        "finished": finished,
+        "epochs": epochs,
+        "load": os.getloadavg()[0],
+    }
+
+
+def _unit_metrics(
+    rows: list[dict[str, Any]], cores: int, sizes: dict[str, int]
+) -> dict[str, Any]:
+    """:func:`unit_time`'s metrics from its rows (one thread before and after, every
+    core spinning and passive, the GPU if timed): ``sizes`` (epochs, n, PGD steps,
+    batches) first, then seconds, speed-ups and the 20 epochs' estimates."""
     t = {r["candidate"]: r["seconds"] for r in rows}
     before, after_1 = t["before, 1 thread"], t["after, 1 thread"]
     after_all = t[f"after, {cores} threads"]
     after_passive = t[f"after, {cores} threads, passive wait"]
-    full = 20 / epochs  # the unit's 20 epochs cost alike
+    full = 20 / sizes["epochs"]  # the unit's 20 epochs cost alike
     metrics = {
-        "unit_epochs": epochs,
-        "unit_n": n,
-        "unit_pgd_steps": train_steps,
-        "unit_batches": batches,
+        **{f"unit_{key}": value for key, value in sizes.items()},
         "unit_all_batches_timed": rows[2]["batches_timed"],
         "unit_all_finished": int(rows[2]["finished"]),
         "unit_passive_batches_timed": rows[3]["batches_timed"],
@@ -908,7 +971,7 @@ def unit_time(
     if "after, cuda" in t:
         metrics["unit_after_cuda_s"] = t["after, cuda"]
         metrics["unit_speedup_cuda"] = before / t["after, cuda"]
-    return metrics, rows
+    return metrics
 
 
 # ---------------------------------------------------------------- denormals
