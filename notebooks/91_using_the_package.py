@@ -143,8 +143,8 @@ pd.Series(measure(off, x_off), name="off the manifold").to_frame().round(3)
 # subspace instead of its pixels, and the classifier sees the decoded image z W, the
 # setting of {cite}`stutz2019disentangling` with a linear decoder. The ε-ball is now
 # one of coordinates; since W has orthonormal rows, ‖δ‖₂ in the image equals the
-# coordinates' ‖δ_z‖₂, at most ε_z √k = 0.5 · √28 ≈ 2.6 against ε √d = 0.1 · √784 =
-# 2.8 for the image-space attack. A box given as tensors bounds each coordinate
+# coordinates' ‖δ_z‖₂, at most ε_z √k against ε √d for the image-space attack (k
+# coordinates, d pixels). A box given as tensors bounds each coordinate
 # separately: here, to the range the clean images span, so the adversarial images stay
 # within the data's extent on the manifold.
 
@@ -192,8 +192,8 @@ pd.DataFrame({"off the manifold": measure(off, x_off),
 # ‖P g‖ / ‖g‖ of its angle to the subspace (1: g lies in the manifold).
 # `alignment.input_gradients` computes g for a whole batch, and
 # `alignment.alignment_frame` tabulates the cosine, the norm ratio ‖g‖ / ‖P g‖ and
-# the off-manifold part ‖g − P g‖ per example. A random direction of R^784 has a
-# cosine of about √(k/d) = √(28/784) ≈ 0.19 with a 28-dimensional subspace: the
+# the off-manifold part ‖g − P g‖ per example. A random direction of R^d has a
+# cosine of about √(k/d) with a k-dimensional subspace (measured below): the
 # baseline against which a classifier's alignment is read.
 
 # %%
