@@ -90,16 +90,15 @@ if warning:
 # 28×28 pixels with a 21 pt font size, centred, glyph bright on dark. Instead of
 # cleaning by hand (our choice), filters drop faces in this order (details in
 # `advmanifold.science.fonts`): faces that cannot be rendered; families on a short
-# deny-list of
-# symbol faces and display faces that are hard to read at this size; faces lacking a
-# letter or drawing two letters alike; faces with implausible ink or glyphs cut at the
-# border; faces failing a legibility vote (each letter, blurred, must be recognised as
-# itself by the majority of its five most similar glyphs from fonts of *other*
-# families); and visual near-duplicates of a face already taken (root-mean-square pixel
-# difference of the ten prototypes below {glue:text}`duplicate_threshold:.2f`, e.g. two
-# weights of one design or two clones of Helvetica). The vote is strict, so it also
-# drops some faces a reader would find legible (unusual G or J shapes); we prefer that
-# to keeping pictures.
+# deny-list of symbol faces and display faces that are hard to read at this size; faces
+# lacking a letter or drawing two letters alike; faces with implausible ink or glyphs
+# cut at the border; faces failing a legibility vote (each letter, blurred, must be
+# recognised as itself by the majority of its five most similar glyphs from fonts of
+# *other* families); and visual near-duplicates of a face already taken
+# (root-mean-square pixel difference of the ten prototypes below
+# {glue:text}`duplicate_threshold:.2f`, e.g. two weights of one design or two clones of
+# Helvetica). The vote is strict, so it also drops some faces a reader would find
+# legible (unusual G or J shapes); we prefer that to keeping pictures.
 #
 # Of {glue:text}`n_faces:.0f` faces in {glue:text}`n_font_files:.0f` files, the filters
 # remove {glue:text}`removed_unreadable:.0f` unreadable,

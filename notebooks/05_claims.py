@@ -17,8 +17,7 @@
 # Every claim of the two papers that this book tests, in one table: what the paper says,
 # what the chapters measured, and a verdict computed from the chapters' results files by
 # the rules in `advmanifold.book.ledger`. Nothing on this page is typed by hand:
-# re-running a
-# chapter with other settings changes the table.
+# re-running a chapter with other settings changes the table.
 #
 # Each claim is judged twice, side by side: on the results of *this build*
 # (`_build/results/<chapter>.json`, whatever profile the chapters ran with) and on the

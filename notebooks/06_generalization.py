@@ -127,8 +127,7 @@ G.settings_table(S).style.hide(axis="index")
 # pixel-wise derivatives with respect to the grid, and the grid is linear in the affine
 # matrix, whose derivative in θ `jacfwd` does give. The chain rule then yields the exact
 # 784 × 6 Jacobian of a whole batch at once (`advmanifold.science.tangent`; tested
-# against
-# finite differences); a reduced QR gives the projector P_T.
+# against finite differences); a reduced QR gives the projector P_T.
 #
 # **Measures**, for every (method, N, seed): test error; on-manifold success rate (PGD
 # on θ, ε = 0.3, font and letter fixed, first iterate that changes the label) and

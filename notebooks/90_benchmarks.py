@@ -21,11 +21,11 @@
 # - **PGD** ({cite}`madry2018towards`; L∞ ε = 0.1, step 0.01, 40 steps, random start,
 #   on the 784-1568-1568-10 MLP of {cite}`geyer2023relationship` trained for one epoch
 #   on MNIST): `advmanifold.science.attacks.pgd`, which stops per example at the first
-#   label
-#   change (the setting of {cite}`stutz2019disentangling`), against `torchattacks.PGD`,
-#   which runs every step for every example; and the attack's arithmetic throughput
-#   (FLOPs of a forward and an input-backward pass per example and step, divided by
-#   time) against a plain `torch.mm` of similar shape measured in the same rounds.
+#   label change (the setting of {cite}`stutz2019disentangling`), against
+#   `torchattacks.PGD`, which runs every step for every example; and the attack's
+#   arithmetic throughput (FLOPs of a forward and an input-backward pass per example and
+#   step, divided by time) against a plain `torch.mm` of similar shape measured in the
+#   same rounds.
 # - **k-NN subspace distance** (k = 50 nearest of the 60,000 MNIST training images, as
 #   in {cite}`stutz2019disentangling`): our exact batched search and batched SVD
 #   projection against the original pipeline, IncrementalPCA with 40 components, a
@@ -42,8 +42,7 @@
 #   unit of the paper profile before and after this package's attack views.
 # - **Denormal floats at two threads**: Adam in fresh processes without a flush, with
 #   the flush on the calling thread only, and with
-#   `advmanifold.science.compute.flush_denormals`
-#   (every OpenMP thread).
+#   `advmanifold.science.compute.flush_denormals` (every OpenMP thread).
 # - **The whole book**: execution time per profile and chapter, read from the runner's
 #   log.
 #
