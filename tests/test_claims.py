@@ -234,6 +234,24 @@ def test_a_paper_run_on_part_of_the_grid_says_so_in_every_verdict():
     )
     assert judged.verdict == ledger.REPRODUCED and judged.note == found.note
     assert {c.grid for c in declared.values()} == {claims.GENERALIZATION_GRID}
+    # the original four's extent is named beside that of all six methods
+    grown = {**part, "n_large_original": 20_000, "n_seeds_original": 3}
+    judged = declared["onmanifold-is-generalization"].verdict(
+        {"06_generalization": {**grown, **rho}}
+    )
+    assert judged.note == (
+        "reduced paper grid: largest N 1,000 of 40,000, seeds 2 of 5, original "
+        "four's largest N 20,000 of 40,000, original four's seeds 3 of 5"
+    )
+
+
+def test_a_correlation_spread_counts_the_seeds_that_gave_it():
+    key = "rank_corr_onmanifold_success_vs_test_error"
+    record = {"n_seeds": 1, key: 0.8, f"{key}_std": 0.3}
+    results = {"06_generalization": record}
+    assert ledger.se(results, "06_generalization", key) == 0.0  # one seed: no SE
+    record[f"{key}_n"] = 4  # four per-seed ρ behind the spread
+    assert ledger.se(results, "06_generalization", key) == pytest.approx(0.15)
 
 
 # ------------------------------------------------------------ rendering

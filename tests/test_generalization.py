@@ -311,6 +311,18 @@ def test_rank_correlation_and_summary():
     assert row.test_error_std == pytest.approx(math.sqrt(0.5))
 
 
+def test_coverage_extent_is_the_largest_complete_n_and_its_fewest_seeds():
+    rows = [("Normal", n, sd, f"{n}{sd}") for n in (10, 20, 40) for sd in (0, 1, 2)]
+    rows += [("OffAdvTrain", n, sd, f"o{n}{sd}") for n in (10, 20) for sd in (0, 1)]
+    frame = _models_frame(rows)
+    assert G.complete_sizes(frame) == [10, 20]
+    assert G.coverage_extent(frame) == (20, 2)  # N = 40 has one method only
+    third = _models_frame(rows + [("OffAdvTrain", 10, 2, "o102")])
+    assert G.coverage_extent(third) == (20, 2)  # N = 20 still has two seeds
+    _, _, std, count = G.correlations(frame, "test_error", "onmanifold_success")
+    assert count == 0 and std == 0.0  # constant columns: no finite per-seed ρ
+
+
 def _models_frame(rows):
     frame = pd.DataFrame(rows, columns=["method", "n", "seed", "eval_key"])
     for m in G.MEASURES:

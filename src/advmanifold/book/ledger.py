@@ -130,9 +130,10 @@ def value(results: Results, stem: str, key: str) -> float:
 
 
 def se(results: Results, stem: str, key: str) -> float:
-    """Standard error of a seed mean, ``key_std``/√n_seeds (0 for a single run)."""
+    """Standard error of a seed mean, ``key_std``/√n with n = ``key_n`` where the
+    chapter counted that value's seeds, else its ``n_seeds`` (0 for a single run)."""
     record = results[stem]
-    n = int(record.get("n_seeds", 1))
+    n = int(record.get(f"{key}_n", record.get("n_seeds", 1)))
     return float(record.get(f"{key}_std", 0.0)) / math.sqrt(n) if n > 1 else 0.0
 
 

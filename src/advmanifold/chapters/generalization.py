@@ -844,12 +844,15 @@ def rank_correlation(a, b) -> float:
     return float(a.corr(b, method="spearman"))
 
 
-def correlations(frame: pd.DataFrame, x: str, y: str) -> tuple[float, float, float]:
-    """ρ(x, y) over all models; mean and standard deviation of ρ within each seed."""
+def correlations(
+    frame: pd.DataFrame, x: str, y: str
+) -> tuple[float, float, float, int]:
+    """ρ(x, y) over all models; mean, standard deviation and count of the finite ρ
+    within each seed."""
     per_seed = [rank_correlation(g[x], g[y]) for _, g in frame.groupby("seed")]
     finite = [r for r in per_seed if np.isfinite(r)]
     mean, std = results.mean_std(finite) if finite else (float("nan"), 0.0)
-    return rank_correlation(frame[x], frame[y]), mean, std
+    return rank_correlation(frame[x], frame[y]), mean, std, len(finite)
 
 
 def complete_sizes(frame: pd.DataFrame) -> list[int]:
@@ -859,10 +862,20 @@ def complete_sizes(frame: pd.DataFrame) -> list[int]:
     return full or sorted(int(n) for n in frame.n.unique())
 
 
+def coverage_extent(frame: pd.DataFrame) -> tuple[int, int]:
+    """(largest N at which every method of ``frame`` has a model, fewest seeds of any
+    method at any N up to it)."""
+    n_large = max(complete_sizes(frame))
+    seeds = frame[frame.n <= n_large].groupby(["method", "n"]).seed.nunique()
+    return n_large, int(seeds.min())
+
+
 def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
     """Write the chapter's numbers: ``<measure>_<method>_n<N>`` (+ ``_std``), the rank
-    correlations, ``n_seeds`` (the fewest seeds of any method and N), ``n_small`` and
-    ``n_large`` (the extreme N at which every method has models); returns the
+    correlations (+ ``_std`` and ``_n``, the spread and count of the per-seed ρ),
+    ``n_seeds`` (the fewest seeds of any method and N), ``n_small`` and ``n_large``
+    (the extreme N at which every method has models), and the same extent for the
+    original four methods (``n_large_original``, ``n_seeds_original``); returns the
     summary."""
     table = summary(frame)
     for row in table.itertuples(index=False):
@@ -873,19 +886,27 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
         ("onmanifold_success", "onmanifold_success"),
         ("regular_success", "regular_success"),
     ):
-        pooled, mean, std = correlations(frame, x, "test_error")
-        res.add(f"rank_corr_{name}_vs_test_error", pooled)
-        res.add(f"rank_corr_{name}_vs_test_error_per_seed", mean)
-        res.add(f"rank_corr_{name}_vs_test_error_std", std)
+        key = f"rank_corr_{name}_vs_test_error"
+        pooled, mean, std, count = correlations(frame, x, "test_error")
+        res.add(key, pooled)
+        res.add(f"{key}_per_seed", mean)
+        res.add(f"{key}_std", std)
+        res.add(f"{key}_n", count)
     original = frame[frame.method.isin(ORIGINAL_METHODS)]
-    pooled, mean, std = correlations(original, "onmanifold_success", "test_error")
-    res.add("rank_corr_onmanifold_success_vs_test_error_original_methods", pooled)
-    res.add("rank_corr_onmanifold_success_vs_test_error_original_methods_std", std)
+    key = "rank_corr_onmanifold_success_vs_test_error_original_methods"
+    pooled, _, std, count = correlations(original, "onmanifold_success", "test_error")
+    res.add(key, pooled)
+    res.add(f"{key}_std", std)
+    res.add(f"{key}_n", count)
     res.add("n_seeds", int(frame.groupby(["method", "n"]).seed.nunique().min()))
     res.add("n_models", len(frame))
     sizes = complete_sizes(frame)
     res.add("n_small", min(sizes))
     res.add("n_large", max(sizes))
+    if not original.empty:
+        n_large, n_seeds = coverage_extent(original)
+        res.add("n_large_original", n_large)
+        res.add("n_seeds_original", n_seeds)
     res.add_table("summary", table)
     return table
 
