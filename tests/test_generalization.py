@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from advmanifold.book import ledger
+from advmanifold.book.results import Results
 from advmanifold.science import decoders, fonts, models
 from advmanifold.chapters import claims, generalization as G
 from advmanifold.science.tangent import TangentSpace, jacobian
@@ -321,6 +322,13 @@ def test_coverage_extent_is_the_largest_complete_n_and_its_fewest_seeds():
     assert G.coverage_extent(third) == (20, 2)  # N = 20 still has two seeds
     _, _, std, count = G.correlations(frame, "test_error", "onmanifold_success")
     assert count == 0 and std == 0.0  # constant columns: no finite per-seed ρ
+    res = Results(G.STEM, profile="paper", seed=0)
+    for m in G.MEASURES:  # measures that vary, so that every ρ is defined
+        frame[m] = frame.n * (1 + G.MEASURES.index(m)) + frame.seed
+    G.add_results(res, frame)  # every cell and extent says how many seeds made it
+    assert res.metrics["test_error_Normal_n40_n"] == 3
+    assert res.metrics["test_error_OffAdvTrain_n20_n"] == 2
+    assert (res.metrics["n_large_original"], res.metrics["n_seeds_original"]) == (20, 2)
 
 
 def _models_frame(rows):

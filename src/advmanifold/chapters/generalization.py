@@ -871,17 +871,18 @@ def coverage_extent(frame: pd.DataFrame) -> tuple[int, int]:
 
 
 def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
-    """Write the chapter's numbers: ``<measure>_<method>_n<N>`` (+ ``_std``), the rank
-    correlations (+ ``_std`` and ``_n``, the spread and count of the per-seed ρ),
-    ``n_seeds`` (the fewest seeds of any method and N), ``n_small`` and ``n_large``
-    (the extreme N at which every method has models), and the same extent for the
-    original four methods (``n_large_original``, ``n_seeds_original``); returns the
-    summary."""
+    """Write the chapter's numbers: ``<measure>_<method>_n<N>`` (+ ``_std``, and
+    ``_n``, its seeds), the rank correlations (+ ``_std`` and ``_n``, the spread and
+    count of the per-seed ρ), ``n_seeds`` (the fewest seeds of any method and N),
+    ``n_small`` and ``n_large`` (the extreme N at which every method has models),
+    and the same extent for the original four methods (``n_large_original``,
+    ``n_seeds_original``); returns the summary."""
     table = summary(frame)
     for row in table.itertuples(index=False):
         for m in MEASURES:
             res.add(f"{m}_{row.method}_n{row.n}", getattr(row, m))
             res.add(f"{m}_{row.method}_n{row.n}_std", getattr(row, f"{m}_std"))
+            res.add(f"{m}_{row.method}_n{row.n}_n", int(row.n_models))
     for name, x in (
         ("onmanifold_success", "onmanifold_success"),
         ("regular_success", "regular_success"),
