@@ -416,12 +416,15 @@ verdicts[["claim", "measured", "verdict", "rule"]].style.hide(axis="index")
 # N is {glue:text}`alignment_cosine_AlignedAdv_large:.2f`. With the bounded alignment
 # term it trains; with the unbounded ratio it did not (see the setup above).
 #
-# **Limits of this run.** The `quick` profile trains {glue:text}`n_seeds:.0f` seeds per
-# (method, N) up to N = {glue:text}`n_large:.0f`, with {glue:text}`train_steps:.0f`-step
-# training attacks and evaluation attacks of fewer steps and restarts than the original;
-# the `paper` profile restores the original's N up to 40,000, five seeds, 40-step
-# attacks and five restarts. Its trainings and evaluations are independent units, so it
-# is meant to be built on several workers (`--workers`, `--scheduler`).
+# **Limits of this run.** This page rests on {glue:text}`n_models:.0f` models: at
+# least {glue:text}`n_seeds:.0f` seeds per (method, N), and every method up to
+# N = {glue:text}`n_large:.0f`. The `quick` profile trains fewer and smaller sets, with
+# training attacks of fewer steps and evaluation attacks of fewer steps and restarts
+# than the original. The `paper` profile has the original's per-model settings (40-step
+# attacks, five restarts) and its whole grid, N up to 40,000 and five seeds; the
+# committed record holds the part counted in the coverage table, and the rest is still
+# to be built. Every training and evaluation is an independent unit, so the grid is
+# meant to be built on several workers (`--workers`, `--scheduler`).
 
 # %% tags=["hide-input"]
 res.write()
