@@ -331,6 +331,20 @@ def test_coverage_extent_is_the_largest_complete_n_and_its_fewest_seeds():
     assert (res.metrics["n_large_original"], res.metrics["n_seeds_original"]) == (20, 2)
 
 
+def test_models_near_chance_are_counted_per_method():
+    rows = [("Normal", 250, sd, f"n{sd}") for sd in range(3)]
+    rows += [("AlignedAdv", 250, sd, f"a{sd}") for sd in range(3)]
+    frame = _models_frame(rows)
+    for m in G.MEASURES:  # measures that vary, so that every ρ is defined
+        frame[m] = [0.1, 0.5, 0.3, 0.7, 0.2, 0.6]
+    frame["test_error"] = [0.2, 0.3, 0.849, 0.9, 0.85, 0.4]
+    res = Results(G.STEM, profile="paper", seed=0)
+    G.add_results(res, frame)
+    assert res.metrics["n_models_Normal"] == res.metrics["n_models_AlignedAdv"] == 3
+    assert res.metrics["n_at_chance_Normal"] == 0  # 0.849 is below the threshold
+    assert res.metrics["n_at_chance_AlignedAdv"] == 2
+
+
 def _models_frame(rows):
     frame = pd.DataFrame(rows, columns=["method", "n", "seed", "eval_key"])
     for m in G.MEASURES:

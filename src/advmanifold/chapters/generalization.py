@@ -64,6 +64,8 @@ from ..book.units import Unit
 STEM = "06_generalization"
 METHODS = ("Normal", "OffAdvTrain", "OnAdvTrain", "STNAugm", "Aligned", "AlignedAdv")
 ORIGINAL_METHODS = METHODS[:4]  # the methods of Stutz et al.
+#: a model "near chance": its test error is at least this (chance on ten letters: 0.9)
+CHANCE_ERROR = 0.85
 RANGES = "hard"
 CHUNK = 1000  # examples per seeded chunk of a data stream
 
@@ -876,8 +878,13 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
     count of the per-seed ρ), ``n_seeds`` (the fewest seeds of any method and N),
     ``n_small`` and ``n_large`` (the extreme N at which every method has models),
     and the same extent for the original four methods (``n_large_original``,
-    ``n_seeds_original``); returns the summary."""
+    ``n_seeds_original``), and per method ``n_models_<method>`` and
+    ``n_at_chance_<method>`` (models with test error ≥ ``CHANCE_ERROR``); returns
+    the summary."""
     table = summary(frame)
+    for method, runs in frame.groupby("method"):
+        res.add(f"n_models_{method}", len(runs))
+        res.add(f"n_at_chance_{method}", int((runs.test_error >= CHANCE_ERROR).sum()))
     for row in table.itertuples(index=False):
         for m in MEASURES:
             res.add(f"{m}_{row.method}_n{row.n}", getattr(row, m))
