@@ -416,9 +416,10 @@ verdicts[["claim", "measured", "verdict", "rule"]].style.hide(axis="index")
 # N is {glue:text}`alignment_cosine_AlignedAdv_large:.2f`. With the bounded alignment
 # term it trains; with the unbounded ratio it did not (see the setup above). Of its
 # {glue:text}`n_models_AlignedAdv:.0f` models, {glue:text}`n_at_chance_AlignedAdv:.0f`
-# ended near chance (test error ≥ 0.85); of `OffAdvTrain`'s
-# {glue:text}`n_models_OffAdvTrain:.0f`, {glue:text}`n_at_chance_OffAdvTrain:.0f`; of
-# `Normal`'s {glue:text}`n_models_Normal:.0f`, {glue:text}`n_at_chance_Normal:.0f`.
+# ended near chance (test error ≥ {glue:text}`chance_error:.2f`); of
+# `OffAdvTrain`'s {glue:text}`n_models_OffAdvTrain:.0f`,
+# {glue:text}`n_at_chance_OffAdvTrain:.0f`; of `Normal`'s
+# {glue:text}`n_models_Normal:.0f`, {glue:text}`n_at_chance_Normal:.0f`.
 # A model near chance is what widens its method's band at its N in the figures above.
 #
 # **Limits of this run.** This page rests on {glue:text}`n_models:.0f` models: at

@@ -343,6 +343,7 @@ def test_models_near_chance_are_counted_per_method():
     assert res.metrics["n_models_Normal"] == res.metrics["n_models_AlignedAdv"] == 3
     assert res.metrics["n_at_chance_Normal"] == 0  # 0.849 is below the threshold
     assert res.metrics["n_at_chance_AlignedAdv"] == 2
+    assert res.metrics["chance_error"] == G.CHANCE_ERROR  # the prose's threshold
 
 
 def _models_frame(rows):

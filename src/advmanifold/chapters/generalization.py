@@ -879,9 +879,10 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
     ``n_small`` and ``n_large`` (the extreme N at which every method has models),
     and the same extent for the original four methods (``n_large_original``,
     ``n_seeds_original``), and per method ``n_models_<method>`` and
-    ``n_at_chance_<method>`` (models with test error ≥ ``CHANCE_ERROR``); returns
-    the summary."""
+    ``n_at_chance_<method>`` (models with test error ≥ ``chance_error``, the
+    module's ``CHANCE_ERROR``); returns the summary."""
     table = summary(frame)
+    res.add("chance_error", CHANCE_ERROR)
     for method, runs in frame.groupby("method"):
         res.add(f"n_models_{method}", len(runs))
         res.add(f"n_at_chance_{method}", int((runs.test_error >= CHANCE_ERROR).sum()))
