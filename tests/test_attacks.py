@@ -157,3 +157,84 @@ def test_bad_arguments_name_the_parameter(problem, kwargs, word):
     model, x, y = problem
     with pytest.raises(ValueError, match=word):
         attacks.pgd(model, x, y, **kwargs)
+
+
+# --- the original protocol (Stutz et al.): Adam, random ball start, attempts ----------
+
+
+def _reference_adam(forward, x, y, start, eps, steps, lr):
+    """The original's loop with torch.optim.Adam on δ for every row (no early stop):
+    project, check the label, step; the first iterate whose label differs."""
+    delta = torch.nn.Parameter((start - x).clone())
+    opt = torch.optim.Adam([delta], lr=lr)
+    first = torch.full((len(x),), -1)
+    for i in range(steps + 1):
+        opt.zero_grad()
+        with torch.no_grad():
+            delta.data = torch.clamp(x + delta.data, 0, 1) - x
+            delta.data = delta.data.clamp(-eps, eps)
+        logits = forward(x + delta)
+        wrong = (logits.argmax(1) != y) & (first < 0)
+        first[wrong] = i
+        if i == steps:
+            break
+        (-F.cross_entropy(logits, y, reduction="sum")).backward()
+        opt.step()
+    return first
+
+
+def test_adam_attack_matches_a_torch_adam_reference():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(40, 1, 4, 4), torch.randint(3, (40,))
+    eps, steps, lr, attempts = 0.1, 15, 0.01, 3
+    got = attacks.adam_attack(
+        model, x, y, eps=eps, steps=steps, lr=lr, attempts=attempts, seed=3
+    )
+    # the same random starts: the generator's first draws, rows of all attempts
+    g = torch.Generator().manual_seed(3)
+    rep = lambda t: t.repeat(attempts, *(1,) * (t.ndim - 1))  # noqa: E731
+    lo, hi = attacks._bounds(rep(x), eps, 0.0, 1.0)
+    start = attacks._ball_start(rep(x), lo, hi, eps, g)
+    want = _reference_adam(model, rep(x), rep(y), start, eps, steps, lr)
+    assert torch.equal(got.iteration.flatten(), want)
+    assert 0 < got.success.float().mean() < 1  # the case is not trivial
+
+
+def test_adam_attack_stays_in_the_ball_and_the_box_and_is_deterministic():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(30, 1, 4, 4), torch.randint(3, (30,))
+    kwargs = dict(eps=0.2, steps=10, lr=0.05, attempts=4, seed=5, batch_size=7)
+    a = attacks.adam_attack(model, x, y, **kwargs)
+    b = attacks.adam_attack(model, x, y, **kwargs)
+    assert a.adversarial.shape == (4, *x.shape) and a.success.shape == (4, 30)
+    assert (a.adversarial - x).abs().max() <= 0.2 + 1e-6
+    assert a.adversarial.min() >= 0 and a.adversarial.max() <= 1
+    assert torch.equal(a.adversarial, b.adversarial)
+    assert torch.equal(a.iteration, b.iteration)
+    # a success is a changed label at the kept iterate
+    with torch.no_grad():
+        pred = model(a.adversarial.flatten(0, 1)).argmax(1).view(4, 30)
+    assert torch.equal(a.success, pred != y)
+
+
+def test_per_attempt_success_is_the_originals_raw_success():
+    # example 0 fooled in 2 of 5 attempts, example 1 never, example 2 misclassified
+    success = torch.zeros(5, 3, dtype=torch.bool)
+    success[[1, 3], 0] = True
+    success[:, 2] = True
+    result = attacks.AttemptsResult(torch.zeros(5, 3), success, success.long() - 1)
+    correct = torch.tensor([True, False, False])
+    assert result.per_attempt_success(correct) == pytest.approx(0.4)
+    correct = torch.tensor([True, True, False])
+    assert result.per_attempt_success(correct) == pytest.approx(0.2)
+
+
+def test_adam_attack_rejects_bad_arguments():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.rand(2, 4), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="restarts|attempts"):
+        attacks.adam_attack(model, x, y, eps=0.1, attempts=0)
+    with pytest.raises(ValueError, match="eps"):
+        attacks.adam_attack(model, x, y, eps=0.0)

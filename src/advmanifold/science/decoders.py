@@ -190,19 +190,22 @@ def attack_theta(
     *,
     eps: float = 0.3,
     ranges: str = "hard",
-    **pgd_kwargs,
+    attack=None,
+    **attack_kwargs,
 ):
-    """On-manifold adversarial examples: L∞ PGD
-    (:func:`advmanifold.science.attacks.pgd`) on θ with font and letter fixed, ‖θ̃ − θ‖∞
-    ≤ ε and θ̃ kept in its data range; the images are dec(font, letter, θ̃).
+    """On-manifold adversarial examples: an L∞ attack on θ with font and letter fixed,
+    ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images are dec(font, letter, θ̃).
 
-    ``pgd`` hands ``forward`` only the still-active examples, so the (font, letter) of
-    each example travels with it as two extra coordinates of the attacked variable whose
-    box is
-    a single point. Returns ``(AttackResult on θ, images)``.
+    ``attack`` is :func:`advmanifold.science.attacks.pgd` (default) or
+    :func:`~advmanifold.science.attacks.adam_attack` (the original's protocol). The
+    attacks hand ``forward`` only the still-active examples, so the (font, letter) of
+    each example travels with it as two extra coordinates of the attacked variable
+    whose box is a single point. Returns ``(result on θ, images)``; for
+    ``adam_attack`` both carry a leading attempts axis.
     """
     from . import attacks
 
+    attack = attacks.pgd if attack is None else attack
     lower, upper = (b.to(theta) for b in theta_box(ranges))
     ids = torch.stack([font, letter], 1).to(theta.dtype)
     v = torch.cat([theta, ids], 1)
@@ -213,9 +216,11 @@ def attack_theta(
         ids = v[:, 6:].detach().round().long()
         return classifier(decoder(ids[:, 0], ids[:, 1], v[:, :6]))
 
-    pgd_kwargs["batch_size"] = len(v)  # per-example boxes: one chunk
-    result = attacks.pgd(forward, v, letter, eps=eps, lower=lo, upper=hi, **pgd_kwargs)
-    result.adversarial = result.adversarial[:, :6]
+    attack_kwargs["batch_size"] = len(v)  # per-example boxes: one chunk
+    result = attack(forward, v, letter, eps=eps, lower=lo, upper=hi, **attack_kwargs)
+    result.adversarial = result.adversarial[..., :6]
+    flat = result.adversarial.reshape(-1, 6)
+    repeat = len(flat) // len(theta)
     with torch.no_grad():
-        images = decoder(font, letter, result.adversarial)
-    return result, images
+        images = decoder(font.repeat(repeat), letter.repeat(repeat), flat)
+    return result, images.view(*result.adversarial.shape[:-1], *images.shape[1:])
