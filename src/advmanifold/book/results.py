@@ -98,6 +98,7 @@ class Results:
         self.stem, self.profile, self.seed = stem, check_profile(profile), int(seed)
         self.directory = Path(directory) if directory else None
         self.metrics: dict[str, float | int] = {}
+        self.labels: dict[str, str] = {}
         self.tables: dict[str, Any] = {}
         self.started = time.perf_counter()
 
@@ -118,6 +119,16 @@ class Results:
             _glue(name, value)
         return value
 
+    def label(self, name: str, text: str, *, glue: bool = True) -> str:
+        """Record one short text (e.g. which data source a run used), written to the
+        results file beside the numbers and glued like them."""
+        if not isinstance(text, str):
+            raise TypeError(f"label {name!r} must be a str, got {type(text).__name__}")
+        self.labels[name] = text
+        if glue:
+            _glue(name, text)
+        return text
+
     def add_table(self, name: str, frame) -> None:
         """Record a pandas DataFrame, written as ``<stem>__<name>.csv``."""
         self.tables[name] = frame
@@ -133,6 +144,7 @@ class Results:
             "machine": describe_machine(),
             **{f"version_{k}": v for k, v in versions().items()},
             **{f"cache_{k}": v for k, v in cache.stats().items()},
+            **self.labels,
             **self.metrics,
         }
         path = Path(directory) / f"{self.stem}.json"

@@ -2,9 +2,12 @@
 
 The chapter's expensive work is two units (:mod:`advmanifold.book.units`):
 
-- ``fonts-prototypes``: A–J rendered from every font face found and filtered
-  (:func:`advmanifold.science.fonts.prototypes_payload`); its configuration is the font
-  files' paths and SHA-256, so it is known without rendering anything;
+- ``fonts-prototypes``: A–J rendered from the faces of a font source
+  (:func:`advmanifold.science.fonts.prototypes_payload`): the original's Google Fonts
+  faces in its order (``"google"``, :mod:`advmanifold.science.google_fonts`), or every
+  face found in font folders and filtered (``"system"``, e.g. the Debian packages); its
+  configuration is the font files' paths and SHA-256, so it is known without rendering
+  anything;
 - ``fonts-convnet``: the paper's classifier trained on the data set rendered from
   the first ``n_fonts`` legible faces (:func:`train_classifier`); its configuration
   holds the prototypes unit's key instead of the images.
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-from ..science import decoders, fonts, models, training
+from ..science import decoders, fonts, google_fonts, models, training
 from ..book import figures, profiles
 from ..book.units import Unit
 
@@ -109,6 +113,14 @@ def fonts_wanted(S: SimpleNamespace) -> int:
 # ------------------------------------------------------------------------------ units
 
 
+#: Font sources: ``"google"``, the original's Google Fonts faces installed from the
+#: lock (:func:`advmanifold.science.google_fonts.fetch`, run by ``make fonts``);
+#: ``"system"`` (alias ``"debian"``), the system's font folders (the Debian packages
+#: of :func:`advmanifold.science.fonts.debian_font_packages`), the fallback.
+FONT_SOURCES = ("google", "system", "debian")
+GOOGLE_FONTS = 1000  # faces the google source keeps: the original's count
+
+
 def _font_files(font_dirs) -> list:
     if isinstance(font_dirs, (str, os.PathLike)):
         raise ValueError(
@@ -117,12 +129,72 @@ def _font_files(font_dirs) -> list:
     return fonts.find_font_files(None if font_dirs is None else list(font_dirs))
 
 
-def prototypes_unit(font_dirs=None, *, files=None, chapter: str = STEM) -> Unit:
-    """The ``fonts-prototypes`` unit, the one builder of that cache entry: every
-    legible face of ``files`` (default: the font files under ``font_dirs``, default
-    the system's font folders), in a fixed random order
+def resolve_font_source(font_source=None, font_dirs=None):
+    """``"google"``, ``"system"`` or a list of folders: folders given (``font_dirs``,
+    or a list as ``font_source``) win; then ``font_source``, the variable
+    ``ADVMANIFOLD_FONT_SOURCE``, and last ``"google"`` when the lock's faces are
+    all installed, else ``"system"``."""
+    if font_dirs is not None:
+        return font_dirs
+    if font_source is not None and not isinstance(font_source, str):
+        return list(font_source)
+    source = font_source or os.environ.get("ADVMANIFOLD_FONT_SOURCE") or None
+    if source is None:
+        return "google" if google_fonts.is_installed() else "system"
+    if source not in FONT_SOURCES:
+        raise ValueError(
+            f"font_source must be one of {FONT_SOURCES} or a list of folders, "
+            f"got {source!r}"
+        )
+    return "system" if source == "debian" else source
+
+
+def google_files() -> list:
+    """The installed Google faces in the original's order; a clear error if none."""
+    files = google_fonts.installed_faces()
+    if not files:
+        raise ValueError(
+            "font_source='google' but the Google fonts are not installed under "
+            f"{google_fonts.google_font_dir()}: run `make fonts` or `python -m "
+            "advmanifold.science.google_fonts fetch`"
+        )
+    return files
+
+
+def prototypes_unit(
+    font_dirs=None, *, files=None, chapter: str = STEM, font_source=None
+) -> Unit:
+    """The ``fonts-prototypes`` unit, the one builder of that cache entry.
+
+    Google source (:func:`resolve_font_source`): the first :data:`GOOGLE_FONTS`
+    installed faces of the original's order that render A–J, placed as the original
+    placed them (``selection="original"`` of
+    :func:`advmanifold.science.fonts.prototypes_config`). Otherwise: every legible
+    face of ``files`` (default: the font files under ``font_dirs``, default the
+    system's font folders), in a fixed random order
     (:func:`advmanifold.science.fonts.load_prototypes` with its defaults)."""
-    files = _font_files(font_dirs) if files is None else list(files)
+    source = None if files is not None else resolve_font_source(font_source, font_dirs)
+    if source == "google":
+        files = google_files()
+        # names below the install folder (package@version/file): the same key on
+        # every machine
+        root = google_fonts.google_font_dir()
+        names = [Path(f).relative_to(root).as_posix() for f in files]
+        digests = {n: fonts.sha256_file(f) for n, f in zip(names, files)}
+        config = fonts.prototypes_config(
+            names, digests=digests, n_fonts=GOOGLE_FONTS, selection="original"
+        )
+        return Unit(
+            chapter,
+            "fonts-prototypes",
+            config,
+            functools.partial(fonts.prototypes_payload, config, files),
+            estimate_s=1.0 + SECONDS_PER_FONT_FILE * min(len(files), GOOGLE_FONTS),
+        )
+    if files is None:
+        files = _font_files(None if source == "system" else source)
+    else:
+        files = list(files)
     config = fonts.prototypes_config(files)
     return Unit(
         chapter,
@@ -185,10 +257,14 @@ def classifier_unit(
     font_dirs=None,
     device: str = "cpu",
     prototypes_dep: Unit | None = None,
+    font_source=None,
 ) -> Unit:
     """The ``fonts-convnet`` unit for settings ``S`` (only the data and training
-    settings enter its configuration) and the prototypes unit of ``font_dirs``."""
-    dep = prototypes_unit(font_dirs) if prototypes_dep is None else prototypes_dep
+    settings enter its configuration) and the prototypes unit of ``font_dirs`` or
+    ``font_source``."""
+    if prototypes_dep is None:
+        prototypes_dep = prototypes_unit(font_dirs, font_source=font_source)
+    dep = prototypes_dep
     data = {
         k: getattr(S, k)
         for k in ("n_fonts", "train_per_prototype", "test_per_prototype")
@@ -203,7 +279,11 @@ def classifier_unit(
         "seed": seed,
     }
     n_files = len(dep.config["files"])
-    n_fonts = S.n_fonts if S.n_fonts is not None else LEGIBLE_FRACTION * n_files
+    if dep.config.get("selection") == "original":
+        n_found = min(n_files, dep.config["n_fonts"] or n_files)
+    else:
+        n_found = LEGIBLE_FRACTION * n_files
+    n_fonts = S.n_fonts if S.n_fonts is not None else n_found
     n_images = n_fonts * 10 * (S.train_per_prototype + S.test_per_prototype)
     n_train = n_fonts * 10 * S.train_per_prototype
     estimate = (
@@ -223,7 +303,9 @@ def overrides(params: Mapping[str, Any]) -> dict[str, Any]:
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The chapter's units for ``profile`` and notebook parameters ``params``."""
     S = settings(profile, **overrides(params))
-    dep = prototypes_unit(params.get("font_dirs"))
+    dep = prototypes_unit(
+        params.get("font_dirs"), font_source=params.get("font_source")
+    )
     seed = int(params.get("seed") or 0)
     device = params.get("device") or "cpu"
     return [
@@ -269,6 +351,65 @@ def record_fonts(res, every: fonts.FontPrototypes, S: SimpleNamespace):
     return manifest
 
 
+def source_of(unit: Unit) -> str:
+    """``"google"`` or ``"system"``: the font source of a prototypes unit."""
+    return "google" if unit.config.get("selection") == "original" else "system"
+
+
+def record_source(res, unit: Unit) -> str:
+    """Record the font source of the prototypes ``unit`` (label ``font_source``, flag
+    ``font_source_google``) and, for the Google source, how much of the original's
+    list it has (:func:`advmanifold.science.google_fonts.match_counts`)."""
+    source = res.label("font_source", source_of(unit))
+    res.add("font_source_google", int(source == "google"))
+    if source == "google":
+        for name, value in google_fonts.match_counts().items():
+            res.add(name, value)
+    return source
+
+
+def prototypes_prose(source: str, metrics: Mapping[str, float]) -> str:
+    """The paragraph saying which faces this run rendered, with this run's counts."""
+    m = metrics
+    if source == "google":
+        return (
+            "**Source: the original's Google Fonts.** The original took the first "
+            "1,000 faces that render, in a fixed permutation of its Google Fonts list "
+            "with a blacklist removed. We walk the same list in the same order and "
+            "take each face from a pinned npm package of Google Fonts "
+            "(`@expo-google-fonts`, else `@fontsource`), matched by family, weight "
+            "and style "
+            "(`src/advmanifold/google-fonts.tsv`, fetched by `make fonts`). Of the "
+            "original's first 1,000 faces, "
+            f"**{m['n_original_first_1000_matched']:.0f}** are on npm and are used; "
+            f"the other **{m['n_from_further_down']:.0f}** come from further down its "
+            f"order (the walk reaches rank {m['n_ranks_walked'] - 1:.0f}). As in the "
+            "original, "
+            "no face is dropped unless it cannot be rendered or lacks a letter, and "
+            "the faces keep the original's order. Each glyph is placed as the "
+            "original placed it: the horizontal and vertical offsets of the letter A "
+            "centre every letter of a face. This run uses the first "
+            f"{m['n_fonts']:.0f} of the {m['n_fonts_legible']:.0f} faces."
+        )
+    return (
+        "**Source: the fonts installed here** (fallback; `make fonts` fetches the "
+        "original's Google Fonts). We render A–J from every face in the font folders "
+        "(`font_dirs` names others): each `.ttf`/`.otf` file is one face, each `.ttc` "
+        "collection contributes each of its faces, each letter centred by its own "
+        "bounding box. Instead of the original's hand cleaning (our choice), filters "
+        "drop faces in this order (details in `advmanifold.science.fonts`): faces "
+        "that cannot be rendered; families on a short deny-list of symbol and display "
+        "faces; faces lacking a letter or drawing two letters alike; faces with "
+        "implausible ink or glyphs cut at the border; faces failing a legibility vote "
+        "(each blurred letter must be recognised as itself by the majority of its five "
+        "most similar glyphs from fonts of *other* families); and visual "
+        "near-duplicates of a face already taken (root-mean-square pixel difference of "
+        f"the ten prototypes below {fonts.DUPLICATE_THRESHOLD:.2f}). Of "
+        f"{m['n_faces']:.0f} faces, {m['n_fonts_legible']:.0f} remain; this run uses "
+        f"the first {m['n_fonts']:.0f} of them in a fixed random order."
+    )
+
+
 def fallback_warning(n_used: int, n_wanted: int, profile: str) -> str | None:
     """A MyST warning box for a run on fewer legible faces than the profile asks for,
     or None."""
@@ -283,13 +424,15 @@ def fallback_warning(n_used: int, n_wanted: int, profile: str) -> str | None:
         "rendered from are not installed here (or `font_dirs` names too few). Its "
         "numbers are **not comparable** with the paper's FONTS results, and the claims "
         "ledger marks this chapter's verdicts as such.\n\n"
-        "To fix it, install the Debian/Ubuntu font packages listed in "
-        f"`{packages}` (`make fonts`, part of `make book`, installs them when it runs "
-        "as root or with password-less sudo; otherwise run `sudo apt-get install "
-        "--no-install-recommends $(grep -o '^[^#]*' " + packages + ")`), or pass "
-        "`font_dirs` with folders "
-        "holding more fonts (e.g. a checkout of Google Fonts), and run the chapter "
-        "again.\n"
+        "To fix it, run `make fonts` (part of `make book`): it fetches the "
+        "original's Google Fonts faces as pinned npm packages (`python -m "
+        "advmanifold.science.google_fonts fetch`, needs `npm`) and installs the "
+        f"Debian/Ubuntu font packages listed in `{packages}` as the fallback "
+        "(when it runs as root or with password-less sudo; otherwise run `sudo "
+        "apt-get install --no-install-recommends $(grep -o '^[^#]*' "
+        + packages
+        + ")`); or pass `font_dirs` with folders holding more fonts, and run the "
+        "chapter again.\n"
         ":::"
     )
 

@@ -28,6 +28,11 @@ replaced by filters applied in this order, each counted (:attr:`FontPrototypes.c
 
 The survivors are permuted with a seed; a manifest (path, face index, family, style,
 SHA-256 of the file) travels with the prototypes.
+
+The original's own selection, for its Google Fonts list (:mod:`.google_fonts`), is
+``selection="original"``: faces in the given order, dropped only when unreadable or
+missing one of A–J, the first ``n_fonts`` kept, each letter placed as the original
+code placed it (``centring="original"``, :func:`original_positions`).
 """
 
 from __future__ import annotations
@@ -219,6 +224,30 @@ def discover_faces(
     return faces
 
 
+CENTRINGS = ("bbox", "original")
+
+
+def original_positions(font, letters: str, size: int = IMAGE_SIZE) -> list:
+    """Where the original code draws each letter (top-left ``xy`` of
+    ``ImageDraw.text``, anchor at the ascender): with A's offsets
+    ``(ox, oy)`` and the letter's old ``draw.textsize`` ``(tw, th)``,
+
+        xy = ((size − ox − tw) // 2, (size − oy − th) // 2).
+
+    Pillow < 10 gave ``textsize = (w + ox, h + oy)`` of ``font.font.getsize``; in
+    today's ``getbbox`` (anchor ``"la"``) terms ``(ox, oy) = (left, top)`` of A and
+    ``(tw, th) = (right − left, bottom)`` of the letter, i.e. ``tw`` the hinted
+    advance or the ink's right edge, whichever is larger, plus a negative left
+    bearing, and ``th`` the ascender plus the ink below the baseline."""
+    left, top = font.getbbox("A")[:2]
+    out = []
+    for char in letters:
+        c_left, _, c_right, c_bottom = font.getbbox(char)
+        width, height = c_right - c_left, c_bottom
+        out.append(((size - left - width) // 2, (size - top - height) // 2))
+    return out
+
+
 def render_font(
     path: str | os.PathLike,
     letters: str = LETTERS,
@@ -226,16 +255,24 @@ def render_font(
     font_size: int = FONT_SIZE,
     *,
     index: int = 0,
+    centring: str = "bbox",
 ) -> np.ndarray | None:
     """Letters of face ``index`` of a font file as float32
     ``[len(letters) + 1, size, size]`` in [0, 1], ink = 1.
 
-    Each glyph is centred by its bounding box. The last image is a code point no
-    Latin font maps (U+E000, private use), i.e. the font's missing-glyph box, used to
-    detect letters the font lacks. None if the face cannot be read.
+    ``centring="bbox"``: each glyph is centred by its bounding box;
+    ``"original"``: placed as the original code did (:func:`original_positions`,
+    Pillow's basic layout as in its Pillow 5 days), black on white, then inverted.
+    The last image is a code point no Latin font maps (U+E000, private use), i.e.
+    the font's missing-glyph box, used to detect letters the font lacks. None if the
+    face cannot be read.
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    if centring not in CENTRINGS:
+        raise ValueError(f"centring must be one of {CENTRINGS}, got {centring!r}")
+    if centring == "original":
+        return _render_original(path, letters + "\ue000", size, font_size, index)
     try:
         font = ImageFont.truetype(str(path), font_size, index=index)
     except (OSError, ValueError):
@@ -255,6 +292,46 @@ def render_font(
             return None
         out[i] = np.asarray(image, dtype=np.float32) / 255.0
     return out
+
+
+def _render_original(path, chars: str, size: int, font_size: int, index: int):
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.truetype(
+            str(path),
+            font_size,
+            index=index,
+            layout_engine=0,  # basic layout (ImageFont.Layout.BASIC), as in Pillow 5
+        )
+        positions = original_positions(font, chars, size)
+    except (OSError, ValueError):
+        return None
+    out = np.zeros((len(chars), size, size), dtype=np.float32)
+    for i, (char, xy) in enumerate(zip(chars, positions)):
+        image = Image.new("L", (size, size), 255)
+        try:
+            ImageDraw.Draw(image).text(xy, char, fill=0, font=font)
+        except (OSError, ValueError):
+            return None
+        out[i] = (255.0 - np.asarray(image, dtype=np.float32)) / 255.0
+    return out
+
+
+def has_letters(path: str | os.PathLike, letters: str = LETTERS, index: int = 0):
+    """Whether face ``index`` of a font file maps every letter (its cmap table);
+    None if the file cannot be parsed."""
+    from fontTools.ttLib import TTFont
+
+    try:
+        font = TTFont(str(path), fontNumber=index, lazy=True)
+        try:
+            cmap = font.getBestCmap() or {}
+        finally:
+            font.close()
+    except Exception:  # noqa: BLE001 - fontTools raises many kinds on bad files
+        return None
+    return all(ord(char) in cmap for char in letters)
 
 
 def blur(images: Tensor, sigma: float = 1.5) -> Tensor:
@@ -485,6 +562,46 @@ def render_prototypes(
     )
 
 
+def select_in_order(
+    faces: list[FontFace],
+    n_fonts: int | None = None,
+    *,
+    progress: bool = False,
+) -> FontPrototypes:
+    """The original's selection: ``faces`` in the given order, a face dropped only
+    when unreadable or when it lacks one of A–J (:func:`has_letters`, or a blank
+    letter), the first ``n_fonts`` kept (all if None; fewer if fewer render),
+    letters placed as the original did (``centring="original"``). No permutation,
+    no other filter."""
+    if n_fonts is not None and (int(n_fonts) != n_fonts or n_fonts < 1):
+        raise ValueError(f"n_fonts must be a positive integer or None, got {n_fonts!r}")
+    counts = {name: 0 for name in FILTERS}
+    counts.update(faces=len(faces), files=len({f.path for f in faces}))
+    rendered, kept = [], []
+    examined = 0
+    for face in faces:
+        if n_fonts is not None and len(kept) == n_fonts:
+            break
+        examined += 1
+        images = render_font(face.path, index=face.index, centring="original")
+        letters = None if images is None else has_letters(face.path, index=face.index)
+        if images is None or letters is None:
+            counts["unreadable"] += 1
+        elif not letters or (images[:-1].reshape(len(LETTERS), -1).max(1) == 0).any():
+            counts["missing_glyphs"] += 1
+        else:
+            rendered.append(images[:-1])
+            kept.append(face)
+        if progress and examined % 200 == 0:
+            print(f"rendered {examined}/{len(faces)} faces", file=sys.stderr)
+    counts["kept"] = len(kept)
+    counts["not_examined"] = len(faces) - examined
+    if not kept:
+        raise RuntimeError(f"no usable font among {len(faces)} faces")
+    images = torch.from_numpy(np.stack(rendered))
+    return FontPrototypes(images, kept, counts)
+
+
 def prototypes_config(
     files: list[str | os.PathLike],
     *,
@@ -492,10 +609,30 @@ def prototypes_config(
     seed: int = 0,
     duplicate_threshold: float = DUPLICATE_THRESHOLD,
     digests: dict[str, str] | None = None,
+    selection: str = "filtered",
 ) -> dict:
     """The cache configuration of the prototypes of ``files``: their paths and SHA-256
-    (cheap to compute: no rendering) and the rendering and filter settings."""
+    (cheap to compute: no rendering) and the rendering and filter settings.
+
+    ``selection="filtered"``: the filters of the module docstring, permuted with
+    ``seed``; ``"original"``: :func:`select_in_order` of ``files`` in their given
+    order (the order is kept in the configuration; seed and filters do not enter)."""
     digests = digests or {str(f): sha256_file(f) for f in files}
+    if selection == "original":
+        return {
+            "files": [(str(f), digests[str(f)]) for f in files],
+            "n_fonts": n_fonts,
+            "size": IMAGE_SIZE,
+            "font_size": FONT_SIZE,
+            "letters": LETTERS,
+            "selection": "original",
+            "centring": "original",
+            "version": 2,
+        }
+    if selection != "filtered":
+        raise ValueError(
+            f"selection must be 'filtered' or 'original', got {selection!r}"
+        )
     return {
         "files": sorted(digests.items()),
         "n_fonts": n_fonts,
@@ -515,7 +652,22 @@ def prototypes_payload(
     """Render the prototypes described by :func:`prototypes_config` ``config``: the
     cache payload ``{"images", "manifest", "counts"}``. ``files`` gives the order in
     which faces are filtered (default: sorted as by :func:`find_font_files`, which the
-    order of ``config["files"]``, sorted as strings, is not)."""
+    order of ``config["files"]``, sorted as strings, is not); for
+    ``selection="original"`` it gives where the configuration's files are, in its
+    order (default: its names are the paths)."""
+    if config.get("selection") == "original":
+        names = [Path(f) for f, _ in config["files"]]
+        files = names if files is None else [Path(f) for f in files]
+        if len(files) != len(names):
+            raise ValueError(f"{len(files)} files for {len(names)} in the config")
+        digests = {str(f): sha for f, (_, sha) in zip(files, config["files"])}
+        faces = discover_faces(files, digests=digests)
+        result = select_in_order(faces, config["n_fonts"])
+        return {
+            "images": result.images,
+            "manifest": [asdict(m) for m in result.manifest],
+            "counts": result.counts,
+        }
     digests = dict(config["files"])
     files = sorted(Path(f) for f in digests) if files is None else files
     faces = discover_faces(files, digests=digests)
