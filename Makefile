@@ -11,7 +11,7 @@ PYTHON ?= $(VENV)/bin/python
 FONT_LIST := src/advmanifold/debian-font-packages.txt
 BOOK_ARGS ?=
 
-.PHONY: install fonts book test pairs benchmarks plan
+.PHONY: install fonts book test pairs lint benchmarks plan
 
 # the project's virtual environment (only when PYTHON was not pointed elsewhere)
 $(VENV)/bin/python:
@@ -28,9 +28,12 @@ install: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
 	$(PYTHON) -m pip install -q --no-deps "torchattacks>=3.5"
 	$(PYTHON) -m pip install -q --no-deps -e .
 
-# The Debian fonts FONTS is rendered from: installed when apt-get runs without a prompt
-# (as root, or with password-less sudo); otherwise the exact command is printed.
-fonts:
+# The fonts FONTS is rendered from: the Debian font packages (the fallback), then the
+# original's Google Fonts faces, pinned as npm packages in
+# src/advmanifold/google-fonts.tsv (npm itself comes from apt-get when missing).
+# apt-get runs only without a prompt (as root, or with password-less sudo); otherwise
+# the exact command is printed and make goes on.
+fonts: install
 	@pkgs="$$(grep -v '^\s*#' $(FONT_LIST) | xargs)"; \
 	if ! command -v apt-get >/dev/null; then \
 	  echo "note: no apt-get here; FONTS uses the fonts it finds (see README, Fonts)"; \
@@ -45,7 +48,29 @@ fonts:
 	  echo "installing $$(echo $$pkgs | wc -w) Debian font packages for FONTS"; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq >/dev/null && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
-	    $$pkgs >/dev/null; \
+	    $$pkgs >/dev/null && \
+	  echo "installed the Debian font packages (the fallback fonts)"; \
+	else \
+	  echo "Debian fallback fonts: the $$(echo $$pkgs | wc -w) packages are installed"; \
+	fi
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else sudo=none; fi; \
+	  if command -v apt-get >/dev/null && [ "$$sudo" != none ]; then \
+	    echo "installing npm (apt-get) to fetch the Google fonts for FONTS"; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	      --no-install-recommends npm >/dev/null; \
+	  fi; \
+	fi; \
+	if command -v npm >/dev/null; then \
+	  $(PYTHON) -m advmanifold.science.google_fonts fetch || \
+	  echo "note: Google fonts not fetched; FONTS falls back to the Debian fonts"; \
+	else \
+	  echo "note: npm fetches the original's Google fonts for FONTS; run:"; \
+	  echo "  sudo apt-get install npm && make fonts"; \
+	  echo "(going on: FONTS falls back to the Debian fonts)"; \
 	fi
 
 book: install fonts
@@ -64,6 +89,11 @@ test: install
 pairs: install
 	$(PYTHON) -m jupytext --to ipynb --update notebooks/*.py
 	git diff --exit-code -- notebooks/
+
+# ruff with the rules of pyproject.toml ([tool.ruff]) on the whole tree. `ruff format`
+# is not enforced: the code base is not ruff-format clean (see CONTRIBUTING.md, Lint).
+lint: install
+	$(PYTHON) -m ruff check
 
 benchmarks: install
 	$(PYTHON) benchmarks/run.py

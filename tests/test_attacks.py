@@ -144,7 +144,7 @@ def test_as_strong_as_torchattacks_pgd(problem):
 
 
 @pytest.mark.parametrize(
-    "kwargs, word",
+    ("kwargs", "word"),
     [
         (dict(eps=0.0), "eps"),
         (dict(eps=0.1, steps=0), "steps"),
@@ -155,7 +155,8 @@ def test_as_strong_as_torchattacks_pgd(problem):
 )
 def test_bad_arguments_name_the_parameter(problem, kwargs, word):
     model, x, y = problem
-    with pytest.raises(ValueError, match=word):
+    # whole words: "eps" alone would also match a message about "steps"
+    with pytest.raises(ValueError, match=rf"\b{word}\b"):
         attacks.pgd(model, x, y, **kwargs)
 
 
@@ -236,5 +237,5 @@ def test_adam_attack_rejects_bad_arguments():
     x, y = torch.rand(2, 4), torch.zeros(2, dtype=torch.long)
     with pytest.raises(ValueError, match="restarts|attempts"):
         attacks.adam_attack(model, x, y, eps=0.1, attempts=0)
-    with pytest.raises(ValueError, match="eps"):
+    with pytest.raises(ValueError, match=r"\beps\b"):
         attacks.adam_attack(model, x, y, eps=0.0)

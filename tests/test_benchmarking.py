@@ -49,8 +49,9 @@ def test_mlp_flops_counts_forward_and_input_backward():
 
 def test_fixed_threads_sets_and_restores():
     before = torch.get_num_threads()
-    with compute.threads(1) as n:
-        assert n == 1 and torch.get_num_threads() == 1
+    other = before + 1  # never the count in force, so a missing restore shows
+    with compute.threads(other) as n:
+        assert n == other and torch.get_num_threads() == other
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads"):
         with compute.threads(0):

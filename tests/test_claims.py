@@ -304,14 +304,16 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 
 def misplaced(rows, expected):
-    """Problems of a parsed table: rows whose cell count differs from the header's, or
-    cells not holding the expected text (``expected``: per row, per column, a string
-    the cell must contain)."""
+    """Problems of a parsed table: a body of another length than ``expected``, rows
+    whose cell count differs from the header's, or cells not holding the expected text
+    (``expected``: per row, per column, a string the cell must contain)."""
     problems = [
         f"row {i} has {len(r)} cells, header {len(rows[0])}"
         for i, r in enumerate(rows)
         if len(r) != len(rows[0])
     ]
+    if len(rows) - 1 != len(expected):  # zip below would skip rows that went missing
+        problems.append(f"{len(rows) - 1} body rows, expected {len(expected)}")
     for i, (row, wanted) in enumerate(zip(rows[1:], expected), 1):
         problems += [
             f"row {i} column {j}: {text!r} not in {cell!r}"

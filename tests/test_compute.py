@@ -89,6 +89,10 @@ def test_count_denormals_counts_only_subnormal_floats_whatever_the_flush():
 
 def test_threads_sets_and_restores_the_thread_count():
     before = torch.get_num_threads()
+    other = before + 1  # never the count in force, so a missing restore shows
+    with compute.threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
     with compute.threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before

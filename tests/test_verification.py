@@ -1,5 +1,7 @@
 """Independent attack checks: agreement with torchattacks, worst case, masking flags."""
 
+import math
+
 import pytest
 import torch
 
@@ -68,14 +70,28 @@ def test_masking_flags_fire_on_constructed_cases(problem):
         "zero_gradients": False,
         "large_eps_not_zero": False,
     }
-    gap = verification.third_party_gap(v)
-    assert gap != gap  # NaN without torchattacks
+    assert math.isnan(verification.third_party_gap(v))  # NaN without torchattacks
     # a model with a constant output has zero input gradients
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     torch.nn.init.zeros_(flat[1].weight)
     assert verification.zero_gradient_fraction(flat, x, y) == 1.0
     flags = verification.masking_flags(v, large_eps_accuracy=0.5, zero_gradients=1.0)
-    assert flags["large_eps_not_zero"]
+    assert flags["large_eps_not_zero"] and flags["zero_gradients"]
+    # FGSM, one step, leaves fewer images correct than PGD: the third flag fires too
+    clean = torch.ones(4, dtype=torch.bool)
+    fooled_by = {
+        "ours FGSM": torch.tensor([True, True, True, False]),
+        "ours PGD-10": torch.tensor([True, False, False, False]),
+    }
+    stronger_fgsm = verification.Verification(0.05, clean, fooled_by)
+    flags = verification.masking_flags(
+        stronger_fgsm, large_eps_accuracy=0.0, zero_gradients=0.0
+    )
+    assert flags == {
+        "fgsm_beats_pgd": True,
+        "zero_gradients": False,
+        "large_eps_not_zero": False,
+    }
 
 
 def test_margin_pgd_reaches_the_closed_form_on_a_linear_model():

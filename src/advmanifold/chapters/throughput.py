@@ -24,6 +24,7 @@ denormals at two threads.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import statistics
@@ -123,10 +124,9 @@ def gemm_rate(shape: Shape, repeats: int = 3) -> float:
     b, m, k, n = shape
     a, c = torch.randn(b, m, k), torch.randn(b, k, n)
     if b == 1:
-        a2, c2 = a[0], c[0]
-        op = lambda: torch.mm(a2, c2)
+        op = functools.partial(torch.mm, a[0], c[0])
     else:
-        op = lambda: torch.bmm(a, c)
+        op = functools.partial(torch.bmm, a, c)
     return 2 * b * m * k * n / min(_times(op, repeats, 0.02)) / 1e9
 
 
@@ -633,7 +633,11 @@ def _lever_verdicts(
     parallel: dict[str, float],
 ) -> dict[str, tuple[str, str]]:
     """Lever → (whether the package keeps it, why), from this run's numbers."""
-    over = lambda a, b: t[b] / t[a]  # speed-up of lever a over lever b
+
+    def over(a: str, b: str) -> float:
+        """Speed-up of lever a over lever b."""
+        return t[b] / t[a]
+
     view = _ATTACK_VIEW
     kept = {
         "plain": ("", "the reference: weights requiring gradients, BN unfolded"),

@@ -72,13 +72,13 @@ def project(
     starts = [theta.detach()[todo]] + [
         sample_theta(len(todo), ranges, generator).to(theta) for _ in range(restarts)
     ]
-    f, l, x = font[todo], letter[todo], target[todo]
+    f, let, x = font[todo], letter[todo], target[todo]
     for start in starts if len(todo) else []:
         t = start.clone().requires_grad_(True)
         optimiser = torch.optim.Adam([t], lr=lr)
         for step in range(steps + 1):
             with torch.enable_grad():
-                err = (decoder(f, l, t).flatten(1) - x).pow(2).sum(1)
+                err = (decoder(f, let, t).flatten(1) - x).pow(2).sum(1)
             with torch.no_grad():
                 better = err < best[todo]
                 best_theta[todo[better]] = t.detach()[better]
