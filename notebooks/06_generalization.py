@@ -43,7 +43,8 @@ profile = "quick"
 seed = 0            # first training seed; seeds seed, seed + 1, ...
 device = "cpu"      # unused: every unit trains and attacks on the CPU
 data_dir = None     # unused: FONTS is rendered from font files
-font_dirs = None    # folders of font files (None: the system's fonts)
+font_source = None  # "google" (the original's fonts) or "system"; None: google if there
+font_dirs = None    # folders of font files (instead of a source)
 n_fonts = None      # fonts used (None: every legible font found)
 sizes = None        # training set sizes N (None: from the profile)
 n_seeds = None      # models per (method, N)
@@ -62,14 +63,16 @@ from advmanifold.chapters import claims, generalization as G
 from advmanifold.book import figures
 from advmanifold.book.results import Results
 
-params = dict(seed=seed, font_dirs=font_dirs, n_fonts=n_fonts, sizes=sizes,
+params = dict(seed=seed, font_dirs=font_dirs, font_source=font_source,
+              n_fonts=n_fonts, sizes=sizes,
               n_seeds=n_seeds, epochs=epochs, n_attack=n_attack, restarts=restarts,
               order=order)
 S = G.settings_from_params(profile, params)
 torch.manual_seed(seed)
 res = Results(G.STEM, profile=profile, seed=seed)
 sns.set_theme(style="whitegrid", context="notebook")
-rows = G.grid(S, seed, font_dirs)
+rows = G.grid(S, seed, font_dirs, font_source)
+glue("font_source", G.font_source_of(rows[0]["train"].deps[0]), display=False)
 n_fonts_used = len(G.load_decoder(rows[0]["train"].deps[0], S.n_fonts).prototypes)
 res.add("n_fonts", n_fonts_used)
 res.add("eps", S.eps)
@@ -89,10 +92,11 @@ G.settings_table(S).style.hide(axis="index")
 # ## Setup
 #
 # **Data.** The prototypes of the FONTS chapter ({glue:text}`n_fonts:.0f` fonts here,
-# letters A–J) and its decoder with the "hard" θ ranges. With the original's order
-# (this profile's order: {glue:text}`order`), the rows are those of the original's data set:
-# font-major, letter-minor, the prototypes tiled, each row with its own θ, and a
-# training set of N takes the first N rows, so up to N = 10 F it holds the first N/10
+# letters A–J, source: {glue:text}`font_source`) and its decoder with the "hard" θ
+# ranges. With the original's order (this profile's order: {glue:text}`order`), the
+# rows are those of the original's data set: font-major, letter-minor, the prototypes
+# tiled, each row with its own θ, and a training set of N takes the first N rows, so
+# up to N = 10 F it holds the first N/10
 # fonts with one θ per (font, letter); every seed trains on the same rows, as there.
 # The test set takes its rows from a data set of its own in the same order, so the
 # attacked images are the first fonts (all ten letters), as in the original, whose
@@ -173,7 +177,7 @@ frame = G.run(rows, only_cached=only_cached)
 if profile == "paper":  # the committed record grows: this run's new models join it
     record = G.grow_record(G.read_record(), frame, G.stamp())
     res.add_table("models", record)
-    frame = G.current_rows(record, S, font_dirs)
+    frame = G.current_rows(record, S, font_dirs, font_source=font_source)
 else:
     res.add_table("models", frame)
 res.add("n_recorded", len(frame))

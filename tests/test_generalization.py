@@ -184,7 +184,7 @@ def test_evaluate_measures_are_in_range():
     model = G.train_model(
         "Normal", data, dec, _settings(epochs=1, batch_size=10), 0, progress=False
     )
-    out = {**G.evaluate(model, dec, data, s), **G.evaluate_original(model, dec, data, s)}
+    out = G.evaluate(model, dec, data, s) | G.evaluate_original(model, dec, data, s)
     assert set(out) == set(G.MEASURES)
     for key in set(G.MEASURES) - {"alignment_ratio"}:
         assert 0.0 <= out[key] <= 1.0, key

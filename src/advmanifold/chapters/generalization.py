@@ -657,12 +657,18 @@ def evaluate_original(
 # --- units ---------------------------------------------------------------------------
 
 
-def prototypes_unit(font_dirs=None) -> Unit:
+def prototypes_unit(font_dirs=None, font_source=None) -> Unit:
     """The FONTS chapter's ``fonts-prototypes`` unit: the same cache entry, built by
     the same code (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
     from . import fonts as fonts_chapter
 
-    return fonts_chapter.prototypes_unit(font_dirs)
+    return fonts_chapter.prototypes_unit(font_dirs, font_source=font_source)
+
+
+def font_source_of(proto: Unit) -> str:
+    """``"google"`` (the original's Google Fonts in its order) or ``"system"`` (faces
+    found in font folders, e.g. the Debian packages) for a prototypes unit."""
+    return "google" if proto.config.get("selection") == "original" else "system"
 
 
 def load_decoder(proto: Unit, n_fonts: int | None) -> FontDecoder:
@@ -812,9 +818,11 @@ def seeds(s: Any, seed: int = 0) -> list[int]:
     return list(range(int(seed), int(seed) + int(s.n_seeds)))
 
 
-def grid(s: Any, seed: int = 0, font_dirs=None) -> list[dict[str, Any]]:
+def grid(
+    s: Any, seed: int = 0, font_dirs=None, font_source=None
+) -> list[dict[str, Any]]:
     """One row per (method, N, seed): its training and evaluation units."""
-    proto = prototypes_unit(font_dirs)
+    proto = prototypes_unit(font_dirs, font_source)
     rows = []
     for n in s.sizes:
         for method in METHODS:
@@ -864,7 +872,12 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """Every unit of the chapter: prototypes, trainings and evaluations; in the
     ``paper`` profile only those of models the committed record lacks."""
     s = settings_from_params(profile, params)
-    every = grid(s, int(params.get("seed", 0) or 0), params.get("font_dirs"))
+    every = grid(
+        s,
+        int(params.get("seed", 0) or 0),
+        params.get("font_dirs"),
+        params.get("font_source"),
+    )
     rows = pending(every, read_record()) if profile == "paper" else every
     return (
         [every[0]["train"].deps[0]]
@@ -889,11 +902,14 @@ def run(
         ):
             continue
         metrics = {**row["eval"].get(), **row["eval_original"].get()}
+        proto = row["train"].deps[0]
         records.append(
             {
                 "method": row["method"],
                 "n": row["n"],
                 "seed": row["seed"],
+                "fonts": font_source_of(proto),
+                "order": row["train"].config.get("order", "iid"),
                 **{k: float(v) for k, v in metrics.items()},
                 "train_key": row["train"].key,
                 "eval_key": row["eval"].key,
@@ -901,7 +917,8 @@ def run(
             }
         )
     columns = [
-        "method", "n", "seed", *MEASURES, "train_key", "eval_key", "eval_original_key"
+        "method", "n", "seed", "fonts", "order", *MEASURES,
+        "train_key", "eval_key", "eval_original_key",
     ]
     return pd.DataFrame(records, columns=columns)
 
@@ -949,7 +966,7 @@ def read_record(path=None) -> pd.DataFrame:
     path = Path(path or record_path())
     if not path.is_file():
         return pd.DataFrame(columns=["method", "n", "seed", *MEASURES])
-    keys = ("train_key", "eval_key", "eval_original_key")
+    keys = ("train_key", "eval_key", "eval_original_key", "fonts", "order")
     text = {c: str for c in ("method", *keys, *STAMP)}
     return pd.read_csv(path, dtype=text)
 
@@ -993,7 +1010,11 @@ def grow_record(
 
 
 def current_rows(
-    record: pd.DataFrame, s: Any, font_dirs=None, proto: Unit | None = None
+    record: pd.DataFrame,
+    s: Any,
+    font_dirs=None,
+    proto: Unit | None = None,
+    font_source=None,
 ) -> pd.DataFrame:
     """The recorded rows that are units of this code under settings ``s``: their
     training and evaluation keys are the ones (method, N, seed) has now. Rows of a
@@ -1001,7 +1022,7 @@ def current_rows(
     in the file but not in this view."""
     if record.empty or "train_key" not in record:
         return record.iloc[0:0]
-    proto = proto or prototypes_unit(font_dirs)
+    proto = proto or prototypes_unit(font_dirs, font_source)
     keep = []
     for row in record.itertuples(index=False):
         if row.method not in METHODS:
@@ -1349,6 +1370,8 @@ def plot_readme(frame: pd.DataFrame, *, methods=ORIGINAL_METHODS):
         ax.set_xlabel("training images N (log scale)")
         ax.set_ylabel("on-manifold success rate (ε = 0.3 in θ)")
         ax.set_ylim(-0.02, 1.02)
-    axes[1].legend(title="dashed: README", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    axes[1].legend(
+        title="dashed: README", loc="center left", bbox_to_anchor=(1.02, 0.5)
+    )
     fig.tight_layout()
     return fig
