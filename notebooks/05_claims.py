@@ -103,7 +103,7 @@ display(Markdown(ledger.ledger_markdown(table, linked, in_book)))
 # %% tags=["hide-input"]
 order = list(ledger.VERDICTS)
 colours = ["#2ca02c", "#ffbf00", "#d62728", "#9467bd", "#b0b0b0"]
-names = {claims.STUTZ: "Stutz et al. 2019", claims.GEYER: "Geyer et al. 2023"}
+names = claims.SOURCES
 for prefix, column in (("claims", "verdict"), ("record_claims", "record_verdict")):
     counts = table[column].value_counts()
     for verdict in order:

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from ..book.units import Unit, unique
 from . import benchmarks, bridge, fonts, generalization, mnist, pmnist
+from . import init_scale
+from . import dimpled
 
 #: Notebook stem → the module of that chapter's settings and units.
 CHAPTERS: dict[str, ModuleType] = {
@@ -21,6 +23,8 @@ CHAPTERS: dict[str, ModuleType] = {
     "03_pmnist": pmnist,
     "04_bridge": bridge,
     "06_generalization": generalization,
+    "07_dimpled": dimpled,
+    "08_init_scale": init_scale,
     "90_benchmarks": benchmarks,
 }
 

@@ -28,10 +28,21 @@ from ..book.ledger import (
     ratio_between,
     small_relative,
 )
+from . import dimpled as _dimpled
 from . import fonts, generalization, mnist, pmnist
+from . import init_scale as _init_scale
 
 STUTZ, GEYER = "stutz2019disentangling", "geyer2023relationship"
+MELAMED, SHAMIR = "melamed2023adversarial", "shamir2021dimpled"
+#: The papers whose claims the ledger judges: bibliography key → short name.
+SOURCES = {
+    STUTZ: "Stutz et al. 2019",
+    GEYER: "Geyer et al. 2023",
+    SHAMIR: "Shamir et al. 2021",
+    MELAMED: "Melamed et al. 2023",
+}
 F, M, P, G = fonts.STEM, mnist.STEM, pmnist.STEM, generalization.STEM
+_I, _D = _init_scale.STEM, _dimpled.STEM
 
 #: FONTS on fewer legible faces than its profile asks for measures something else
 #: than the paper: its claims are then not comparable
@@ -480,3 +491,141 @@ def verdicts(stem: str, metrics: Mapping[str, float]) -> pd.DataFrame:
     row per claim key: claim, paper, verdict, measured, rule, note."""
     frame = ledger({stem: dict(metrics)}, claims=of_chapter(stem)).set_index("key")
     return frame[["claim", "paper", "verdict", "measured", "rule", "note"]]
+
+
+# -- initialisation scale and weight decay on PMNIST (Melamed et al.; issue 26) --------
+# Appended as its own block: CLAIMS grows by the chapter's three claims, each judged on
+# both architectures (the weakest part decides). "small_init" is the smallest c of the
+# grid at λ = 0, "large_wd" the largest λ at c = 1, "base" c = 1, λ = 0; the share is
+# the median ‖(I − P)g‖/‖g‖ of the margin's input gradient, the survival the share of
+# correctly classified test images that L2 PGD restricted as named does not flip,
+# averaged over the ε grid.
+
+
+def _lowers_share_raises_survival(point: str):
+    """Per architecture: share(base) > share(point) and survival ⟂ S (point) >
+    survival ⟂ S (base), each beyond 2 SE over seeds (partly: in sign)."""
+    parts = {}
+    for arch in _init_scale.ARCHS:
+        name = _init_scale.NAMES[arch]
+        parts[f"{name} share"] = greater(
+            _I, f"orth_share_{arch}_base", f"orth_share_{arch}_{point}", what="share "
+        )
+        parts[f"{name} survival ⟂ S"] = greater(
+            _I,
+            f"survival_orthogonal_{arch}_{point}",
+            f"survival_orthogonal_{arch}_base",
+            what="survival ",
+        )
+    return all_of(**parts)
+
+
+def _no_gain_within_subspace():
+    """Per architecture and knob: survival in S (point) − survival in S (base)
+    ≤ 2 SE."""
+    return all_of(
+        **{
+            f"{_init_scale.NAMES[arch]} {label}": not_greater(
+                _I,
+                f"survival_subspace_{arch}_{point}",
+                f"survival_subspace_{arch}_base",
+                what="survival in S ",
+            )
+            for arch in _init_scale.ARCHS
+            for point, label in (("small_init", "small c"), ("large_wd", "large λ"))
+        }
+    )
+
+
+CLAIMS = CLAIMS + (
+    Claim(
+        "initscale-small-init",
+        MELAMED,
+        _I,
+        "fig-initscale-share",
+        "A smaller initialisation scale lowers the share of the input gradient "
+        "orthogonal to the data subspace and raises robustness to perturbations "
+        "orthogonal to it (PMNIST, two-layer net and MLP)",
+        "yes (theory, two-layer)",
+        _lowers_share_raises_survival("small_init"),
+    ),
+    Claim(
+        "initscale-weight-decay",
+        MELAMED,
+        _I,
+        "fig-initscale-share",
+        "L2 regularisation (weight decay) does the same",
+        "yes (theory, two-layer)",
+        _lowers_share_raises_survival("large_wd"),
+    ),
+    Claim(
+        "initscale-no-gain-in-subspace",
+        MELAMED,
+        _I,
+        "fig-initscale-robustness-init",
+        "Robustness to perturbations within the data subspace does not improve "
+        "alongside (neither with a smaller c nor with weight decay)",
+        "implied",
+        _no_gain_within_subspace(),
+    ),
+)
+
+
+# -- the dimpled manifold model on FONTS (Shamir et al. 2021; issue 26, part 1) --------
+# Appended as its own block. Every share is the mean over test images of
+# ‖P_T v‖/‖v‖ with T the exact FONTS tangent space; the random baseline is the mean
+# share of Gaussian directions against the same T (≈ √(6/784)). "final" is the last
+# checkpoint of the FONTS-data ConvNet, "early" the end of its early phase (a
+# fraction of the first epoch, the chapter's setting); each mean carries its
+# per-image spread and count, so the ledger's 2·SE is over test images.
+
+CLAIMS = CLAIMS + (
+    Claim(
+        "dimpled-perturbations-normal",
+        SHAMIR,
+        _D,
+        "fig-dimpled-shares",
+        "Adversarial perturbations are nearly normal to the data manifold: the mean "
+        "tangent share of L2 and L∞ PGD perturbations is at most twice a random "
+        "direction's (FONTS, exact tangent space, end of training)",
+        "nearly normal (approximate manifold)",
+        all_of(
+            L2=small_relative(
+                _D, "l2_share_mean_final", "random_share_mean", good=2.0, fair=4.0
+            ),
+            Linf=small_relative(
+                _D, "linf_share_mean_final", "random_share_mean", good=2.0, fair=4.0
+            ),
+        ),
+    ),
+    Claim(
+        "dimpled-clinging",
+        SHAMIR,
+        _D,
+        "fig-dimpled-shares",
+        "Early in training the boundary clings to the manifold: the input gradient's "
+        "mean tangent share falls from step 0 to the end of the early phase",
+        "first phase of training",
+        greater(
+            _D,
+            "grad_share_mean_step0",
+            "grad_share_mean_early",
+            what="tangent share at step 0 vs early ",
+        ),
+    ),
+    Claim(
+        "dimpled-normal-closer",
+        SHAMIR,
+        _D,
+        "fig-dimpled-distances",
+        "The decision boundary is closer along the normal part of the input gradient "
+        "than along its tangent part for most test images (share > 1/2)",
+        "implied",
+        greater(
+            _D,
+            "normal_closer_fraction_final",
+            "chance_fraction",
+            what="share of images ",
+        ),
+    ),
+)
