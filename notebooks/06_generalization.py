@@ -33,7 +33,7 @@ if "google.colab" in sys.modules:  # on Colab: install the companion package and
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/adversarial-manifolds/companion.git"],
                    check=True)
-    from advmanifold.science.fonts import debian_font_packages
+    from advmanifold.science.glyphs import debian_font_packages
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     *debian_font_packages()], check=True)

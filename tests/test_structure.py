@@ -133,15 +133,15 @@ def test_no_import_hides_behind_a_string():
 @pytest.fixture
 def fixed_fonts(monkeypatch):
     """Font files and hashes that do not depend on the machine."""
-    from advmanifold.science import fonts
+    from advmanifold.science import glyphs
 
     # the snapshot's fonts are the system's (the Debian packages): pin that source
     monkeypatch.setenv("ADVMANIFOLD_FONT_SOURCE", "system")
     names = [Path(f"/fonts/face-{i:03d}.ttf") for i in range(40)]
-    monkeypatch.setattr(fonts, "find_font_files", lambda font_dirs=None: names)
-    monkeypatch.setattr(fonts, "matplotlib_font_files", lambda: names[:5])
+    monkeypatch.setattr(glyphs, "find_font_files", lambda font_dirs=None: names)
+    monkeypatch.setattr(glyphs, "matplotlib_font_files", lambda: names[:5])
     monkeypatch.setattr(
-        fonts, "sha256_file", lambda p: hashlib.sha256(str(p).encode()).hexdigest()
+        glyphs, "sha256_file", lambda p: hashlib.sha256(str(p).encode()).hexdigest()
     )
 
 

@@ -228,11 +228,11 @@ def trained_mlp(n_train: int, *, data_dir=None, seed: int = 0) -> nn.Module:
 def prototypes_unit(bundled_only: bool):
     """The ``fonts-prototypes`` unit of the FONTS pieces: matplotlib's bundled fonts,
     or every font of the system (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
-    from . import fonts as fonts_chapter
-    from ..science import fonts
+    from . import fonts
+    from ..science import glyphs
 
-    files = fonts.matplotlib_font_files() if bundled_only else None
-    return fonts_chapter.prototypes_unit(files=files, chapter=STEM)
+    files = glyphs.matplotlib_font_files() if bundled_only else None
+    return fonts.prototypes_unit(files=files, chapter=STEM)
 
 
 def units(profile: str, params: Mapping[str, Any]) -> list:
@@ -1030,10 +1030,10 @@ def settings(profile: str, **overrides):
 def load_decoder(n_fonts: int, *, bundled_only: bool = False):
     """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed);
     ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
-    from ..science import fonts
+    from ..science import glyphs
     from ..science.decoders import FontDecoder
 
-    prototypes = fonts.prototypes_from_payload(prototypes_unit(bundled_only).get())
+    prototypes = glyphs.prototypes_from_payload(prototypes_unit(bundled_only).get())
     source = "matplotlib" if bundled_only else "system"
     return FontDecoder(prototypes.images[:n_fonts]), source
 

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..science import alignment, attacks, compute, decoders, fonts, models
+from ..science import alignment, attacks, compute, decoders, glyphs, models
 from ..book import profiles, results
 from ..science import training
 from ..science.decoders import FontDecoder
@@ -276,7 +276,7 @@ def draw_codes(
     for c in range(math.ceil(n / CHUNK)):
         g = _chunk_generator(stream, seed, c)
         font = torch.randint(n_fonts, (CHUNK,), generator=g)
-        letter = torch.randint(len(fonts.LETTERS), (CHUNK,), generator=g)
+        letter = torch.randint(len(glyphs.LETTERS), (CHUNK,), generator=g)
         parts.append((font, letter, decoders.sample_theta(CHUNK, ranges, g)))
     if not parts:
         return (
@@ -295,8 +295,8 @@ def original_codes(
     prototypes tiled), so N ≤ 10F rows hold the first N/10 fonts, one θ each; θ is
     that of one fixed data set (seed 0 of the ``stream``) for every model seed."""
     _, _, theta = draw_codes(n, n_fonts, stream=stream, seed=0, ranges=ranges)
-    within = torch.arange(n) % (len(fonts.LETTERS) * n_fonts)
-    letters = len(fonts.LETTERS)
+    within = torch.arange(n) % (len(glyphs.LETTERS) * n_fonts)
+    letters = len(glyphs.LETTERS)
     return within // letters, within % letters, theta
 
 
@@ -660,9 +660,9 @@ def evaluate_original(
 def prototypes_unit(font_dirs=None, font_source=None) -> Unit:
     """The FONTS chapter's ``fonts-prototypes`` unit: the same cache entry, built by
     the same code (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
-    from . import fonts as fonts_chapter
+    from . import fonts
 
-    return fonts_chapter.prototypes_unit(font_dirs, font_source=font_source)
+    return fonts.prototypes_unit(font_dirs, font_source=font_source)
 
 
 def font_source_of(proto: Unit) -> str:
