@@ -69,7 +69,7 @@ from advmanifold.book.results import Results
 
 params = dict(seed=seed, device=device, font_dirs=font_dirs, font_source=font_source,
               n_fonts=n_fonts, epochs=epochs, n_attack=n_attack, restarts=restarts)
-S = fonts.settings(profile, **fonts.overrides(params))
+S = fonts.settings.from_params(profile, params)
 prototype_unit, classifier_unit = fonts.units(profile, params)
 torch.manual_seed(seed)
 res = Results("01_fonts", profile=profile, seed=seed)

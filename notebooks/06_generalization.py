@@ -67,7 +67,7 @@ params = dict(seed=seed, font_dirs=font_dirs, font_source=font_source,
               n_fonts=n_fonts, sizes=sizes,
               n_seeds=n_seeds, epochs=epochs, n_attack=n_attack, restarts=restarts,
               order=order)
-S = G.settings_from_params(profile, params)
+S = G.settings.from_params(profile, params)
 torch.manual_seed(seed)
 res = Results(G.STEM, profile=profile, seed=seed)
 sns.set_theme(style="whitegrid", context="notebook")

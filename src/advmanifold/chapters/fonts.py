@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..science import decoders, glyphs, google_fonts, models, training
 from ..book import figures, profiles
+from ..book.profiles import Setting, integer, optional
 from ..book.units import Unit
 
 STEM = "01_fonts"
@@ -96,13 +97,20 @@ SECONDS_PER_IMAGE = 6e-5
 LEGIBLE_FRACTION = 0.5  # legible share of the faces found, for estimates only
 
 
-def settings(profile: str, **overrides: Any) -> SimpleNamespace:
-    """``profiles.select(profile, SETTINGS, **overrides)`` (None overrides ignored)."""
-    S = profiles.select(profile, SETTINGS, **overrides)
-    n = S.n_fonts
-    if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
-        raise ValueError(f"n_fonts must be a positive integer or None, got {n!r}")
-    return S
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+settings = profiles.Settings(
+    SETTINGS,
+    Setting("n_fonts", optional(integer(1)), overridable=True),
+    Setting("train_per_prototype", integer(1)),
+    Setting("test_per_prototype", integer(1)),
+    Setting("epochs", integer(1), overridable=True),
+    Setting("n_attack", integer(1), overridable=True),
+    Setting("attack_steps", integer(1)),
+    Setting("restarts", integer(1), overridable=True),
+    Setting("search_steps", integer(1)),
+    Setting("search_restarts", integer(1)),
+)
 
 
 def fonts_wanted(S: SimpleNamespace) -> int:
@@ -295,14 +303,9 @@ def classifier_unit(
     return Unit(STEM, "fonts-convnet", config, build, deps=(dep,), estimate_s=estimate)
 
 
-def overrides(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings overrides among notebook parameters ``params``."""
-    return {k: params.get(k) for k in ("n_fonts", "epochs", "n_attack", "restarts")}
-
-
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The chapter's units for ``profile`` and notebook parameters ``params``."""
-    S = settings(profile, **overrides(params))
+    S = settings.from_params(profile, params)
     dep = prototypes_unit(
         params.get("font_dirs"), font_source=params.get("font_source")
     )
