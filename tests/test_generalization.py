@@ -388,11 +388,12 @@ def test_a_second_recording_run_adds_its_new_row_and_changes_no_other(tmp_path):
 
 def test_build_order_puts_seeds_then_sizes_first_and_evaluations_after_trainings():
     from advmanifold.book.fanout import build_order
+    from advmanifold.chapters import registry
 
     s = G.settings("smoke", sizes=(100, 200), n_seeds=2)
     rows = G.grid(s)
     units = [r["eval"] for r in rows]  # trainings and prototypes come as dependencies
-    order = build_order(reversed(units))
+    order = build_order(reversed(units), registry().priority)
     assert order[0].name == "fonts-prototypes"
     position = {u.key: i for i, u in enumerate(order)}
     for r in rows:

@@ -2,8 +2,10 @@
 reorganisation cannot move.
 
 - ``science`` imports neither ``chapters`` nor ``book``; ``chapters`` does not import
-  the runner; no module imports itself back through others (every import counted,
-  those inside functions too).
+  the runner; ``book`` imports ``chapters`` only in the runner's entry point
+  (``advmanifold.book.__main__``, which passes the chapters' registry down); no module
+  imports itself back through others (every import counted, those inside functions
+  too).
 - Every chapter's unit keys, for every profile, equal the list captured before the
   package was split into wings (``tests/data/cache_keys.json``), so models trained
   before the move (here or on a user's machine) stay valid. Font files and their
@@ -102,6 +104,23 @@ def test_chapters_do_not_import_the_runner_or_the_fanout(graph):
         if t in runner
     }
     assert not wrong
+
+
+#: The one module of the book wing that may import the chapters: the runner's entry
+#: point, which hands their registry to the runner and the fan-out.
+BOOK_ENTRY_POINT = "advmanifold.book.__main__"
+
+
+def test_the_book_imports_chapters_only_in_its_entry_point(graph):
+    into_chapters = {
+        (m, t)
+        for m, targets in graph.items()
+        if wing(m) == "book"
+        for t in targets
+        if wing(t) == "chapters"
+    }
+    assert {m for m, _ in into_chapters} == {BOOK_ENTRY_POINT}  # and it does
+    assert {t for _, t in into_chapters} == {"advmanifold.chapters"}  # the registry
 
 
 def test_no_module_reaches_itself_through_its_imports(graph):

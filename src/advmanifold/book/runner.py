@@ -26,6 +26,12 @@ by default (``--workers N`` to choose, ``--workers 1`` to let the notebooks buil
 or on a running scheduler (``--scheduler ADDRESS``); the notebooks then find them
 cached. With ``--budget`` the fan-out stops when the time is spent, and the chapters
 that declare an ``only_cached`` parameter use the units built so far.
+
+The runner asks the chapters (their units, build order and the check of notebook
+parameters against their declared settings) through a
+:class:`~advmanifold.book.units.Registry` that its entry point,
+:mod:`advmanifold.book.__main__`, takes from :mod:`advmanifold.chapters`; the runner
+itself imports no chapter.
 """
 
 from __future__ import annotations
@@ -39,15 +45,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from . import paths
 from .cache import atomic_write_text
-from .profiles import PROFILES, check_profile
+from .profiles import PROFILES, SettingError, check_profile
 from .results import read_book_run, write_book_run
 from .toc import BookError, Chapter, chapters
+from .units import Registry
 
 
 @dataclass
@@ -73,10 +80,15 @@ def parse_assignment(text: str) -> tuple[str | None, str, Any]:
 
 
 def plan(
-    root: Path, profile: str, only: list[str] | None, assignments: list[str]
+    root: Path,
+    profile: str,
+    only: list[str] | None,
+    assignments: list[str],
+    check: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> Plan:
     """Validate everything before any notebook runs: profile, chapter names,
-    parameters."""
+    parameters and, with ``check`` (a registry's), the parameters' values against the
+    chapters' declared settings."""
     try:
         check_profile(profile)
     except ValueError:
@@ -117,6 +129,12 @@ def plan(
             )
         for t in targets:
             result.parameters[t][name] = value
+    for stem, params in result.parameters.items():
+        try:
+            if check is not None:
+                check(stem, profile, params)
+        except SettingError as err:
+            raise BookError(f"notebook {stem}: parameter {err}") from None
     return result
 
 
@@ -502,10 +520,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def plan_run(root: Path, args: argparse.Namespace) -> Plan:
+def plan_run(root: Path, args: argparse.Namespace, registry: Registry) -> Plan:
     """The validated plan; under a budget, chapters declaring ``only_cached`` use
     the units built so far."""
-    the_plan = plan(root, args.profile, args.only, args.assignments)
+    the_plan = plan(root, args.profile, args.only, args.assignments, registry.check)
     if args.budget_s is not None:
         declared = {c.stem: c.parameters() for c in the_plan.chapters}
         for stem, params in declared.items():
@@ -514,12 +532,14 @@ def plan_run(root: Path, args: argparse.Namespace) -> Plan:
     return the_plan
 
 
-def show_plan(root: Path, the_plan: Plan, profile: str, workers: int) -> None:
+def show_plan(
+    root: Path, the_plan: Plan, profile: str, workers: int, registry: Registry
+) -> None:
     """Print every unit of the planned chapters, cached or not, with its cost."""
     from .fanout import format_plan, plan_units
 
     times = read_book_run(profile, paths.results_dir(root=root))["chapters_s"]
-    planned = plan_units(the_plan.parameters, profile)
+    planned = plan_units(the_plan.parameters, profile, registry)
     print(f"profile {profile}: {len(the_plan.chapters)} chapter(s)")
     print(
         format_plan(
@@ -530,19 +550,22 @@ def show_plan(root: Path, the_plan: Plan, profile: str, workers: int) -> None:
     )
 
 
-def fan_out_units(the_plan: Plan, args: argparse.Namespace) -> float:
+def fan_out_units(
+    the_plan: Plan, args: argparse.Namespace, registry: Registry
+) -> float:
     """Build the plan's missing units on Dask first; the seconds it took. Raises
     :class:`BookError` if a unit failed."""
     from .fanout import build_missing, plan_units
 
     start = time.perf_counter()
-    units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
+    units = [p.unit for p in plan_units(the_plan.parameters, args.profile, registry)]
     report = build_missing(
         units,
         workers=args.workers,
         scheduler=args.scheduler,
         budget_s=args.budget_s,
         threads=args.threads,
+        priority=registry.priority,
     )
     print(
         f"units: {len(report.built)} built, {len(report.found)} found, "
@@ -581,28 +604,26 @@ def execute_and_record(
         record(root, args.profile, list(times))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m advmanifold.book``: plan, build units, execute, record, build."""
+def main(registry: Registry, argv: list[str] | None = None) -> int:
+    """``python -m advmanifold.book``: plan, build units, execute, record, build; the
+    chapters are asked through ``registry`` (:mod:`advmanifold.book.__main__` passes
+    :func:`advmanifold.chapters.registry`)."""
     args = parse_args(argv)
     from .paths import book_root
 
     root = (args.root or book_root()).resolve()
-    the_plan = plan_run(root, args)
+    the_plan = plan_run(root, args, registry)
     site = root / "_build" / "site"
     if args.plan:
-        show_plan(root, the_plan, args.profile, args.workers)
+        show_plan(root, the_plan, args.profile, args.workers, registry)
         return 0
     fan_out = args.workers > 1 or args.scheduler or args.budget_s is not None
     units_s = None
     if not args.no_execute and fan_out:
-        units_s = fan_out_units(the_plan, args)
+        units_s = fan_out_units(the_plan, args, registry)
     if not args.no_execute:
         execute_and_record(root, the_plan, site, args, units_s)
     if not args.no_build:
         stage(root, site, chapters(root))
         build(root, site)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
