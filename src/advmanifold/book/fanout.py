@@ -120,6 +120,27 @@ class FanOutReport:
     failed: list[tuple[Unit, str]] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # not built: the budget was spent
 
+    def per_chapter(
+        self, listed: Mapping[str, Iterable[str]]
+    ) -> dict[str, dict[str, int]]:
+        """Counts per chapter (``listed``: stem → its units' keys, a unit shared by
+        chapters counted in each): ``listed``, ``built`` here, ``found`` in the cache,
+        ``failed`` and ``left`` (the budget was spent)."""
+        failed = {u.key for u, _ in self.failed}
+        counts = {}
+        for stem, keys in listed.items():
+            keys = set(keys)
+            found = dict(
+                listed=len(keys),
+                built=len(keys & set(self.built)),
+                failed=len(keys & failed),
+                left=len(keys & set(self.left)),
+            )
+            found["found"] = found["listed"] - found["built"] - found["failed"]
+            found["found"] -= found["left"]
+            counts[stem] = found
+        return counts
+
     def describe_failures(self) -> str:
         return "\n".join(
             f"unit failed: {u.describe()} [cache key {u.key}]\n  {err}"

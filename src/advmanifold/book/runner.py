@@ -51,6 +51,7 @@ import yaml
 
 from . import paths
 from .cache import atomic_write_text
+from .execution import write_page
 from .profiles import PROFILES, SettingError, check_profile
 from .results import read_book_run, write_book_run
 from .toc import BookError, Chapter, chapters
@@ -289,13 +290,22 @@ def execute(
 
 
 def record_times(
-    root: Path, profile: str, times: dict[str, float], units_s: float | None = None
+    root: Path,
+    profile: str,
+    times: dict[str, float],
+    units_s: float | None = None,
+    units: dict[str, dict[str, int]] | None = None,
 ) -> Path:
     """Merge this run's chapter times into the runner's log
     (:func:`~advmanifold.book.results.write_book_run`); ``units_s``: the time the
-    fan-out took to build units before the chapters ran."""
+    fan-out took to build units before the chapters ran, ``units`` its counts per
+    chapter (:meth:`~advmanifold.book.fanout.FanOutReport.per_chapter`)."""
     return write_book_run(
-        profile, times, units_s=units_s, directory=paths.results_dir(root=root)
+        profile,
+        times,
+        units_s=units_s,
+        units=units,
+        directory=paths.results_dir(root=root),
     )
 
 
@@ -309,9 +319,15 @@ def record(root: Path, profile: str, stems: list[str]) -> Path:
         for path in [source / f"{stem}.json", *sorted(source.glob(f"{stem}__*.csv"))]:
             if path.is_file():
                 atomic_write_text(target / path.name, path.read_text())
-    # the chapters' times of this tree's runs of the profile, kept beside them
-    done = read_book_run(profile, source)["chapters_s"]
-    write_book_run(profile, {s: done[s] for s in stems if s in done}, directory=target)
+    # the chapters' times (and fan-out counts) of this tree's runs of the profile
+    log = read_book_run(profile, source)
+    done, counts = log["chapters_s"], log.get("units", {})
+    write_book_run(
+        profile,
+        {s: done[s] for s in stems if s in done},
+        units={s: counts[s] for s in stems if s in counts},
+        directory=target,
+    )
     print(f"recorded {', '.join(stems)} in {target}", flush=True)
     return target
 
@@ -334,9 +350,10 @@ def stub_page(chapter: Chapter) -> str:
 
 
 def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
-    """Copy the book's sources next to the executed notebooks. A chapter never executed
-    in this tree is staged as a short page saying so (links to it still resolve); their
-    stems are returned."""
+    """Copy the book's sources next to the executed notebooks and write the execution
+    statistics (:mod:`advmanifold.book.execution`). A chapter never executed in this
+    tree is staged as a short page saying so (links to it still resolve); their stems
+    are returned."""
     site.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, site / name)
@@ -362,6 +379,13 @@ def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
     figures = root / "_build" / "figures"
     if figures.is_dir():
         shutil.copytree(figures, site / "book" / "generated", dirs_exist_ok=True)
+    # the appendix's execution statistics: this build's results and the paper record
+    write_page(
+        site,
+        [c.stem for c in every],
+        paths.results_dir(root=root),
+        root / "results" / "paper",
+    )
     return left_out
 
 
@@ -552,9 +576,10 @@ def show_plan(
 
 def fan_out_units(
     the_plan: Plan, args: argparse.Namespace, registry: Registry
-) -> float:
-    """Build the plan's missing units on Dask first; the seconds it took. Raises
-    :class:`BookError` if a unit failed."""
+) -> tuple[float, dict[str, dict[str, int]]]:
+    """Build the plan's missing units on Dask first; the seconds it took and the
+    counts per chapter (listed, built, found, ...). Raises :class:`BookError` if a
+    unit failed."""
     from .fanout import build_missing, plan_units
 
     start = time.perf_counter()
@@ -580,7 +605,11 @@ def fan_out_units(
             "cached; fix the failing ones and run again",
             status=1,
         )
-    return units_s
+    listed = {
+        stem: [u.key for u in registry.units(stem, args.profile, params)]
+        for stem, params in the_plan.parameters.items()
+    }
+    return units_s, report.per_chapter(listed)
 
 
 def execute_and_record(
@@ -589,12 +618,13 @@ def execute_and_record(
     site: Path,
     args: argparse.Namespace,
     units_s: float | None,
+    units: dict[str, dict[str, int]] | None = None,
 ) -> None:
-    """Execute the chapters, log their times and, with ``--record``, copy their
-    results into the committed record."""
+    """Execute the chapters, log their times (and the fan-out's counts ``units``)
+    and, with ``--record``, copy their results into the committed record."""
     start = time.perf_counter()
     times = execute(root, the_plan, site)
-    log = record_times(root, args.profile, times, units_s)
+    log = record_times(root, args.profile, times, units_s, units)
     print(
         f"executed {len(times)} chapter(s) in "
         f"{time.perf_counter() - start:.1f} s (times: {log})",
@@ -618,11 +648,11 @@ def main(registry: Registry, argv: list[str] | None = None) -> int:
         show_plan(root, the_plan, args.profile, args.workers, registry)
         return 0
     fan_out = args.workers > 1 or args.scheduler or args.budget_s is not None
-    units_s = None
+    units_s, units = None, None
     if not args.no_execute and fan_out:
-        units_s = fan_out_units(the_plan, args, registry)
+        units_s, units = fan_out_units(the_plan, args, registry)
     if not args.no_execute:
-        execute_and_record(root, the_plan, site, args, units_s)
+        execute_and_record(root, the_plan, site, args, units_s, units)
     if not args.no_build:
         stage(root, site, chapters(root))
         build(root, site)
