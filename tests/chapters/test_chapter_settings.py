@@ -12,7 +12,7 @@ from advmanifold.book import runner as book
 from advmanifold.book.profiles import PROFILES, Settings, SettingError
 from advmanifold.chapters import CHAPTERS, registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: (chapter, overridable setting) for every chapter
 OVERRIDABLE = [
     (stem, name)

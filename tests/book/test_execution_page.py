@@ -18,7 +18,7 @@ from advmanifold.book.results import (
 )
 from advmanifold.book.toc import toc_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rows(text: str, heading: str) -> list[list[str]]:

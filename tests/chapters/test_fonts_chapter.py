@@ -14,7 +14,7 @@ from advmanifold.science import glyphs
 from advmanifold.chapters import fonts
 from advmanifold.book.results import Results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THREE = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
 
