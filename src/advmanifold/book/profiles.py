@@ -44,30 +44,6 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-def select(
-    profile: str, table: Mapping[str, Mapping[str, Any]], **overrides: Any
-) -> SimpleNamespace:
-    """Settings of ``profile`` from ``table`` with every non-None override applied,
-    values unchecked (a chapter's settings check theirs: :class:`Settings`).
-
-    >>> table = {p: {"epochs": i} for i, p in enumerate(PROFILES)}
-    >>> select("quick", table, epochs=None).epochs
-    1
-    """
-    check_profile(profile)
-    missing = [p for p in PROFILES if p not in table]
-    if missing:
-        raise ValueError(f"settings table lacks profiles {missing}")
-    settings = dict(table[profile])
-    unknown = sorted(
-        k for k, v in overrides.items() if v is not None and k not in settings
-    )
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid: {sorted(settings)}")
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    return SimpleNamespace(profile=profile, **settings)
-
-
 # ------------------------------------------------------------------ kinds of values
 
 
