@@ -130,10 +130,9 @@ def plan(
             )
         for t in targets:
             result.parameters[t][name] = value
-    for stem, params in result.parameters.items():
+    for stem, params in result.parameters.items() if check is not None else ():
         try:
-            if check is not None:
-                check(stem, profile, params)
+            check(stem, profile, params)
         except SettingError as err:
             raise BookError(f"notebook {stem}: parameter {err}") from None
     return result

@@ -47,8 +47,15 @@ from torch import Tensor, nn
 
 from ..science import attacks, compute, models, training
 from ..book import paths
-from ..book.profiles import Setting, Settings, flag, integer, integers, number
-from ..book.profiles import optional
+from ..book.profiles import (
+    Setting,
+    Settings,
+    flag,
+    integer,
+    integers,
+    number,
+    optional,
+)
 from . import throughput
 from ..science.models import MLP
 
@@ -1019,6 +1026,7 @@ _COUNTS = (
     *("denormal_steps", "denormal_window"),
 )
 _WARMED = ("pgd", "knn", "decoder", "step")  # pieces with their own warm-up rounds
+
 #: The appendix's settings (:class:`advmanifold.book.profiles.Settings`):
 #: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``;
 #: ``repeats`` sets the timed rounds of every piece at once.
