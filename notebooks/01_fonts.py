@@ -37,7 +37,7 @@ if "google.colab" in sys.modules:  # on Colab: install the package and the FONTS
     # the original's Google Fonts (pinned npm packages), the Debian fonts as fallback
     subprocess.run([sys.executable, "-m", "advmanifold.science.google_fonts", "fetch"],
                    check=False)
-    from advmanifold.science.fonts import debian_font_packages
+    from advmanifold.science.glyphs import debian_font_packages
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     *debian_font_packages()], check=True)
@@ -63,25 +63,25 @@ from IPython.display import Markdown, display
 
 from advmanifold.science import attacks, decoders, models
 from advmanifold.chapters import claims
-from advmanifold.chapters import fonts as chapter
+from advmanifold.chapters import fonts
 from advmanifold.book import figures
 from advmanifold.book.results import Results
 
 params = dict(seed=seed, device=device, font_dirs=font_dirs, font_source=font_source,
               n_fonts=n_fonts, epochs=epochs, n_attack=n_attack, restarts=restarts)
-S = chapter.settings(profile, **chapter.overrides(params))
-prototype_unit, classifier_unit = chapter.units(profile, params)
+S = fonts.settings.from_params(profile, params)
+prototype_unit, classifier_unit = fonts.units(profile, params)
 torch.manual_seed(seed)
 res = Results("01_fonts", profile=profile, seed=seed)
-chapter.style()
+fonts.style()
 
 started = time.perf_counter()
-every_font = chapter.prototypes(prototype_unit)  # rendered once, then cached
-manifest = chapter.record_fonts(res, every_font, S)
-source = chapter.record_source(res, prototype_unit)
+every_font = fonts.prototypes(prototype_unit)  # rendered once, then cached
+manifest = fonts.record_fonts(res, every_font, S)
+source = fonts.record_source(res, prototype_unit)
 res.add("time_prototypes_s", time.perf_counter() - started)
 count = len(manifest)
-warning = chapter.fallback_warning(count, chapter.fonts_wanted(S), profile)
+warning = fonts.fallback_warning(count, fonts.fonts_wanted(S), profile)
 if warning:
     display(Markdown(warning))
 
@@ -93,7 +93,7 @@ if warning:
 # faces (its `font_source`: {glue:text}`font_source`) and how they were chosen:
 
 # %% tags=["hide-input"]
-display(Markdown(chapter.prototypes_prose(source, res.metrics)))
+display(Markdown(fonts.prototypes_prose(source, res.metrics)))
 
 # %% [markdown]
 # The manifest of the faces used (file, face index, family, style and SHA-256 of the
@@ -101,7 +101,7 @@ display(Markdown(chapter.prototypes_prose(source, res.metrics)))
 # be rebuilt from the same files.
 
 # %% tags=["hide-input"]
-chapter.filter_table(every_font, count)
+fonts.filter_table(every_font, count)
 
 # %% [markdown]
 # ## The decoder: prototype → affine transformation → image
@@ -129,12 +129,12 @@ decoder = decoders.FontDecoder(every_font.images[:count]).to(device)
 # %% tags=["hide-input"]
 show_fonts = torch.linspace(0, count - 1, 4).round().long().tolist()
 show_letters = [0, 6, 3, 9][: len(show_fonts)]
-fig = chapter.plot_decoder_parameters(decoder.cpu(), show_fonts[:2], show_letters[:2],
-                                      every_font.names)
-figures.save(fig, chapter.STEM, "decoder")
-fig = chapter.plot_decoder_random(decoder, show_fonts, show_letters, every_font.names,
-                                  seed=seed)
-figures.save(fig, chapter.STEM, "decoder_random")
+fig = fonts.plot_decoder_parameters(decoder.cpu(), show_fonts[:2], show_letters[:2],
+                                    every_font.names)
+figures.save(fig, fonts.STEM, "decoder")
+fig = fonts.plot_decoder_random(decoder, show_fonts, show_letters, every_font.names,
+                                seed=seed)
+figures.save(fig, fonts.STEM, "decoder_random")
 decoder.to(device);
 
 # %% [markdown]
@@ -164,9 +164,9 @@ decoder.to(device);
 # accuracy: {glue:text}`classifier_test_accuracy:.3f`.
 
 # %% tags=["remove-stderr"]
-data = chapter.dataset(every_font.images[:count], S, seed)
+data = fonts.dataset(every_font.images[:count], S, seed)
 started = time.perf_counter()
-model = chapter.classifier(classifier_unit, device)  # trained once, then cached
+model = fonts.classifier(classifier_unit, device)  # trained once, then cached
 training_s = time.perf_counter() - started
 test_x, test_y = data["test_x"].to(device), data["test_y"].to(device)
 
@@ -214,16 +214,16 @@ font = data["test_font"][pick].to(device)
 theta = data["test_theta"][pick].to(device)
 
 started = time.perf_counter()
-attack = dict(eps=chapter.EPS, steps=S.attack_steps, restarts=S.restarts, mode="first",
+attack = dict(eps=fonts.EPS, steps=S.attack_steps, restarts=S.restarts, mode="first",
               seed=seed)
 regular = attacks.pgd(model, x, y, **attack)
 on_manifold, x_on = decoders.attack_theta(model, decoder, font, y, theta,
-                                          ranges=chapter.RANGES, **attack)
+                                          ranges=fonts.RANGES, **attack)
 attacks_s = time.perf_counter() - started
 # the original's protocol: Adam (lr 0.005), 40 steps, 5 attempts (adam_attack defaults)
-regular_original = attacks.adam_attack(model, x, y, eps=chapter.EPS, seed=seed)
+regular_original = attacks.adam_attack(model, x, y, eps=fonts.EPS, seed=seed)
 on_manifold_original, _ = decoders.attack_theta(
-    model, decoder, font, y, theta, ranges=chapter.RANGES, eps=chapter.EPS,
+    model, decoder, font, y, theta, ranges=fonts.RANGES, eps=fonts.EPS,
     attack=attacks.adam_attack, seed=seed)
 
 # %% tags=["hide-input"]
@@ -239,13 +239,13 @@ res.add("onmanifold_success_rate_original",
         on_manifold_original.per_attempt_success(every))
 
 both = (regular.success & on_manifold.success).nonzero().squeeze(1)[:8].cpu()
-fig = chapter.plot_examples([
+fig = fonts.plot_examples([
     ("test image", x, y.cpu()),
     ("regular adversarial", regular.adversarial,
      models.predict(model, regular.adversarial)),
     ("on-manifold adversarial", x_on, models.predict(model, x_on)),
 ], both)
-figures.save(fig, chapter.STEM, "examples")
+figures.save(fig, fonts.STEM, "examples")
 
 # %% [markdown]
 # ```{glue:figure} fig_examples
@@ -282,10 +282,10 @@ sets = {  # images and which of them to measure
     "regular adversarial": (regular.adversarial, regular.success.cpu()),
 }
 started = time.perf_counter()
-distances = chapter.distance_frame(decoder, font, y, theta, x, sets,
-                                   steps=S.search_steps, lr=chapter.SEARCH_LR,
-                                   restarts=S.search_restarts, ranges=chapter.RANGES,
-                                   seed=seed)
+distances = fonts.distance_frame(decoder, font, y, theta, x, sets,
+                                 steps=S.search_steps, lr=fonts.SEARCH_LR,
+                                 restarts=S.search_restarts, ranges=fonts.RANGES,
+                                 seed=seed)
 projection_s = time.perf_counter() - started
 
 # %% tags=["hide-input"]
@@ -295,8 +295,8 @@ res.add("n_projected", len(distances))
 res.add("time_projection_s", projection_s)
 res.add("projection_examples_per_s", len(distances) / projection_s)
 res.add_table("distances", distances)
-chapter.record_distances(res, distances)
-figures.save(chapter.plot_distances(distances), chapter.STEM, "distances")
+fonts.record_distances(res, distances)
+figures.save(fonts.plot_distances(distances), fonts.STEM, "distances")
 
 # %% [markdown]
 # ```{glue:figure} fig_distances
@@ -334,7 +334,7 @@ usage = resource.getrusage(resource.RUSAGE_SELF)  # this kernel's CPU time, all 
 res.add("cpu_user_s", usage.ru_utime)
 res.add("cpu_system_s", usage.ru_stime)
 res.write()
-verdicts = claims.verdicts(chapter.STEM, res.metrics)
+verdicts = claims.verdicts(fonts.STEM, res.metrics)
 verdicts[["claim", "paper", "measured", "verdict", "rule"]].style.hide(axis="index")
 
 # %% [markdown]

@@ -70,7 +70,7 @@ params = dict(seed=seed, device=device, data_dir=data_dir, n_test=n_test,
               n_onmanifold=n_onmanifold, attempts=attempts,
               classifier_epochs=classifier_epochs, vaegan_epochs=vaegan_epochs,
               restarts=restarts)
-S = mnist.settings(profile, **mnist.overrides(params))
+S = mnist.settings.from_params(profile, params)
 unit = {u.name: u for u in mnist.units(profile, params)}
 torch.manual_seed(seed)
 res = Results("02_mnist", profile=profile, seed=seed)

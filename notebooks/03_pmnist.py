@@ -63,7 +63,7 @@ from advmanifold.book.results import Results
 
 params = dict(seed=seed, data_dir=data_dir, n_seeds=n_seeds, n_train=n_train,
               epochs=epochs, alpha=alpha, n_eval=n_eval, pca_mode=pca_mode)
-S = pmnist.notebook_settings(profile, params)
+S = pmnist.settings.from_params(profile, params)
 SEEDS = pmnist.seeds(S.n_seeds, seed)
 if threads is not None:
     torch.set_num_threads(int(threads))

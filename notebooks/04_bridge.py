@@ -66,7 +66,7 @@ from advmanifold.book import figures
 from advmanifold.book.results import Results, read_results
 
 params = dict(seed=seed, data_dir=data_dir, n_examples=n_examples, n_verify=n_verify)
-S = bridge.notebook_settings(profile, params)
+S = bridge.settings.from_params(profile, params)
 torch.manual_seed(seed)
 res = Results("04_bridge", profile=profile, seed=seed)
 style()

@@ -33,7 +33,7 @@ if "google.colab" in sys.modules:  # on Colab: install the companion package and
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/adversarial-manifolds/companion.git"],
                    check=True)
-    from advmanifold.science.fonts import debian_font_packages
+    from advmanifold.science.glyphs import debian_font_packages
     subprocess.run(["apt-get", "update", "-qq"], check=True)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
                     *debian_font_packages()], check=True)
@@ -67,7 +67,7 @@ params = dict(seed=seed, font_dirs=font_dirs, font_source=font_source,
               n_fonts=n_fonts, sizes=sizes,
               n_seeds=n_seeds, epochs=epochs, n_attack=n_attack, restarts=restarts,
               order=order)
-S = G.settings_from_params(profile, params)
+S = G.settings.from_params(profile, params)
 torch.manual_seed(seed)
 res = Results(G.STEM, profile=profile, seed=seed)
 sns.set_theme(style="whitegrid", context="notebook")

@@ -82,7 +82,7 @@ if threads is not None:
     compute.set_threads(int(threads))
 params = dict(seed=seed, device=device, font_dirs=font_dirs, font_source=font_source,
               n_fonts=n_fonts, epochs=epochs, n_eval=n_eval, gen_n=gen_n)
-S = DM.notebook_settings(profile, params)
+S = DM.settings.from_params(profile, params)
 units = DM.grid(profile, params)
 res = Results(DM.STEM, profile=profile, seed=seed)
 figures.style()

@@ -70,7 +70,7 @@ from advmanifold.chapters import init_scale_plots as plots
 
 params = dict(seed=seed, data_dir=data_dir, n_seeds=n_seeds, n_train=n_train,
               epochs=epochs, n_eval=n_eval, hidden=hidden)
-S = init_scale.notebook_settings(profile, params)
+S = init_scale.settings.from_params(profile, params)
 SEEDS = pmnist.seeds(S.n_seeds, seed)
 if threads is not None:
     torch.set_num_threads(int(threads))

@@ -92,7 +92,7 @@ from advmanifold.book.results import Results
 if device != "cpu":
     raise ValueError(f"device must be 'cpu' (the benchmarks compare CPU "
                      f"implementations), got {device!r}")
-S = benchmarking.settings(profile, threads=threads, repeats=repeats)
+S = benchmarking.settings.from_params(profile, dict(threads=threads, repeats=repeats))
 torch.manual_seed(seed)
 res = Results("90_benchmarks", profile=profile, seed=seed)
 settings = {k: v for k, v in vars(S).items() if k in benchmarking.FULL}

@@ -2,8 +2,10 @@
 reorganisation cannot move.
 
 - ``science`` imports neither ``chapters`` nor ``book``; ``chapters`` does not import
-  the runner; no module imports itself back through others (every import counted,
-  those inside functions too).
+  the runner; ``book`` imports ``chapters`` only in the runner's entry point
+  (``advmanifold.book.__main__``, which passes the chapters' registry down); no module
+  imports itself back through others (every import counted, those inside functions
+  too).
 - Every chapter's unit keys, for every profile, equal the list captured before the
   package was split into wings (``tests/data/cache_keys.json``), so models trained
   before the move (here or on a user's machine) stay valid. Font files and their
@@ -104,6 +106,23 @@ def test_chapters_do_not_import_the_runner_or_the_fanout(graph):
     assert not wrong
 
 
+#: The one module of the book wing that may import the chapters: the runner's entry
+#: point, which hands their registry to the runner and the fan-out.
+BOOK_ENTRY_POINT = "advmanifold.book.__main__"
+
+
+def test_the_book_imports_chapters_only_in_its_entry_point(graph):
+    into_chapters = {
+        (m, t)
+        for m, targets in graph.items()
+        if wing(m) == "book"
+        for t in targets
+        if wing(t) == "chapters"
+    }
+    assert {m for m, _ in into_chapters} == {BOOK_ENTRY_POINT}  # and it does
+    assert {t for _, t in into_chapters} == {"advmanifold.chapters"}  # the registry
+
+
 def test_no_module_reaches_itself_through_its_imports(graph):
     def cycle_from(start):
         stack, seen = [(start, [start])], set()
@@ -133,15 +152,15 @@ def test_no_import_hides_behind_a_string():
 @pytest.fixture
 def fixed_fonts(monkeypatch):
     """Font files and hashes that do not depend on the machine."""
-    from advmanifold.science import fonts
+    from advmanifold.science import glyphs
 
     # the snapshot's fonts are the system's (the Debian packages): pin that source
     monkeypatch.setenv("ADVMANIFOLD_FONT_SOURCE", "system")
     names = [Path(f"/fonts/face-{i:03d}.ttf") for i in range(40)]
-    monkeypatch.setattr(fonts, "find_font_files", lambda font_dirs=None: names)
-    monkeypatch.setattr(fonts, "matplotlib_font_files", lambda: names[:5])
+    monkeypatch.setattr(glyphs, "find_font_files", lambda font_dirs=None: names)
+    monkeypatch.setattr(glyphs, "matplotlib_font_files", lambda: names[:5])
     monkeypatch.setattr(
-        fonts, "sha256_file", lambda p: hashlib.sha256(str(p).encode()).hexdigest()
+        glyphs, "sha256_file", lambda p: hashlib.sha256(str(p).encode()).hexdigest()
     )
 
 

@@ -31,7 +31,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from advmanifold.science import fonts
+from advmanifold.science import glyphs
 from advmanifold.science import google_fonts as gf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,11 +121,11 @@ def check(data: bytes, suffix: str) -> str:
     with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
         handle.write(data)
         handle.flush()
-        images = fonts.render_font(handle.name, centring="original")
-        letters = None if images is None else fonts.has_letters(handle.name)
+        images = glyphs.render_font(handle.name, centring="original")
+        letters = None if images is None else glyphs.has_letters(handle.name)
     if images is None or letters is None:
         return "unreadable"
-    if not letters or (images[:-1].reshape(len(fonts.LETTERS), -1).max(1) == 0).any():
+    if not letters or (images[:-1].reshape(len(glyphs.LETTERS), -1).max(1) == 0).any():
         return "missing-glyphs"
     return "ok"
 

@@ -9,7 +9,9 @@ it depends on; a worker builds it through the shared content-addressed cache, so
 notebooks executed afterwards find every unit cached. Workers on other machines must
 see the same cache folder (``ADVMANIFOLD_CACHE`` on shared storage) and data folder.
 Dask provides the scheduling, the retries and the dashboard; nothing here is a job
-system.
+system. The chapters' units and their order come from a
+:class:`~advmanifold.book.units.Registry` that the caller passes (the runner's entry
+point takes it from :mod:`advmanifold.chapters`): this module imports no chapter.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..science.compute import cores
-from ..chapters import chapter_module, chapter_units
-from .units import Unit, estimate, format_seconds, unique
+from .units import Registry, Unit, estimate, format_seconds, unique
 
 
 @dataclass
@@ -34,14 +35,14 @@ class PlannedUnit:
 
 
 def plan_units(
-    parameters: Mapping[str, Mapping[str, Any]], profile: str
+    parameters: Mapping[str, Mapping[str, Any]], profile: str, registry: Registry
 ) -> list[PlannedUnit]:
     """Every unit of the selected chapters (``{stem: notebook parameters}``), each
-    once."""
+    once, as ``registry.units`` lists them."""
     units = unique(
         u
         for stem, params in parameters.items()
-        for u in chapter_units(stem, profile, params)
+        for u in registry.units(stem, profile, params)
     )
     planned = []
     for unit in units:
@@ -119,6 +120,27 @@ class FanOutReport:
     failed: list[tuple[Unit, str]] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # not built: the budget was spent
 
+    def per_chapter(
+        self, listed: Mapping[str, Iterable[str]]
+    ) -> dict[str, dict[str, int]]:
+        """Counts per chapter (``listed``: stem → its units' keys, a unit shared by
+        chapters counted in each): ``listed``, ``built`` here, ``found`` in the cache,
+        ``failed`` and ``left`` (the budget was spent)."""
+        failed = {u.key for u, _ in self.failed}
+        counts = {}
+        for stem, keys in listed.items():
+            keys = set(keys)
+            found = dict(
+                listed=len(keys),
+                built=len(keys & set(self.built)),
+                failed=len(keys & failed),
+                left=len(keys & set(self.left)),
+            )
+            found["found"] = found["listed"] - found["built"] - found["failed"]
+            found["found"] -= found["left"]
+            counts[stem] = found
+        return counts
+
     def describe_failures(self) -> str:
         return "\n".join(
             f"unit failed: {u.describe()} [cache key {u.key}]\n  {err}"
@@ -148,17 +170,17 @@ class Heartbeat:
         self._thread.join()
 
 
-def build_order(units: Iterable[Unit]) -> list[Unit]:
+def build_order(
+    units: Iterable[Unit], priority: Callable[[Unit], Any] | None = None
+) -> list[Unit]:
     """Units (dependencies included) in the order to build them: by chapter, then by
-    the chapter module's ``priority(unit)`` where it defines one (smaller first),
-    dependencies always before their dependents."""
+    ``priority(unit)`` (smaller first; a registry's ``priority``: the chapter's own
+    order), dependencies always before their dependents."""
     listed = unique(units)
     chapters = list(dict.fromkeys(u.chapter for u in listed))
 
     def rank(unit: Unit):
-        module = chapter_module(unit.chapter)
-        own = getattr(module, "priority", None) if module is not None else None
-        return (chapters.index(unit.chapter), own(unit) if own else ())
+        return (chapters.index(unit.chapter), priority(unit) if priority else ())
 
     ranked = sorted(listed, key=rank)  # stable: the chapter's own order otherwise
     return unique(ranked)  # re-inserts any dependency a priority put later
@@ -188,9 +210,10 @@ def build_missing(
     heartbeat_s: float = 30.0,
     budget_s: float | None = None,
     threads: int | None = None,
+    priority: Callable[[Unit], Any] | None = None,
 ) -> FanOutReport:
     """Build every unit not cached yet on Dask, dependencies first, in
-    :func:`build_order` (Dask priorities follow it).
+    :func:`build_order` with ``priority`` (Dask priorities follow it).
 
     A unit that fails is reported with its chapter, name and configuration; the
     units that do not depend on it are still built and stay cached. With
@@ -204,7 +227,7 @@ def build_missing(
     """
     from dask.distributed import as_completed
 
-    todo = [u for u in build_order(units) if not u.is_cached()]
+    todo = [u for u in build_order(units, priority) if not u.is_cached()]
     report = FanOutReport()
     if not todo:
         return report

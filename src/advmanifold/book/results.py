@@ -180,8 +180,10 @@ def read_book_run(
     profile: str, directory: str | os.PathLike | None = None
 ) -> dict[str, Any]:
     """The runner's log of ``profile``: ``chapters_s`` (stem → seconds of its last
-    run), ``total_s``, ``units_s`` (the fan-out before the chapters, last run) and
-    ``finished``; an empty log where none was written."""
+    run), ``total_s``, ``units_s`` (the fan-out before the chapters, last run),
+    ``units`` (stem → its units' counts in the fan-out before its last run, where one
+    ran: ``listed``, ``built``, ``found``, ``failed``, ``left``) and ``finished``; an
+    empty log where none was written."""
     path = book_run_path(profile, directory)
     log = json.loads(path.read_text()) if path.is_file() else {}
     log.setdefault("profile", profile)
@@ -195,15 +197,23 @@ def write_book_run(
     chapters_s: Mapping[str, float],
     *,
     units_s: float | None = None,
+    units: Mapping[str, Mapping[str, int]] | None = None,
     directory: str | os.PathLike | None = None,
 ) -> Path:
     """Merge chapter times into the log of ``profile`` (other chapters keep theirs),
-    with ``total_s`` = their sum; ``units_s`` replaces the fan-out time where given."""
+    with ``total_s`` = their sum; ``units_s`` replaces the fan-out time where given;
+    ``units``: the fan-out's counts per chapter of this run (a chapter of
+    ``chapters_s`` without them ran without a fan-out: its old counts go)."""
     log = read_book_run(profile, directory)
     log["chapters_s"].update({k: round(float(v), 1) for k, v in chapters_s.items()})
     log["total_s"] = round(sum(log["chapters_s"].values()), 1)
     if units_s is not None:
         log["units_s"] = round(float(units_s), 1)
+    counts = {k: v for k, v in log.get("units", {}).items() if k not in chapters_s}
+    counts.update({k: dict(v) for k, v in (units or {}).items()})
+    log.pop("units", None)
+    if counts:
+        log["units"] = counts
     log["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     path = book_run_path(profile, directory)
     atomic_write_text(path, json.dumps(log, indent=1) + "\n")

@@ -26,6 +26,12 @@ by default (``--workers N`` to choose, ``--workers 1`` to let the notebooks buil
 or on a running scheduler (``--scheduler ADDRESS``); the notebooks then find them
 cached. With ``--budget`` the fan-out stops when the time is spent, and the chapters
 that declare an ``only_cached`` parameter use the units built so far.
+
+The runner asks the chapters (their units, build order and the check of notebook
+parameters against their declared settings) through a
+:class:`~advmanifold.book.units.Registry` that its entry point,
+:mod:`advmanifold.book.__main__`, takes from :mod:`advmanifold.chapters`; the runner
+itself imports no chapter.
 """
 
 from __future__ import annotations
@@ -39,15 +45,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from . import paths
 from .cache import atomic_write_text
-from .profiles import PROFILES, check_profile
+from .execution import write_page
+from .profiles import PROFILES, SettingError, check_profile
 from .results import read_book_run, write_book_run
 from .toc import BookError, Chapter, chapters
+from .units import Registry
 
 
 @dataclass
@@ -73,10 +81,15 @@ def parse_assignment(text: str) -> tuple[str | None, str, Any]:
 
 
 def plan(
-    root: Path, profile: str, only: list[str] | None, assignments: list[str]
+    root: Path,
+    profile: str,
+    only: list[str] | None,
+    assignments: list[str],
+    check: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> Plan:
     """Validate everything before any notebook runs: profile, chapter names,
-    parameters."""
+    parameters and, with ``check`` (a registry's), the parameters' values against the
+    chapters' declared settings."""
     try:
         check_profile(profile)
     except ValueError:
@@ -117,6 +130,11 @@ def plan(
             )
         for t in targets:
             result.parameters[t][name] = value
+    for stem, params in result.parameters.items() if check is not None else ():
+        try:
+            check(stem, profile, params)
+        except SettingError as err:
+            raise BookError(f"notebook {stem}: parameter {err}") from None
     return result
 
 
@@ -271,13 +289,22 @@ def execute(
 
 
 def record_times(
-    root: Path, profile: str, times: dict[str, float], units_s: float | None = None
+    root: Path,
+    profile: str,
+    times: dict[str, float],
+    units_s: float | None = None,
+    units: dict[str, dict[str, int]] | None = None,
 ) -> Path:
     """Merge this run's chapter times into the runner's log
     (:func:`~advmanifold.book.results.write_book_run`); ``units_s``: the time the
-    fan-out took to build units before the chapters ran."""
+    fan-out took to build units before the chapters ran, ``units`` its counts per
+    chapter (:meth:`~advmanifold.book.fanout.FanOutReport.per_chapter`)."""
     return write_book_run(
-        profile, times, units_s=units_s, directory=paths.results_dir(root=root)
+        profile,
+        times,
+        units_s=units_s,
+        units=units,
+        directory=paths.results_dir(root=root),
     )
 
 
@@ -291,9 +318,15 @@ def record(root: Path, profile: str, stems: list[str]) -> Path:
         for path in [source / f"{stem}.json", *sorted(source.glob(f"{stem}__*.csv"))]:
             if path.is_file():
                 atomic_write_text(target / path.name, path.read_text())
-    # the chapters' times of this tree's runs of the profile, kept beside them
-    done = read_book_run(profile, source)["chapters_s"]
-    write_book_run(profile, {s: done[s] for s in stems if s in done}, directory=target)
+    # the chapters' times (and fan-out counts) of this tree's runs of the profile
+    log = read_book_run(profile, source)
+    done, counts = log["chapters_s"], log.get("units", {})
+    write_book_run(
+        profile,
+        {s: done[s] for s in stems if s in done},
+        units={s: counts[s] for s in stems if s in counts},
+        directory=target,
+    )
     print(f"recorded {', '.join(stems)} in {target}", flush=True)
     return target
 
@@ -316,9 +349,10 @@ def stub_page(chapter: Chapter) -> str:
 
 
 def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
-    """Copy the book's sources next to the executed notebooks. A chapter never executed
-    in this tree is staged as a short page saying so (links to it still resolve); their
-    stems are returned."""
+    """Copy the book's sources next to the executed notebooks and write the execution
+    statistics (:mod:`advmanifold.book.execution`). A chapter never executed in this
+    tree is staged as a short page saying so (links to it still resolve); their stems
+    are returned."""
     site.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, site / name)
@@ -344,6 +378,13 @@ def stage(root: Path, site: Path, every: list[Chapter]) -> list[str]:
     figures = root / "_build" / "figures"
     if figures.is_dir():
         shutil.copytree(figures, site / "book" / "generated", dirs_exist_ok=True)
+    # the appendix's execution statistics: this build's results and the paper record
+    write_page(
+        site,
+        [c.stem for c in every],
+        paths.results_dir(root=root),
+        root / "results" / "paper",
+    )
     return left_out
 
 
@@ -502,10 +543,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def plan_run(root: Path, args: argparse.Namespace) -> Plan:
+def plan_run(root: Path, args: argparse.Namespace, registry: Registry) -> Plan:
     """The validated plan; under a budget, chapters declaring ``only_cached`` use
     the units built so far."""
-    the_plan = plan(root, args.profile, args.only, args.assignments)
+    the_plan = plan(root, args.profile, args.only, args.assignments, registry.check)
     if args.budget_s is not None:
         declared = {c.stem: c.parameters() for c in the_plan.chapters}
         for stem, params in declared.items():
@@ -514,12 +555,14 @@ def plan_run(root: Path, args: argparse.Namespace) -> Plan:
     return the_plan
 
 
-def show_plan(root: Path, the_plan: Plan, profile: str, workers: int) -> None:
+def show_plan(
+    root: Path, the_plan: Plan, profile: str, workers: int, registry: Registry
+) -> None:
     """Print every unit of the planned chapters, cached or not, with its cost."""
     from .fanout import format_plan, plan_units
 
     times = read_book_run(profile, paths.results_dir(root=root))["chapters_s"]
-    planned = plan_units(the_plan.parameters, profile)
+    planned = plan_units(the_plan.parameters, profile, registry)
     print(f"profile {profile}: {len(the_plan.chapters)} chapter(s)")
     print(
         format_plan(
@@ -530,19 +573,23 @@ def show_plan(root: Path, the_plan: Plan, profile: str, workers: int) -> None:
     )
 
 
-def fan_out_units(the_plan: Plan, args: argparse.Namespace) -> float:
-    """Build the plan's missing units on Dask first; the seconds it took. Raises
-    :class:`BookError` if a unit failed."""
+def fan_out_units(
+    the_plan: Plan, args: argparse.Namespace, registry: Registry
+) -> tuple[float, dict[str, dict[str, int]]]:
+    """Build the plan's missing units on Dask first; the seconds it took and the
+    counts per chapter (listed, built, found, ...). Raises :class:`BookError` if a
+    unit failed."""
     from .fanout import build_missing, plan_units
 
     start = time.perf_counter()
-    units = [p.unit for p in plan_units(the_plan.parameters, args.profile)]
+    units = [p.unit for p in plan_units(the_plan.parameters, args.profile, registry)]
     report = build_missing(
         units,
         workers=args.workers,
         scheduler=args.scheduler,
         budget_s=args.budget_s,
         threads=args.threads,
+        priority=registry.priority,
     )
     print(
         f"units: {len(report.built)} built, {len(report.found)} found, "
@@ -557,7 +604,11 @@ def fan_out_units(the_plan: Plan, args: argparse.Namespace) -> float:
             "cached; fix the failing ones and run again",
             status=1,
         )
-    return units_s
+    listed = {
+        stem: [u.key for u in registry.units(stem, args.profile, params)]
+        for stem, params in the_plan.parameters.items()
+    }
+    return units_s, report.per_chapter(listed)
 
 
 def execute_and_record(
@@ -566,12 +617,13 @@ def execute_and_record(
     site: Path,
     args: argparse.Namespace,
     units_s: float | None,
+    units: dict[str, dict[str, int]] | None = None,
 ) -> None:
-    """Execute the chapters, log their times and, with ``--record``, copy their
-    results into the committed record."""
+    """Execute the chapters, log their times (and the fan-out's counts ``units``)
+    and, with ``--record``, copy their results into the committed record."""
     start = time.perf_counter()
     times = execute(root, the_plan, site)
-    log = record_times(root, args.profile, times, units_s)
+    log = record_times(root, args.profile, times, units_s, units)
     print(
         f"executed {len(times)} chapter(s) in "
         f"{time.perf_counter() - start:.1f} s (times: {log})",
@@ -581,28 +633,26 @@ def execute_and_record(
         record(root, args.profile, list(times))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m advmanifold.book``: plan, build units, execute, record, build."""
+def main(registry: Registry, argv: list[str] | None = None) -> int:
+    """``python -m advmanifold.book``: plan, build units, execute, record, build; the
+    chapters are asked through ``registry`` (:mod:`advmanifold.book.__main__` passes
+    :func:`advmanifold.chapters.registry`)."""
     args = parse_args(argv)
     from .paths import book_root
 
     root = (args.root or book_root()).resolve()
-    the_plan = plan_run(root, args)
+    the_plan = plan_run(root, args, registry)
     site = root / "_build" / "site"
     if args.plan:
-        show_plan(root, the_plan, args.profile, args.workers)
+        show_plan(root, the_plan, args.profile, args.workers, registry)
         return 0
     fan_out = args.workers > 1 or args.scheduler or args.budget_s is not None
-    units_s = None
+    units_s, units = None, None
     if not args.no_execute and fan_out:
-        units_s = fan_out_units(the_plan, args)
+        units_s, units = fan_out_units(the_plan, args, registry)
     if not args.no_execute:
-        execute_and_record(root, the_plan, site, args, units_s)
+        execute_and_record(root, the_plan, site, args, units_s, units)
     if not args.no_build:
         stage(root, site, chapters(root))
         build(root, site)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

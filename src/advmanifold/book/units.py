@@ -10,9 +10,14 @@ so scaling out is only "build the missing units first, anywhere"
 
 Each chapter module listed in :data:`advmanifold.chapters.CHAPTERS` provides
 
-- ``settings(profile, **overrides)`` → its settings (``profiles.select`` of its table);
+- ``settings``, a :class:`advmanifold.book.profiles.Settings` (its table and every
+  setting declared once): ``settings(profile, **overrides)`` → its settings, checked;
+  ``settings.from_params(profile, params)`` → the same for notebook parameters;
 - ``units(profile, params)`` → the list of its units for the notebook parameters
-  ``params`` (the parameters cell's values, as the runner would inject them).
+  ``params`` (the parameters cell's values, as the runner would inject them);
+- optionally ``priority(unit)`` → the order in which its units are built.
+
+The runner and the fan-out reach these through a :class:`Registry` of functions.
 
 A unit's configuration must be computable without building anything expensive: it
 holds the unit's own settings plus the keys of the units it depends on (``deps``), or
@@ -71,6 +76,35 @@ class Unit:
     def describe(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "data")
         return f"{self.chapter} / {self.name} ({shown})"
+
+
+def _no_priority(unit: Unit) -> tuple:
+    return ()
+
+
+def _no_check(stem: str, profile: str, params: Mapping[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the runner and the fan-out ask of the chapters, as functions.
+
+    The book wing imports no chapter: the entry point (:mod:`advmanifold.book.__main__`)
+    takes these from :func:`advmanifold.chapters.registry` and hands them down.
+
+    - ``units(stem, profile, params)``: the units of chapter ``stem`` for ``profile``
+      and its notebook parameters ``params``, dependencies first;
+    - ``priority(unit)``: a sort key of ``unit`` within its chapter (smaller is built
+      first; ``()`` where the chapter has no order of its own);
+    - ``check(stem, profile, params)``: raises ``ValueError`` (a
+      :class:`~advmanifold.book.profiles.SettingError`) when a notebook parameter has
+      a value its setting does not take.
+    """
+
+    units: Callable[[str, str, Mapping[str, Any]], list[Unit]]
+    priority: Callable[[Unit], Any] = _no_priority
+    check: Callable[[str, str, Mapping[str, Any]], None] = _no_check
 
 
 def build_device() -> str:

@@ -3,7 +3,9 @@ figures), on top of :mod:`advmanifold.science`, with the book's machinery
 (:mod:`advmanifold.book`) for units, cache and results.
 
 :data:`CHAPTERS` maps a notebook stem to the module holding that chapter's
-``settings(profile, **overrides)`` and ``units(profile, params)``.
+``settings`` (:class:`advmanifold.book.profiles.Settings`: every setting declared once)
+and ``units(profile, params)``. The runner asks the chapters through
+:func:`registry`, which its entry point (:mod:`advmanifold.book.__main__`) hands to it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Mapping
 
-from ..book.units import Unit, unique
+from ..book.units import Registry, Unit, unique
 from . import benchmarks, bridge, fonts, generalization, mnist, pmnist
 from . import init_scale
 from . import dimpled
@@ -43,3 +45,24 @@ def chapter_units(
     if module is None or not hasattr(module, "units"):
         return []
     return unique(module.units(profile, dict(params or {})))
+
+
+def unit_priority(unit: Unit) -> Any:
+    """The build order of ``unit`` within its chapter: the chapter module's
+    ``priority(unit)`` where it defines one, else ``()``."""
+    own = getattr(chapter_module(unit.chapter), "priority", None)
+    return own(unit) if own is not None else ()
+
+
+def check_parameters(stem: str, profile: str, params: Mapping[str, Any]) -> None:
+    """Check the notebook parameters ``params`` of chapter ``stem`` against its
+    declared settings; a :class:`~advmanifold.book.profiles.SettingError` names the
+    parameter and the values it takes. Chapters without settings accept anything."""
+    module = chapter_module(stem)
+    if module is not None:
+        module.settings.from_params(profile, params)
+
+
+def registry() -> Registry:
+    """The functions through which the runner and the fan-out ask the chapters."""
+    return Registry(units=chapter_units, priority=unit_priority, check=check_parameters)

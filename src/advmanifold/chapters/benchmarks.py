@@ -47,6 +47,15 @@ from torch import Tensor, nn
 
 from ..science import attacks, compute, models, training
 from ..book import paths
+from ..book.profiles import (
+    Setting,
+    Settings,
+    flag,
+    integer,
+    integers,
+    number,
+    optional,
+)
 from . import throughput
 from ..science.models import MLP
 
@@ -228,20 +237,18 @@ def trained_mlp(n_train: int, *, data_dir=None, seed: int = 0) -> nn.Module:
 def prototypes_unit(bundled_only: bool):
     """The ``fonts-prototypes`` unit of the FONTS pieces: matplotlib's bundled fonts,
     or every font of the system (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
-    from . import fonts as fonts_chapter
-    from ..science import fonts
+    from . import fonts
+    from ..science import glyphs
 
-    files = fonts.matplotlib_font_files() if bundled_only else None
-    return fonts_chapter.prototypes_unit(files=files, chapter=STEM)
+    files = glyphs.matplotlib_font_files() if bundled_only else None
+    return fonts.prototypes_unit(files=files, chapter=STEM)
 
 
 def units(profile: str, params: Mapping[str, Any]) -> list:
     """The appendix's cached work for ``profile`` and the notebook's ``params``
     (:mod:`advmanifold.book.units`): the benchmark MLP and the font prototypes that the
     FONTS decoder and ConvNet pieces render."""
-    cfg = settings(
-        profile, threads=params.get("threads"), repeats=params.get("repeats")
-    )
+    cfg = settings.from_params(profile, params)
     found = [
         mlp_unit(
             cfg.mlp_train,
@@ -1009,31 +1016,48 @@ PROFILE_SETTINGS = {
 }
 
 
-def settings(profile: str, **overrides):
-    """The appendix's settings for ``profile``
-    (:func:`advmanifold.book.profiles.select`); ``repeats`` sets the timed rounds of
-    every piece at once."""
-    from ..book.profiles import select
+#: settings that count something (examples, steps, rounds, images): integers >= 1
+_COUNTS = (
+    *("pgd_examples", "pgd_steps", "pgd_repeats"),
+    *("knn_examples", "knn_train", "knn_repeats"),
+    *("decoder_examples", "decoder_restarts", "decoder_steps", "decoder_fonts"),
+    *("decoder_repeats", "step_batch_size", "step_inner", "step_repeats"),
+    *("mlp_train", "convnet_repeats", "convnet_unit_n", "convnet_pgd_steps"),
+    *("denormal_steps", "denormal_window"),
+)
+_WARMED = ("pgd", "knn", "decoder", "step")  # pieces with their own warm-up rounds
 
-    repeats = overrides.pop("repeats", None)
-    chosen = select(profile, PROFILE_SETTINGS, **overrides)
-    if repeats is not None:
-        if int(repeats) != repeats or repeats < 1:
-            raise ValueError(
-                f"repeats must be an integer >= 1 or None, got {repeats!r}"
-            )
-        for piece in ("pgd", "knn", "decoder", "step"):
-            setattr(chosen, f"{piece}_repeats", int(repeats))
-    return chosen
+#: The appendix's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``;
+#: ``repeats`` sets the timed rounds of every piece at once.
+settings = Settings(
+    PROFILE_SETTINGS,
+    *(Setting(name, integer(1)) for name in _COUNTS),
+    Setting("warmup", integer(0)),
+    *(Setting(f"{p}_warmup", optional(integer(0))) for p in _WARMED),
+    Setting("decoder_bundled_fonts", flag()),
+    Setting("convnet_peak_sizes", integers(1, as_tuple=True)),
+    Setting("convnet_compile_s", optional(number(gt=0))),
+    Setting("convnet_parallel_s", optional(number(gt=0))),
+    Setting("convnet_unit_epochs", integer(1, 20)),  # of the unit's 20
+    Setting("convnet_unit_budget_s", optional(number(gt=0))),
+    Setting("threads", optional(integer(1)), overridable=True),
+    Setting(
+        "repeats",
+        optional(integer(1)),
+        overridable=True,
+        sets=("pgd_repeats", "knn_repeats", "decoder_repeats", "step_repeats"),
+    ),
+)
 
 
 def load_decoder(n_fonts: int, *, bundled_only: bool = False):
     """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed);
     ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
-    from ..science import fonts
+    from ..science import glyphs
     from ..science.decoders import FontDecoder
 
-    prototypes = fonts.prototypes_from_payload(prototypes_unit(bundled_only).get())
+    prototypes = glyphs.prototypes_from_payload(prototypes_unit(bundled_only).get())
     source = "matplotlib" if bundled_only else "system"
     return FontDecoder(prototypes.images[:n_fonts]), source
 

@@ -40,7 +40,7 @@ from ..science import attacks, verification
 from . import pmnist
 from ..science.manifolds import knn
 from ..science.manifolds.linear import ATTACK_BOX
-from ..book.profiles import select
+from ..book.profiles import Setting, Settings, integer, integers, number
 from ..book.units import Unit
 
 STEM = "04_bridge"
@@ -92,30 +92,21 @@ VERIFY_KEYS = (
     "targets",
     "large_eps",
 )
-#: Notebook parameters that override settings of the same name.
-PARAMETERS = ("n_examples", "n_verify")
-
-
-def settings(profile: str, **overrides) -> SimpleNamespace:
-    """The chapter's settings for ``profile`` with every non-None override applied."""
-    s = select(profile, SETTINGS, **overrides)
-    for key in (
-        "n_examples",
-        "n_verify",
-        "pgd_steps",
-        "verify_steps",
-        "strong_steps",
-        "restarts",
-        "targets",
-    ):
-        value = getattr(s, key)
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-    return s
-
-
-def notebook_settings(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
-    return settings(profile, **{k: params.get(k) for k in PARAMETERS})
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+settings = Settings(
+    SETTINGS,
+    Setting("n_examples", integer(1), overridable=True),
+    Setting("pgd_steps", integer(1)),
+    Setting("eps", number(gt=0)),
+    Setting("knn_ks", integers(1)),
+    Setting("n_verify", integer(1), overridable=True),
+    Setting("verify_steps", integer(1)),
+    Setting("strong_steps", integer(1)),
+    Setting("restarts", integer(1)),
+    Setting("targets", integer(1, 9)),  # other classes of ten
+    Setting("large_eps", number(gt=0)),
+)
 
 
 def model_settings(profile: str) -> SimpleNamespace:
@@ -225,7 +216,7 @@ def model_units(profile: str, seed: int, data_dir=None) -> dict[str, Unit]:
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The four PMNIST models of ``seed`` (the PMNIST chapter's units) and a
     verification of each."""
-    s = notebook_settings(profile, params)
+    s = settings.from_params(profile, params)
     seed, data_dir = int(params.get("seed") or 0), params.get("data_dir")
     return [verify_unit(s, profile, name, seed, data_dir) for name in pmnist.MODELS]
 

@@ -43,6 +43,7 @@ import torch
 from tqdm.std import tqdm
 
 from ..book import profiles
+from ..book.profiles import Rule, Setting, integer, number, optional
 from ..book.units import Unit
 from ..science import compute, decoders, dimples, models
 from ..science.tangent import TangentSpace
@@ -125,9 +126,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
         gen_n=10_000,
     ),
 }
-#: Notebook parameters that override settings of the same name.
-PARAMETERS = ("n_fonts", "epochs", "n_eval", "gen_n")
-
 #: Rough costs on the reference machine (2 cores, one torch thread): seconds per image
 #: and forward or input-gradient pass of the ConvNet in the measurements (batches of
 #: a few hundred; measured at ``quick``: 0.55 s per checkpoint of 300 images, the
@@ -138,48 +136,33 @@ SECONDS_PER_CHECKPOINT = 0.01
 MEASURE_OVERHEAD_S = 1.0
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def settings(profile: str, **overrides) -> SimpleNamespace:
-    """``profiles.select(profile, SETTINGS, **overrides)``, each value checked (an
-    error names the setting)."""
-    s = profiles.select(profile, SETTINGS, **overrides)
-    if s.n_fonts is not None:
-        _positive_int("n_fonts", s.n_fonts)
-    for key in (
-        "train_per_prototype",
-        "test_per_prototype",
-        "epochs",
-        "n_early",
-        "n_eval",
-        "attack_steps",
-        "n_random",
-        "iterations",
-        "gen_n",
-    ):
-        _positive_int(key, getattr(s, key))
-    if isinstance(s.grid, bool) or int(s.grid) != s.grid or s.grid < 2:
-        raise ValueError(f"grid must be an integer >= 2, got {s.grid!r}")
-    if not 0 < s.early_fraction <= 1:
-        raise ValueError(f"early_fraction must be in (0, 1], got {s.early_fraction!r}")
-    for key in ("l2_eps", "linf_eps", "t_min"):
-        if not getattr(s, key) > 0:
-            raise ValueError(f"{key} must be > 0, got {getattr(s, key)!r}")
-    if not s.t_max > s.t_min:
-        raise ValueError(f"t_max must be > t_min = {s.t_min}, got {s.t_max!r}")
-    return s
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+settings = profiles.Settings(
+    SETTINGS,
+    Setting("n_fonts", optional(integer(1)), overridable=True),
+    Setting("train_per_prototype", integer(1)),
+    Setting("test_per_prototype", integer(1)),
+    Setting("epochs", integer(1), overridable=True),
+    Setting("n_early", integer(1)),
+    Setting("early_fraction", number(gt=0, le=1)),
+    Setting("n_eval", integer(1), overridable=True),
+    Setting("l2_eps", number(gt=0)),
+    Setting("linf_eps", number(gt=0)),
+    Setting("attack_steps", integer(1)),
+    Setting("n_random", integer(1)),
+    Setting("t_min", number(gt=0)),
+    Setting("t_max", number(gt=0)),
+    Setting("grid", integer(2)),
+    Setting("iterations", integer(1)),
+    Setting("gen_n", integer(1), overridable=True),
+    rules=[Rule("t_max", "a number > t_min", lambda s: s.t_max > s.t_min)],
+)
 
 
 def _plain(s: Any) -> dict[str, Any]:
     """The settings as a plain dict (picklable for a unit's build)."""
     return {k: getattr(s, k) for k in SETTINGS["quick"]}
-
-
-def notebook_settings(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
-    return settings(profile, **{k: params.get(k) for k in PARAMETERS})
 
 
 def gen_settings(profile: str) -> SimpleNamespace:
@@ -364,7 +347,7 @@ def model_unit(train: Unit, s: Any, proto: Unit) -> Unit:
 def grid(profile: str, params: Mapping[str, Any]) -> dict[str, Unit]:
     """The chapter's units by role: ``prototypes``, ``training``, ``checkpoints`` and
     ``train_<method>``, ``eval_<method>`` for each of :data:`METHODS`."""
-    s = notebook_settings(profile, params)
+    s = settings.from_params(profile, params)
     seed = int(params.get("seed") or 0)
     proto = fonts.prototypes_unit(
         params.get("font_dirs"), font_source=params.get("font_source")

@@ -3,7 +3,7 @@
 The chapter's expensive work is two units (:mod:`advmanifold.book.units`):
 
 - ``fonts-prototypes``: A–J rendered from the faces of a font source
-  (:func:`advmanifold.science.fonts.prototypes_payload`): the original's Google Fonts
+  (:func:`advmanifold.science.glyphs.prototypes_payload`): the original's Google Fonts
   faces in its order (``"google"``, :mod:`advmanifold.science.google_fonts`), or every
   face found in font folders and filtered (``"system"``, e.g. the Debian packages); its
   configuration is the font files' paths and SHA-256, so it is known without rendering
@@ -29,8 +29,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..science import decoders, fonts, google_fonts, models, training
+from ..science import decoders, glyphs, google_fonts, models, training
 from ..book import figures, profiles
+from ..book.profiles import Setting, integer, optional
 from ..book.units import Unit
 
 STEM = "01_fonts"
@@ -78,7 +79,7 @@ SETTINGS = {
 
 #: When a profile takes every legible face (``n_fonts=None``), fewer than this many
 #: mean the fonts are missing: the Debian packages of
-#: :func:`advmanifold.science.fonts.debian_font_packages` give about 630 (our choice).
+#: :func:`advmanifold.science.glyphs.debian_font_packages` give about 630 (our choice).
 MIN_FONTS = 500
 
 EPS = 0.3  # L∞ budget of both attacks, in image and in θ-space (the paper's)
@@ -96,13 +97,20 @@ SECONDS_PER_IMAGE = 6e-5
 LEGIBLE_FRACTION = 0.5  # legible share of the faces found, for estimates only
 
 
-def settings(profile: str, **overrides: Any) -> SimpleNamespace:
-    """``profiles.select(profile, SETTINGS, **overrides)`` (None overrides ignored)."""
-    S = profiles.select(profile, SETTINGS, **overrides)
-    n = S.n_fonts
-    if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
-        raise ValueError(f"n_fonts must be a positive integer or None, got {n!r}")
-    return S
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+settings = profiles.Settings(
+    SETTINGS,
+    Setting("n_fonts", optional(integer(1)), overridable=True),
+    Setting("train_per_prototype", integer(1)),
+    Setting("test_per_prototype", integer(1)),
+    Setting("epochs", integer(1), overridable=True),
+    Setting("n_attack", integer(1), overridable=True),
+    Setting("attack_steps", integer(1)),
+    Setting("restarts", integer(1), overridable=True),
+    Setting("search_steps", integer(1)),
+    Setting("search_restarts", integer(1)),
+)
 
 
 def fonts_wanted(S: SimpleNamespace) -> int:
@@ -116,7 +124,7 @@ def fonts_wanted(S: SimpleNamespace) -> int:
 #: Font sources: ``"google"``, the original's Google Fonts faces installed from the
 #: lock (:func:`advmanifold.science.google_fonts.fetch`, run by ``make fonts``);
 #: ``"system"`` (alias ``"debian"``), the system's font folders (the Debian packages
-#: of :func:`advmanifold.science.fonts.debian_font_packages`), the fallback.
+#: of :func:`advmanifold.science.glyphs.debian_font_packages`), the fallback.
 FONT_SOURCES = ("google", "system", "debian")
 GOOGLE_FONTS = 1000  # faces the google source keeps: the original's count
 
@@ -126,7 +134,7 @@ def _font_files(font_dirs) -> list:
         raise ValueError(
             f"font_dirs must be a list of folders or None, got {font_dirs!r}"
         )
-    return fonts.find_font_files(None if font_dirs is None else list(font_dirs))
+    return glyphs.find_font_files(None if font_dirs is None else list(font_dirs))
 
 
 def resolve_font_source(font_source=None, font_dirs=None):
@@ -169,10 +177,10 @@ def prototypes_unit(
     Google source (:func:`resolve_font_source`): the first :data:`GOOGLE_FONTS`
     installed faces of the original's order that render A–J, placed as the original
     placed them (``selection="original"`` of
-    :func:`advmanifold.science.fonts.prototypes_config`). Otherwise: every legible
+    :func:`advmanifold.science.glyphs.prototypes_config`). Otherwise: every legible
     face of ``files`` (default: the font files under ``font_dirs``, default the
     system's font folders), in a fixed random order
-    (:func:`advmanifold.science.fonts.load_prototypes` with its defaults)."""
+    (:func:`advmanifold.science.glyphs.load_prototypes` with its defaults)."""
     source = None if files is not None else resolve_font_source(font_source, font_dirs)
     if source == "google":
         files = google_files()
@@ -180,34 +188,34 @@ def prototypes_unit(
         # every machine
         root = google_fonts.google_font_dir()
         names = [Path(f).relative_to(root).as_posix() for f in files]
-        digests = {n: fonts.sha256_file(f) for n, f in zip(names, files)}
-        config = fonts.prototypes_config(
+        digests = {n: glyphs.sha256_file(f) for n, f in zip(names, files)}
+        config = glyphs.prototypes_config(
             names, digests=digests, n_fonts=GOOGLE_FONTS, selection="original"
         )
         return Unit(
             chapter,
             "fonts-prototypes",
             config,
-            functools.partial(fonts.prototypes_payload, config, files),
+            functools.partial(glyphs.prototypes_payload, config, files),
             estimate_s=1.0 + SECONDS_PER_FONT_FILE * min(len(files), GOOGLE_FONTS),
         )
     if files is None:
         files = _font_files(None if source == "system" else source)
     else:
         files = list(files)
-    config = fonts.prototypes_config(files)
+    config = glyphs.prototypes_config(files)
     return Unit(
         chapter,
         "fonts-prototypes",
         config,
-        functools.partial(fonts.prototypes_payload, config, files),
+        functools.partial(glyphs.prototypes_payload, config, files),
         estimate_s=1.0 + SECONDS_PER_FONT_FILE * len(files),
     )
 
 
-def prototypes(unit: Unit) -> fonts.FontPrototypes:
-    """The :class:`~advmanifold.science.fonts.FontPrototypes` of a prototypes unit."""
-    return fonts.prototypes_from_payload(unit.get())
+def prototypes(unit: Unit) -> glyphs.FontPrototypes:
+    """The :class:`~advmanifold.science.glyphs.FontPrototypes` of a prototypes unit."""
+    return glyphs.prototypes_from_payload(unit.get())
 
 
 def n_used(n_legible: int, n_fonts: int | None) -> int:
@@ -295,14 +303,9 @@ def classifier_unit(
     return Unit(STEM, "fonts-convnet", config, build, deps=(dep,), estimate_s=estimate)
 
 
-def overrides(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings overrides among notebook parameters ``params``."""
-    return {k: params.get(k) for k in ("n_fonts", "epochs", "n_attack", "restarts")}
-
-
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The chapter's units for ``profile`` and notebook parameters ``params``."""
-    S = settings(profile, **overrides(params))
+    S = settings.from_params(profile, params)
     dep = prototypes_unit(
         params.get("font_dirs"), font_source=params.get("font_source")
     )
@@ -330,7 +333,7 @@ def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
 # ------------------------------------------------------------------------ bookkeeping
 
 
-def record_fonts(res, every: fonts.FontPrototypes, S: SimpleNamespace):
+def record_fonts(res, every: glyphs.FontPrototypes, S: SimpleNamespace):
     """Add the font counts and the fallback flag to ``res``; return the manifest of the
     faces used (also added as table ``manifest``)."""
     count = n_used(len(every), S.n_fonts)
@@ -339,9 +342,9 @@ def record_fonts(res, every: fonts.FontPrototypes, S: SimpleNamespace):
     res.add_table("manifest", manifest)
     res.add("n_font_files", every.counts["files"])
     res.add("n_faces", every.counts["faces"])
-    for name in fonts.FILTERS:
+    for name in glyphs.FILTERS:
         res.add(f"removed_{name}", every.counts[name])
-    res.add("duplicate_threshold", fonts.DUPLICATE_THRESHOLD)
+    res.add("duplicate_threshold", glyphs.DUPLICATE_THRESHOLD)
     res.add("n_fonts_legible", len(every))
     res.add("n_families_legible", every.manifest_frame().family.nunique())
     res.add("n_fonts", count)
@@ -397,14 +400,14 @@ def prototypes_prose(source: str, metrics: Mapping[str, float]) -> str:
         "(`font_dirs` names others): each `.ttf`/`.otf` file is one face, each `.ttc` "
         "collection contributes each of its faces, each letter centred by its own "
         "bounding box. Instead of the original's hand cleaning (our choice), filters "
-        "drop faces in this order (details in `advmanifold.science.fonts`): faces "
+        "drop faces in this order (details in `advmanifold.science.glyphs`): faces "
         "that cannot be rendered; families on a short deny-list of symbol and display "
         "faces; faces lacking a letter or drawing two letters alike; faces with "
         "implausible ink or glyphs cut at the border; faces failing a legibility vote "
         "(each blurred letter must be recognised as itself by the majority of its five "
         "most similar glyphs from fonts of *other* families); and visual "
         "near-duplicates of a face already taken (root-mean-square pixel difference of "
-        f"the ten prototypes below {fonts.DUPLICATE_THRESHOLD:.2f}). Of "
+        f"the ten prototypes below {glyphs.DUPLICATE_THRESHOLD:.2f}). Of "
         f"{m['n_faces']:.0f} faces, {m['n_fonts_legible']:.0f} remain; this run uses "
         f"the first {m['n_fonts']:.0f} of them in a fixed random order."
     )
@@ -437,19 +440,19 @@ def fallback_warning(n_used: int, n_wanted: int, profile: str) -> str | None:
     )
 
 
-def filter_table(every: fonts.FontPrototypes, count: int):
+def filter_table(every: glyphs.FontPrototypes, count: int):
     """The faces found, removed by each filter, kept and used, as a styled table."""
     import pandas as pd
 
     steps = [
         "faces found",
-        *(f"removed: {n.replace('_', ' ')}" for n in fonts.FILTERS),
+        *(f"removed: {n.replace('_', ' ')}" for n in glyphs.FILTERS),
         "kept",
         "used in this run",
     ]
     counts = [
         every.counts["faces"],
-        *(every.counts[n] for n in fonts.FILTERS),
+        *(every.counts[n] for n in glyphs.FILTERS),
         len(every),
         count,
     ]
@@ -575,7 +578,7 @@ def plot_examples(rows: list[tuple[str, Tensor, Tensor]], show: Tensor):
     for r, (label, images, predicted) in enumerate(rows):
         for c, i in enumerate(show.tolist()):
             _image(axes[r, c], images[i, 0])
-            axes[r, c].set_title(f"→ {fonts.LETTERS[predicted[i]]}", fontsize=13)
+            axes[r, c].set_title(f"→ {glyphs.LETTERS[predicted[i]]}", fontsize=13)
         for c in range(len(show), cols):
             axes[r, c].axis("off")
         axes[r, 0].set_ylabel(label.replace(" ", "\n", 1), fontsize=13)

@@ -54,8 +54,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..science import alignment, attacks, compute, decoders, fonts, models
+from ..science import alignment, attacks, compute, decoders, glyphs, models
 from ..book import profiles, results
+from ..book.profiles import Setting, integer, integers, number, one_of, optional
 from ..science import training
 from ..science.decoders import FontDecoder
 from ..science.tangent import TangentSpace
@@ -223,19 +224,35 @@ _COST = {
 SECONDS_PER_ATTACK_PASS = 5e-5
 
 
-def settings(profile: str, **overrides) -> SimpleNamespace:
-    """``profiles.select(profile, SETTINGS, **overrides)``, checked."""
-    s = profiles.select(profile, SETTINGS, **overrides)
-    s.sizes = tuple(int(n) for n in s.sizes)
-    if not s.sizes or min(s.sizes) < 1:
-        raise ValueError(f"sizes must be positive integers, got {s.sizes!r}")
-    if isinstance(s.n_seeds, bool) or int(s.n_seeds) != s.n_seeds or s.n_seeds < 1:
-        raise ValueError(f"n_seeds must be an integer >= 1, got {s.n_seeds!r}")
-    if s.n_fonts is not None and (int(s.n_fonts) != s.n_fonts or s.n_fonts < 1):
-        raise ValueError(f"n_fonts must be None or an integer >= 1, got {s.n_fonts!r}")
-    if s.order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {s.order!r}")
-    return s
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+settings = profiles.Settings(
+    SETTINGS,
+    Setting("n_fonts", optional(integer(1)), overridable=True),
+    Setting("sizes", integers(1, as_tuple=True), overridable=True),
+    Setting("n_seeds", integer(1), overridable=True),
+    Setting("epochs", integer(1), overridable=True),
+    Setting("batch_size", integer(1)),
+    Setting("lr", number(gt=0)),
+    Setting("lr_decay", number(gt=0, le=1)),
+    Setting("weight_decay", number(ge=0)),
+    Setting("eps", number(gt=0)),
+    Setting("train_steps", integer(1)),
+    Setting("alpha", number(ge=0)),
+    Setting("penalty", one_of(*alignment.PENALTIES)),
+    Setting("n_test", integer(1)),
+    Setting("n_attack", integer(1), overridable=True),
+    Setting("attack_steps", integer(1)),
+    Setting("restarts", integer(1), overridable=True),
+    Setting("eps_small", number(gt=0)),
+    Setting("n_align", integer(1)),
+    Setting("order", one_of(*ORDERS), overridable=True),
+    Setting("attempts", integer(1)),
+    Setting("original_steps", integer(1)),
+    Setting("adam_lr", number(gt=0)),
+    Setting("n_original_on", integer(1)),
+    Setting("n_original_off", integer(1)),
+)
 
 
 # --- data ----------------------------------------------------------------------------
@@ -276,7 +293,7 @@ def draw_codes(
     for c in range(math.ceil(n / CHUNK)):
         g = _chunk_generator(stream, seed, c)
         font = torch.randint(n_fonts, (CHUNK,), generator=g)
-        letter = torch.randint(len(fonts.LETTERS), (CHUNK,), generator=g)
+        letter = torch.randint(len(glyphs.LETTERS), (CHUNK,), generator=g)
         parts.append((font, letter, decoders.sample_theta(CHUNK, ranges, g)))
     if not parts:
         return (
@@ -295,8 +312,8 @@ def original_codes(
     prototypes tiled), so N ≤ 10F rows hold the first N/10 fonts, one θ each; θ is
     that of one fixed data set (seed 0 of the ``stream``) for every model seed."""
     _, _, theta = draw_codes(n, n_fonts, stream=stream, seed=0, ranges=ranges)
-    within = torch.arange(n) % (len(fonts.LETTERS) * n_fonts)
-    letters = len(fonts.LETTERS)
+    within = torch.arange(n) % (len(glyphs.LETTERS) * n_fonts)
+    letters = len(glyphs.LETTERS)
     return within // letters, within % letters, theta
 
 
@@ -660,9 +677,9 @@ def evaluate_original(
 def prototypes_unit(font_dirs=None, font_source=None) -> Unit:
     """The FONTS chapter's ``fonts-prototypes`` unit: the same cache entry, built by
     the same code (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
-    from . import fonts as fonts_chapter
+    from . import fonts
 
-    return fonts_chapter.prototypes_unit(font_dirs, font_source=font_source)
+    return fonts.prototypes_unit(font_dirs, font_source=font_source)
 
 
 def font_source_of(proto: Unit) -> str:
@@ -841,16 +858,6 @@ def grid(
     return rows
 
 
-OVERRIDES = (
-    "n_fonts", "sizes", "n_seeds", "epochs", "n_attack", "restarts", "order"
-)
-
-
-def settings_from_params(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
-    """The settings for the notebook parameters (keys of :data:`OVERRIDES`)."""
-    return settings(profile, **{k: params.get(k) for k in OVERRIDES})
-
-
 def pending(rows: list[dict[str, Any]], record: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows whose evaluations (ours and the original protocol's) the committed
     record does not hold yet."""
@@ -871,7 +878,7 @@ def pending(rows: list[dict[str, Any]], record: pd.DataFrame) -> list[dict[str, 
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """Every unit of the chapter: prototypes, trainings and evaluations; in the
     ``paper`` profile only those of models the committed record lacks."""
-    s = settings_from_params(profile, params)
+    s = settings.from_params(profile, params)
     every = grid(
         s,
         int(params.get("seed", 0) or 0),

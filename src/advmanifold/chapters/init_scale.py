@@ -27,15 +27,13 @@ in one process (:func:`estimate_seconds`; one MLP trains in about 2 minutes).
 from __future__ import annotations
 
 import functools
-import math
-from types import SimpleNamespace
 from typing import Any, Mapping
 
 import pandas as pd
 import torch
 
 from ..book import results
-from ..book.profiles import select
+from ..book.profiles import Setting, Settings, integer, number, numbers, optional
 from ..book.units import Unit
 from ..science import alignment, implicit_bias, models
 from . import pmnist
@@ -95,8 +93,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 TRAIN_KEYS = ("n_train", "epochs", "batch_size", "lr", "momentum", "clip")
 EVAL_KEYS = ("n_align", "n_eval", "eps_grid", "pgd_steps")
-#: Notebook parameters that override settings of the same name.
-PARAMETERS = ("n_seeds", "n_train", "epochs", "n_eval", "hidden")
 
 #: Seconds on the reference machine (one torch thread, another job running): per
 #: training image and epoch, per image and attack step (forward and input
@@ -112,61 +108,42 @@ RATES = dict(
 )
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def _has_base(scales: list[float]) -> bool:
+    """The grid of c holds the base point 1 and a smaller scale."""
+    return 1.0 in scales and min(scales) < 1
 
 
-def _numbers(name: str, values, *, positive: bool) -> list[float]:
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a list of numbers, got {values!r}") from None
-    if not out or any(isinstance(v, bool) or not math.isfinite(v) for v in values):
-        raise ValueError(f"{name} must be a non-empty list of finite numbers")
-    if any((v <= 0) if positive else (v < 0) for v in out):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"every value of {name} must be {bound}, got {values!r}")
-    return sorted(set(out))
+def _has_zero(decays: list[float]) -> bool:
+    """The grid of λ holds the base point 0 and a positive decay."""
+    return 0.0 in decays and max(decays) > 0
 
 
-def settings(profile: str, **overrides) -> SimpleNamespace:
-    """The chapter's settings for ``profile`` with every non-None override applied and
-    checked (an error names the parameter)."""
-    s = select(profile, SETTINGS, **overrides)
-    n = s.n_train
-    if n is not None:
-        _positive_int("n_train", n)
-        if n > pmnist.N_MNIST_TRAIN:
-            raise ValueError(f"n_train must be <= {pmnist.N_MNIST_TRAIN}, got {n!r}")
-    for key in ("epochs", "batch_size", "hidden", "n_seeds", "n_align", "n_eval"):
-        _positive_int(key, getattr(s, key))
-    _positive_int("pgd_steps", s.pgd_steps)
-    if not (isinstance(s.lr, (int, float)) and s.lr > 0):
-        raise ValueError(f"lr must be > 0, got {s.lr!r}")
-    if not 0 <= s.momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {s.momentum!r}")
-    if s.clip is not None and not s.clip > 0:
-        raise ValueError(f"clip must be None or > 0, got {s.clip!r}")
-    s.init_scales = _numbers("init_scales", s.init_scales, positive=True)
-    if 1.0 not in s.init_scales or min(s.init_scales) >= 1:
-        raise ValueError(
-            f"init_scales must hold 1 and a value below 1, got {s.init_scales}"
-        )
-    s.weight_decays = _numbers("weight_decays", s.weight_decays, positive=False)
-    if 0.0 not in s.weight_decays or max(s.weight_decays) <= 0:
-        raise ValueError(
-            f"weight_decays must hold 0 and a value above 0, got {s.weight_decays}"
-        )
-    s.eps_grid = _numbers("eps_grid", s.eps_grid, positive=True)
-    return s
-
-
-def notebook_settings(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
-    """:func:`settings` with the overrides that notebook parameters give."""
-    return settings(profile, **{k: params.get(k) for k in PARAMETERS})
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+#: The grids come sorted, each value once.
+settings = Settings(
+    SETTINGS,
+    Setting("hidden", integer(1), overridable=True),
+    Setting("batch_size", integer(1)),
+    Setting("lr", number(gt=0)),
+    Setting("momentum", number(ge=0, lt=1)),
+    Setting("clip", optional(number(gt=0))),
+    Setting("n_train", optional(integer(1, pmnist.N_MNIST_TRAIN)), overridable=True),
+    Setting("epochs", integer(1), overridable=True),
+    Setting(
+        "init_scales",
+        numbers(gt=0, sort=True, also=("holding 1 and a value below 1", _has_base)),
+    ),
+    Setting(
+        "weight_decays",
+        numbers(ge=0, sort=True, also=("holding 0 and a value above 0", _has_zero)),
+    ),
+    Setting("n_seeds", integer(1), overridable=True),
+    Setting("n_align", integer(1)),
+    Setting("n_eval", integer(1), overridable=True),
+    Setting("eps_grid", numbers(gt=0, sort=True)),
+    Setting("pgd_steps", integer(1)),
+)
 
 
 def grid(s) -> list[tuple[float, float]]:
@@ -335,7 +312,7 @@ def _evaluate_unit(s, arch, c, wd, seed, e, data_dir) -> dict:
 
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The PCA fit, and a model and its evaluation per (arch, grid point, seed)."""
-    s = notebook_settings(profile, params)
+    s = settings.from_params(profile, params)
     data_dir = params.get("data_dir")
     first = params.get("seed")
     return [

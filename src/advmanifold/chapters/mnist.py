@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..book import cache, figures, profiles
+from ..book.profiles import Setting, integer, number, optional
 from ..science import generative, models, training
 from ..science.data import load_mnist
 from ..book.units import Unit
@@ -124,22 +125,29 @@ SECONDS_PER_IMAGE_EPOCH = 7.7e-5
 SECONDS_PER_VAEGAN_IMAGE_STEP = 1.5e-3
 
 
-def settings(profile: str, **overrides: Any) -> SimpleNamespace:
-    """The chapter's settings for ``profile`` with non-None ``overrides`` applied."""
-    return profiles.select(profile, TABLE, **overrides)
-
-
-def overrides(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings overrides among notebook parameters ``params``."""
-    keys = (
-        "n_test",
-        "n_onmanifold",
-        "attempts",
-        "classifier_epochs",
-        "vaegan_epochs",
-        "restarts",
-    )
-    return {k: params.get(k) for k in keys}
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
+#: ``settings(profile, **overrides)``, ``settings.from_params(profile, params)``.
+settings = profiles.Settings(
+    TABLE,
+    Setting("n_train", integer(1, 60_000)),  # first n MNIST training images
+    Setting("classifier_epochs", integer(1), overridable=True),
+    Setting("vaegan_per_class", optional(integer(1))),  # None: every image
+    Setting("vaegan_batch", integer(1)),
+    Setting("vaegan_epochs", integer(1), overridable=True),
+    Setting("n_test", integer(1), overridable=True),
+    Setting("n_onmanifold", integer(1), overridable=True),
+    Setting("attempts", integer(1), overridable=True),
+    Setting("restarts", integer(1), overridable=True),
+    Setting("steps", integer(1)),
+    Setting("k", integer(1)),
+    Setting("n_recon", integer(1)),
+    Setting("verify_n", integer(1)),
+    Setting("verify_steps", integer(1)),
+    Setting("verify_strong", integer(1)),
+    Setting("verify_restarts", integer(1)),
+    Setting("verify_targets", integer(1, 9)),  # other classes of ten
+    Setting("verify_small_eps", number(gt=0)),
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -251,7 +259,7 @@ def vaegans_unit(
 
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The chapter's units for ``profile`` and notebook parameters ``params``."""
-    S = settings(profile, **overrides(params))
+    S = settings.from_params(profile, params)
     kwargs = dict(
         seed=int(params.get("seed") or 0),
         data_dir=params.get("data_dir"),

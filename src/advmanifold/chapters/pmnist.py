@@ -16,7 +16,7 @@
   (model, seed) too, so that :func:`units` lists all the chapter's expensive work.
 
 Settings per profile: :data:`TRAINING` (shared with the bridge chapter, which reuses
-the same model units), :data:`EVAL` and :data:`N_SEEDS`; :func:`settings` merges them.
+the same model units), :data:`EVAL` and :data:`N_SEEDS`; :data:`settings` merges them.
 The paper's own settings are k = 28, ε = 0.1, the architecture and the full training
 set; everything else is ours (the paper is silent).
 
@@ -43,7 +43,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Mapping
 
 import pandas as pd
@@ -54,7 +53,17 @@ from tqdm.std import tqdm
 from ..science import alignment, attacks, boundaries, data, models, training
 from ..book import cache, results
 from ..science.manifolds.linear import ATTACK_BOX, MODES, LinearManifold
-from ..book.profiles import PROFILES, select
+from ..book.profiles import (
+    PROFILES,
+    Setting,
+    Settings,
+    flag,
+    integer,
+    number,
+    numbers,
+    one_of,
+    optional,
+)
 from ..book.units import Unit
 
 STEM = "03_pmnist"
@@ -150,9 +159,6 @@ N_SEEDS: dict[str, int] = {"smoke": 2, "quick": 2, "paper": 3}
 
 SETTINGS = {p: {**TRAINING[p], **EVAL[p], "n_seeds": N_SEEDS[p]} for p in PROFILES}
 
-#: Notebook parameters that override settings of the same name.
-PARAMETERS = ("n_seeds", "n_train", "epochs", "alpha", "n_eval", "pca_mode")
-
 #: Seconds per image on the reference machine (2-core Xeon, one torch thread, other
 #: jobs running; measured with batches of 128 and 500): one training step of
 #: cross-entropy, of the alignment loss, one PGD step (forward and input gradient),
@@ -172,32 +178,31 @@ RATES = dict(
 N_MNIST_TRAIN = 60_000
 
 
-def settings(profile: str, **overrides) -> SimpleNamespace:
-    """The chapter's settings for ``profile``: :data:`TRAINING`, :data:`EVAL` and
-    ``n_seeds``, with every non-None override applied and checked."""
-    s = select(profile, SETTINGS, **overrides)
-    if s.pca_mode not in MODES:
-        raise ValueError(f"pca_mode must be one of {MODES}, got {s.pca_mode!r}")
-    n = s.n_train
-    if n is not None and (
-        isinstance(n, bool) or int(n) != n or not 1 <= n <= N_MNIST_TRAIN
-    ):
-        raise ValueError(
-            f"n_train must be None or an integer in [1, {N_MNIST_TRAIN}], got {n!r}"
-        )
-    seeds(s.n_seeds)  # checks n_seeds
-    for key in ("epochs", "n_align", "n_eval", "n_cross", "pgd_steps"):
-        value = getattr(s, key)
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
-    if not s.alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {s.alpha!r}")
-    return s
-
-
-def notebook_settings(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
-    """:func:`settings` with the overrides that notebook parameters give."""
-    return settings(profile, **{k: params.get(k) for k in PARAMETERS})
+#: The chapter's settings (:class:`advmanifold.book.profiles.Settings`) from
+#: :data:`SETTINGS`: ``settings(profile, **overrides)``,
+#: ``settings.from_params(profile, params)``.
+settings = Settings(
+    SETTINGS,
+    Setting("pca_mode", one_of(*MODES), overridable=True),
+    Setting("k", integer(1, 784)),  # dimension of the subspace
+    Setting("center", flag()),
+    Setting("n_train", optional(integer(1, N_MNIST_TRAIN)), overridable=True),
+    Setting("epochs", integer(1), overridable=True),
+    Setting("batch_size", integer(1)),
+    Setting("lr", number(gt=0)),
+    Setting("alpha", number(ge=0), overridable=True),
+    Setting("adv_eps", number(gt=0)),
+    Setting("adv_steps", integer(1)),
+    Setting("n_align", integer(1)),
+    Setting("n_eval", integer(1), overridable=True),
+    Setting("eps_grid", numbers(gt=0)),
+    Setting("pgd_steps", integer(1)),
+    Setting("n_cross", integer(1)),
+    Setting("cross_eps", number(gt=0)),
+    Setting("fig_eps", number(gt=0)),
+    Setting("fig_steps", integer(1)),
+    Setting("n_seeds", integer(1), overridable=True),
+)
 
 
 @dataclass
@@ -399,7 +404,7 @@ def _evaluate_unit(
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
     """The chapter's units: the PCA fit (and the per-class one, for the label-leak
     check), a model and its evaluation per (model, seed)."""
-    s = notebook_settings(profile, params)
+    s = settings.from_params(profile, params)
     data_dir = params.get("data_dir")
     out = [pca_unit(s, data_dir, "per_class")]
     first = params.get("seed")

@@ -816,12 +816,12 @@ def _unit_inputs(
     epochs: int, n: int, seed: int, bundled_fonts: bool, train_steps: int = 40
 ):
     """Settings (paper, ``epochs``, ``train_steps``), decoder and training split."""
-    from . import fonts as fonts_chapter
+    from . import fonts
     from . import generalization as G
-    from ..science import fonts
+    from ..science import glyphs
 
-    files = fonts.matplotlib_font_files() if bundled_fonts else None
-    proto = fonts_chapter.prototypes_unit(files=files)
+    files = glyphs.matplotlib_font_files() if bundled_fonts else None
+    proto = fonts.prototypes_unit(files=files)
     s = G.settings("paper", epochs=epochs, train_steps=train_steps)
     decoder = G.load_decoder(proto, s.n_fonts)
     return s, decoder, G.train_split(decoder, n, seed)

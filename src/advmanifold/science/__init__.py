@@ -10,7 +10,7 @@
   geometry and tangent spaces;
 - :mod:`~advmanifold.science.verification`: third-party attacks and masking checks;
 - :mod:`~advmanifold.science.generative`: the VAE-GAN and its latent attack;
-- :mod:`~advmanifold.science.data`, :mod:`~advmanifold.science.fonts`,
+- :mod:`~advmanifold.science.data`, :mod:`~advmanifold.science.glyphs`,
   :mod:`~advmanifold.science.decoders`: MNIST, font prototypes and the FONTS decoder;
 - :mod:`~advmanifold.science.compute`: threads and floating-point mode.
 

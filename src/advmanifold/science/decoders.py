@@ -88,7 +88,7 @@ def warp(images: Tensor, theta: Tensor) -> Tensor:
 
 class FontDecoder(nn.Module):
     """dec(font, letter, θ) for prototypes ``[F, L, H, W]`` (see
-    :mod:`advmanifold.science.fonts`)."""
+    :mod:`advmanifold.science.glyphs`)."""
 
     def __init__(self, prototypes: Tensor):
         super().__init__()

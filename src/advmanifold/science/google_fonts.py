@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import resolve_data_dir
-from .fonts import sha256_file
+from .glyphs import sha256_file
 
 #: The original's first this many faces (those it kept: all of its faces rendered).
 ORIGINAL_COUNT = 1000

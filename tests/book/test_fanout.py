@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from advmanifold import chapters as registry
+from advmanifold import chapters
 from advmanifold.book import cache, fanout, units
 
 pytest.importorskip("dask.distributed")
@@ -173,12 +173,13 @@ def test_plan_lists_units_with_cache_state_and_estimate(fresh_cache, monkeypatch
     chapter = SimpleNamespace(
         units=lambda profile, params: [unit(params["seed"]), unit(params["seed"] + 1)]
     )
-    monkeypatch.setattr(registry, "chapter_module", lambda stem: chapter)
-    planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke")
+    monkeypatch.setattr(chapters, "chapter_module", lambda stem: chapter)
+    found = chapters.registry()
+    planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke", found)
     assert [p.unit.key for p in planned] == [unit(30).key, unit(31).key]
     assert not any(p.cached for p in planned)
     unit(30).get()
-    planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke")
+    planned = fanout.plan_units({"99_test": {"seed": 30}}, "smoke", found)
     assert [p.cached for p in planned] == [True, False]
     text = fanout.format_plan(planned, workers=2)
     assert "99_test: 2 unit(s), 1 to build" in text and "cached" in text

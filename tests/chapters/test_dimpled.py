@@ -10,7 +10,7 @@ from torch import nn
 
 from advmanifold.book import ledger
 from advmanifold.chapters import claims, dimpled
-from advmanifold.science import decoders, dimples, fonts, l2_attacks, models, training
+from advmanifold.science import decoders, dimples, glyphs, l2_attacks, models, training
 from advmanifold.science.tangent import TangentSpace
 
 MEASURE = SimpleNamespace(
@@ -31,7 +31,7 @@ def _prototypes(n_fonts=3, seed=0, dtype=torch.float64):
     raw = torch.rand(n_fonts, 10, 28, 28, generator=g)
     raw[..., :5, :] = raw[..., -5:, :] = 0
     raw[..., :5] = raw[..., -5:] = 0
-    protos = fonts.blur(raw, sigma=1.2)
+    protos = glyphs.blur(raw, sigma=1.2)
     return (protos / protos.amax((-1, -2), keepdim=True)).to(dtype)
 
 
@@ -344,9 +344,9 @@ def test_settings_take_the_fonts_chapters_data_and_reject_unknown_keys():
 
 
 def fonts_chapter_setting(profile, key):
-    from advmanifold.chapters import fonts as fonts_chapter
+    from advmanifold.chapters import fonts
 
-    return fonts_chapter.SETTINGS[profile][key]
+    return fonts.SETTINGS[profile][key]
 
 
 def test_schedule_puts_the_early_step_among_the_checkpoints():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from advmanifold.book import ledger
 from advmanifold.book.results import Results
-from advmanifold.science import decoders, fonts, models
+from advmanifold.science import decoders, glyphs, models
 from advmanifold.chapters import claims, generalization as G
 from advmanifold.science.tangent import TangentSpace, jacobian
 
@@ -21,7 +21,7 @@ def _decoder(n_fonts=3, seed=0, dtype=torch.float32):
     raw = torch.rand(n_fonts, 10, 28, 28, generator=g)
     raw[..., :5, :] = raw[..., -5:, :] = 0
     raw[..., :5] = raw[..., -5:] = 0
-    protos = fonts.blur(raw, sigma=1.2)
+    protos = glyphs.blur(raw, sigma=1.2)
     protos = (protos / protos.amax((-1, -2), keepdim=True)).to(dtype)
     return decoders.FontDecoder(protos).to(dtype)
 
@@ -236,9 +236,9 @@ def test_units_of_smoke_profile(tmp_path, monkeypatch):
 
 
 def test_prototypes_unit_is_the_fonts_chapter_entry():
-    from advmanifold.chapters import fonts as fonts_chapter
+    from advmanifold.chapters import fonts
 
-    ours, theirs = G.prototypes_unit(), fonts_chapter.prototypes_unit()
+    ours, theirs = G.prototypes_unit(), fonts.prototypes_unit()
     assert ours.key == theirs.key and ours.build.func is theirs.build.func
 
 
@@ -388,11 +388,12 @@ def test_a_second_recording_run_adds_its_new_row_and_changes_no_other(tmp_path):
 
 def test_build_order_puts_seeds_then_sizes_first_and_evaluations_after_trainings():
     from advmanifold.book.fanout import build_order
+    from advmanifold.chapters import registry
 
     s = G.settings("smoke", sizes=(100, 200), n_seeds=2)
     rows = G.grid(s)
     units = [r["eval"] for r in rows]  # trainings and prototypes come as dependencies
-    order = build_order(reversed(units))
+    order = build_order(reversed(units), registry().priority)
     assert order[0].name == "fonts-prototypes"
     position = {u.key: i for i, u in enumerate(order)}
     for r in rows:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from advmanifold.chapters import fonts as chapter
-from advmanifold.science import fonts
+from advmanifold.chapters import fonts
+from advmanifold.science import glyphs
 from advmanifold.science import google_fonts as gf
 
-DEJAVU = fonts.matplotlib_font_dir() / "DejaVuSans.ttf"
+DEJAVU = glyphs.matplotlib_font_dir() / "DejaVuSans.ttf"
 
 
 # ---------------------------------------------------------------------------- lock
@@ -120,7 +120,7 @@ def test_original_centring_places_letters_by_the_offsets_of_a():
     left_a, top_a = ink("A")[:2]
     ox, oy = min(0, left_a), ascent + top_a
     expected = []
-    for char in fonts.LETTERS:
+    for char in glyphs.LETTERS:
         left, _, right, bottom = ink(char)
         advance = font.getlength(char)
         assert advance == int(advance)  # hinted, as Pillow's basic layout was
@@ -129,56 +129,56 @@ def test_original_centring_places_letters_by_the_offsets_of_a():
         expected.append(((28 - ox - tw) // 2, (28 - oy - th) // 2))
     assert (ascent, ox, oy) == (20, 0, 5)
     assert expected[0] == (6, 1) and expected[-1] == (10, -1)
-    assert fonts.original_positions(font, fonts.LETTERS) == expected
-    images = fonts.render_font(DEJAVU, centring="original")
+    assert glyphs.original_positions(font, glyphs.LETTERS) == expected
+    images = glyphs.render_font(DEJAVU, centring="original")
     assert images.shape == (11, 28, 28) and images.dtype == np.float32
-    for i, (char, xy) in enumerate(zip(fonts.LETTERS, expected)):
+    for i, (char, xy) in enumerate(zip(glyphs.LETTERS, expected)):
         image = Image.new("L", (28, 28), 0)
         ImageDraw.Draw(image).text(xy, char, fill=255, font=font)
         np.testing.assert_array_equal(images[i], np.asarray(image) / np.float32(255))
-    assert not np.array_equal(images, fonts.render_font(DEJAVU))
+    assert not np.array_equal(images, glyphs.render_font(DEJAVU))
     with pytest.raises(ValueError, match="centring"):
-        fonts.render_font(DEJAVU, centring="middle")
+        glyphs.render_font(DEJAVU, centring="middle")
 
 
 def test_select_in_order_keeps_the_order_and_drops_only_what_cannot_render(tmp_path):
     broken = tmp_path / "broken.ttf"
     broken.write_bytes(b"not a font")
     files = [
-        fonts.matplotlib_font_dir() / "DejaVuSerif.ttf",
+        glyphs.matplotlib_font_dir() / "DejaVuSerif.ttf",
         broken,
-        fonts.matplotlib_font_dir() / "STIXSizOneSymReg.ttf",  # no Latin letters
+        glyphs.matplotlib_font_dir() / "STIXSizOneSymReg.ttf",  # no Latin letters
         DEJAVU,
-        fonts.matplotlib_font_dir() / "DejaVuSansMono.ttf",
+        glyphs.matplotlib_font_dir() / "DejaVuSansMono.ttf",
     ]
-    faces = fonts.discover_faces(files)
-    result = fonts.select_in_order(faces, 2)
+    faces = glyphs.discover_faces(files)
+    result = glyphs.select_in_order(faces, 2)
     assert [Path(m.path).name for m in result.manifest] == [
         "DejaVuSerif.ttf",
         "DejaVuSans.ttf",
     ]
     assert result.counts["unreadable"] == 1 and result.counts["missing_glyphs"] == 1
     assert result.counts["kept"] == 2 and result.counts["not_examined"] == 1
-    expected = fonts.render_font(DEJAVU, centring="original")[:10]
+    expected = glyphs.render_font(DEJAVU, centring="original")[:10]
     torch.testing.assert_close(result.images[1], torch.from_numpy(expected))
-    assert len(fonts.select_in_order(faces, 5)) == 3  # fewer when fewer render
+    assert len(glyphs.select_in_order(faces, 5)) == 3  # fewer when fewer render
 
 
 def test_debian_prototypes_config_is_unchanged():
     files = [Path("/fonts/a.ttf"), Path("/fonts/b.otf")]
     digests = {str(f): str(i) * 64 for i, f in enumerate(files)}
-    assert fonts.prototypes_config(files, digests=digests) == {
+    assert glyphs.prototypes_config(files, digests=digests) == {
         "files": [("/fonts/a.ttf", "0" * 64), ("/fonts/b.otf", "1" * 64)],
         "n_fonts": None,
         "seed": 0,
         "size": 28,
         "font_size": 21,
         "letters": "ABCDEFGHIJ",
-        "deny": list(fonts.DENY_FAMILIES),
-        "duplicate_threshold": fonts.DUPLICATE_THRESHOLD,
+        "deny": list(glyphs.DENY_FAMILIES),
+        "duplicate_threshold": glyphs.DUPLICATE_THRESHOLD,
         "version": 2,
     }
-    original = fonts.prototypes_config(
+    original = glyphs.prototypes_config(
         files[::-1], digests=digests, n_fonts=1000, selection="original"
     )
     assert original["files"] == [("/fonts/b.otf", "1" * 64), ("/fonts/a.ttf", "0" * 64)]
@@ -220,7 +220,7 @@ def fake_registry(tmp_path, monkeypatch):
     store = tmp_path / "store"
     store.mkdir()
     font = DEJAVU.read_bytes()
-    bold = (fonts.matplotlib_font_dir() / "DejaVuSans-Bold.ttf").read_bytes()
+    bold = (glyphs.matplotlib_font_dir() / "DejaVuSans-Bold.ttf").read_bytes()
     tgz = store / "fontsource-dejavu-1.0.0.tgz"
     _tarball(
         tgz,
@@ -339,16 +339,16 @@ def test_lock_member_names_cannot_leave_the_install_folder(tmp_path):
 def test_font_source_resolution(monkeypatch):
     monkeypatch.delenv("ADVMANIFOLD_FONT_SOURCE", raising=False)
     monkeypatch.setattr(gf, "is_installed", lambda *a, **k: True)
-    assert chapter.resolve_font_source() == "google"
-    assert chapter.resolve_font_source(font_dirs=["/x"]) == ["/x"]
-    assert chapter.resolve_font_source(["/y"]) == ["/y"]
-    assert chapter.resolve_font_source("debian") == "system"
+    assert fonts.resolve_font_source() == "google"
+    assert fonts.resolve_font_source(font_dirs=["/x"]) == ["/x"]
+    assert fonts.resolve_font_source(["/y"]) == ["/y"]
+    assert fonts.resolve_font_source("debian") == "system"
     monkeypatch.setattr(gf, "is_installed", lambda *a, **k: False)
-    assert chapter.resolve_font_source() == "system"
+    assert fonts.resolve_font_source() == "system"
     monkeypatch.setenv("ADVMANIFOLD_FONT_SOURCE", "google")
-    assert chapter.resolve_font_source() == "google"
+    assert fonts.resolve_font_source() == "google"
     with pytest.raises(ValueError, match="font_source"):
-        chapter.resolve_font_source("fancy")
+        fonts.resolve_font_source("fancy")
 
 
 def test_google_unit_takes_the_installed_faces_in_order(tmp_path, monkeypatch):
@@ -359,17 +359,17 @@ def test_google_unit_takes_the_installed_faces_in_order(tmp_path, monkeypatch):
     for name in names:  # as fetch installs them: package@version/file
         files.append(gf.google_font_dir() / "@fontsource/x@1.0.0/files" / name)
         files[-1].parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(fonts.matplotlib_font_dir() / name, files[-1])
+        shutil.copy(glyphs.matplotlib_font_dir() / name, files[-1])
     monkeypatch.setattr(gf, "installed_faces", lambda *a, **k: files)
-    unit = chapter.prototypes_unit(font_source="google")
-    system = chapter.prototypes_unit([fonts.matplotlib_font_dir()])
+    unit = fonts.prototypes_unit(font_source="google")
+    system = fonts.prototypes_unit([glyphs.matplotlib_font_dir()])
     assert unit.key != system.key and unit.name == system.name
     assert [f for f, _ in unit.config["files"]] == [
         f"@fontsource/x@1.0.0/files/{n}" for n in names
     ]  # the key does not depend on where the data folder is
     assert unit.config["selection"] == "original"
-    assert unit.config["n_fonts"] == chapter.GOOGLE_FONTS
-    every = chapter.prototypes(unit)
+    assert unit.config["n_fonts"] == fonts.GOOGLE_FONTS
+    every = fonts.prototypes(unit)
     assert [Path(m.path).name for m in every.manifest] == [names[0], names[2]]
     assert every.counts["missing_glyphs"] == 1
     monkeypatch.setenv("ADVMANIFOLD_DATA", str(tmp_path / "elsewhere"))
@@ -381,10 +381,10 @@ def test_google_unit_takes_the_installed_faces_in_order(tmp_path, monkeypatch):
         new.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(old, new)
     monkeypatch.setattr(gf, "installed_faces", lambda *a, **k: moved)
-    assert chapter.prototypes_unit(font_source="google").key == unit.key
+    assert fonts.prototypes_unit(font_source="google").key == unit.key
     monkeypatch.setattr(gf, "installed_faces", lambda *a, **k: [])
     with pytest.raises(ValueError, match="make fonts"):
-        chapter.prototypes_unit(font_source="google")
+        fonts.prototypes_unit(font_source="google")
 
 
 def test_installed_google_fonts_render_in_the_lock_order():
@@ -394,8 +394,8 @@ def test_installed_google_fonts_render_in_the_lock_order():
         )
     files = gf.installed_faces()
     assert len(files) == gf.match_counts()["n_faces"]
-    faces = fonts.discover_faces(files[:40])
-    result = fonts.select_in_order(faces, 40)
+    faces = glyphs.discover_faces(files[:40])
+    result = glyphs.select_in_order(faces, 40)
     assert len(result) == 40 and result.counts["unreadable"] == 0
-    unit = chapter.prototypes_unit(font_source="google")
-    assert len(unit.config["files"]) == len(files) >= chapter.GOOGLE_FONTS
+    unit = fonts.prototypes_unit(font_source="google")
+    assert len(unit.config["files"]) == len(files) >= fonts.GOOGLE_FONTS

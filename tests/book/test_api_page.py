@@ -24,7 +24,7 @@ from advmanifold.book import runner as book
 from advmanifold.book.profiles import PROFILES
 from advmanifold.book.toc import toc_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 API_PAGE = ROOT / "book" / "api.md"
 EXAMPLE = "91_using_the_package"
 AUTOMODULE = re.compile(r"^\.\. automodule:: +(\S+)[ \t]*$", re.MULTILINE)

@@ -16,7 +16,7 @@ from advmanifold.book import ledger
 from advmanifold.book.toc import chapters as toc_chapters
 from advmanifold.chapters import claims
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fonts(test=0.01, onm=0.02, reg=3.0, ratio=0.97):

@@ -77,7 +77,7 @@ def test_smoke_run_creates_exactly_the_listed_units(tmp_path, monkeypatch):
     from pathlib import Path
 
     papermill = pytest.importorskip("papermill")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for var, sub in (
         ("ADVMANIFOLD_CACHE", "cache"),
         ("ADVMANIFOLD_RESULTS", "results"),

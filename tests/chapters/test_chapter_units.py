@@ -15,7 +15,7 @@ import pytest
 from advmanifold.book import runner as book
 from advmanifold import chapters as registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEMS = [c.stem for c in book.chapters(ROOT) if c.stem in registry.CHAPTERS]
 
 

@@ -48,12 +48,17 @@ def test_read_results_of_missing_chapter_says_so(tmp_path):
 
 def test_profiles_select_and_validate():
     table = {p: {"epochs": i, "n": 10 * i} for i, p in enumerate(profiles.PROFILES)}
-    s = profiles.select("paper", table, epochs=None, n=5)
+    select = profiles.Settings(
+        table,
+        profiles.Setting("epochs", profiles.integer(0)),
+        profiles.Setting("n", profiles.integer(0)),
+    )
+    s = select("paper", epochs=None, n=5)
     assert (s.profile, s.epochs, s.n) == ("paper", 2, 5)
     with pytest.raises(ValueError, match="epoch"):
-        profiles.select("quick", table, epoch=3)
+        select("quick", epoch=3)
     with pytest.raises(ValueError, match="profile must be one of"):
-        profiles.select("full", table)
+        select("full")
 
 
 class Counter:

@@ -10,11 +10,11 @@ import torch
 
 from advmanifold.book import runner as book, cache
 from advmanifold import chapters as registry
-from advmanifold.science import fonts
-from advmanifold.chapters import fonts as chapter
+from advmanifold.science import glyphs
+from advmanifold.chapters import fonts
 from advmanifold.book.results import Results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THREE = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
 
 
@@ -24,24 +24,24 @@ def three_fonts(tmp_path, monkeypatch):
     folder = tmp_path / "fonts"
     folder.mkdir()
     for name in THREE:
-        shutil.copy(fonts.matplotlib_font_dir() / name, folder / name)
+        shutil.copy(glyphs.matplotlib_font_dir() / name, folder / name)
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
     return folder
 
 
 def test_settings_take_overrides_and_reject_bad_values():
-    assert chapter.settings("quick").n_fonts == 500
-    assert chapter.settings("paper").n_fonts is None  # every legible face
-    assert chapter.settings("paper").train_per_prototype == 96  # the paper's 96 + 16
-    assert chapter.settings("smoke", epochs=3, n_fonts=None).epochs == 3
+    assert fonts.settings("quick").n_fonts == 500
+    assert fonts.settings("paper").n_fonts is None  # every legible face
+    assert fonts.settings("paper").train_per_prototype == 96  # the paper's 96 + 16
+    assert fonts.settings("smoke", epochs=3, n_fonts=None).epochs == 3
     with pytest.raises(ValueError, match="profile"):
-        chapter.settings("huge")
+        fonts.settings("huge")
     with pytest.raises(ValueError, match="unknown setting"):
-        chapter.settings("smoke", width=3)
+        fonts.settings("smoke", width=3)
     with pytest.raises(ValueError, match="n_fonts"):
-        chapter.settings("smoke", n_fonts=0)
+        fonts.settings("smoke", n_fonts=0)
     with pytest.raises(ValueError, match="font_dirs"):
-        chapter.prototypes_unit("/usr/share/fonts")
+        fonts.prototypes_unit("/usr/share/fonts")
 
 
 def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
@@ -55,20 +55,20 @@ def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
     assert "device" not in net.config and all(u.estimate_s > 0 for u in listed)
     assert not any(u.is_cached() for u in listed)
     assert not list(Path(cache.paths.cache_dir()).glob("*.json"))  # nothing built
-    # the prototypes unit is the cache entry of fonts.load_prototypes
-    files = fonts.find_font_files([three_fonts])
-    assert protos.config == fonts.prototypes_config(files)
+    # the prototypes unit is the cache entry of glyphs.load_prototypes
+    files = glyphs.find_font_files([three_fonts])
+    assert protos.config == glyphs.prototypes_config(files)
     # training settings change the classifier's key; attack settings do not
-    again = {u.name: u.key for u in chapter.units("smoke", {**params, "n_attack": 5})}
+    again = {u.name: u.key for u in fonts.units("smoke", {**params, "n_attack": 5})}
     assert again["fonts-convnet"] == net.key
-    other = {u.name: u.key for u in chapter.units("smoke", {**params, "epochs": 2})}
+    other = {u.name: u.key for u in fonts.units("smoke", {**params, "epochs": 2})}
     assert other["fonts-convnet"] != net.key and other["fonts-prototypes"] == protos.key
 
 
 def test_classifier_unit_does_not_depend_on_the_callers_random_state(three_fonts):
-    S = chapter.settings("smoke", train_per_prototype=None)
+    S = fonts.settings("smoke", train_per_prototype=None)
     S.train_per_prototype, S.test_per_prototype = 2, 1
-    unit = chapter.classifier_unit(S, seed=3, font_dirs=[three_fonts])
+    unit = fonts.classifier_unit(S, seed=3, font_dirs=[three_fonts])
     torch.manual_seed(0)
     first = unit.build()
     torch.manual_seed(1)
@@ -76,27 +76,27 @@ def test_classifier_unit_does_not_depend_on_the_callers_random_state(three_fonts
     second = unit.build()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    model = chapter.classifier(unit)
+    model = fonts.classifier(unit)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
 def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(
     three_fonts, tmp_path
 ):
-    every = chapter.prototypes(chapter.prototypes_unit([three_fonts]))
+    every = fonts.prototypes(fonts.prototypes_unit([three_fonts]))
     assert len(every) == 3
     cases = [("smoke", None, 1), ("smoke", 3, 0), ("paper", None, 1)]
     for profile, n_fonts, flag in cases:
         res = Results("01_fonts", profile=profile, seed=0, directory=tmp_path)
-        S = chapter.settings(profile, n_fonts=n_fonts)
-        manifest = chapter.record_fonts(res, every, S)
+        S = fonts.settings(profile, n_fonts=n_fonts)
+        manifest = fonts.record_fonts(res, every, S)
         assert len(manifest) == res.metrics["n_fonts"] == 3
         assert res.metrics["fonts_fallback"] == flag
-        text = chapter.fallback_warning(3, chapter.fonts_wanted(S), profile)
+        text = fonts.fallback_warning(3, fonts.fonts_wanted(S), profile)
         assert (text is None) == (flag == 0)
-    text = chapter.fallback_warning(3, chapter.MIN_FONTS, "paper")
+    text = fonts.fallback_warning(3, fonts.MIN_FONTS, "paper")
     assert text.startswith(":::{admonition}") and ":class: warning" in text
-    assert "**3**" in text and f"**{chapter.MIN_FONTS}**" in text
+    assert "**3**" in text and f"**{fonts.MIN_FONTS}**" in text
     assert "debian-font-packages.txt" in text and "font_dirs" in text
     assert text.rstrip().endswith(":::")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from advmanifold.science import decoders, fonts, models
+from advmanifold.science import decoders, glyphs, models
 from advmanifold.science.manifolds import decoder as decoder_manifold
 
 
@@ -102,7 +102,7 @@ def test_dataset_split_has_every_font_in_both_parts_and_is_deterministic():
 
 def test_tangents_give_the_first_order_change_of_the_image():
     smooth = (
-        fonts.blur(random_prototypes(2), sigma=2.0) * 0.9
+        glyphs.blur(random_prototypes(2), sigma=2.0) * 0.9
     )  # smooth, below the clamp
     dec = decoders.FontDecoder(smooth)
     font, letter = torch.tensor([0, 1]), torch.tensor([2, 5])
@@ -139,9 +139,8 @@ def test_tangent_residual_of_in_span_orthogonal_and_rank_deficient_cases():
 
 
 def test_search_finds_on_manifold_points_and_never_exceeds_the_perturbation():
-    protos = torch.from_numpy(fonts.render_font(fonts.matplotlib_font_files()[0])[:10])[
-        None
-    ]
+    first = glyphs.matplotlib_font_files()[0]
+    protos = torch.from_numpy(glyphs.render_font(first)[:10])[None]
     dec = decoders.FontDecoder(protos)
     n = 6
     font, letter = torch.zeros(n, dtype=torch.long), torch.arange(n)
@@ -204,13 +203,13 @@ def test_theta_attack_stays_in_the_ball_and_the_box_and_returns_decoded_images()
 @pytest.fixture(scope="module")
 def bundled():
     """Prototypes of matplotlib's bundled fonts (available wherever matplotlib is)."""
-    files = fonts.matplotlib_font_files()
-    rendered = [r for r in (fonts.render_font(f) for f in files) if r is not None]
+    files = glyphs.matplotlib_font_files()
+    rendered = [r for r in (glyphs.render_font(f) for f in files) if r is not None]
     return torch.from_numpy(__import__("numpy").stack(rendered))
 
 
 def test_rendering_is_bright_on_dark_and_centred(bundled):
-    names = [f.name for f in fonts.matplotlib_font_files()]
+    names = [f.name for f in glyphs.matplotlib_font_files()]
     protos = bundled[names.index("DejaVuSans.ttf"), :10]
     assert protos.shape == (10, 28, 28) and protos.min() >= 0 and protos.max() <= 1
     assert (protos.amax((1, 2)) > 0.99).all()  # ink ≈ 1
@@ -227,9 +226,9 @@ def test_rendering_is_bright_on_dark_and_centred(bundled):
 def test_legibility_keeps_text_fonts_and_rejects_symbols_swaps_and_missing_glyphs(
     bundled,
 ):
-    names = [f.name for f in fonts.matplotlib_font_files()]
+    names = [f.name for f in glyphs.matplotlib_font_files()]
     protos, missing = bundled[:, :10].clone(), bundled[:, 10].clone()
-    keep = dict(zip(names, fonts.legible(protos, missing).tolist()))
+    keep = dict(zip(names, glyphs.legible(protos, missing).tolist()))
     assert all(
         keep[n]
         for n in (
@@ -245,19 +244,19 @@ def test_legibility_keeps_text_fonts_and_rejects_symbols_swaps_and_missing_glyph
     sans, serif = names.index("DejaVuSans.ttf"), names.index("DejaVuSerif.ttf")
     swapped = protos[sans][[1, 0, 2, 3, 4, 5, 6, 7, 8, 9]]  # B drawn where A belongs
     empty = missing[serif].expand(10, 28, 28)  # every letter is the missing box
-    keep2 = fonts.legible(
+    keep2 = glyphs.legible(
         torch.cat([protos, swapped[None], empty[None]]),
         torch.cat([missing, missing[sans][None], missing[serif][None]]),
     )
     assert not keep2[-1] and not keep2[-2] and keep2[sans]
     with pytest.raises(ValueError, match="prototypes"):
-        fonts.legible(protos[0], missing)
+        glyphs.legible(protos[0], missing)
 
 
 def test_render_prototypes_is_deterministic_and_checks_n_fonts():
-    files = fonts.matplotlib_font_files()
-    a = fonts.render_prototypes(files, n_fonts=3, seed=1)
-    b = fonts.render_prototypes(files, n_fonts=3, seed=1)
+    files = glyphs.matplotlib_font_files()
+    a = glyphs.render_prototypes(files, n_fonts=3, seed=1)
+    b = glyphs.render_prototypes(files, n_fonts=3, seed=1)
     assert (
         a.names == b.names
         and torch.equal(a.images, b.images)
@@ -265,7 +264,7 @@ def test_render_prototypes_is_deterministic_and_checks_n_fonts():
     )
     assert len(set(a.names)) == 3
     with pytest.raises(ValueError, match="n_fonts"):
-        fonts.render_prototypes(files, n_fonts=0)
+        glyphs.render_prototypes(files, n_fonts=0)
 
 
 # ------------------------------------------ discovery, collections, manifest, filters
@@ -278,7 +277,7 @@ def make_collection(path, names=("DejaVuSans.ttf", "DejaVuSerif-Bold.ttf")):
     from fontTools.ttLib.ttCollection import TTCollection
 
     collection = TTCollection()
-    collection.fonts = [ttlib.TTFont(fonts.matplotlib_font_dir() / n) for n in names]
+    collection.fonts = [ttlib.TTFont(glyphs.matplotlib_font_dir() / n) for n in names]
     collection.save(str(path))
     return path
 
@@ -287,11 +286,12 @@ def test_collections_contribute_every_face_with_its_index(tmp_path):
     folder = tmp_path / "fonts"
     (folder / "sub").mkdir(parents=True)
     ttc = make_collection(folder / "sub" / "pair.ttc")
-    shutil.copy(fonts.matplotlib_font_dir() / "DejaVuSansMono.ttf", folder / "Mono.TTF")
+    mono = glyphs.matplotlib_font_dir() / "DejaVuSansMono.ttf"
+    shutil.copy(mono, folder / "Mono.TTF")
     (folder / "notes.txt").write_text("not a font")
-    files = fonts.find_font_files([folder])
+    files = glyphs.find_font_files([folder])
     assert [f.name for f in files] == ["Mono.TTF", "pair.ttc"]
-    faces = fonts.discover_faces(font_dirs=[folder])
+    faces = glyphs.discover_faces(font_dirs=[folder])
     assert [(Path(f.path).name, f.index) for f in faces] == [
         ("Mono.TTF", 0),
         ("pair.ttc", 0),
@@ -307,52 +307,52 @@ def test_collections_contribute_every_face_with_its_index(tmp_path):
         == hashlib.sha256(ttc.read_bytes()).hexdigest()
     )
     # face 1 of the collection renders exactly like the font file it came from
-    second = fonts.render_font(ttc, index=1)
-    assert np.array_equal(
-        second, fonts.render_font(fonts.matplotlib_font_dir() / "DejaVuSerif-Bold.ttf")
-    )
-    assert not np.array_equal(second, fonts.render_font(ttc, index=0))
-    assert fonts.render_font(ttc, index=2) is None
+    second = glyphs.render_font(ttc, index=1)
+    serif_bold = glyphs.matplotlib_font_dir() / "DejaVuSerif-Bold.ttf"
+    assert np.array_equal(second, glyphs.render_font(serif_bold))
+    assert not np.array_equal(second, glyphs.render_font(ttc, index=0))
+    assert glyphs.render_font(ttc, index=2) is None
     with pytest.raises(ValueError, match="font_dirs"):
-        fonts.find_font_files([tmp_path / "absent"])
+        glyphs.find_font_files([tmp_path / "absent"])
     with pytest.raises(ValueError, match="font_dirs"):
-        fonts.find_font_files(str(folder))
+        glyphs.find_font_files(str(folder))
 
 
 def test_near_duplicates_are_dropped_greedily_in_order():
     protos = random_prototypes(4, seed=3)
     close = (protos[0] + 0.01).clamp(0, 1)  # RMS difference about 0.01
     stack = torch.stack([protos[0], protos[1], close, protos[0], protos[2]])
-    drop = fonts.near_duplicates(stack, threshold=0.05)
+    drop = glyphs.near_duplicates(stack, threshold=0.05)
     assert drop.tolist() == [False, False, True, True, False]
-    assert not fonts.near_duplicates(stack, threshold=0.0).any()
+    assert not glyphs.near_duplicates(stack, threshold=0.0).any()
     # a face is compared only with faces kept before it: a chain a ~ b ~ c keeps c
     # when a and c are far
     a = torch.zeros(1, 10, 28, 28)
     chain = torch.cat([a, a + 0.04, a + 0.08])
-    assert fonts.near_duplicates(chain, threshold=0.05).tolist() == [False, True, False]
+    found = glyphs.near_duplicates(chain, threshold=0.05)
+    assert found.tolist() == [False, True, False]
     with pytest.raises(ValueError, match="threshold"):
-        fonts.near_duplicates(stack, threshold=-1)
+        glyphs.near_duplicates(stack, threshold=-1)
 
 
 def test_prototypes_carry_a_manifest_and_counts_that_add_up(tmp_path, monkeypatch):
     folder = tmp_path / "fonts"
     shutil.copytree(
-        fonts.matplotlib_font_dir(), folder
+        glyphs.matplotlib_font_dir(), folder
     )  # the k-NN vote needs a few dozen faces
     shutil.copy(
-        fonts.matplotlib_font_dir() / "DejaVuSans.ttf", folder / "copy-of-sans.ttf"
+        glyphs.matplotlib_font_dir() / "DejaVuSans.ttf", folder / "copy-of-sans.ttf"
     )
     (folder / "broken.ttf").write_bytes(b"not a font")
     make_collection(folder / "pair.ttc")  # two more faces, copies of matplotlib's
-    n_files = len(fonts.matplotlib_font_files()) + 3
+    n_files = len(glyphs.matplotlib_font_files()) + 3
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
-    result = fonts.load_prototypes(font_dirs=[folder])
+    result = glyphs.load_prototypes(font_dirs=[folder])
     counts = result.counts
     assert counts["files"] == n_files and counts["faces"] == n_files + 1
     assert counts["unreadable"] == 1  # broken.ttf
     assert counts["near_duplicate"] >= 2  # at least the two extra DejaVu Sans
-    assert counts["faces"] == sum(counts[n] for n in fonts.FILTERS) + counts["kept"]
+    assert counts["faces"] == sum(counts[n] for n in glyphs.FILTERS) + counts["kept"]
     names = [(m.family, m.style) for m in result.manifest]
     assert names.count(("DejaVu Sans", "Book")) == 1 and len(set(names)) == len(names)
     assert len(result) == counts["kept"] == result.images.shape[0]
@@ -361,18 +361,18 @@ def test_prototypes_carry_a_manifest_and_counts_that_add_up(tmp_path, monkeypatc
     assert {("DejaVu Sans", "Book"), ("DejaVu Serif", "Book")} <= set(names)
     for row in frame.itertuples():
         assert row.sha256 == hashlib.sha256(Path(row.path).read_bytes()).hexdigest()
-        images = fonts.render_font(row.path, index=row.index)[
+        images = glyphs.render_font(row.path, index=row.index)[
             :10
         ]  # manifest row i ↔ images[i]
         assert np.array_equal(images, result.images[row.Index].numpy())
     # the book's unit of the same folder: built once, then read from the cache
-    from advmanifold.chapters import fonts as fonts_chapter
+    from advmanifold.chapters import fonts
 
-    unit = fonts_chapter.prototypes_unit([folder])
+    unit = fonts.prototypes_unit([folder])
     assert not unit.is_cached()
-    built = fonts.prototypes_from_payload(unit.get())
+    built = glyphs.prototypes_from_payload(unit.get())
     assert unit.is_cached() and torch.equal(built.images, result.images)
-    again = fonts.prototypes_from_payload(unit.get())
+    again = glyphs.prototypes_from_payload(unit.get())
     assert (
         again.manifest == result.manifest
         and again.counts == counts
@@ -382,14 +382,14 @@ def test_prototypes_carry_a_manifest_and_counts_that_add_up(tmp_path, monkeypatc
 
 def test_deny_list_and_debian_package_list():
     assert (
-        fonts.denied("Foo Dingbats")
-        and fonts.denied("Weaver BRK")
-        and not fonts.denied("DejaVu Sans")
+        glyphs.denied("Foo Dingbats")
+        and glyphs.denied("Weaver BRK")
+        and not glyphs.denied("DejaVu Sans")
     )
-    faces = fonts.discover_faces(fonts.matplotlib_font_files()[:4])
+    faces = glyphs.discover_faces(glyphs.matplotlib_font_files()[:4])
     with pytest.raises(RuntimeError, match="no usable font"):
-        fonts.render_prototypes(faces, deny=tuple({f.family.lower() for f in faces}))
-    packages = fonts.debian_font_packages()
+        glyphs.render_prototypes(faces, deny=tuple({f.family.lower() for f in faces}))
+    packages = glyphs.debian_font_packages()
     assert len(packages) > 50 and len(set(packages)) == len(packages)
     assert all(
         p.startswith("fonts-") and "#" not in p and " " not in p for p in packages
@@ -408,12 +408,13 @@ def test_prototypes_payload_from_its_config_alone_matches_load_prototypes(
         ("a", "DejaVuSansMono.ttf"),
     ]:
         (tmp_path / "fonts" / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copy(fonts.matplotlib_font_dir() / name, tmp_path / "fonts" / sub / name)
-    files = fonts.find_font_files([tmp_path / "fonts"])
-    config = fonts.prototypes_config(files)
+        source = glyphs.matplotlib_font_dir() / name
+        shutil.copy(source, tmp_path / "fonts" / sub / name)
+    files = glyphs.find_font_files([tmp_path / "fonts"])
+    config = glyphs.prototypes_config(files)
     assert [p for p, _ in config["files"]] != [str(f) for f in files]  # orders differ
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path / "cache"))
-    loaded = fonts.load_prototypes(font_dirs=[tmp_path / "fonts"])
-    payload = fonts.prototypes_payload(config)
+    loaded = glyphs.load_prototypes(font_dirs=[tmp_path / "fonts"])
+    payload = glyphs.prototypes_payload(config)
     assert torch.equal(payload["images"], loaded.images)
-    assert fonts.prototypes_from_payload(payload).manifest == loaded.manifest
+    assert glyphs.prototypes_from_payload(payload).manifest == loaded.manifest
