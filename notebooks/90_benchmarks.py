@@ -368,7 +368,7 @@ else:
     parts.append(
         "**GPU.** No GPU was available to this build (`torch.cuda.is_available()` "
         "is False), so no `device=cuda` timing was made; where one is, "
-        "`throughput.unit_time` also trains the unit on it.")
+        "`benchmarking.unit_time` also trains the unit on it.")
 display(Markdown("\n\n".join(parts)))
 
 # %% tags=["hide-input"]

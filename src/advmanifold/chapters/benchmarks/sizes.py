@@ -1,0 +1,145 @@
+"""The appendix's settings: the full sizes of the benchmarks (:data:`FULL`), the
+pieces (:data:`PIECES`), the sizes of each profile (:data:`PROFILE_SETTINGS`) and
+:func:`settings`, which picks them for a profile."""
+
+from __future__ import annotations
+
+#: the appendix notebook's stem (its units are listed under it)
+STEM = "90_benchmarks"
+
+#: the PGD setting of the issue: L∞ ε, step size, steps
+PGD_SETTING = {"eps": 0.1, "step_size": 0.01, "steps": 40}
+
+#: The sizes of the issue ("full size"); the notebook scales them per profile.
+FULL = {
+    "pgd_examples": 1000,
+    "pgd_steps": 40,
+    "pgd_repeats": 5,
+    "knn_examples": 1000,
+    "knn_train": 60000,
+    "knn_repeats": 3,
+    "decoder_examples": 1000,
+    "decoder_restarts": 3,
+    "decoder_steps": 100,
+    "decoder_fonts": 100,
+    "decoder_repeats": 3,
+    "step_batch_size": 128,
+    "step_inner": 5,
+    "step_repeats": 5,
+    "mlp_train": 60000,
+    "warmup": 1,
+    # per-piece warm-up rounds (None: ``warmup``); a full-size k-NN or decoder round
+    # takes tens of seconds, so short runs may skip their warm-up
+    "pgd_warmup": None,
+    "knn_warmup": None,
+    "decoder_warmup": None,
+    "step_warmup": None,
+    "decoder_bundled_fonts": False,
+    # the FONTS ConvNet against the machine (convnet, levers and unit modules):
+    # square SGEMM sizes of the peak, timed rounds, the limit of a cold torch.compile
+    # (None: not run), seconds of processes against threads, the OnAdvTrain unit
+    # (epochs of its 20; a run at several threads stops after the budget, None: never)
+    "convnet_peak_sizes": (1024, 2048, 3072),
+    "convnet_repeats": 5,
+    "convnet_compile_s": 60.0,
+    "convnet_parallel_s": 8.0,
+    "convnet_unit_n": 2500,
+    "convnet_unit_epochs": 20,
+    "convnet_unit_budget_s": None,
+    "convnet_pgd_steps": 40,  # of the adversarial steps and the unit's attacks
+    # Adam at two threads with and without flushed denormals, one process each
+    "denormal_steps": 200,
+    "denormal_window": 20,
+}
+PIECES = ("pgd", "knn", "decoder", "steps", "convnet", "denormals", "book")
+
+#: sizes of the appendix notebook per profile (our choice): paper uses the full sizes;
+#: quick is bounded by time (about two minutes on two cores: smaller PGD, k-NN and
+#: decoder pieces at one thread, one epoch of the unit, a short denormal run);
+#: smoke only checks the code path
+PROFILE_SETTINGS = {
+    "smoke": {
+        "pgd_examples": 32,
+        "pgd_steps": 10,
+        "pgd_repeats": 1,
+        "knn_examples": 16,
+        "knn_train": 1000,
+        "knn_repeats": 1,
+        "decoder_examples": 16,
+        "decoder_restarts": 1,
+        "decoder_steps": 5,
+        "decoder_fonts": 4,
+        "decoder_repeats": 1,
+        "decoder_bundled_fonts": True,
+        "step_batch_size": 32,
+        "step_inner": 1,
+        "step_repeats": 1,
+        "mlp_train": 2000,
+        "warmup": 0,
+        "convnet_peak_sizes": (256, 512),
+        "convnet_repeats": 1,
+        "convnet_compile_s": None,
+        "convnet_parallel_s": None,
+        "convnet_unit_n": 100,
+        "convnet_unit_epochs": 1,
+        "convnet_unit_budget_s": 2.0,
+        "convnet_pgd_steps": 2,
+        "denormal_steps": 20,
+        "denormal_window": 10,
+        "threads": None,
+    },
+    "quick": {
+        **FULL,
+        "pgd_repeats": 2,
+        "knn_repeats": 1,
+        "knn_warmup": 0,
+        "decoder_repeats": 1,
+        "decoder_warmup": 0,
+        "step_inner": 3,
+        "step_repeats": 3,
+        # bounded by time: the whole appendix in about two minutes on 2 cores
+        "pgd_examples": 200,
+        "knn_examples": 100,  # against all 60,000 training images
+        "decoder_examples": 200,
+        "decoder_restarts": 1,
+        "mlp_train": 10000,
+        "convnet_peak_sizes": (1024, 2048),
+        "convnet_repeats": 3,
+        "convnet_compile_s": 60.0,
+        "convnet_parallel_s": 3.0,
+        "convnet_unit_epochs": 1,
+        "convnet_unit_budget_s": 5.0,
+        "denormal_steps": 40,
+        "denormal_window": 10,
+        # the comparisons at one thread: a team of two threads on a shared machine
+        # waits at every barrier for its descheduled member (see processes against
+        # threads in the appendix)
+        "threads": 1,
+    },
+    "paper": {
+        **FULL,
+        "pgd_repeats": 5,
+        "knn_repeats": 3,
+        "decoder_repeats": 3,
+        "step_repeats": 5,
+        "threads": None,
+    },
+}
+
+
+def settings(profile: str, **overrides):
+    """The appendix's settings for ``profile``
+    (:func:`advmanifold.book.profiles.select`); ``repeats`` sets the timed rounds of
+    every piece at once."""
+    from ...book.profiles import select
+
+    repeats = overrides.pop("repeats", None)
+    chosen = select(profile, PROFILE_SETTINGS, **overrides)
+    if repeats is not None:
+        if int(repeats) != repeats or repeats < 1:
+            raise ValueError(
+                f"repeats must be an integer >= 1 or None, got {repeats!r}"
+            )
+        for piece in ("pgd", "knn", "decoder", "step"):
+            setattr(chosen, f"{piece}_repeats", int(repeats))
+    return chosen
