@@ -137,9 +137,10 @@ def unit_time(
     every core in a fresh process, once with OpenMP's default wait policy and once
     with ``OMP_WAIT_POLICY=PASSIVE``; on the GPU too when ``gpu`` (default: if CUDA is
     available). Each timed run follows an untimed batch in its process (lazy set-up).
-    A run at several threads stops after ``budget_s`` (None: never; it is
-    killed at 4 · ``budget_s`` + 30 s, which bounds its time from below) and is scaled
-    from the batches it trained, t · B / b. Fonts: the chapter's, or matplotlib's;
+    Every run stops after the first batch that ends past ``budget_s`` (None: never; a
+    fresh process is killed at 4 · ``budget_s`` + 30 s, which bounds its time from
+    below) and is scaled from the b batches it trained to all B, t · B / b: the
+    batches cost alike. Fonts: the chapter's, or matplotlib's;
     ``train_steps``: PGD steps per batch (the paper's 40; fewer only to test)."""
     s, decoder, data = _unit_inputs(epochs, n, seed, bundled_fonts, train_steps)
     batches = epochs * -(-n // s.batch_size)
@@ -152,7 +153,7 @@ def unit_time(
     unit = (method, data, decoder, s, seed)
     for name, views in (("before, 1 thread", False), ("after, 1 thread", True)):
         with compute.threads(1), models.attack_views(views):
-            row(name, *_warm_train_unit("cpu", *unit))
+            row(name, *_warm_train_unit("cpu", *unit, budget_s))
     args = {
         "threads": cores,
         "epochs": epochs,
@@ -171,7 +172,7 @@ def unit_time(
         row(name, *_unit_in_process(args, env, limit))
     if torch.cuda.is_available() if gpu is None else gpu:
         with models.attack_views(True):
-            row("after, cuda", *_warm_train_unit("cuda", *unit))
+            row("after, cuda", *_warm_train_unit("cuda", *unit, budget_s))
     sizes = {"epochs": epochs, "n": n, "pgd_steps": train_steps, "batches": batches}
     return _unit_metrics(rows, cores, sizes), rows
 
@@ -211,6 +212,8 @@ def _unit_metrics(
     full = 20 / sizes["epochs"]  # the unit's 20 epochs cost alike
     metrics = {
         **{f"unit_{key}": value for key, value in sizes.items()},
+        "unit_before_batches_timed": rows[0]["batches_timed"],
+        "unit_after_1t_batches_timed": rows[1]["batches_timed"],
         "unit_all_batches_timed": rows[2]["batches_timed"],
         "unit_all_finished": int(rows[2]["finished"]),
         "unit_passive_batches_timed": rows[3]["batches_timed"],
