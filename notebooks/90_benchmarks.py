@@ -52,8 +52,9 @@
 # are this book's own choices, not the papers'. The same functions run at full size with
 # `make benchmarks` (`python3 benchmarks/run.py`), which writes
 # `_build/results/benchmarks.json`; this page runs them with profile-dependent sizes
-# (in `quick`, smaller pieces whose comparisons run on one thread, so that the page
-# takes about two minutes; the time of each piece is in the table at the end).
+# (in `quick`, smaller pieces whose comparisons run on one thread and runs cut short
+# and scaled, so that the page takes a minute or two; the time of each piece is in the
+# table at the end).
 
 # %% tags=["remove-cell"]
 import sys, subprocess
@@ -334,17 +335,19 @@ if "unit_before_s" in metrics:
         f"{epochs} of its 20 epochs ({metrics['unit_batches']:.0f} batch(es) of 100); "
         "the full-unit times are 20 × the epoch's, as the epochs cost alike")
     scaled = []
-    for key, label in (("all", "spinning"), ("passive", "passive")):
-        timed = int(metrics[f"unit_{key}_batches_timed"])
+    for key, label in (("before", "before"), ("after_1t", "after, one thread"),
+                       ("all", f"{cores} threads, spinning"),
+                       ("passive", f"{cores} threads, passive")):
+        timed = int(metrics.get(f"unit_{key}_batches_timed", metrics["unit_batches"]))
         if timed < metrics["unit_batches"]:
             scaled.append(f"{timed} batch(es) ({label})")
     note = ""
     if scaled:
-        note = (f" The runs at {cores} threads were stopped after "
-                f"{' and '.join(scaled)} and scaled to the epoch")
+        note = (f" Runs were stopped after {', '.join(scaled)} and scaled to the "
+                "epoch")
         note += ("." if metrics["unit_all_finished"] else
-                 "; the spinning one did not finish its first batch before it was "
-                 "stopped, so its time is a lower bound.")
+                 f"; the spinning run at {cores} threads did not finish its first "
+                 "batch before it was stopped, so its time is a lower bound.")
     parts.append(
         f"**The unit.** OnAdvTrain at N = {metrics['unit_n']:,.0f} with the paper's "
         f"settings (PGD-{metrics['unit_pgd_steps']:.0f} on θ through the decoder in "
@@ -368,7 +371,7 @@ else:
     parts.append(
         "**GPU.** No GPU was available to this build (`torch.cuda.is_available()` "
         "is False), so no `device=cuda` timing was made; where one is, "
-        "`throughput.unit_time` also trains the unit on it.")
+        "`benchmarking.unit_time` also trains the unit on it.")
 display(Markdown("\n\n".join(parts)))
 
 # %% tags=["hide-input"]
@@ -401,8 +404,8 @@ figures.save(fig, benchmarking.STEM, "convnet")
 # Left: the ConvNet's steps in GFLOP/s at one thread and at every core; each bar
 # should stay below the dashed peak of its thread count. Right: one OnAdvTrain unit of
 # the paper profile (N = 2,500) before the attack views (one thread) and after them,
-# at one thread and at every core (log scale); in the `quick` profile one epoch was
-# timed and multiplied by 20, and runs at several threads were cut short and scaled.
+# at one thread and at every core (log scale); in the `quick` profile each run was cut
+# short after a few seconds, scaled to one epoch and multiplied by 20.
 # ```
 #
 # ## Denormal floats at two threads

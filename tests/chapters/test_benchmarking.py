@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from advmanifold.chapters import benchmarks as B
+from advmanifold.chapters.benchmarks import report
 from advmanifold.science import compute
+from advmanifold.science.models import MLP
 from advmanifold.science.manifolds.knn import knn_projection
 
 
@@ -122,7 +124,9 @@ def test_book_times_reads_the_runner_logs(tmp_path):
 
 def test_partial_book_log_gives_no_whole_book_time(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVMANIFOLD_RESULTS", str(tmp_path))
-    monkeypatch.setattr(B, "book_chapters", lambda root=None: ["01_fonts", "02_mnist"])
+    monkeypatch.setattr(
+        report, "book_chapters", lambda root=None: ["01_fonts", "02_mnist"]
+    )
     log = {"profile": "quick", "chapters_s": {"01_fonts": 120.0}, "total_s": 120.0}
     (tmp_path / "book_run_quick.json").write_text(json.dumps(log))
     run = B.run_benchmarks({}, pieces=("book",))
@@ -141,7 +145,7 @@ def test_partial_book_log_gives_no_whole_book_time(tmp_path, monkeypatch):
 
 def test_pgd_benchmark_without_reference_reports_our_attack(monkeypatch):
     torch.manual_seed(0)
-    model = B.MLP()
+    model = MLP()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
     out = {}
     metrics, rows = B.pgd_benchmark(
@@ -172,26 +176,22 @@ def test_run_benchmarks_rejects_unknown_settings_and_pieces():
 def test_gemm_shapes_of_a_convolution_carry_its_flops():
     # forward, input gradient and weight gradient: three GEMMs of 2·m·k·n FLOPs each,
     # which together are what the FLOP counter counts
-    from advmanifold.chapters import throughput
-
     conv = torch.nn.Conv2d(3, 8, 4, 2, 1)
     x = torch.rand(5, 3, 12, 12, requires_grad=True)
 
     def step():
         conv(x).sum().backward()
 
-    shapes = throughput.gemm_shapes(step)
+    shapes = B.gemm_shapes(step)
     assert shapes == {(1, 5 * 6 * 6, 48, 8), (1, 180, 8, 48), (1, 8, 180, 48)}
-    assert sum(2 * b * m * k * n for b, m, k, n in shapes) == throughput.flops(step)
+    assert sum(2 * b * m * k * n for b, m, k, n in shapes) == B.flops(step)
 
 
 def test_every_fraction_of_peak_is_at_most_one_by_construction():
     # tiny square products (64, 128) make a weak peak; the workloads' own GEMMs and
     # their own rates belong to the peak set, so no fraction can exceed 1 and none is
     # capped: a rate measured elsewhere that beats the rest becomes the peak
-    from advmanifold.chapters import throughput
-
-    metrics, _ = throughput.convnet_rates(
+    metrics, _ = B.convnet_rates(
         (1, 2),
         peak_sizes=(64, 128),
         repeats=1,
@@ -217,11 +217,9 @@ def test_every_fraction_of_peak_is_at_most_one_by_construction():
 
 
 def test_levers_are_measured_one_by_one_against_the_plain_network():
-    from advmanifold.chapters import throughput
-
-    metrics, rows = throughput.attack_levers(repeats=1, batches=(100,))
+    metrics, rows = B.attack_levers(repeats=1, batches=(100,))
     names = [r["candidate"] for r in rows]
-    expected = set(throughput.lever_names((100,))) - {
+    expected = set(B.lever_names((100,))) - {
         "torch.compile of the attack view",  # compile_s None
         "1 process × 2 threads",  # parallel_s None
         "1 process × 2 threads, passive wait",
@@ -237,9 +235,7 @@ def test_levers_are_measured_one_by_one_against_the_plain_network():
 
 
 def test_denormal_comparison_runs_each_setting_in_its_own_process():
-    from advmanifold.chapters import throughput
-
-    metrics, rows = throughput.denormal_comparison(
+    metrics, rows = B.denormal_comparison(
         steps=20, window=10, sizes=(784, 256, 10), settings=("no flush", "every thread")
     )
     assert {r["candidate"] for r in rows} == {"no flush", "every thread"}
@@ -280,3 +276,47 @@ def test_units_are_the_cache_entries_the_appendix_reads(tmp_path, monkeypatch):
     fonts_unit = next(u for u in listed if u.name == "fonts-prototypes")
     assert fonts_unit.is_cached()
     assert cache.exists(fonts_unit.name, fonts_unit.config)
+
+
+def test_the_harness_loops_count_what_they_say():
+    from advmanifold.chapters.benchmarks import harness
+
+    calls = []
+    seconds = harness.per_call_times(lambda: calls.append(1), 3, inner=4)
+    assert len(seconds) == 3 and len(calls) == 1 + 3 * 4  # one warm-up call
+    calls.clear()
+    rows = harness.windowed_rates(
+        lambda: calls.append(1), 6, 2, lambda: {"seen": len(calls)}
+    )
+    assert [(r["step"], r["seen"]) for r in rows] == [(2, 2), (4, 4), (6, 6)]
+    assert all(r["steps_per_s"] > 0 for r in rows)
+    assert harness.steps_per_second(lambda: None, 0.01) > 0
+
+
+def test_fresh_programs_run_by_name_and_refuse_others(capsys):
+    from advmanifold.chapters.benchmarks import fresh
+
+    assert set(fresh.PROGRAMS) == {"compile", "attack_rate", "unit", "denormals"}
+    with pytest.raises(SystemExit, match="unknown program"):
+        fresh.main(["nope", "{}"])
+    args = '{"setting": "no flush", "steps": 2, "window": 1, '
+    args += '"sizes": [4, 3, 2], "scale": 1e-37}'
+    before = torch.get_num_threads()
+    try:  # here, in this process: the program sets two threads
+        assert fresh.main(["denormals", args]) == 0
+    finally:
+        torch.set_num_threads(before)
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["step"] for r in found["rows"]] == [1, 2]
+
+
+def test_machine_metrics_come_from_the_book_wings_machine():
+    from advmanifold.book.results import machine
+
+    found = B.machine_metrics()
+    assert found["cpu_model"] == machine()["cpu"]
+    assert found["cores_available"] == compute.cores()
+    assert found["threads"] == torch.get_num_threads()
+    assert {"torch_version", "numpy_version", "python_version", "platform"} <= set(
+        found
+    )

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from ..science.compute import cpu_model
+from ..science.compute import cores, cpu_model
 from . import cache, paths
 from .cache import atomic_write_text
 from .profiles import check_profile
@@ -38,11 +38,12 @@ def _glue(name: str, value: Any) -> None:
 
 
 def machine() -> dict[str, Any]:
-    """Where a result was computed: CPU model and cores, OS, torch threads, CUDA
-    device."""
+    """Where a result was computed: CPU model, cores (of the machine, and those this
+    process may run on), OS, torch threads, CUDA device."""
     found: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "cores_available": cores(),
         "os": platform.platform(),
     }
     try:
