@@ -195,8 +195,8 @@ def test_adam_attack_matches_a_torch_adam_reference():
     # the same random starts: the generator's first draws, rows of all attempts
     g = torch.Generator().manual_seed(3)
     rep = lambda t: t.repeat(attempts, *(1,) * (t.ndim - 1))  # noqa: E731
-    lo, hi = attacks._bounds(rep(x), eps, 0.0, 1.0)
-    start = attacks._ball_start(rep(x), lo, hi, eps, g)
+    lo, hi = attacks.threats.bounds(rep(x), eps, 0.0, 1.0)
+    start = attacks.adam.ball_start(rep(x), lo, hi, eps, g)
     want = _reference_adam(model, rep(x), rep(y), start, eps, steps, lr)
     assert torch.equal(got.iteration.flatten(), want)
     assert 0 < got.success.float().mean() < 1  # the case is not trivial

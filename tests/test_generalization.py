@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from advmanifold.book import ledger
 from advmanifold.book.results import Results
-from advmanifold.science import decoders, fonts, models
+from advmanifold.science import attacks, decoders, fonts, models
 from advmanifold.chapters import claims, generalization as G
 from advmanifold.science.tangent import TangentSpace, jacobian
 
@@ -130,7 +130,7 @@ def test_onmanifold_training_examples_stay_in_ball_and_ranges():
     model = models.ConvNet()
     theta = decoders.sample_theta(20, "hard", torch.Generator().manual_seed(4))
     eps = 0.3
-    adv = G.onmanifold_examples(
+    adv = attacks.onmanifold_examples(
         model, dec, data.font, data.letter, theta, eps=eps, steps=5, seed=0
     )
     lower, upper = decoders.theta_box("hard")
@@ -147,7 +147,7 @@ def test_training_examples_leave_the_weights_untouched():
     torch.manual_seed(0)
     model = models.ConvNet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    G.onmanifold_examples(
+    attacks.onmanifold_examples(
         model, dec, data.font, data.letter, data.theta, eps=0.3, steps=3, seed=0
     )
     assert model.training
@@ -427,7 +427,7 @@ def test_stn_examples_warp_the_image_near_the_identity():
     # at the identity the second warp returns the image (align_corners=True)
     same = decoders.warp(x, decoders.IDENTITY.expand(8, 6))
     assert torch.allclose(same, x, atol=1e-5)
-    tilde = G.stn_examples(model, x, y, eps=0.3, steps=3, seed=0)
+    tilde = attacks.stn_examples(model, x, y, eps=0.3, steps=3, seed=0)
     assert tilde.shape == x.shape and tilde.min() >= 0 and tilde.max() <= 1
     assert not torch.allclose(tilde, x)
     with torch.no_grad():  # the attack raises the loss

@@ -353,107 +353,6 @@ def test_split(decoder: FontDecoder, n: int, order: str = "iid") -> Split:
 # --- perturbations used in training --------------------------------------------------
 
 
-class Decoded(nn.Module):
-    """classifier ∘ decoder on v = (θ, font, letter) ``[N, 8]``: the attacked variable
-    of on-manifold attacks carries each example's font and letter (boxes of zero
-    width)."""
-
-    def __init__(self, classifier: nn.Module, decoder: FontDecoder):
-        super().__init__()
-        self.classifier, self.decoder = classifier, decoder
-
-    def forward(self, v: Tensor) -> Tensor:
-        ids = v[:, 6:].detach().round().long()
-        return self.classifier(self.decoder(ids[:, 0], ids[:, 1], v[:, :6]))
-
-    def attack_view(self) -> "Decoded":
-        """The same map through the classifier's attack view."""
-        return Decoded(models.attack_view(self.classifier), self.decoder)
-
-
-class Warped(nn.Module):
-    """classifier ∘ warp(images, θ) for fixed ``images`` ``[N, 1, H, W]``: the
-    original's spatial transformer attack warps the rendered training image a second
-    time, by θ near the identity."""
-
-    def __init__(self, classifier: nn.Module, images: Tensor):
-        super().__init__()
-        self.classifier, self.images = classifier, images
-
-    def forward(self, theta: Tensor) -> Tensor:
-        return self.classifier(decoders.warp(self.images, theta))
-
-    def attack_view(self) -> "Warped":
-        return Warped(models.attack_view(self.classifier), self.images)
-
-
-def stn_examples(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    steps: int,
-    ranges: str = RANGES,
-    seed: int | None = None,
-) -> Tensor:
-    """Images warped adversarially (``STNAdvTrain``): θ̃ by PGD (largest-loss
-    iterate, random start) in ‖θ̃ − θ_id‖∞ ≤ ε ∩ the data ranges around the identity
-    θ_id, x̃ = warp(x, θ̃); weights untouched."""
-    lower, upper = (b.to(x) for b in decoders.theta_box(ranges))
-    identity = decoders.IDENTITY.to(x).expand(len(x), 6)
-    theta = training.adversarial_examples(
-        Warped(model, x),
-        identity,
-        y,
-        eps=eps,
-        steps=steps,
-        lower=lower,
-        upper=upper,
-        seed=seed,
-    )
-    with torch.no_grad():
-        return decoders.warp(x, theta)
-
-
-def _theta_bounds(font, letter, theta, ranges):
-    lower, upper = (b.to(theta) for b in decoders.theta_box(ranges))
-    ids = torch.stack([font, letter], 1).to(theta.dtype)
-    v = torch.cat([theta, ids], 1)
-    lo = torch.cat([lower.expand(len(theta), 6), ids], 1)
-    hi = torch.cat([upper.expand(len(theta), 6), ids], 1)
-    return v, lo, hi
-
-
-def onmanifold_examples(
-    model: nn.Module,
-    decoder: FontDecoder,
-    font: Tensor,
-    letter: Tensor,
-    theta: Tensor,
-    *,
-    eps: float,
-    steps: int,
-    ranges: str = RANGES,
-    seed: int | None = None,
-) -> Tensor:
-    """Adversarial θ̃ for training: PGD on θ (largest-loss iterate, random start) with
-    ‖θ̃ − θ‖∞ ≤ ε and θ̃ in the data ranges, font and letter fixed; weights
-    untouched."""
-    v, lo, hi = _theta_bounds(font, letter, theta, ranges)
-    v_adv = training.adversarial_examples(
-        Decoded(model, decoder),
-        v,
-        letter,
-        eps=eps,
-        steps=steps,
-        lower=lo,
-        upper=hi,
-        seed=seed,
-    )
-    return v_adv[:, :6].detach()
-
-
 def random_theta(
     theta: Tensor,
     *,
@@ -483,17 +382,17 @@ def objective(
         x, y = data.x[idx], data.y[idx]
         h = len(idx) // 2
         if method in ("OffAdvTrain", "AlignedAdv"):
-            x_tilde = training.adversarial_examples(
+            x_tilde = attacks.adversarial_examples(
                 model, x[h:], y[h:], eps=s.eps, steps=s.train_steps, seed=next(counter)
             )
         elif method == "STNAdvTrain":
-            x_tilde = stn_examples(
+            x_tilde = attacks.stn_examples(
                 model, x[h:], y[h:], eps=s.eps, steps=s.train_steps, seed=next(counter)
             )
         else:
             f, t = data.font[idx[h:]], data.theta[idx[h:]]
             if method == "OnAdvTrain":
-                t = onmanifold_examples(
+                t = attacks.onmanifold_examples(
                     model,
                     decoder,
                     f,
@@ -592,7 +491,7 @@ def _evaluate(model, view, decoder, test, s, seed) -> dict[str, float]:
     x, y, f, t = test.x[a], test.y[a], test.font[a], test.theta[a]
     correct = models.predict(model, x) == y
     kwargs = dict(steps=s.attack_steps, restarts=s.restarts, mode="first", seed=seed)
-    on, _ = decoders.attack_theta(
+    on, _ = attacks.attack_theta(
         view, decoder, f, y, t, eps=s.eps, ranges=RANGES, **kwargs
     )
     regular = attacks.pgd(view, x, y, eps=s.eps, **kwargs)
@@ -638,7 +537,7 @@ def evaluate_original(
         view = models.attack_view(model)
         a = slice(0, min(s.n_original_on, len(test)))
         x, y = test.x[a], test.y[a]
-        on, _ = decoders.attack_theta(
+        on, _ = attacks.attack_theta(
             view, decoder, test.font[a], y, test.theta[a], eps=s.eps, ranges=RANGES,
             attack=attacks.adam_attack, **kwargs,
         )

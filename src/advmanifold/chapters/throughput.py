@@ -198,9 +198,9 @@ def adversarial_training_step(
     model, x, y, eps: float = 0.3, steps: int = 40
 ) -> Callable[[], None]:
     """OffAdvTrain's step: PGD-``steps`` on the second half of the batch (through the
-    attack view, :func:`advmanifold.science.training.adversarial_examples`), then one
+    attack view, :func:`advmanifold.science.attacks.adversarial_examples`), then one
     Adam step on the clean half and the examples."""
-    from ..science.training import adversarial_examples
+    from ..science.attacks import adversarial_examples
 
     h = len(x) // 2
 
