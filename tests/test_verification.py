@@ -117,7 +117,7 @@ def test_margin_pgd_reaches_the_closed_form_on_a_linear_model():
 
 def test_margin_logits_are_the_cw_margin(problem):
     model, x, y = problem
-    two = attacks.margin.margin_logits(model, y)(x)
+    two = attacks.views.margin_logits(model, y)(x)
     logits = model(x)
     others = logits.clone()
     others[torch.arange(len(y)), y] = -float("inf")
@@ -125,7 +125,7 @@ def test_margin_logits_are_the_cw_margin(problem):
     torch.testing.assert_close(two[:, 1], expected)
     assert torch.equal(two[:, 0], torch.zeros(len(y)))
     with pytest.raises(RuntimeError, match="whole batch"):
-        attacks.margin.margin_logits(model, y)(x[:3])
+        attacks.views.margin_logits(model, y)(x[:3])
 
 
 def test_margin_attacks_join_the_worst_case(problem):

@@ -19,7 +19,7 @@ space, and one file per attack.
   attack (:func:`stn_examples`);
 - :mod:`~advmanifold.science.attacks.latent`: :func:`latent_pgd` on a generative
   model's codes;
-- :mod:`~advmanifold.science.attacks.margin`: margin and targeted attacks through
+- :mod:`~advmanifold.science.attacks.views`: margin and targeted attacks through
   two-logit views (:func:`margin_pgd`, :func:`targeted_pgd`).
 
 Attacks written by others (torchattacks) and the checks for gradient masking are in
@@ -31,7 +31,7 @@ from .engine import MODES, AttackResult, largest_loss_examples, margin, run_pgd
 from .l2 import pgd_l2, restricted_l2_pgd
 from .latent import latent_pgd
 from .linf import adversarial_examples, fgsm, pgd, robust_accuracy
-from .margin import margin_pgd, targeted, targeted_pgd
+from .views import margin_pgd, targeted, targeted_pgd
 from .theta import ThetaBox, WarpBox, attack_theta, onmanifold_examples, stn_examples
 from .threats import L2Ball, LinfBall, SubspaceL2
 

@@ -49,7 +49,7 @@ def margin_pgd(
     """L∞ sign-PGD on the Carlini–Wagner margin M = max_{j≠y} f_j − f_y (fooled: M > 0).
 
     :func:`~advmanifold.science.attacks.linf.pgd` on the two logits (0, M) and label
-    0 (:func:`~advmanifold.science.attacks.margin.margin_logits`): the iterate of
+    0 (:func:`~advmanifold.science.attacks.views.margin_logits`): the iterate of
     largest loss (mode ``"best"``) is the one of largest margin over steps and
     restarts. One chunk (the labels are fixed).
     """
