@@ -54,7 +54,7 @@ from tqdm.std import tqdm
 from ..science import alignment, attacks, boundaries, data, models, training
 from ..book import cache, results
 from ..science.manifolds.linear import ATTACK_BOX, MODES, LinearManifold
-from ..book.profiles import PROFILES, select
+from ..book.profiles import PROFILES, seeds, select
 from ..book.units import Unit
 
 STEM = "03_pmnist"
@@ -691,15 +691,6 @@ def crossing_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
 
 
 # -- small helpers ---------------------------------------------------------------------
-def seeds(n_seeds: int, seed: int = 0) -> list[int]:
-    """The training seeds ``seed, seed + 1, …, seed + n_seeds − 1``."""
-    if isinstance(n_seeds, bool) or int(n_seeds) != n_seeds or n_seeds < 1:
-        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    return list(range(int(seed), int(seed) + int(n_seeds)))
-
-
 def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -> None:
     """Record a metric measured once per seed: the mean under ``key``, the sample
     standard deviation under ``key_std`` (both glued); the per-seed values are
