@@ -1027,15 +1027,15 @@ def settings(profile: str, **overrides):
     return chosen
 
 
-def load_decoder(n_fonts: int, *, bundled_only: bool = False):
-    """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed);
-    ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
-    from ..science import fonts
-    from ..science.decoders import FontDecoder
+def decoder_and_source(n_fonts: int, *, bundled_only: bool = False):
+    """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed,
+    :func:`advmanifold.chapters.generalization_models.load_decoder`) and the fonts'
+    source; ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
+    from .generalization_models import load_decoder
 
-    prototypes = fonts.prototypes_from_payload(prototypes_unit(bundled_only).get())
+    proto = prototypes_unit(bundled_only)
     source = "matplotlib" if bundled_only else "system"
-    return FontDecoder(prototypes.images[:n_fonts]), source
+    return load_decoder(proto, n_fonts, fewer=True), source
 
 
 def fractions_of_peak(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -1227,7 +1227,7 @@ def _run_decoder(run: _Run) -> None:
     cfg = run.cfg
     run.log(f"FONTS decoder projection of {cfg['decoder_examples']} examples ...")
     try:
-        decoder, source = load_decoder(
+        decoder, source = decoder_and_source(
             cfg["decoder_fonts"],
             bundled_only=cfg.get("decoder_bundled_fonts", False),
         )
