@@ -217,12 +217,12 @@ started = time.perf_counter()
 attack = dict(eps=fonts.EPS, steps=S.attack_steps, restarts=S.restarts, mode="first",
               seed=seed)
 regular = attacks.pgd(model, x, y, **attack)
-on_manifold, x_on = decoders.attack_theta(model, decoder, font, y, theta,
-                                          ranges=fonts.RANGES, **attack)
+on_manifold, x_on = attacks.attack_theta(model, decoder, font, y, theta,
+                                         ranges=fonts.RANGES, **attack)
 attacks_s = time.perf_counter() - started
 # the original's protocol: Adam (lr 0.005), 40 steps, 5 attempts (adam_attack defaults)
 regular_original = attacks.adam_attack(model, x, y, eps=fonts.EPS, seed=seed)
-on_manifold_original, _ = decoders.attack_theta(
+on_manifold_original, _ = attacks.attack_theta(
     model, decoder, font, y, theta, ranges=fonts.RANGES, eps=fonts.EPS,
     attack=attacks.adam_attack, seed=seed)
 

@@ -60,7 +60,9 @@ import torch
 from myst_nb import glue
 
 from advmanifold.chapters import claims, generalization as G
-from advmanifold.book import figures
+from advmanifold.chapters import generalization_plots as GP
+from advmanifold.chapters import generalization_results as GR
+from advmanifold.book import figures, record
 from advmanifold.book.results import Results
 
 params = dict(seed=seed, font_dirs=font_dirs, font_source=font_source,
@@ -86,7 +88,7 @@ glue("order", S.order, display=False)
 res.add("attempts", S.attempts)
 res.add("n_original_on", S.n_original_on)
 res.add("n_original_off", S.n_original_off)
-G.settings_table(S).style.hide(axis="index")
+GR.settings_table(S).style.hide(axis="index")
 
 # %% [markdown]
 # ## Setup
@@ -175,15 +177,15 @@ frame = G.run(rows, only_cached=only_cached)
 
 # %% tags=["hide-input"]
 if profile == "paper":  # the committed record grows: this run's new models join it
-    record = G.grow_record(G.read_record(), frame, G.stamp())
-    res.add_table("models", record)
-    frame = G.current_rows(record, S, font_dirs, font_source=font_source)
+    recorded = record.grow_record(G.read_record(), frame, record.stamp())
+    res.add_table("models", recorded)
+    frame = G.current_rows(recorded, S, font_dirs, font_source=font_source)
 else:
     res.add_table("models", frame)
 res.add("n_recorded", len(frame))
-coverage = G.coverage(frame)
+coverage = record.coverage(frame, G.METHODS)
 res.add_table("coverage", coverage.reset_index())
-table = G.add_results(res, frame)
+table = GR.add_results(res, frame)
 small, large = res.metrics["n_small"], res.metrics["n_large"]
 for method in G.METHODS:
     for size, n in (("small", small), ("large", large)):
@@ -244,7 +246,7 @@ coverage
 # {glue:text}`test_error_Aligned_large:.3f`.
 
 # %% tags=["hide-input"]
-figures.save(G.plot_vs_n(frame, "test_error", width=8.0), G.STEM, "test_error")
+figures.save(GP.plot_vs_n(frame, "test_error", width=8.0), G.STEM, "test_error")
 
 # %% [markdown]
 # ```{glue:figure} fig_test_error
@@ -274,7 +276,7 @@ figures.save(G.plot_vs_n(frame, "test_error", width=8.0), G.STEM, "test_error")
 # {glue:text}`rank_corr_onmanifold_success_vs_test_error_original_methods:.2f`).
 
 # %% tags=["hide-input"]
-figures.save(G.plot_vs_n(frame, "onmanifold_success", width=8.0), G.STEM, "onmanifold")
+figures.save(GP.plot_vs_n(frame, "onmanifold_success", width=8.0), G.STEM, "onmanifold")
 
 # %% [markdown]
 # ```{glue:figure} fig_onmanifold
@@ -286,7 +288,7 @@ figures.save(G.plot_vs_n(frame, "onmanifold_success", width=8.0), G.STEM, "onman
 # ```
 
 # %% tags=["hide-input"]
-figures.save(G.plot_scatter(frame), G.STEM, "scatter")
+figures.save(GP.plot_scatter(frame), G.STEM, "scatter")
 
 # %% [markdown]
 # ```{glue:figure} fig_scatter
@@ -313,9 +315,9 @@ figures.save(G.plot_scatter(frame), G.STEM, "scatter")
 # original beside it.
 
 # %% tags=["hide-input"]
-anchor = G.anchor_table(table)
+anchor = GR.anchor_table(table)
 res.add_table("anchor", anchor)
-glue("anchor_gaps", G.anchor_sentence(anchor), display=False)
+glue("anchor_gaps", GR.anchor_sentence(anchor), display=False)
 res.add("n_anchor_cells", int((anchor["within tolerance"] != "—").sum()))
 res.add("n_anchor_reproduced", int((anchor["within tolerance"] == "yes").sum()))
 if res.metrics["n_anchor_cells"]:
@@ -324,7 +326,7 @@ if res.metrics["n_anchor_cells"]:
 anchor.style.hide(axis="index")
 
 # %% tags=["hide-input"]
-figures.save(G.plot_readme(frame), G.STEM, "readme")
+figures.save(GP.plot_readme(frame), G.STEM, "readme")
 
 # %% [markdown]
 # ```{glue:figure} fig_readme
@@ -349,7 +351,7 @@ figures.save(G.plot_readme(frame), G.STEM, "readme")
 # {glue:text}`rank_corr_regular_success_vs_test_error:.2f`.
 
 # %% tags=["hide-input"]
-fig = G.plot_vs_n(frame, ["regular_success", "fgsm_accuracy", "pgd_accuracy"],
+fig = GP.plot_vs_n(frame, ["regular_success", "fgsm_accuracy", "pgd_accuracy"],
                   eps=S.eps_small)
 figures.save(fig, G.STEM, "regular")
 
@@ -378,7 +380,7 @@ figures.save(fig, G.STEM, "regular")
 # {glue:text}`pgd_accuracy_Normal_large:.2f`.
 
 # %% tags=["hide-input"]
-fig = G.plot_vs_n(frame, ["alignment_cosine", "alignment_ratio"])
+fig = GP.plot_vs_n(frame, ["alignment_cosine", "alignment_ratio"])
 figures.save(fig, G.STEM, "alignment")
 
 # %% [markdown]

@@ -271,7 +271,7 @@ def test_units_are_the_cache_entries_the_appendix_reads(tmp_path, monkeypatch):
     mlp = next(u for u in listed if u.name == "benchmark-mlp")
     assert mlp.config["epochs"] == 1 and not mlp.is_cached()
     # the decoder the pieces load reads exactly the listed prototypes entry
-    decoder, source = B.load_decoder(3, bundled_only=True)
+    decoder, source = B.decoder_and_source(3, bundled_only=True)
     assert source == "matplotlib" and decoder.n_fonts <= 3
     fonts_unit = next(u for u in listed if u.name == "fonts-prototypes")
     assert fonts_unit.is_cached()

@@ -10,7 +10,7 @@ from torch import nn
 
 from advmanifold.book import ledger
 from advmanifold.chapters import claims, dimpled
-from advmanifold.science import decoders, dimples, glyphs, l2_attacks, models, training
+from advmanifold.science import attacks, decoders, dimples, glyphs, models, training
 from advmanifold.science.tangent import TangentSpace
 
 MEASURE = SimpleNamespace(
@@ -133,7 +133,7 @@ def test_l2_pgd_stays_in_its_ball_and_the_box(mode, random_start):
     *_, x = _data(32)
     y = torch.arange(32) % 10
     eps = 1.5
-    result = l2_attacks.pgd_l2(
+    result = attacks.pgd_l2(
         _small_net(),
         x,
         y,
@@ -165,7 +165,7 @@ def test_l2_pgd_moves_along_the_gradient_of_a_linear_model_and_finds_its_boundar
     ).squeeze(1)
     distance = margin / normal.norm()
     eps = float(distance.max()) * 1.5
-    result = l2_attacks.pgd_l2(
+    result = attacks.pgd_l2(
         net,
         x,
         label,
@@ -196,7 +196,7 @@ def test_l2_pgd_rejects_bad_values_naming_them():
         (dict(eps=1.0, mode="worst"), "mode"),
     ):
         with pytest.raises(ValueError, match=name):
-            l2_attacks.pgd_l2(net, x, y, **kwargs)
+            attacks.pgd_l2(net, x, y, **kwargs)
 
 
 # ------------------------------------------------------- distances to boundary

@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from advmanifold.book import ledger
+from advmanifold.book import ledger, record
 from advmanifold.book.results import Results
-from advmanifold.science import decoders, glyphs, models
+from advmanifold.science import attacks, decoders, glyphs, models
 from advmanifold.chapters import claims, generalization as G
+from advmanifold.chapters import generalization_results as GR
 from advmanifold.science.tangent import TangentSpace, jacobian
 
 
@@ -130,7 +131,7 @@ def test_onmanifold_training_examples_stay_in_ball_and_ranges():
     model = models.ConvNet()
     theta = decoders.sample_theta(20, "hard", torch.Generator().manual_seed(4))
     eps = 0.3
-    adv = G.onmanifold_examples(
+    adv = attacks.onmanifold_examples(
         model, dec, data.font, data.letter, theta, eps=eps, steps=5, seed=0
     )
     lower, upper = decoders.theta_box("hard")
@@ -147,7 +148,7 @@ def test_training_examples_leave_the_weights_untouched():
     torch.manual_seed(0)
     model = models.ConvNet().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    G.onmanifold_examples(
+    attacks.onmanifold_examples(
         model, dec, data.font, data.letter, data.theta, eps=0.3, steps=3, seed=0
     )
     assert model.training
@@ -303,20 +304,20 @@ def test_claims_judge_synthetic_results():
 def test_rank_correlation_and_summary():
     import pandas as pd
 
-    assert G.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
-    assert G.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert GR.rank_correlation([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert GR.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     # ties take average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
-    assert G.rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
+    assert GR.rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(
         4.5 / math.sqrt(4.5 * 5)
     )
-    assert math.isnan(G.rank_correlation([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(GR.rank_correlation([1, 1, 1], [1, 2, 3]))
     rows = [
         {"method": m, "n": n, "seed": sd, **{k: float(n + sd) for k in G.MEASURES}}
         for m in G.METHODS[:2]
         for n in (10, 20)
         for sd in (0, 1)
     ]
-    table = G.summary(pd.DataFrame(rows))
+    table = GR.summary(pd.DataFrame(rows))
     assert len(table) == 4
     row = table[(table.method == "Normal") & (table.n == 20)].iloc[0]
     assert row.test_error == pytest.approx(20.5)
@@ -327,16 +328,16 @@ def test_coverage_extent_is_the_largest_complete_n_and_its_fewest_seeds():
     rows = [("Normal", n, sd, f"{n}{sd}") for n in (10, 20, 40) for sd in (0, 1, 2)]
     rows += [("OffAdvTrain", n, sd, f"o{n}{sd}") for n in (10, 20) for sd in (0, 1)]
     frame = _models_frame(rows)
-    assert G.complete_sizes(frame) == [10, 20]
-    assert G.coverage_extent(frame) == (20, 2)  # N = 40 has one method only
+    assert GR.complete_sizes(frame) == [10, 20]
+    assert GR.coverage_extent(frame) == (20, 2)  # N = 40 has one method only
     third = _models_frame(rows + [("OffAdvTrain", 10, 2, "o102")])
-    assert G.coverage_extent(third) == (20, 2)  # N = 20 still has two seeds
-    _, _, std, count = G.correlations(frame, "test_error", "onmanifold_success")
+    assert GR.coverage_extent(third) == (20, 2)  # N = 20 still has two seeds
+    _, _, std, count = GR.correlations(frame, "test_error", "onmanifold_success")
     assert count == 0 and std == 0.0  # constant columns: no finite per-seed ρ
     res = Results(G.STEM, profile="paper", seed=0)
     for m in G.MEASURES:  # measures that vary, so that every ρ is defined
         frame[m] = frame.n * (1 + G.MEASURES.index(m)) + frame.seed
-    G.add_results(res, frame)  # every cell and extent says how many seeds made it
+    GR.add_results(res, frame)  # every cell and extent says how many seeds made it
     assert res.metrics["test_error_Normal_n40_n"] == 3
     assert res.metrics["test_error_OffAdvTrain_n20_n"] == 2
     assert (res.metrics["n_large_original"], res.metrics["n_seeds_original"]) == (20, 2)
@@ -350,7 +351,7 @@ def test_models_near_chance_are_counted_per_method():
         frame[m] = [0.1, 0.5, 0.3, 0.7, 0.2, 0.6]
     frame["test_error"] = [0.2, 0.3, 0.849, 0.9, 0.85, 0.4]
     res = Results(G.STEM, profile="paper", seed=0)
-    G.add_results(res, frame)
+    GR.add_results(res, frame)
     assert res.metrics["n_models_Normal"] == res.metrics["n_models_AlignedAdv"] == 3
     assert res.metrics["n_at_chance_Normal"] == 0  # 0.849 is below the threshold
     assert res.metrics["n_at_chance_AlignedAdv"] == 2
@@ -367,10 +368,10 @@ def _models_frame(rows):
 
 def test_a_second_recording_run_adds_its_new_row_and_changes_no_other(tmp_path):
     first = _models_frame([("Normal", 250, 0, "a"), ("OnAdvTrain", 250, 0, "b")])
-    record = G.grow_record(G.read_record(tmp_path / "none.csv"), first, {
+    recorded = record.grow_record(G.read_record(tmp_path / "none.csv"), first, {
         "commit": "1e53000", "finished": "2026-12-05", "machine": "here"})
     path = tmp_path / "models.csv"
-    record.to_csv(path, index=False)
+    recorded.to_csv(path, index=False)
     before = G.read_record(path)
     assert before.commit.tolist() == ["1e53000", "1e53000"]  # a hash, not a float
     # the next run finds the two recorded units again and builds one more
@@ -378,7 +379,7 @@ def test_a_second_recording_run_adds_its_new_row_and_changes_no_other(tmp_path):
         [("Normal", 250, 0, "a"), ("OnAdvTrain", 250, 0, "b"), ("Normal", 500, 0, "c")]
     )
     second.loc[0, "test_error"] = 0.1  # even a differing re-evaluation changes nothing
-    grown = G.grow_record(before, second, {
+    grown = record.grow_record(before, second, {
         "commit": "abc1234", "finished": "2026-12-06", "machine": "there"})
     assert len(grown) == 3
     pd.testing.assert_frame_equal(grown.iloc[:2], before)
@@ -428,7 +429,7 @@ def test_stn_examples_warp_the_image_near_the_identity():
     # at the identity the second warp returns the image (align_corners=True)
     same = decoders.warp(x, decoders.IDENTITY.expand(8, 6))
     assert torch.allclose(same, x, atol=1e-5)
-    tilde = G.stn_examples(model, x, y, eps=0.3, steps=3, seed=0)
+    tilde = attacks.stn_examples(model, x, y, eps=0.3, steps=3, seed=0)
     assert tilde.shape == x.shape and tilde.min() >= 0 and tilde.max() <= 1
     assert not torch.allclose(tilde, x)
     with torch.no_grad():  # the attack raises the loss

@@ -8,7 +8,7 @@ import torch
 
 from advmanifold.chapters import claims, init_scale, pmnist
 from advmanifold.science import implicit_bias as ib
-from advmanifold.science import models
+from advmanifold.science import attacks, models
 from advmanifold.science.manifolds.linear import LinearManifold
 
 D, K, CLASSES = 40, 5, 3
@@ -83,7 +83,7 @@ def test_sgd_never_moves_the_first_layers_off_subspace_weights(problem, wd):
 def test_restricted_attacks_stay_in_their_subspace_and_ball(problem, where):
     manifold, x, y, net = problem
     eps = torch.linspace(0.5, 3.0, 100)  # one ε per example
-    found = ib.l2_pgd(
+    found = attacks.restricted_l2_pgd(
         net,
         x[:100],
         y[:100],
@@ -111,7 +111,9 @@ def test_attacks_and_training_are_deterministic_under_a_seed(problem):
 
     def attack(seed):
         q = ib.restriction(manifold, "orthogonal")
-        return ib.l2_pgd(net, x, y, eps=2.0, steps=5, restrict=q, seed=seed)
+        return attacks.restricted_l2_pgd(
+            net, x, y, eps=2.0, steps=5, restrict=q, seed=seed
+        )
 
     a, b, c = attack(0), attack(0), attack(1)
     assert torch.equal(a.adversarial, b.adversarial)

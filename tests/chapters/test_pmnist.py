@@ -204,7 +204,7 @@ def test_fgsm_equals_one_pgd_step_of_size_eps():
 
 def test_targeted_view_and_training_objectives():
     model, (x, _) = _mlp(), _data(n=8)
-    u = pmnist.targeted(model, 2)(x)
+    u = attacks.targeted(model, 2)(x)
     z = model(x)
     assert u.shape == (8, 2) and torch.allclose(u[:, 1], z[:, 2])
     assert torch.equal(u.argmax(1) == 1, (z[:, 2] > torch.logsumexp(z[:, :2], 1)))

@@ -195,8 +195,8 @@ def test_adam_attack_matches_a_torch_adam_reference():
     # the same random starts: the generator's first draws, rows of all attempts
     g = torch.Generator().manual_seed(3)
     rep = lambda t: t.repeat(attempts, *(1,) * (t.ndim - 1))  # noqa: E731
-    lo, hi = attacks._bounds(rep(x), eps, 0.0, 1.0)
-    start = attacks._ball_start(rep(x), lo, hi, eps, g)
+    lo, hi = attacks.threats.bounds(rep(x), eps, 0.0, 1.0)
+    start = attacks.adam.ball_start(rep(x), lo, hi, eps, g)
     want = _reference_adam(model, rep(x), rep(y), start, eps, steps, lr)
     assert torch.equal(got.iteration.flatten(), want)
     assert 0 < got.success.float().mean() < 1  # the case is not trivial
@@ -239,3 +239,24 @@ def test_adam_attack_rejects_bad_arguments():
         attacks.adam_attack(model, x, y, eps=0.1, attempts=0)
     with pytest.raises(ValueError, match=r"\beps\b"):
         attacks.adam_attack(model, x, y, eps=0.0)
+
+
+
+def test_the_package_exports_its_functions_not_its_files():
+    """A file of the package named like an exported function would shadow it (the
+    import of the file sets the package's attribute): here the margin loss, whose
+    gradient for a linear model is w_y − w_j (j the best other class)."""
+    import inspect
+
+    from advmanifold.science import implicit_bias
+
+    assert attacks.__all__
+    for name in attacks.__all__:
+        assert not inspect.ismodule(getattr(attacks, name)), name
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 4)
+    x, y = torch.rand(5, 3), torch.randint(4, (5,))
+    g = implicit_bias.margin_gradients(model, x, y)
+    other = model(x).scatter(1, y[:, None], -torch.inf).argmax(1)
+    w = model.weight.detach()
+    assert torch.allclose(g, w[y] - w[other], atol=1e-6)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from advmanifold.science import decoders, glyphs, models
+from advmanifold.science import attacks, decoders, glyphs, models
 from advmanifold.science.manifolds import decoder as decoder_manifold
 
 
@@ -183,7 +183,7 @@ def test_theta_attack_stays_in_the_ball_and_the_box_and_returns_decoded_images()
     n = 12
     font, letter = torch.arange(n) % 3, torch.arange(n) % 10
     theta = decoders.sample_theta(n, "hard", torch.Generator().manual_seed(2))
-    result, images = decoders.attack_theta(
+    result, images = attacks.attack_theta(
         model, dec, font, letter, theta, eps=0.3, steps=5, restarts=2
     )
     lower, upper = decoders.theta_box("hard")

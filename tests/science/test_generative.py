@@ -158,16 +158,16 @@ def test_onmanifold_attack_keeps_box_and_ball_at_every_step(monkeypatch):
     lo, hi = latent_box(mu)
     lo, hi = lo + 0.3 * (hi - lo), hi - 0.3 * (hi - lo)  # a box that binds
     seen = []
-    real_pgd = attacks.pgd
+    real_pgd = attacks.latent_pgd
 
-    def spy(forward, v0, *args, **kwargs):
-        def watched(v):
-            seen.append((v.detach().clone(), v0))
-            return forward(v)
+    def spy(classifier, decode, z0, *args, **kwargs):
+        def watched(v):  # the decoder sees every code the attack evaluates
+            seen.append((v.detach().clone(), z0))
+            return decode(v)
 
-        return real_pgd(watched, v0, *args, **kwargs)
+        return real_pgd(classifier, watched, z0, *args, **kwargs)
 
-    monkeypatch.setattr(attacks, "pgd", spy)
+    monkeypatch.setattr(attacks, "latent_pgd", spy)
     eta = 0.3
     res = onmanifold_attack(
         classifier,

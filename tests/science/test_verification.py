@@ -103,7 +103,7 @@ def test_margin_pgd_reaches_the_closed_form_on_a_linear_model():
     x = torch.randn(200, 20, generator=g)
     y = (x @ w.T).argmax(1)
     eps = 0.05
-    res = verification.margin_pgd(
+    res = attacks.margin_pgd(
         model, x, y, eps=eps, steps=10, restarts=1, lower=None, upper=None, seed=0
     )
     sign = 1 - 2 * y.float()  # +1 when y = 0, else −1
@@ -117,7 +117,7 @@ def test_margin_pgd_reaches_the_closed_form_on_a_linear_model():
 
 def test_margin_logits_are_the_cw_margin(problem):
     model, x, y = problem
-    two = verification._margin_logits(model, y)(x)
+    two = attacks.views.margin_logits(model, y)(x)
     logits = model(x)
     others = logits.clone()
     others[torch.arange(len(y)), y] = -float("inf")
@@ -125,7 +125,7 @@ def test_margin_logits_are_the_cw_margin(problem):
     torch.testing.assert_close(two[:, 1], expected)
     assert torch.equal(two[:, 0], torch.zeros(len(y)))
     with pytest.raises(RuntimeError, match="whole batch"):
-        verification._margin_logits(model, y)(x[:3])
+        attacks.views.margin_logits(model, y)(x[:3])
 
 
 def test_margin_attacks_join_the_worst_case(problem):

@@ -38,6 +38,15 @@ from typing import Any, Callable, Iterable, Mapping
 PROFILES = ("smoke", "quick", "paper")
 
 
+def seeds(n_seeds: int, seed: int = 0) -> list[int]:
+    """The training seeds ``seed, seed + 1, …, seed + n_seeds − 1``."""
+    if isinstance(n_seeds, bool) or int(n_seeds) != n_seeds or n_seeds < 1:
+        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
+    if isinstance(seed, bool) or int(seed) != seed:
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return list(range(int(seed), int(seed) + int(n_seeds)))
+
+
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")

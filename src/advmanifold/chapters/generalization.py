@@ -36,51 +36,65 @@ font, letter and θ i.i.d. uniform (θ in the "hard" ranges), as the first N exa
 a seeded stream, so that the sets of one seed are nested in N; the test set is a fixed
 stream of its own. Images are decoded from the prototypes on the fly (cheap), so only
 their codes (font, letter, θ) define the data.
+
+The chapter's code: this module (settings, units, the view of the committed record);
+:mod:`~advmanifold.chapters.generalization_models` (data streams, objectives,
+training, evaluation; its data and training functions are reached from here too);
+:mod:`~advmanifold.chapters.generalization_results` (numbers and tables);
+:mod:`~advmanifold.chapters.generalization_plots` (figures). The record's
+bookkeeping is :mod:`advmanifold.book.record`, the attacks
+:mod:`advmanifold.science.attacks`.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import itertools
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
-from ..science import alignment, attacks, compute, decoders, glyphs, models
-from ..book import profiles, results
+from ..book import profiles, record
 from ..book.profiles import Setting, integer, integers, number, one_of, optional
-from ..science import training
-from ..science.decoders import FontDecoder
-from ..science.tangent import TangentSpace
 from ..book.units import Unit
-
-STEM = "06_generalization"
-METHODS = (
-    "Normal",
-    "OffAdvTrain",
-    "OnAdvTrain",
-    "STNAugm",
-    "STNAdvTrain",
-    "Aligned",
-    "AlignedAdv",
+from ..science import alignment, compute, models
+from . import fonts
+from .generalization_models import (
+    METHODS,
+    ORDERS,
+    ORIGINAL_METHODS,
+    RANGES,
+    STEM,
+    evaluate,
+    evaluate_original,
+    load_decoder,
+    test_split,
+    train_model,
+    train_split,
+    # the chapter's data and training, reached from here too (G.split, G.objective)
+    Split as Split,
+    draw_codes as draw_codes,
+    objective as objective,
+    original_codes as original_codes,
+    random_theta as random_theta,
+    split as split,
 )
-ORIGINAL_METHODS = METHODS[:5]  # the methods of Stutz et al.
-#: Which examples a training set of N and the test set hold: ``"iid"`` (font, letter
-#: and θ uniform, a stream per seed) or ``"original"`` (the original's rows: font-major,
-#: letter-minor, tiled, the first N taken; θ of one fixed data set for every seed).
-ORDERS = ("iid", "original")
+
 #: a model "near chance": its test error is at least this (chance on ten letters: 0.9)
 CHANCE_ERROR = 0.85
-RANGES = "hard"
-CHUNK = 1000  # examples per seeded chunk of a data stream
+#: the measures of a model: a column each of the frame of models and of the record
+MEASURES = (
+    "test_error",
+    "onmanifold_success",
+    "regular_success",
+    "onmanifold_success_original",
+    "regular_success_original",
+    "fgsm_accuracy",
+    "pgd_accuracy",
+    "alignment_cosine",
+    "alignment_ratio",
+)
 
 #: Settings per profile. Sizes, ε = 0.3, epochs, batch size, Adam's learning rate,
 #: decay and weight decay, 40 attack iterations, 5 restarts and 5 models per N are the
@@ -255,430 +269,12 @@ settings = profiles.Settings(
 )
 
 
-# --- data ----------------------------------------------------------------------------
-
-
-@dataclass
-class Split:
-    """Codes (font, letter = label, θ) and decoded images ``x [N, 1, 28, 28]``."""
-
-    font: Tensor
-    letter: Tensor
-    theta: Tensor
-    x: Tensor
-
-    @property
-    def y(self) -> Tensor:
-        return self.letter
-
-    def __len__(self) -> int:
-        return len(self.letter)
-
-
-def _chunk_generator(stream: str, seed: int, chunk: int) -> torch.Generator:
-    digest = hashlib.sha256(f"{STEM}:{stream}:{seed}:{chunk}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:7], "little"))
-
-
-def draw_codes(
-    n: int, n_fonts: int, *, stream: str, seed: int, ranges: str = RANGES
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The first ``n`` codes (font, letter, θ) of a seeded stream, i.i.d. uniform.
-
-    The stream is drawn in chunks of :data:`CHUNK` with a generator per chunk, so the
-    first n codes do not depend on how many are drawn (nested training sets)."""
-    if int(n) != n or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    parts = []
-    for c in range(math.ceil(n / CHUNK)):
-        g = _chunk_generator(stream, seed, c)
-        font = torch.randint(n_fonts, (CHUNK,), generator=g)
-        letter = torch.randint(len(glyphs.LETTERS), (CHUNK,), generator=g)
-        parts.append((font, letter, decoders.sample_theta(CHUNK, ranges, g)))
-    if not parts:
-        return (
-            torch.zeros(0, dtype=torch.long),
-            torch.zeros(0, dtype=torch.long),
-            torch.zeros(0, 6),
-        )
-    return tuple(torch.cat(p)[:n] for p in zip(*parts))
-
-
-def original_codes(
-    n: int, n_fonts: int, *, stream: str, ranges: str = RANGES
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The first ``n`` rows of the original's data set: row r shows font
-    ⌊(r mod 10F) / 10⌋ and letter r mod 10 (font-major, letter-minor, the F·10
-    prototypes tiled), so N ≤ 10F rows hold the first N/10 fonts, one θ each; θ is
-    that of one fixed data set (seed 0 of the ``stream``) for every model seed."""
-    _, _, theta = draw_codes(n, n_fonts, stream=stream, seed=0, ranges=ranges)
-    within = torch.arange(n) % (len(glyphs.LETTERS) * n_fonts)
-    letters = len(glyphs.LETTERS)
-    return within // letters, within % letters, theta
-
-
-def split(
-    decoder: FontDecoder,
-    n: int,
-    *,
-    stream: str,
-    seed: int,
-    ranges: str = RANGES,
-    batch_size: int = 10_000,
-    order: str = "iid",
-) -> Split:
-    """:func:`draw_codes` (or, for ``order="original"``, :func:`original_codes`)
-    decoded into images."""
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-    if order == "original":
-        font, letter, theta = original_codes(
-            n, decoder.n_fonts, stream=stream, ranges=ranges
-        )
-    else:
-        font, letter, theta = draw_codes(
-            n, decoder.n_fonts, stream=stream, seed=seed, ranges=ranges
-        )
-    with torch.no_grad():
-        x = (
-            torch.cat(
-                [
-                    decoder(
-                        font[i : i + batch_size],
-                        letter[i : i + batch_size],
-                        theta[i : i + batch_size],
-                    )
-                    for i in range(0, n, batch_size)
-                ]
-            )
-            if n
-            else torch.zeros(0, 1, 28, 28)
-        )
-    return Split(font, letter, theta, x)
-
-
-def train_split(decoder: FontDecoder, n: int, seed: int, order: str = "iid") -> Split:
-    """The training set of ``n`` images of seed ``seed``."""
-    return split(decoder, n, stream="train", seed=seed, order=order)
-
-
-def test_split(decoder: FontDecoder, n: int, order: str = "iid") -> Split:
-    """The fixed test set (its first ``n`` images)."""
-    return split(decoder, n, stream="test", seed=0, order=order)
-
-
-# --- perturbations used in training --------------------------------------------------
-
-
-class Decoded(nn.Module):
-    """classifier ∘ decoder on v = (θ, font, letter) ``[N, 8]``: the attacked variable
-    of on-manifold attacks carries each example's font and letter (boxes of zero
-    width)."""
-
-    def __init__(self, classifier: nn.Module, decoder: FontDecoder):
-        super().__init__()
-        self.classifier, self.decoder = classifier, decoder
-
-    def forward(self, v: Tensor) -> Tensor:
-        ids = v[:, 6:].detach().round().long()
-        return self.classifier(self.decoder(ids[:, 0], ids[:, 1], v[:, :6]))
-
-    def attack_view(self) -> "Decoded":
-        """The same map through the classifier's attack view."""
-        return Decoded(models.attack_view(self.classifier), self.decoder)
-
-
-class Warped(nn.Module):
-    """classifier ∘ warp(images, θ) for fixed ``images`` ``[N, 1, H, W]``: the
-    original's spatial transformer attack warps the rendered training image a second
-    time, by θ near the identity."""
-
-    def __init__(self, classifier: nn.Module, images: Tensor):
-        super().__init__()
-        self.classifier, self.images = classifier, images
-
-    def forward(self, theta: Tensor) -> Tensor:
-        return self.classifier(decoders.warp(self.images, theta))
-
-    def attack_view(self) -> "Warped":
-        return Warped(models.attack_view(self.classifier), self.images)
-
-
-def stn_examples(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    steps: int,
-    ranges: str = RANGES,
-    seed: int | None = None,
-) -> Tensor:
-    """Images warped adversarially (``STNAdvTrain``): θ̃ by PGD (largest-loss
-    iterate, random start) in ‖θ̃ − θ_id‖∞ ≤ ε ∩ the data ranges around the identity
-    θ_id, x̃ = warp(x, θ̃); weights untouched."""
-    lower, upper = (b.to(x) for b in decoders.theta_box(ranges))
-    identity = decoders.IDENTITY.to(x).expand(len(x), 6)
-    theta = training.adversarial_examples(
-        Warped(model, x),
-        identity,
-        y,
-        eps=eps,
-        steps=steps,
-        lower=lower,
-        upper=upper,
-        seed=seed,
-    )
-    with torch.no_grad():
-        return decoders.warp(x, theta)
-
-
-def _theta_bounds(font, letter, theta, ranges):
-    lower, upper = (b.to(theta) for b in decoders.theta_box(ranges))
-    ids = torch.stack([font, letter], 1).to(theta.dtype)
-    v = torch.cat([theta, ids], 1)
-    lo = torch.cat([lower.expand(len(theta), 6), ids], 1)
-    hi = torch.cat([upper.expand(len(theta), 6), ids], 1)
-    return v, lo, hi
-
-
-def onmanifold_examples(
-    model: nn.Module,
-    decoder: FontDecoder,
-    font: Tensor,
-    letter: Tensor,
-    theta: Tensor,
-    *,
-    eps: float,
-    steps: int,
-    ranges: str = RANGES,
-    seed: int | None = None,
-) -> Tensor:
-    """Adversarial θ̃ for training: PGD on θ (largest-loss iterate, random start) with
-    ‖θ̃ − θ‖∞ ≤ ε and θ̃ in the data ranges, font and letter fixed; weights
-    untouched."""
-    v, lo, hi = _theta_bounds(font, letter, theta, ranges)
-    v_adv = training.adversarial_examples(
-        Decoded(model, decoder),
-        v,
-        letter,
-        eps=eps,
-        steps=steps,
-        lower=lo,
-        upper=hi,
-        seed=seed,
-    )
-    return v_adv[:, :6].detach()
-
-
-def random_theta(
-    theta: Tensor,
-    *,
-    eps: float,
-    ranges: str = RANGES,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """θ̃ uniform in the L∞ ball of radius ε around θ, clipped to the data ranges."""
-    lower, upper = (b.to(theta) for b in decoders.theta_box(ranges))
-    noise = torch.rand(theta.shape, generator=generator).to(theta) * 2 - 1
-    return torch.maximum(torch.minimum(theta + eps * noise, upper), lower)
-
-
-def objective(
-    method: str, data: Split, decoder: FontDecoder, s: Any, seed: int = 0
-) -> training.Objective:
-    """The training objective of ``method`` for
-    :func:`advmanifold.science.training.train` called with the example *indices* as
-    inputs: each batch is decoded, perturbed and scored here, since the perturbations
-    need the examples' codes."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    counter = itertools.count(1_000_003 * seed)
-    generator = torch.Generator().manual_seed(seed)
-
-    def adversarial_half(model, idx):
-        x, y = data.x[idx], data.y[idx]
-        h = len(idx) // 2
-        if method in ("OffAdvTrain", "AlignedAdv"):
-            x_tilde = training.adversarial_examples(
-                model, x[h:], y[h:], eps=s.eps, steps=s.train_steps, seed=next(counter)
-            )
-        elif method == "STNAdvTrain":
-            x_tilde = stn_examples(
-                model, x[h:], y[h:], eps=s.eps, steps=s.train_steps, seed=next(counter)
-            )
-        else:
-            f, t = data.font[idx[h:]], data.theta[idx[h:]]
-            if method == "OnAdvTrain":
-                t = onmanifold_examples(
-                    model,
-                    decoder,
-                    f,
-                    y[h:],
-                    t,
-                    eps=s.eps,
-                    steps=s.train_steps,
-                    seed=next(counter),
-                )
-            else:
-                t = random_theta(t, eps=s.eps, generator=generator)
-            with torch.no_grad():
-                x_tilde = decoder(f, y[h:], t)
-        return F.cross_entropy(model(torch.cat([x[:h], x_tilde])), y)
-
-    def loss_fn(model: nn.Module, idx: Tensor, _y: Tensor) -> Tensor:
-        x, y = data.x[idx], data.y[idx]
-        if method == "Normal":
-            return F.cross_entropy(model(x), y)
-        if method == "Aligned":
-            space = TangentSpace.of(decoder, data.font[idx], y, data.theta[idx])
-            return alignment.aligned_cross_entropy(
-                space, s.alpha, measure=s.penalty
-            )(model, x, y)
-        loss = adversarial_half(model, idx)
-        if method == "AlignedAdv":
-            h = len(idx) // 2
-            space = TangentSpace.of(
-                decoder, data.font[idx[:h]], y[:h], data.theta[idx[:h]]
-            )
-            loss = loss + alignment.alignment_penalty(
-                space, s.alpha, measure=s.penalty
-            )(model, x[:h], y[:h])
-        return loss
-
-    loss_fn.__name__ = method
-    return loss_fn
-
-
-def train_model(
-    method: str,
-    data: Split,
-    decoder: FontDecoder,
-    s: Any,
-    seed: int,
-    *,
-    progress: bool = True,
-    device: str = "cpu",
-    wrap: Callable[[training.Objective], training.Objective] | None = None,
-) -> models.ConvNet:
-    """A :class:`ConvNet` trained with ``method`` on ``data`` (Adam, the original's
-    schedule), in eval mode. ``wrap`` may wrap the objective (the benchmarks count
-    and bound its calls); ``device`` holds the model."""
-    torch.manual_seed(seed)
-    model = models.ConvNet().to(device)
-    loss_fn = objective(method, data, decoder, s, seed)
-    training.train(
-        model,
-        torch.arange(len(data)),
-        data.y,
-        wrap(loss_fn) if wrap is not None else loss_fn,
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        lr=s.lr,
-        lr_decay=s.lr_decay,
-        weight_decay=s.weight_decay,
-        seed=seed,
-        progress=progress,
-        desc=f"{method} N={len(data)} seed {seed}",
-    )
-    return model
-
-
-# --- evaluation ----------------------------------------------------------------------
-
-
-def evaluate(
-    model: nn.Module, decoder: FontDecoder, test: Split, s: Any, seed: int = 0
-) -> dict[str, float]:
-    """The measures of one model on the test set (see the module docstring).
-
-    Success rates count over the attacked examples that the model classifies
-    correctly; robust accuracies over all attacked examples (correct and not fooled).
-    The attacks run through the model's attack view (:func:`models.attack_view`)."""
-    with models.frozen(model):
-        return _evaluate(model, models.attack_view(model), decoder, test, s, seed)
-
-
-def _evaluate(model, view, decoder, test, s, seed) -> dict[str, float]:
-    n_test, n_attack, n_align = (
-        min(v, len(test)) for v in (s.n_test, s.n_attack, s.n_align)
-    )
-    predicted = models.predict(model, test.x[:n_test])
-    out = {"test_error": (predicted != test.y[:n_test]).float().mean().item()}
-    a = slice(0, n_attack)
-    x, y, f, t = test.x[a], test.y[a], test.font[a], test.theta[a]
-    correct = models.predict(model, x) == y
-    kwargs = dict(steps=s.attack_steps, restarts=s.restarts, mode="first", seed=seed)
-    on, _ = decoders.attack_theta(
-        view, decoder, f, y, t, eps=s.eps, ranges=RANGES, **kwargs
-    )
-    regular = attacks.pgd(view, x, y, eps=s.eps, **kwargs)
-    n_correct = max(int(correct.sum()), 1)
-    rate = lambda r: (r.success & correct).sum().item() / n_correct  # noqa: E731
-    out["onmanifold_success"], out["regular_success"] = rate(on), rate(regular)
-    fgsm = attacks.fgsm(view, x, y, eps=s.eps_small)
-    pgd = attacks.pgd(
-        view,
-        x,
-        y,
-        eps=s.eps_small,
-        steps=s.attack_steps,
-        restarts=s.restarts,
-        mode="best",
-        seed=seed,
-    )
-    out["fgsm_accuracy"] = attacks.robust_accuracy(view, x, y, fgsm)
-    out["pgd_accuracy"] = attacks.robust_accuracy(view, x, y, pgd)
-    b = slice(0, n_align)
-    g = alignment.input_gradients(model, test.x[b], test.y[b])
-    space = TangentSpace.of(decoder, test.font[b], test.y[b], test.theta[b])
-    frame = alignment.alignment_frame(g, space)
-    out["alignment_cosine"] = float(frame.cosine.median())
-    out["alignment_ratio"] = float(frame.ratio.median())
-    return out
-
-
-def evaluate_original(
-    model: nn.Module, decoder: FontDecoder, test: Split, s: Any, seed: int = 0
-) -> dict[str, float]:
-    """The success rates under the original's protocol
-    (:func:`advmanifold.science.attacks.adam_attack`): ``s.attempts`` attempts of
-    ``s.original_steps`` Adam steps on the first ``s.n_original_on`` test images on
-    the manifold (θ, font and letter fixed) and the first ``s.n_original_off`` in
-    image space, each rate the mean over (example, attempt) pairs of the correctly
-    classified examples (the original's ``raw_success``)."""
-    kwargs = dict(
-        steps=s.original_steps, lr=s.adam_lr, attempts=s.attempts, seed=seed
-    )
-    out = {}
-    with models.frozen(model):
-        view = models.attack_view(model)
-        a = slice(0, min(s.n_original_on, len(test)))
-        x, y = test.x[a], test.y[a]
-        on, _ = decoders.attack_theta(
-            view, decoder, test.font[a], y, test.theta[a], eps=s.eps, ranges=RANGES,
-            attack=attacks.adam_attack, **kwargs,
-        )
-        out["onmanifold_success_original"] = on.per_attempt_success(
-            models.predict(model, x) == y
-        )
-        b = slice(0, min(s.n_original_off, len(test)))
-        x, y = test.x[b], test.y[b]
-        regular = attacks.adam_attack(view, x, y, eps=s.eps, **kwargs)
-        out["regular_success_original"] = regular.per_attempt_success(
-            models.predict(model, x) == y
-        )
-    return out
-
-
 # --- units ---------------------------------------------------------------------------
 
 
 def prototypes_unit(font_dirs=None, font_source=None) -> Unit:
     """The FONTS chapter's ``fonts-prototypes`` unit: the same cache entry, built by
     the same code (:func:`advmanifold.chapters.fonts.prototypes_unit`)."""
-    from . import fonts
-
     return fonts.prototypes_unit(font_dirs, font_source=font_source)
 
 
@@ -686,23 +282,6 @@ def font_source_of(proto: Unit) -> str:
     """``"google"`` (the original's Google Fonts in its order) or ``"system"`` (faces
     found in font folders, e.g. the Debian packages) for a prototypes unit."""
     return "google" if proto.config.get("selection") == "original" else "system"
-
-
-def load_decoder(proto: Unit, n_fonts: int | None) -> FontDecoder:
-    """The decoder on the first ``n_fonts`` legible fonts (all for None); kept per
-    process (the prototypes entry is immutable), so a worker loads it once."""
-    key = (proto.key, n_fonts)
-    if key not in _DECODERS:
-        images = proto.get()["images"]
-        if n_fonts is not None and n_fonts > len(images):
-            raise ValueError(
-                f"n_fonts={n_fonts} but only {len(images)} legible fonts exist here"
-            )
-        _DECODERS[key] = FontDecoder(images[:n_fonts])
-    return _DECODERS[key]
-
-
-_DECODERS: dict[tuple[str, int | None], FontDecoder] = {}
 
 
 def _steps(n: int, s: Any) -> int:
@@ -831,10 +410,6 @@ def evaluation_unit(train: Unit, s: Any, proto: Unit) -> Unit:
     )
 
 
-def seeds(s: Any, seed: int = 0) -> list[int]:
-    return list(range(int(seed), int(seed) + int(s.n_seeds)))
-
-
 def grid(
     s: Any, seed: int = 0, font_dirs=None, font_source=None
 ) -> list[dict[str, Any]]:
@@ -843,7 +418,7 @@ def grid(
     rows = []
     for n in s.sizes:
         for method in METHODS:
-            for sd in seeds(s, seed):
+            for sd in profiles.seeds(s.n_seeds, seed):
                 train = training_unit(method, n, sd, s, proto)
                 rows.append(
                     {
@@ -858,21 +433,20 @@ def grid(
     return rows
 
 
-def pending(rows: list[dict[str, Any]], record: pd.DataFrame) -> list[dict[str, Any]]:
+OVERRIDES = (
+    "n_fonts", "sizes", "n_seeds", "epochs", "n_attack", "restarts", "order"
+)
+
+
+def settings_from_params(profile: str, params: Mapping[str, Any]) -> SimpleNamespace:
+    """The settings for the notebook parameters (keys of :data:`OVERRIDES`)."""
+    return settings(profile, **{k: params.get(k) for k in OVERRIDES})
+
+
+def pending(rows: list[dict[str, Any]], recorded: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows whose evaluations (ours and the original protocol's) the committed
     record does not hold yet."""
-    if "eval_key" not in record:
-        return rows
-    done = set(record["eval_key"].dropna())
-    if "eval_original_key" in record:
-        done_original = set(record["eval_original_key"].dropna())
-    else:
-        done_original = set()
-    return [
-        r
-        for r in rows
-        if r["eval"].key not in done or r["eval_original"].key not in done_original
-    ]
+    return record.pending(rows, recorded, RECORDED_UNITS)
 
 
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
@@ -953,71 +527,29 @@ def priority(unit: Unit) -> tuple:
     return (ours, seed, n, METHODS.index(method), stage)
 
 
-# --- the committed record of the paper profile: it grows across runs ---------------
+# --- the committed record of the paper profile (advmanifold.book.record) ----------
 
-#: provenance columns of a recorded row
-STAMP = ("commit", "finished", "machine")
+#: the record's column of each unit of a grid row
+RECORDED_UNITS = {"eval": "eval_key", "eval_original": "eval_original_key"}
 
 
 def record_path(root=None):
     """``results/paper/06_generalization__models.csv`` under the book's root."""
-    from ..book import paths
-
-    return paths.book_root(root) / "results" / "paper" / f"{STEM}__models.csv"
+    return record.record_path(STEM, root)
 
 
 def read_record(path=None) -> pd.DataFrame:
     """The recorded rows (an empty frame when there is no record yet)."""
-    from pathlib import Path
-
-    path = Path(path or record_path())
-    if not path.is_file():
-        return pd.DataFrame(columns=["method", "n", "seed", *MEASURES])
     keys = ("train_key", "eval_key", "eval_original_key", "fonts", "order")
-    text = {c: str for c in ("method", *keys, *STAMP)}
-    return pd.read_csv(path, dtype=text)
-
-
-def stamp() -> dict[str, str]:
-    """Commit (short hash; "+changes" when the tree differs from it), date and
-    machine of the run that records new rows."""
-    import subprocess
-    import time
-
-    from ..book import paths
-
-    def git(*args) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=paths.book_root(), capture_output=True, text=True
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no", "--", "src"):
-        commit += "+changes"
-    return {
-        "commit": commit,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": results.describe_machine(),
-    }
-
-
-def grow_record(
-    record: pd.DataFrame, frame: pd.DataFrame, provenance: Mapping[str, str]
-) -> pd.DataFrame:
-    """The record's rows unchanged, then the rows of ``frame`` whose evaluation
-    (``eval_key``) it does not hold yet, stamped with ``provenance``. A row is never
-    dropped or changed: a unit whose definition changed has new keys, so it becomes
-    a new row and the old one stays (see :func:`current_rows`)."""
-    known = set(record["eval_key"].dropna()) if "eval_key" in record else set()
-    new = frame[~frame["eval_key"].isin(known)].assign(**dict(provenance))
-    if record.empty:
-        return new.reset_index(drop=True)
-    return pd.concat([record, new], ignore_index=True)
+    return record.read_record(
+        path or record_path(),
+        columns=["method", "n", "seed", *MEASURES],
+        text=("method", *keys),
+    )
 
 
 def current_rows(
-    record: pd.DataFrame,
+    recorded: pd.DataFrame,
     s: Any,
     font_dirs=None,
     proto: Unit | None = None,
@@ -1027,358 +559,21 @@ def current_rows(
     training and evaluation keys are the ones (method, N, seed) has now. Rows of a
     superseded definition (e.g. the aligned methods before the bounded penalty) stay
     in the file but not in this view."""
-    if record.empty or "train_key" not in record:
-        return record.iloc[0:0]
+    if recorded.empty or "train_key" not in recorded:
+        return recorded.iloc[0:0]
     proto = proto or prototypes_unit(font_dirs, font_source)
-    keep = []
-    for row in record.itertuples(index=False):
+
+    def current(row) -> bool:
         if row.method not in METHODS:
-            keep.append(False)
-            continue
+            return False
         train = training_unit(row.method, int(row.n), int(row.seed), s, proto)
         evaluation = evaluation_unit(train, s, proto)
-        keep.append(train.key == row.train_key and evaluation.key == row.eval_key)
+        if (train.key, evaluation.key) != (row.train_key, row.eval_key):
+            return False
         original = getattr(row, "eval_original_key", None)
-        if keep[-1] and isinstance(original, str):
-            keep[-1] = original == evaluation_original_unit(train, s, proto).key
-    return record[keep].reset_index(drop=True)
-
-
-def coverage(frame: pd.DataFrame) -> pd.DataFrame:
-    """Seeds done per method (rows) and N (columns)."""
-    table = frame.pivot_table(
-        index="method", columns="n", values="seed", aggfunc="nunique", fill_value=0
-    )
-    order = [m for m in METHODS if m in table.index]
-    table = table.loc[order].astype(int)
-    table.columns = [f"N = {n:,}" for n in table.columns]
-    return table
-
-
-# --- summaries and results ----------------------------------------------------------
-
-MEASURES = (
-    "test_error",
-    "onmanifold_success",
-    "regular_success",
-    "onmanifold_success_original",
-    "regular_success_original",
-    "fgsm_accuracy",
-    "pgd_accuracy",
-    "alignment_cosine",
-    "alignment_ratio",
-)
-
-
-def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample standard deviation over seeds per (method, N)."""
-    out = results.over_seeds(frame, ["method", "n"], MEASURES)
-    order = {m: i for i, m in enumerate(METHODS)}
-    return (
-        out.reset_index()
-        .sort_values(
-            ["method", "n"], key=lambda c: c.map(order) if c.name == "method" else c
+        return not isinstance(original, str) or (
+            original == evaluation_original_unit(train, s, proto).key
         )
-        .reset_index(drop=True)
-    )
 
+    return record.current_rows(recorded, current)
 
-def rank_correlation(a, b) -> float:
-    """Spearman's ρ (pandas: the Pearson correlation of average ranks); NaN when
-    either side is constant."""
-    a, b = pd.Series(np.asarray(a, dtype=float)), pd.Series(np.asarray(b, dtype=float))
-    return float(a.corr(b, method="spearman"))
-
-
-def correlations(
-    frame: pd.DataFrame, x: str, y: str
-) -> tuple[float, float, float, int]:
-    """ρ(x, y) over all models; mean, standard deviation and count of the finite ρ
-    within each seed."""
-    per_seed = [rank_correlation(g[x], g[y]) for _, g in frame.groupby("seed")]
-    finite = [r for r in per_seed if np.isfinite(r)]
-    mean, std = results.mean_std(finite) if finite else (float("nan"), 0.0)
-    return rank_correlation(frame[x], frame[y]), mean, std, len(finite)
-
-
-def complete_sizes(frame: pd.DataFrame) -> list[int]:
-    """The N at which every method has at least one model (all N if none has)."""
-    methods = frame.groupby("n").method.nunique()
-    full = sorted(int(n) for n in methods[methods == frame.method.nunique()].index)
-    return full or sorted(int(n) for n in frame.n.unique())
-
-
-def coverage_extent(frame: pd.DataFrame) -> tuple[int, int]:
-    """(largest N at which every method of ``frame`` has a model, fewest seeds of any
-    method at any N up to it)."""
-    n_large = max(complete_sizes(frame))
-    seeds = frame[frame.n <= n_large].groupby(["method", "n"]).seed.nunique()
-    return n_large, int(seeds.min())
-
-
-def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
-    """Write the chapter's numbers: ``<measure>_<method>_n<N>`` (+ ``_std``, and
-    ``_n``, its seeds), the rank correlations (+ ``_std`` and ``_n``, the spread and
-    count of the per-seed ρ), ``n_seeds`` (the fewest seeds of any method and N),
-    ``n_small`` and ``n_large`` (the extreme N at which every method has models),
-    and the same extent for the original four methods (``n_large_original``,
-    ``n_seeds_original``), and per method ``n_models_<method>`` and
-    ``n_at_chance_<method>`` (models with test error ≥ ``chance_error``, the
-    module's ``CHANCE_ERROR``); returns the summary."""
-    table = summary(frame)
-    res.add("chance_error", CHANCE_ERROR)
-    for method, runs in frame.groupby("method"):
-        res.add(f"n_models_{method}", len(runs))
-        res.add(f"n_at_chance_{method}", int((runs.test_error >= CHANCE_ERROR).sum()))
-    for row in table.itertuples(index=False):
-        for m in MEASURES:
-            if getattr(row, m) != getattr(row, m):  # NaN: not measured for these rows
-                continue
-            res.add(f"{m}_{row.method}_n{row.n}", getattr(row, m))
-            res.add(f"{m}_{row.method}_n{row.n}_std", getattr(row, f"{m}_std"))
-            res.add(f"{m}_{row.method}_n{row.n}_n", int(row.n_models))
-    for x in (
-        "onmanifold_success",
-        "regular_success",
-        "onmanifold_success_original",
-        "regular_success_original",
-    ):
-        if frame[x].isna().any():  # rows recorded before the original protocol
-            continue
-        key = f"rank_corr_{x}_vs_test_error"
-        pooled, mean, std, count = correlations(frame, x, "test_error")
-        res.add(key, pooled)
-        res.add(f"{key}_per_seed", mean)
-        res.add(f"{key}_std", std)
-        res.add(f"{key}_n", count)
-    original = frame[frame.method.isin(ORIGINAL_METHODS)]
-    key = "rank_corr_onmanifold_success_vs_test_error_original_methods"
-    pooled, _, std, count = correlations(original, "onmanifold_success", "test_error")
-    res.add(key, pooled)
-    res.add(f"{key}_std", std)
-    res.add(f"{key}_n", count)
-    res.add("n_seeds", int(frame.groupby(["method", "n"]).seed.nunique().min()))
-    res.add("n_models", len(frame))
-    sizes = complete_sizes(frame)
-    res.add("n_small", min(sizes))
-    res.add("n_large", max(sizes))
-    if not original.empty:
-        n_large, n_seeds = coverage_extent(original)
-        res.add("n_large_original", n_large)
-        res.add("n_seeds_original", n_seeds)
-    res.add_table("summary", table)
-    return table
-
-
-# --- tables and figures -----------------------------------------------------------
-
-LABELS = {
-    "test_error": "test error",
-    "onmanifold_success": "on-manifold success rate (ε = 0.3 in θ)",
-    "regular_success": "regular success rate (ε = 0.3)",
-    "onmanifold_success_original": "on-manifold success, original protocol",
-    "regular_success_original": "regular success, original protocol",
-    "fgsm_accuracy": "FGSM robust accuracy",
-    "pgd_accuracy": "PGD robust accuracy",
-    "alignment_cosine": "cosine ‖P_T g‖ / ‖g‖ (median)",
-    "alignment_ratio": "ratio ‖g‖ / ‖P_T g‖ (median)",
-}
-
-
-def settings_table(s: Any) -> pd.DataFrame:
-    """The chapter's settings as a two-column table."""
-    return pd.DataFrame(
-        {"setting": list(vars(s)), "value": [str(v) for v in vars(s).values()]}
-    )
-
-
-def anchor_table(table: pd.DataFrame) -> pd.DataFrame:
-    """On-manifold success rates of the original README beside ours, like for like
-    under the original's protocol (``onmanifold_success_original``) and under ours
-    (mean ± sd over seeds), with the like-for-like difference and whether it is
-    within :data:`ANCHOR_TOLERANCE` or 2 standard errors ("—" where this run lacks
-    that N)."""
-    rows = []
-    for method, values in ANCHOR.items():
-        for n, original in values.items():
-            hit = table[(table.method == method) & (table.n == n)]
-            row = {
-                "method": method,
-                "N": n,
-                "README": f"{original:.2f}",
-                "ours, original protocol": "—",
-                "ours, our protocol": "—",
-                "difference (original protocol)": "—",
-                "within tolerance": "—",
-                "seeds": 0,
-                "our test error": "—",
-            }
-            if len(hit):
-                h = hit.iloc[0]
-                row.update(
-                    {
-                        "ours, our protocol": _pm(h, "onmanifold_success"),
-                        "seeds": int(h.n_models),
-                        "our test error": f"{h.test_error:.3f}",
-                    }
-                )
-                like = h.onmanifold_success_original
-                if like == like:  # not NaN: this row has the original protocol
-                    close = anchor_agrees(
-                        like, h.onmanifold_success_original_std, h.n_models, original
-                    )
-                    row.update(
-                        {
-                            "ours, original protocol": _pm(
-                                h, "onmanifold_success_original"
-                            ),
-                            "difference (original protocol)": f"{like - original:+.2f}",
-                            "within tolerance": "yes" if close else "no",
-                        }
-                    )
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-#: A README cell reproduces when |ours − README| is at most this (the README's values
-#: are read off a plot, about ±0.02) or within 2 standard errors over seeds.
-ANCHOR_TOLERANCE = 0.05
-
-
-def anchor_agrees(mean: float, sd: float, n_models: int, readme: float) -> bool:
-    """|mean − readme| ≤ :data:`ANCHOR_TOLERANCE` or ≤ 2 · sd / √n_models."""
-    se = sd / math.sqrt(max(int(n_models), 1))
-    return abs(mean - readme) <= max(ANCHOR_TOLERANCE, 2 * se)
-
-
-def _pm(row, measure: str) -> str:
-    return f"{getattr(row, measure):.2f} ± {getattr(row, measure + '_std'):.2f}"
-
-
-def anchor_sentence(anchor: pd.DataFrame) -> str:
-    """The differences of :func:`anchor_table` in words, for the prose."""
-    column = "difference (original protocol)"
-    both = anchor[anchor[column] != "—"]
-    if both.empty:
-        return "this profile trains none of the README's N"
-    gaps = zip(both["method"], both["N"], both[column])
-    return "; ".join(f"{m} at N = {n:,}: {gap}" for m, n, gap in gaps)
-
-
-def _palette():
-    import seaborn as sns
-
-    return dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
-
-
-def plot_vs_n(frame: pd.DataFrame, measures, *, methods=METHODS, eps=None, width=10.0):
-    """One panel per measure: mean over seeds against N (log scale), ±1 sd band."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    measures = [measures] if isinstance(measures, str) else list(measures)
-    fig, axes = plt.subplots(1, len(measures), figsize=(width, 3.8), squeeze=False)
-    data = frame[frame.method.isin(methods)]
-    for i, (ax, m) in enumerate(zip(axes[0], measures)):
-        sns.lineplot(
-            data=data,
-            x="n",
-            y=m,
-            hue="method",
-            style="method",
-            markers=True,
-            dashes=False,
-            errorbar="sd",
-            palette=_palette(),
-            hue_order=methods,
-            style_order=methods,
-            ax=ax,
-            legend=i == len(measures) - 1,
-        )
-        ax.set_xscale("log")
-        ax.set_xlabel("training images N (log scale)")
-        label = (
-            LABELS[m]
-            if eps is None or m not in ("fgsm_accuracy", "pgd_accuracy")
-            else f"{LABELS[m]} (ε = {eps:g})"
-        )
-        ax.set_ylabel(label)
-        ax.set_xticks(sorted(data.n.unique()))
-        ax.set_xticklabels([f"{n:,}" for n in sorted(data.n.unique())], rotation=30)
-        ax.minorticks_off()
-        if m != "alignment_ratio":  # rates: the sd band must not leave [0, 1]
-            low, high = ax.get_ylim()
-            ax.set_ylim(max(low, -0.02), min(high, 1.02))
-    axes[0, -1].legend(
-        title="method",
-        fontsize=10,
-        title_fontsize=10,
-        loc="center left",
-        bbox_to_anchor=(1.02, 0.5),
-    )
-    fig.tight_layout()
-    return fig
-
-
-def plot_scatter(frame: pd.DataFrame, *, x="test_error", y="onmanifold_success"):
-    """Every model as one point: ``y`` against ``x``, colour = method, size = N."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(8.0, 5.0))
-    sns.scatterplot(
-        data=frame.rename(columns={"n": "N"}),
-        x=x,
-        y=y,
-        hue="method",
-        style="method",
-        size="N",
-        sizes=(30, 160),
-        palette=_palette(),
-        hue_order=METHODS,
-        ax=ax,
-    )
-    ax.set_xlabel(LABELS[x])
-    ax.set_ylabel(LABELS[y])
-    ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    return fig
-
-
-
-
-def plot_readme(frame: pd.DataFrame, *, methods=ORIGINAL_METHODS):
-    """On-manifold success against N beside the README's curves (dashed, open
-    markers): ours under the original's protocol (left) and under ours (right)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    palette = _palette()
-    panels = (
-        ("onmanifold_success_original", "ours, original protocol"),
-        ("onmanifold_success", "ours, worst case over restarts"),
-    )
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0), sharey=True)
-    data = frame[frame.method.isin(methods)]
-    for i, (ax, (measure, title)) in enumerate(zip(axes, panels)):
-        if data[measure].notna().any():
-            sns.lineplot(
-                data=data, x="n", y=measure, hue="method", hue_order=methods,
-                palette=palette, marker="o", errorbar="sd", ax=ax, legend=False,
-            )
-        for method in methods:
-            readme = ANCHOR.get(method, {})
-            ax.plot(
-                list(readme), list(readme.values()), ls="--", marker="o",
-                mfc="none", color=palette[method], label=method if i else None,
-            )
-        ax.set_xscale("log")
-        ax.set_title(title)
-        ax.set_xlabel("training images N (log scale)")
-        ax.set_ylabel("on-manifold success rate (ε = 0.3 in θ)")
-        ax.set_ylim(-0.02, 1.02)
-    axes[1].legend(
-        title="dashed: README", loc="center left", bbox_to_anchor=(1.02, 0.5)
-    )
-    fig.tight_layout()
-    return fig

@@ -55,6 +55,7 @@ from ..book import cache, results
 from ..science.manifolds.linear import ATTACK_BOX, MODES, LinearManifold
 from ..book.profiles import (
     PROFILES,
+    seeds,
     Setting,
     Settings,
     flag,
@@ -696,33 +697,6 @@ def crossing_table(evals: Mapping[tuple[int, str], dict]) -> pd.DataFrame:
 
 
 # -- small helpers ---------------------------------------------------------------------
-def targeted(forward, target: int):
-    """A two-logit view of ``forward`` for a *targeted* attack with the shared
-    untargeted PGD.
-
-    u(x) = (LSE_{j≠t} z_j, z_t) with label 0:
-    CE(u, 0) = log(1 + e^{z_t − LSE_{j≠t} z_j}) grows as class t gains, and u is
-    "misclassified" exactly when z_t > LSE_{j≠t} z_j,
-    which implies argmax z = t. Call ``attacks.pgd(targeted(model, t), x, zeros, ...)``.
-    """
-
-    def forward_t(x: Tensor) -> Tensor:
-        z = forward(x)
-        others = torch.cat([z[:, :target], z[:, target + 1 :]], dim=1)
-        return torch.stack([others.logsumexp(1), z[:, target]], dim=1)
-
-    return forward_t
-
-
-def seeds(n_seeds: int, seed: int = 0) -> list[int]:
-    """The training seeds ``seed, seed + 1, …, seed + n_seeds − 1``."""
-    if isinstance(n_seeds, bool) or int(n_seeds) != n_seeds or n_seeds < 1:
-        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    return list(range(int(seed), int(seed) + int(n_seeds)))
-
-
 def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -> None:
     """Record a metric measured once per seed: the mean under ``key``, the sample
     standard deviation under ``key_std`` (both glued); the per-seed values are
@@ -737,18 +711,10 @@ def record_over_seeds(res, rows: list, key: str, by_seed: Mapping[int, float]) -
 
 
 def targeted_pgd(net, x: Tensor, target: int, *, eps: float, steps: int, seed: int):
-    """Targeted L∞ PGD towards class ``target`` (largest-loss iterate, no box)."""
+    """Targeted L∞ PGD towards class ``target`` (largest-loss iterate, no box):
+    :func:`advmanifold.science.attacks.targeted_pgd` in the chapter's threat model
+    (:data:`~advmanifold.science.manifolds.linear.ATTACK_BOX`)."""
     lower, upper = ATTACK_BOX
-    zeros = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    return attacks.pgd(
-        targeted(net, target),
-        x,
-        zeros,
-        eps=eps,
-        steps=steps,
-        lower=lower,
-        upper=upper,
-        mode="best",
-        seed=seed,
+    return attacks.targeted_pgd(
+        net, x, target, eps=eps, steps=steps, seed=seed, lower=lower, upper=upper
     )
-

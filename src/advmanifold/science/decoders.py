@@ -15,7 +15,9 @@ the image is clamped to [0, 1]. Coordinates span [−1, 1] over the image, so
 t_x = 0.2 moves the glyph left by a tenth of the image width, and s > 1 *shrinks* it.
 
 Because x = dec(font, letter, θ) is differentiable in θ, the data manifold of a
-(font, letter) is known exactly: the image of the θ-box under the decoder.
+(font, letter) is known exactly: the image of the θ-box under the decoder. Attacks
+on θ (on-manifold adversarial examples) are in
+:mod:`advmanifold.science.attacks.theta`.
 """
 
 from __future__ import annotations
@@ -180,47 +182,3 @@ def make_dataset(
         )
     return out
 
-
-def attack_theta(
-    classifier: nn.Module,
-    decoder: FontDecoder,
-    font: Tensor,
-    letter: Tensor,
-    theta: Tensor,
-    *,
-    eps: float = 0.3,
-    ranges: str = "hard",
-    attack=None,
-    **attack_kwargs,
-):
-    """On-manifold adversarial examples: an L∞ attack on θ with font and letter fixed,
-    ‖θ̃ − θ‖∞ ≤ ε and θ̃ kept in its data range; the images are dec(font, letter, θ̃).
-
-    ``attack`` is :func:`advmanifold.science.attacks.pgd` (default) or
-    :func:`~advmanifold.science.attacks.adam_attack` (the original's protocol). The
-    attacks hand ``forward`` only the still-active examples, so the (font, letter) of
-    each example travels with it as two extra coordinates of the attacked variable
-    whose box is a single point. Returns ``(result on θ, images)``; for
-    ``adam_attack`` both carry a leading attempts axis.
-    """
-    from . import attacks
-
-    attack = attacks.pgd if attack is None else attack
-    lower, upper = (b.to(theta) for b in theta_box(ranges))
-    ids = torch.stack([font, letter], 1).to(theta.dtype)
-    v = torch.cat([theta, ids], 1)
-    lo = torch.cat([lower.expand(len(theta), 6), ids], 1)
-    hi = torch.cat([upper.expand(len(theta), 6), ids], 1)
-
-    def forward(v: Tensor) -> Tensor:
-        ids = v[:, 6:].detach().round().long()
-        return classifier(decoder(ids[:, 0], ids[:, 1], v[:, :6]))
-
-    attack_kwargs["batch_size"] = len(v)  # per-example boxes: one chunk
-    result = attack(forward, v, letter, eps=eps, lower=lo, upper=hi, **attack_kwargs)
-    result.adversarial = result.adversarial[..., :6]
-    flat = result.adversarial.reshape(-1, 6)
-    repeat = len(flat) // len(theta)
-    with torch.no_grad():
-        images = decoder(font.repeat(repeat), letter.repeat(repeat), flat)
-    return result, images.view(*result.adversarial.shape[:-1], *images.shape[1:])

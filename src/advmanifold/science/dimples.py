@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import alignment, attacks, l2_attacks, models, training
+from . import alignment, attacks, models, training
 
 Forward = Callable[[Tensor], Tensor]
 TINY = 1e-12
@@ -185,7 +185,7 @@ def measure(model: nn.Module, x: Tensor, y: Tensor, space, s: Any) -> dict:
 
         g = alignment.input_gradients(view64, x, y)
         kwargs = dict(steps=s.attack_steps, random_start=False, mode="first")
-        l2 = l2_attacks.pgd_l2(view, x, y, eps=s.l2_eps, **kwargs)
+        l2 = attacks.pgd_l2(view, x, y, eps=s.l2_eps, **kwargs)
         linf = attacks.pgd(view64, x, y, eps=s.linf_eps, **kwargs)
         u_t, u_n = tangent_and_normal(space, g)
         search = dict(

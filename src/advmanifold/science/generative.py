@@ -524,10 +524,11 @@ def onmanifold_attack(
 ) -> OnManifoldResult:
     """On-manifold adversarial examples in the latent space of the true class's model.
 
-    :func:`attacks.pgd` on the code z, forward = classifier ∘ dec_y, from the encoder
-    mean z0 = μ_y(x) with a random start; every step keeps z in the ε-ball
-    ‖z − z0‖∞ ≤ η and in ``box`` = (lower, upper) per coordinate (the pooled test-latent
-    box of :func:`latent_box`; None for no box); the first code that fools the
+    :func:`advmanifold.science.attacks.latent_pgd` on the code z against
+    classifier ∘ dec_y, from the encoder mean z0 = μ_y(x) with a random start; every
+    step keeps z in the ε-ball ‖z − z0‖∞ ≤ η and in ``box`` = (lower, upper) per
+    coordinate (the pooled test-latent box of :func:`latent_box`; None for no box);
+    the first code that fools the
     classifier is kept. ``attempts`` independent runs (different random starts) are all
     returned; counting is left to :meth:`OnManifoldResult.count`. Examples are grouped
     by class (one attack per class and attempt).
@@ -562,21 +563,20 @@ def onmanifold_attack(
                 continue
             member = freeze(model.member(g))
 
-            def forward(v, member=member):
-                return classifier(member.decode(v.unsqueeze(1)).reshape(-1, 1, 28, 28))
+            def decode(v, member=member):
+                return member.decode(v.unsqueeze(1)).reshape(-1, 1, 28, 28)
 
             for a in range(attempts):
-                result = attacks.pgd(
-                    forward,
+                result = attacks.latent_pgd(
+                    classifier,
+                    decode,
                     z0[sel],
                     y[sel],
-                    eps=eta,
+                    eta=eta,
                     steps=steps,
                     step_size=step_size,
                     lower=lower,
                     upper=upper,
-                    restarts=1,
-                    mode="first",
                     batch_size=batch_size,
                     seed=seed + 1000 * a + g,
                 )

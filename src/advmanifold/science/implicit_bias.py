@@ -17,10 +17,11 @@ without weight decay). The input gradient ∇ₓ f = W₁ᵀ u has the off-subsp
 with ρ_T, while the on-subspace part is learnt. A perturbation δ ⟂ S moves the first
 layer's pre-activations by W₁δ = W₁(I − P)δ, hence the robustness to it.
 
-Attacks (:func:`l2_pgd`) are L2 PGD on the logit margin, restricted to a subspace V
-(S, its complement S⟂, or everything; :func:`restriction`): the projector Q onto V
-and the projection onto an L2 ball centred at 0 commute (Q is orthogonal, the ball's
-projection a radial scaling), so every iterate lies in V ∩ B_ε. An L∞ ball and a
+Attacks (:func:`advmanifold.science.attacks.restricted_l2_pgd`) are L2 PGD on the
+logit margin, restricted to a subspace V (S, its complement S⟂, or everything;
+:func:`restriction`): the projector Q onto V and the projection onto an L2 ball
+centred at 0 commute (Q is orthogonal, the ball's projection a radial scaling), so
+every iterate lies in V ∩ B_ε. An L∞ ball and a
 subspace do not commute (clipping coordinates leaves V), hence L2. There is no
 [0, 1] box: PMNIST images leave [0, 1] and a box would leave V as well (the PMNIST
 chapter's convention, :data:`~advmanifold.science.manifolds.linear.ATTACK_BOX`).
@@ -36,15 +37,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
-from .attacks import AttackResult
+from .attacks import margin, restricted_l2_pgd
 from .compute import flush_denormals
 from .data import batches
 
 Forward = Callable[[Tensor], Tensor]
 #: where a restricted attack may move: S⟂ (off the data), S (on it), anywhere
 WHERE = ("orthogonal", "subspace", "full")
-#: floor of a gradient norm before normalising
-TINY = 1e-12
 
 
 def scale_init(model: nn.Module, c: float) -> nn.Module:
@@ -160,14 +159,6 @@ def train_sgd(
 
 
 # -- margins and gradients -------------------------------------------------------------
-def margin(logits: Tensor, y: Tensor) -> Tensor:
-    """m = z_y − max_{j≠y} z_j per example (> 0 iff classified correctly, ties
-    aside)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], -math.inf).amax(1)
-    return true - other
-
-
 def margin_gradients(forward: Forward, x: Tensor, y: Tensor) -> Tensor:
     """gᵢ = ∇_{xᵢ} m(f(xᵢ), yᵢ), all examples at once (the summed margin's gradient:
     examples do not interact). Unlike the cross-entropy's, it does not vanish when
@@ -192,100 +183,6 @@ def restriction(manifold, where: str) -> Callable[[Tensor], Tensor]:
     return manifold.residual
 
 
-def _unit(v: Tensor) -> Tensor:
-    """Each row of v (flattened) divided by its L2 norm (0 stays 0)."""
-    norm = v.flatten(1).norm(dim=1).clamp_min(TINY)
-    return v / norm.view(-1, *[1] * (v.ndim - 1))
-
-
-def _into_ball(delta: Tensor, eps: Tensor) -> Tensor:
-    """Π_ε(δ) = δ · min(1, ε/‖δ‖₂) per example (``eps`` broadcast to δ's shape)."""
-    norm = delta.flatten(1).norm(dim=1).view(eps.shape[0], *[1] * (delta.ndim - 1))
-    return delta * (eps / norm.clamp_min(TINY)).clamp(max=1.0)
-
-
-def l2_pgd(
-    forward: Forward,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float | Tensor,
-    steps: int = 20,
-    restrict: Callable[[Tensor], Tensor] | None = None,
-    step_size: float | Tensor | None = None,
-    random_start: bool = True,
-    batch_size: int = 1000,
-    seed: int | None = 0,
-) -> AttackResult:
-    """L2 PGD on the margin loss within V = range(Q), Q = ``restrict`` (None: I):
-
-        δ_{t+1} = Π_ε(Q(δ_t + α · Q g_t / ‖Q g_t‖₂)),
-        g_t = ∇_δ [max_{j≠y} z_j − z_y](x + δ_t),   Π_ε(δ) = δ · min(1, ε/‖δ‖₂),
-
-    α = ``step_size`` (default 2.5 ε / steps). ``eps`` (and ``step_size``) may be one
-    number or one per example, so a whole ε grid is one batch. The random start is
-    δ₀ = ε u Qn/‖Qn‖ with n ~ N(0, I) and u ~ U[0, 1] per example (seeded by
-    ``seed``). An example is fooled at the first iterate whose prediction differs
-    from y, and is kept there; ``steps`` counts the gradient steps each example
-    took. No box."""
-    n = x.shape[0]
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same length, got {n} and {len(y)}")
-    eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(n)
-    if not bool((eps > 0).all()):
-        raise ValueError(f"eps must be > 0, got {eps.min().item()!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    alpha = 2.5 * eps / steps if step_size is None else step_size
-    alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(n)
-    if not bool((alpha > 0).all()):
-        raise ValueError(f"step_size must be > 0, got {alpha.min().item()!r}")
-    q = restrict if restrict is not None else (lambda v: v)
-    flush_denormals()
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    shape = (-1, *[1] * (x.ndim - 1))
-    outs, fooled, used = [], [], []
-    for start in range(0, n, batch_size):
-        part = slice(start, start + batch_size)
-        xb, yb = x[part].detach(), y[part]
-        eb, ab = eps[part].view(shape), alpha[part].view(shape)
-        if random_start:
-            noise = torch.randn(xb.shape, generator=generator).to(xb)
-            radius = torch.rand(len(xb), generator=generator).to(xb).view(shape)
-            delta = _unit(q(noise)) * radius * eb
-        else:
-            delta = torch.zeros_like(xb)
-        done = torch.zeros(len(xb), dtype=torch.bool, device=xb.device)
-        taken = torch.zeros(len(xb), dtype=torch.long, device=xb.device)
-        # the examples still attacked, compacted: a fooled one leaves these tensors
-        idx = torch.arange(len(xb), device=xb.device)
-        xa, ya, da, ea, aa = xb, yb, delta, eb, ab
-        for _ in range(int(steps)):
-            d = da.detach().requires_grad_(True)
-            with torch.enable_grad():
-                logits = forward(xa + d)
-                (grad,) = torch.autograd.grad(-margin(logits, ya).sum(), d)
-            wrong = logits.detach().argmax(1) != ya
-            if wrong.any():
-                done[idx[wrong]] = True
-                delta[idx[wrong]] = da[wrong]
-                keep = ~wrong
-                idx, xa, ya, da = idx[keep], xa[keep], ya[keep], da[keep]
-                ea, aa, grad = ea[keep], aa[keep], grad[keep]
-                if len(idx) == 0:
-                    break
-            da = _into_ball(q(da + aa * _unit(q(grad))), ea)
-            taken[idx] += 1
-        if len(idx):
-            with torch.no_grad():
-                done[idx] = forward(xa + da).argmax(1) != ya
-            delta[idx] = da
-        outs.append(xb + delta)
-        fooled.append(done)
-        used.append(taken)
-    return AttackResult(torch.cat(outs), torch.cat(fooled), torch.cat(used))
-
-
 def restricted_robustness(
     forward: Forward,
     x: Tensor,
@@ -296,7 +193,8 @@ def restricted_robustness(
     steps: int,
     seed: int = 0,
 ) -> Tensor:
-    """Per-example survival under :func:`l2_pgd` for every restriction of
+    """Per-example survival under
+    :func:`~advmanifold.science.attacks.restricted_l2_pgd` for every restriction of
     :data:`WHERE` and ε of ``eps_grid``: a bool tensor [len(WHERE), len(eps_grid), n],
     True where the example is classified correctly clean and under attack. Each
     restriction attacks all (ε, example) pairs as one batch."""
@@ -308,7 +206,7 @@ def restricted_robustness(
     eps = grid.to(x.device).repeat_interleave(len(x))
     out = []
     for where in WHERE:
-        found = l2_pgd(
+        found = restricted_l2_pgd(
             forward,
             xs,
             ys,

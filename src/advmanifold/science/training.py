@@ -3,7 +3,8 @@
 An objective maps ``(model, x, y)`` to a scalar loss:
 
 - :func:`cross_entropy`  L = CE(f(x), y);
-- :func:`adversarial`    L = CE(f(x + δ*), y), δ* from L∞ PGD (Madry et al.);
+- :func:`adversarial`    L = CE(f(x + δ*), y), δ* from L∞ PGD (Madry et al.;
+  :func:`advmanifold.science.attacks.adversarial_examples`);
 - objectives adding a penalty (e.g. the manifold-alignment loss of Geyer et al.)
   are composed with :func:`combined`.
 """
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
-from . import attacks, models
+from .attacks import adversarial_examples
 from .compute import flush_denormals
 from .data import batches
 
@@ -30,37 +31,6 @@ def cross_entropy() -> Objective:
 
     objective.__name__ = "cross_entropy"
     return objective
-
-
-def adversarial_examples(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    steps: int,
-    step_size: float | None = None,
-    lower=0.0,
-    upper=1.0,
-    seed: int | None = None,
-) -> Tensor:
-    """PGD examples of largest loss against ``model``, attacked through its
-    :func:`advmanifold.science.models.attack_view` in eval mode (weights untouched)."""
-    with models.frozen(model):
-        result = attacks.pgd(
-            models.attack_view(model),
-            x,
-            y,
-            eps=eps,
-            steps=steps,
-            step_size=step_size,
-            lower=lower,
-            upper=upper,
-            mode="best",
-            batch_size=len(x),
-            seed=seed,
-        )
-    return result.adversarial
 
 
 def adversarial(

@@ -7,8 +7,8 @@ restarts). Cross-entropy attacks miss examples whose loss saturates, so *margin*
 attacks follow, the parts of AutoAttack that catch them: APGD with the difference of
 logits ratio loss (APGD-DLR), its targeted variant (APGD-T, one run per target among
 the highest-scoring wrong classes) and our sign-PGD on the Carlini–Wagner margin
-M(x) = max_{j≠y} f_j(x) − f_y(x) (:func:`margin_pgd`). An example counts as robust
-only if it survives every attack:
+M(x) = max_{j≠y} f_j(x) − f_y(x) (:func:`advmanifold.science.attacks.margin_pgd`).
+An example counts as robust only if it survives every attack:
 
     robust accuracy = mean_i [ f(x_i) = y_i  ∧  ∀ attacks a: f(a(x_i)) = y_i ].
 
@@ -20,6 +20,9 @@ torchattacks clamps every iterate to [0, 1]. Data that live elsewhere (PMNIST le
 [0, 1]) are attacked through an affine reparametrisation u = (x − lo)/(hi − lo) with
 [lo, hi] wide enough that the ε-ball never touches it, so the threat model is the
 same unboxed L∞ ball.
+
+Our attacks are those of :mod:`advmanifold.science.attacks`; this module holds only
+the adapter to the third-party library, the verdicts and the masking checks.
 """
 
 from __future__ import annotations
@@ -61,56 +64,6 @@ MARGIN_ATTACKS = ("APGD-DLR", "APGD-T", "PGD-CW")
 def is_margin(name: str) -> bool:
     """Whether an attack of :func:`verify` uses a margin-type loss."""
     return any(tag in name for tag in MARGIN_ATTACKS)
-
-
-def _margin_logits(forward: Forward, y: Tensor) -> Forward:
-    """v ↦ logits (0, M(v)) with M = max_{j≠y} f_j(v) − f_y(v), for a full batch."""
-
-    def two_class(v: Tensor) -> Tensor:
-        if len(v) != len(y):
-            raise RuntimeError("margin logits need the whole batch (labels are fixed)")
-        logits = forward(v)
-        true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-        other = logits.scatter(1, y.unsqueeze(1), float("-inf")).amax(1)
-        return torch.stack([torch.zeros_like(true), other - true], 1)
-
-    return two_class
-
-
-def margin_pgd(
-    forward: Forward,
-    x: Tensor,
-    y: Tensor,
-    *,
-    eps: float,
-    steps: int = 100,
-    restarts: int = 1,
-    lower=0.0,
-    upper=1.0,
-    seed: int = 0,
-) -> attacks.AttackResult:
-    """L∞ sign-PGD on the Carlini–Wagner margin M = max_{j≠y} f_j − f_y (fooled: M > 0).
-
-    Implemented with the shared :func:`attacks.pgd` on the two logits (0, M) and label
-    0: their cross-entropy softplus(M) increases with M, so its sign-gradient steps are
-    exactly those of the margin, and the iterate of largest loss (mode ``"best"``) is
-    the one of largest margin over steps and restarts.
-    """
-    zeros = torch.zeros_like(y)
-    result = attacks.pgd(
-        _margin_logits(forward, y),
-        x,
-        zeros,
-        eps=eps,
-        steps=steps,
-        lower=lower,
-        upper=upper,
-        restarts=restarts,
-        mode="best",
-        batch_size=max(1, len(x)),
-        seed=seed,
-    )
-    return result
 
 
 def _third_party(
@@ -296,7 +249,7 @@ def verify(
         ).success,
     }
     if margin:
-        ours[f"ours PGD-CW-{strong_steps}×{restarts}"] = margin_pgd(
+        ours[f"ours PGD-CW-{strong_steps}×{restarts}"] = attacks.margin_pgd(
             forward,
             x,
             y,

@@ -66,7 +66,7 @@ from .report import (
 from .run import run_benchmarks
 from .sizes import FULL, PGD_SETTING, PIECES, PROFILE_SETTINGS, STEM, settings
 from .unit import unit_time
-from .workloads import load_decoder, mlp_flops, mlp_unit, trained_mlp, units
+from .workloads import decoder_and_source, mlp_flops, mlp_unit, trained_mlp, units
 
 __all__ = [
     "DENORMAL_SETTINGS",
@@ -93,7 +93,7 @@ __all__ = [
     "knn_benchmark",
     "knn_original",
     "lever_names",
-    "load_decoder",
+    "decoder_and_source",
     "machine_metrics",
     "matmul_gflops",
     "mlp_flops",

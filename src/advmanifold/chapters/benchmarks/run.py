@@ -23,7 +23,7 @@ from .pieces import (
 from .references import MissingDependency, require_torchattacks
 from .report import book_chapter_times, machine_metrics, targets
 from .sizes import FULL, PGD_SETTING, PIECES
-from .workloads import load_decoder, trained_mlp
+from .workloads import decoder_and_source, trained_mlp
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _run_decoder(run: _Run) -> None:
     cfg = run.cfg
     run.log(f"FONTS decoder projection of {cfg['decoder_examples']} examples ...")
     try:
-        decoder, source = load_decoder(
+        decoder, source = decoder_and_source(
             cfg["decoder_fonts"],
             bundled_only=cfg.get("decoder_bundled_fonts", False),
         )

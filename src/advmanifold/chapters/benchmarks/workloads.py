@@ -128,15 +128,15 @@ def units(profile: str, params: Mapping[str, Any]) -> list:
     return found
 
 
-def load_decoder(n_fonts: int, *, bundled_only: bool = False):
-    """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed);
-    ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
-    from ...science import glyphs
-    from ...science.decoders import FontDecoder
+def decoder_and_source(n_fonts: int, *, bundled_only: bool = False):
+    """A FONTS decoder on ``n_fonts`` legible fonts (fewer if fewer are installed,
+    :func:`advmanifold.chapters.generalization_models.load_decoder`) and the fonts'
+    source; ``bundled_only`` uses matplotlib's bundled fonts (fast, ~8 designs)."""
+    from ..generalization_models import load_decoder
 
-    prototypes = glyphs.prototypes_from_payload(prototypes_unit(bundled_only).get())
+    proto = prototypes_unit(bundled_only)
     source = "matplotlib" if bundled_only else "system"
-    return FontDecoder(prototypes.images[:n_fonts]), source
+    return load_decoder(proto, n_fonts, fewer=True), source
 
 
 # ---------------------------------------- the ConvNet and its steps
@@ -198,7 +198,7 @@ def adversarial_training_step(
     """OffAdvTrain's step: PGD-``steps`` on the second half of the batch (through the
     attack view, :func:`advmanifold.science.training.adversarial_examples`), then one
     Adam step on the clean half and the examples."""
-    from ...science.training import adversarial_examples
+    from ...science.attacks import adversarial_examples
 
     h = len(x) // 2
 
