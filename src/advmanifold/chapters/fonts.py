@@ -367,7 +367,8 @@ def record_source(res, unit: Unit) -> str:
     res.add("font_source_google", int(source == "google"))
     if source == "google":
         for name, value in google_fonts.match_counts().items():
-            res.add(name, value)
+            # the lock's own face count is not the faces found (``n_faces``)
+            res.add("n_lock_faces" if name == "n_faces" else name, value)
     return source
 
 
