@@ -55,7 +55,7 @@ from IPython.display import Markdown
 from myst_nb import glue
 
 from advmanifold.science import models
-from advmanifold.chapters import claims, pmnist
+from advmanifold.chapters import claims, pmnist, pmnist_tables
 from advmanifold.chapters import pmnist_plots as plots
 from advmanifold.science.manifolds.linear import LinearManifold
 from advmanifold.book import figures, results
@@ -78,7 +78,7 @@ started, cpu_started = time.perf_counter(), time.process_time()
 
 
 def over_seeds(key, by_seed):
-    pmnist.record_over_seeds(res, PER_SEED, key, by_seed)
+    pmnist_tables.record_over_seeds(res, PER_SEED, key, by_seed)
 
 
 # %% tags=["hide-cell"]
@@ -196,7 +196,7 @@ nets = NETS[SEEDS[0]]  # the first seed's models, for the single-example figures
 for net in (n for by_model in NETS.values() for n in by_model.values()):
     net.to(device)
 
-acc = pmnist.accuracy_table(EVALS)
+acc = pmnist_tables.accuracy_table(EVALS)
 for m in pmnist.MODELS:
     over_seeds(f"accuracy_{m}",
                acc[acc.model == NAMES[m]].set_index("seed").accuracy.to_dict())
@@ -221,7 +221,7 @@ results.mean_std_table(acc, "model", ["accuracy"]).rename(
 
 # %% tags=["hide-input"]
 res.add("n_align", S.n_align)
-align = pmnist.alignment_table(EVALS)
+align = pmnist_tables.alignment_table(EVALS)
 res.add_table("alignment", align)
 align_med = align.groupby(["model", "seed"], sort=False)[
     ["cosine", "ratio", "rejection"]].median().reset_index()
@@ -271,7 +271,7 @@ results.mean_std_table(align_med, "model", ["cosine", "ratio", "rejection"])
 # %% tags=["hide-input"]
 res.add("setting_pgd_steps", S.pgd_steps)
 res.add("n_eval", S.n_eval)
-curves = pmnist.robustness_table(EVALS, S.eps_grid)
+curves = pmnist_tables.robustness_table(EVALS, S.eps_grid)
 res.add_table("robustness", curves)
 at01 = curves[curves.eps.sub(0.1).abs() < 1e-9]
 for m in pmnist.MODELS:
@@ -323,14 +323,14 @@ figures.save(plots.robustness(curves, COLORS), pmnist.STEM, "robustness")
 # %% tags=["hide-input"]
 res.add("setting_cross_eps", S.cross_eps)
 res.add("n_cross", S.n_cross)
-cross = pmnist.crossing_table(EVALS)
+cross = pmnist_tables.crossing_table(EVALS)
 res.add_table("crossings", cross)
 cross_med = cross.groupby(["path", "model", "seed"], sort=False).agg(
     angle_deg=("angle_deg", "median"), normal_cosine=("normal_cosine", "median"),
     n=("angle_deg", "size")).reset_index()
 for m in pmnist.MODELS:
     per = {p: cross_med[(cross_med.model == NAMES[m]) & (cross_med.path == p)]
-           .set_index("seed") for p in pmnist.PATHS.values()}
+           .set_index("seed") for p in pmnist_tables.PATHS.values()}
     adv, other = per["to adversarial"], per["to other digit"]
     over_seeds(f"crossing_angle_deg_median_{m}", adv.angle_deg.to_dict())
     over_seeds(f"crossing_angle_interclass_deg_median_{m}", other.angle_deg.to_dict())

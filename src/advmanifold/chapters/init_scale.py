@@ -36,7 +36,7 @@ from ..book import results
 from ..book.profiles import Setting, Settings, integer, number, numbers, optional
 from ..book.units import Unit
 from ..science import alignment, implicit_bias, models
-from . import pmnist
+from . import pmnist, pmnist_tables
 
 STEM = "08_init_scale"
 ARCHS = ("two_layer", "mlp")
@@ -462,7 +462,7 @@ def record_points(res, per_seed: list, table: pd.DataFrame, s) -> None:
                 & (table.weight_decay == wd)
             ].set_index("seed")
             for metric in metrics:
-                pmnist.record_over_seeds(
+                pmnist_tables.record_over_seeds(
                     res, per_seed, f"{metric}_{arch}_{point}", sel[metric].to_dict()
                 )
 
