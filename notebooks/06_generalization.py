@@ -86,6 +86,9 @@ res.add("n_test", S.n_test)
 res.add("order_original", int(S.order == "original"))
 glue("order", S.order, display=False)
 res.add("attempts", S.attempts)
+res.add("original_steps", S.original_steps)
+res.add("adam_lr", S.adam_lr)
+res.add("anchor_tolerance", GR.ANCHOR_TOLERANCE)
 res.add("n_original_on", S.n_original_on)
 res.add("n_original_off", S.n_original_off)
 GR.settings_table(S).style.hide(axis="index")
@@ -160,8 +163,9 @@ GR.settings_table(S).style.hide(axis="index")
 # regular success rate (L∞ PGD in image space, ε = 0.3), both over the correctly
 # classified attacked images and counting an image as fooled when any restart fools
 # it (the worst case, our robustness measure); the same two rates under the
-# *original's protocol*: {glue:text}`attempts:.0f` attempts of 40 Adam steps (learning
-# rate 0.005) from a random start, on the first {glue:text}`n_original_on:.0f` test
+# *original's protocol*: {glue:text}`attempts:.0f` attempts of
+# {glue:text}`original_steps:.0f` Adam steps (learning rate {glue:text}`adam_lr:g`)
+# from a random start, on the first {glue:text}`n_original_on:.0f` test
 # images on the manifold and the first {glue:text}`n_original_off:.0f` in image space,
 # each rate the mean over (image, attempt) pairs (an image fooled in 2 of 5 attempts
 # counts 0.4); robust accuracy under FGSM and PGD at the smaller
@@ -307,7 +311,8 @@ figures.save(GP.plot_scatter(frame), G.STEM, "scatter")
 # original's protocol (its attack and its per-attempt mean), the original's rows and
 # the original's fonts where the FONTS chapter found them (see there for how many). Our
 # own protocol, the worst case over restarts of sign PGD, is much stronger and stands
-# beside it. A cell *reproduces* when the like-for-like difference is at most 0.05 or
+# beside it. A cell *reproduces* when the like-for-like difference is at most
+# {glue:text}`anchor_tolerance:.2f` or
 # two standard errors over seeds. In `quick` the training attacks take fewer steps;
 # only the N that this profile trains are filled in. Ours minus the README's, under
 # the original's protocol: {glue:text}`anchor_gaps`. The paper reports test errors on
