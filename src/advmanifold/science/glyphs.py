@@ -6,8 +6,10 @@ font size of 21 pt, centred, glyph bright (≈ 1) on a dark background (0). Thes
 an affine transformation θ, is applied by :mod:`advmanifold.science.decoders`.
 
 The original used 1000 hand-cleaned Google Fonts. We discover the faces in a list of
-folders (default: the system's font folders, :func:`system_font_dirs`; on Debian/Ubuntu
-the packages of :func:`debian_font_packages`; any folder works, e.g. a checkout of
+folders (default: the system's font folders, ``font_files.system_font_dirs``; on
+Debian/Ubuntu
+the packages of ``font_files.debian_font_packages``; any folder works, e.g. a checkout
+of
 Google Fonts): every ``.ttf``/``.otf`` file is one face, every ``.ttc``/``.otc``
 collection contributes each of its faces as (path, face index). The manual cleaning is
 replaced by filters applied in this order, each counted (:attr:`FontPrototypes.counts`):
@@ -378,7 +380,7 @@ def render_prototypes(
     duplicate_threshold: float = DUPLICATE_THRESHOLD,
     progress: bool = False,
 ) -> FontPrototypes:
-    """Render ``faces`` (font files or faces; default: :func:`discover_faces` of
+    """Render ``faces`` (font files or faces; default: ``font_files.discover_faces`` of
     ``font_dirs``), apply the filters of the module docstring in the faces' (sorted)
     order, permute the survivors with ``seed`` and keep the first ``n_fonts`` (all if
     None). Deterministic for a given set of font files."""
@@ -525,7 +527,8 @@ def prototypes_payload(
 ) -> dict:
     """Render the prototypes described by :func:`prototypes_config` ``config``: the
     cache payload ``{"images", "manifest", "counts"}``. ``files`` gives the order in
-    which faces are filtered (default: sorted as by :func:`find_font_files`, which the
+    which faces are filtered (default: sorted as by ``font_files.find_font_files``,
+    which the
     order of ``config["files"]``, sorted as strings, is not); for
     ``selection="original"`` it gives where the configuration's files are, in its
     order (default: its names are the paths)."""
@@ -576,7 +579,8 @@ def load_prototypes(
     duplicate_threshold: float = DUPLICATE_THRESHOLD,
 ) -> FontPrototypes:
     """:func:`render_prototypes` of the faces in ``files`` (default:
-    :func:`find_font_files` of ``font_dirs``), with their manifest and filter counts.
+    ``font_files.find_font_files`` of ``font_dirs``), with their manifest and filter
+    counts.
     Not cached: the book keeps it as the unit
     :func:`advmanifold.chapters.fonts.prototypes_unit`."""
     files = find_font_files(font_dirs) if files is None else [Path(f) for f in files]
