@@ -21,7 +21,7 @@ production setting; models, data and random starts follow the default dtype):
 
 Entry points are looked up in their home after the move first, then in the one
 before it (:func:`entry`): the file pins behaviour, not places, and stays unchanged
-across the move. ``python tests/test_attack_outputs.py --write`` rewrites the
+across the move. ``python tests/science/test_attack_outputs.py --write`` rewrites the
 digests; do that only for a deliberate change of an attack's results, and say so in
 the commit.
 """
@@ -41,7 +41,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-DIGESTS = Path(__file__).parent / "data" / "attack_outputs.json"
+DIGESTS = Path(__file__).parents[1] / "data" / "attack_outputs.json"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -553,7 +553,7 @@ def test_the_cases_are_not_trivial(stored):
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        raise SystemExit("usage: python tests/test_attack_outputs.py --write")
+        raise SystemExit("usage: python tests/science/test_attack_outputs.py --write")
     cases = {n: compute(n, a, v) for n, a, v in case_ids()}
     text = json.dumps({"platform": this_platform(), "cases": cases}, indent=1)
     one_line = lambda m: f"[{' '.join(m[1].split())}]"  # noqa: E731 (lists)
