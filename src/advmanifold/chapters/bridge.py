@@ -118,8 +118,9 @@ def model_settings(profile: str) -> SimpleNamespace:
 #: verification followed the code. That move took our margin attack out of the file
 #: without changing any result (``tests/science/test_attack_outputs.py`` pins them),
 #: so the fingerprint is frozen at its value before the move and the verifications
-#: already computed keep their keys. From now on the version is explicit: change this string
-#: by hand whenever the verification or the attacks it runs change their results.
+#: already computed keep their keys. From now on the version is explicit: change this
+#: string by hand whenever the verification or the attacks it runs change their
+#: results.
 VERIFICATION_CODE = "54a01b9ac83c8c32"
 
 
