@@ -183,3 +183,46 @@ def test_plan_lists_units_with_cache_state_and_estimate(fresh_cache, monkeypatch
     assert [p.cached for p in planned] == [True, False]
     text = fanout.format_plan(planned, workers=2)
     assert "99_test: 2 unit(s), 1 to build" in text and "cached" in text
+
+
+def stub(key: str, seconds: float, deps=()) -> SimpleNamespace:
+    return SimpleNamespace(key=key, seconds=seconds, deps=tuple(deps))
+
+
+def test_critical_path_is_own_time_plus_the_longest_chain_of_dependents():
+    # a(1) → b(5) → d(1);  a → c(2);  e(4) alone
+    a = stub("a", 1)
+    b, c = stub("b", 5, [a]), stub("c", 2, [a])
+    d, e = stub("d", 1, [b]), stub("e", 4)
+    level = fanout.critical_path([a, b, c, d, e], lambda u: u.seconds)
+    assert level == {"a": 7, "b": 6, "c": 2, "d": 1, "e": 4}
+    chain = fanout.longest_chain([a, b, c, d, e], {"a": 1, "b": 5, "c": 2, "d": 1})
+    assert chain == ["a", "b", "d"]
+    text = fanout.format_schedule({"a": 1, "b": 5, "c": 2, "d": 1, "e": 4}, level, 2)
+    # 13 s of work, chain 7 s: two workers need at least max(7, 6.5) s
+    assert "13 s of unit work" in text and "the longest chain 7 s" in text
+    assert "at least 7 s" in text
+
+
+def test_one_worker_takes_the_head_of_the_longest_chain_first(fresh_cache):
+    short = [unit(40 + i, size=8) for i in range(3)]
+    base = units.Unit(
+        "99_test",
+        "test-weights",
+        {"seed": 50, "size": 256},  # also the longest in measured time
+        functools.partial(make_weights, 50, 256),
+        estimate_s=30.0,  # the long chain's head, listed last
+    )
+    top = units.Unit(
+        "99_test",
+        "test-sum",
+        {"of": base.key},
+        functools.partial(sum_of, base),
+        deps=(base,),
+        estimate_s=30.0,
+    )
+    report = fanout.build_missing([*short, top], workers=1, heartbeat_s=600)
+    # its dependent becomes ready only when it ends, and may then queue behind a
+    # short unit the worker already holds
+    assert list(report.seconds)[0] == base.key
+    assert report.chain == [base.key, top.key] and set(report.built) == set(report.seconds)

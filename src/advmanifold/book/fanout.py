@@ -119,6 +119,23 @@ class FanOutReport:
     found: list[str] = field(default_factory=list)
     failed: list[tuple[Unit, str]] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # not built: the budget was spent
+    seconds: dict[str, float] = field(default_factory=dict)  # key → build time
+    wall_s: float = 0.0
+    workers: int = 1
+    chain: list[str] = field(default_factory=list)  # the longest chain, as built
+
+    def summary(self) -> str:
+        """Measured: unit work, wall time, how busy the workers were, and the
+        longest chain of dependent units in measured seconds (the critical path)."""
+        work = sum(self.seconds.values())
+        busy = work / (self.wall_s * self.workers) if self.wall_s else 0.0
+        chain_s = sum(self.seconds[k] for k in self.chain)
+        return (
+            f"measured: {format_seconds(work)} of unit work in "
+            f"{format_seconds(self.wall_s)} on {self.workers} worker(s) "
+            f"({busy:.0%} busy); the longest chain {format_seconds(chain_s)}: "
+            + " → ".join(self.chain)
+        )
 
     def per_chapter(
         self, listed: Mapping[str, Iterable[str]]
@@ -186,6 +203,43 @@ def build_order(
     return unique(ranked)  # re-inserts any dependency a priority put later
 
 
+def critical_path(
+    units: Iterable[Unit], seconds: Callable[[Unit], float]
+) -> dict[str, float]:
+    """Each unit's *bottom level*: ``seconds(u)`` plus the longest chain of its
+    dependents among ``units``, b(u) = s(u) + max_{v depends on u} b(v) (0 without
+    dependents). Building the unit of largest b first (longest chain first) keeps the
+    workers busy to the end: a long chain starts early and short units fill the gaps.
+    Keyed by unit key."""
+    listed = unique(units)
+    keys = {u.key for u in listed}
+    dependents: dict[str, list[str]] = {u.key: [] for u in listed}
+    for u in listed:
+        for d in u.deps:
+            if d.key in keys:
+                dependents[d.key].append(u.key)
+    level: dict[str, float] = {}
+    for u in reversed(listed):  # dependents come after their dependencies
+        below = [level[k] for k in dependents[u.key]]
+        level[u.key] = float(seconds(u)) + max(below, default=0.0)
+    return level
+
+
+def format_schedule(
+    seconds: Mapping[str, float], level: Mapping[str, float], workers: int
+) -> str:
+    """One line: the work (unit seconds), its lower bound on ``workers`` workers
+    (max of the longest chain and the work / workers) for a run's expectation."""
+    work = sum(seconds.values())
+    chain = max(level.values(), default=0.0)
+    bound = max(chain, work / max(1, workers))
+    return (
+        f"{format_seconds(work)} of unit work; the longest chain "
+        f"{format_seconds(chain)}; on {workers} worker(s) at least "
+        f"{format_seconds(bound)}"
+    )
+
+
 def client_for(workers: int | None = None, scheduler: str | None = None):
     """A Dask client: of a running scheduler, or of a new LocalCluster of processes."""
     from dask.distributed import Client, LocalCluster
@@ -212,8 +266,9 @@ def build_missing(
     threads: int | None = None,
     priority: Callable[[Unit], Any] | None = None,
 ) -> FanOutReport:
-    """Build every unit not cached yet on Dask, dependencies first, in
-    :func:`build_order` with ``priority`` (Dask priorities follow it).
+    """Build every unit not cached yet on Dask, dependencies first. Among the units
+    ready to run, a worker takes the one heading the longest chain of estimated work
+    (:func:`critical_path`), ties in :func:`build_order` with ``priority``.
 
     A unit that fails is reported with its chapter, name and configuration; the
     units that do not depend on it are still built and stay cached. With
@@ -244,6 +299,15 @@ def build_missing(
         )
         futures: dict[str, Any] = {}
         missing_keys = {u.key for u in todo}
+        seconds = {u.key: estimate(u)[0] for u in todo}
+        level = critical_path(todo, lambda u: seconds[u.key])
+        print(
+            "expected: " + format_schedule(seconds, level, n_workers), flush=True
+        )
+        # submitted longest chain first: a worker starts on the first task it gets,
+        # before later submissions can compete. A dependency's level exceeds its
+        # dependents', so the stable sort keeps dependencies first.
+        todo.sort(key=lambda u: -level[u.key])
         for rank, unit in enumerate(todo):
             deps = [futures[d.key] for d in unit.deps if d.key in missing_keys]
             futures[unit.key] = client.submit(
@@ -254,7 +318,8 @@ def build_missing(
                 key=f"unit-{unit.key}",
                 retries=retries,
                 pure=False,
-                priority=len(todo) - rank,
+                # Dask runs the ready task of highest priority first
+                priority=level[unit.key] + (len(todo) - rank) / (len(todo) + 1) / 1e3,
             )
         by_future = {f.key: u for u, f in zip(todo, (futures[u.key] for u in todo))}
         start, done = time.perf_counter(), 0
@@ -288,7 +353,28 @@ def build_missing(
         client.close()
         if cluster is not None:
             cluster.close()
+    report.wall_s, report.workers = time.perf_counter() - start, n_workers
+    report.chain = longest_chain(todo, report.seconds)
+    print(report.summary(), flush=True)
     return report
+
+
+def longest_chain(units: list[Unit], seconds: Mapping[str, float]) -> list[str]:
+    """The keys of the chain of dependent units with the largest sum of ``seconds``
+    (units without a time count 0), first to last."""
+    level = critical_path(units, lambda u: seconds.get(u.key, 0.0))
+    by_key = {u.key: u for u in units}
+    dependents: dict[str, list[str]] = {k: [] for k in by_key}
+    for u in units:
+        for d in u.deps:
+            if d.key in by_key:
+                dependents[d.key].append(u.key)
+    if not level:
+        return []
+    chain = [max(level, key=lambda k: (level[k], k))]
+    while dependents[chain[-1]]:
+        chain.append(max(dependents[chain[-1]], key=lambda k: (level[k], k)))
+    return chain
 
 
 def _report(future, unit: Unit, report: FanOutReport, done: int, total: int) -> None:
@@ -300,6 +386,7 @@ def _report(future, unit: Unit, report: FanOutReport, done: int, total: int) -> 
         print(f"[{done}/{total}] FAILED {unit.describe()}: {text}", flush=True)
         return
     info = future.result()
+    report.seconds[unit.key] = info["seconds"]
     (report.built if info["built"] else report.found).append(unit.key)
     print(
         f"[{done}/{total}] {'built' if info['built'] else 'found'} "
