@@ -35,15 +35,15 @@ from numbers import Integral, Real
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping
 
+from ..science import checks
+
 PROFILES = ("smoke", "quick", "paper")
 
 
 def seeds(n_seeds: int, seed: int = 0) -> list[int]:
     """The training seeds ``seed, seed + 1, …, seed + n_seeds − 1``."""
-    if isinstance(n_seeds, bool) or int(n_seeds) != n_seeds or n_seeds < 1:
-        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    checks.integer("n_seeds", n_seeds, minimum=1)
+    checks.integer("seed", seed)
     return list(range(int(seed), int(seed) + int(n_seeds)))
 
 

@@ -12,7 +12,8 @@
 - :mod:`~advmanifold.science.generative`: the VAE-GAN and its latent attack;
 - :mod:`~advmanifold.science.data`, :mod:`~advmanifold.science.glyphs`,
   :mod:`~advmanifold.science.decoders`: MNIST, font prototypes and the FONTS decoder;
-- :mod:`~advmanifold.science.compute`: threads and floating-point mode.
+- :mod:`~advmanifold.science.compute`: threads and floating-point mode;
+- :mod:`~advmanifold.science.checks`: argument checks that name the bad value.
 
 Nothing here imports :mod:`advmanifold.chapters` or :mod:`advmanifold.book`.
 """

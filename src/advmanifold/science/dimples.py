@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import alignment, attacks, models, training
+from . import alignment, attacks, checks, models, training
 
 Forward = Callable[[Tensor], Tensor]
 TINY = 1e-12
@@ -65,10 +65,7 @@ def random_shares(
     """Shares ``[N, n_directions]`` of Gaussian directions (uniform on the sphere
     after normalising) against each example's tangent space; ‖P v‖ = ‖Qᵀ v‖ for the
     orthonormal basis Q."""
-    if isinstance(n_directions, bool) or int(n_directions) != n_directions:
-        raise ValueError(f"n_directions must be an integer, got {n_directions!r}")
-    if n_directions < 1:
-        raise ValueError(f"n_directions must be >= 1, got {n_directions!r}")
+    checks.integer("n_directions", n_directions, minimum=1)
     basis = space.basis
     n, d, _ = basis.shape
     generator = torch.Generator().manual_seed(seed)
@@ -109,8 +106,7 @@ def radii(t_min: float, t_max: float, n: int) -> Tensor:
     """The geometric grid t_min = r_1 < … < r_n = t_max of the line search."""
     if not 0 < t_min < t_max:
         raise ValueError(f"need 0 < t_min < t_max, got {t_min!r}, {t_max!r}")
-    if isinstance(n, bool) or int(n) != n or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    checks.integer("n", n, minimum=2)
     return torch.logspace(math.log10(t_min), math.log10(t_max), int(n))
 
 
@@ -221,8 +217,7 @@ def checkpoint_steps(steps_per_epoch: int, epochs: int, n_early: int) -> list[in
         ("epochs", epochs),
         ("n_early", n_early),
     ):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        checks.integer(name, value, minimum=1)
     early = torch.logspace(0, math.log10(steps_per_epoch), int(n_early)).round()
     ends = [k * int(steps_per_epoch) for k in range(1, int(epochs) + 1)]
     return sorted({0, *(int(t) for t in early.tolist()), *ends})

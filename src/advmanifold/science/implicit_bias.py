@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.std import tqdm
 
+from . import checks
 from .attacks import margin, restricted_l2_pgd
 from .compute import flush_denormals
 from .data import batches
@@ -82,8 +83,7 @@ def off_subspace_factor(
     """ρ_T: the factor SGD (torch's, coupled weight decay, no dampening or Nesterov)
     applies to a weight whose loss gradient stays 0 for ``steps`` steps:
     (w_T, v_T) = A^T (1, 0) with A = [[1 − ηλ, −ηβ], [λ, β]]."""
-    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    checks.integer("steps", steps, minimum=0)
     a = torch.tensor(
         [[1 - lr * weight_decay, -lr * momentum], [weight_decay, momentum]],
         dtype=torch.float64,
@@ -111,8 +111,7 @@ def train_sgd(
     gradient of λ/2 ‖θ‖²); ``clip`` caps the loss gradient's global norm (before the
     decay term is added). Returns ``{"loss": [mean loss per epoch], "steps": T}``."""
     for key, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
+        checks.integer(key, v, minimum=1)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if not 0 <= momentum < 1:

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .. import checks
 from .engine import (
     MODES,
     AttackResult,
@@ -62,8 +63,7 @@ def pgd_l2(
     the gradient steps taken per example."""
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    checks.integer("steps", steps, minimum=1)
     step_size = step_size_or_default(eps, steps, step_size)
     if not step_size > 0:
         raise ValueError(f"step_size must be > 0, got {step_size!r}")
@@ -114,8 +114,7 @@ def restricted_l2_pgd(
     eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(n)
     if not bool((eps > 0).all()):
         raise ValueError(f"eps must be > 0, got {eps.min().item()!r}")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    checks.integer("steps", steps, minimum=1)
     alpha = step_size_or_default(eps, steps, step_size)
     alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(n)
     if not bool((alpha > 0).all()):
