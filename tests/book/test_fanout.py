@@ -225,4 +225,5 @@ def test_one_worker_takes_the_head_of_the_longest_chain_first(fresh_cache):
     # its dependent becomes ready only when it ends, and may then queue behind a
     # short unit the worker already holds
     assert list(report.seconds)[0] == base.key
-    assert report.chain == [base.key, top.key] and set(report.built) == set(report.seconds)
+    assert report.chain == [base.key, top.key]
+    assert set(report.built) == set(report.seconds)

@@ -12,7 +12,7 @@ def test_whole_numbers_pass_as_int(value):
 
 
 @pytest.mark.parametrize(
-    "value, minimum, message",
+    ("value", "minimum", "message"),
     [
         (True, None, "n must be an integer, got True"),
         (1.5, 1, "n must be an integer >= 1, got 1.5"),

@@ -265,6 +265,7 @@ def build_missing(
     budget_s: float | None = None,
     threads: int | None = None,
     priority: Callable[[Unit], Any] | None = None,
+    on_done: Callable[[str], None] | None = None,
 ) -> FanOutReport:
     """Build every unit not cached yet on Dask, dependencies first. Among the units
     ready to run, a worker takes the one heading the longest chain of estimated work
@@ -278,7 +279,8 @@ def build_missing(
     with ``threads`` torch threads (default: cores / workers, so that every core is
     busy and none is oversubscribed; OpenMP threads that spin-wait for a busy core
     slow a training many times over); workers of a running scheduler with one
-    (default) or ``threads``.
+    (default) or ``threads``. ``on_done(key)`` is called as each unit ends (built,
+    found or failed), so that a caller can start what needed it.
     """
     from dask.distributed import as_completed
 
@@ -339,6 +341,8 @@ def build_missing(
                     unit = by_future[future.key]
                     done += 1
                     _report(future, unit, report, done, len(todo))
+                    if on_done is not None:
+                        on_done(unit.key)
             except TimeoutError:
                 left = [f for f in futures.values() if not f.done()]
                 client.cancel(left)

@@ -199,17 +199,24 @@ def write_book_run(
     *,
     units_s: float | None = None,
     units: Mapping[str, Mapping[str, int]] | None = None,
+    wall_s: float | None = None,
     directory: str | os.PathLike | None = None,
 ) -> Path:
     """Merge chapter times into the log of ``profile`` (other chapters keep theirs),
     with ``total_s`` = their sum; ``units_s`` replaces the fan-out time where given;
     ``units``: the fan-out's counts per chapter of this run (a chapter of
-    ``chapters_s`` without them ran without a fan-out: its old counts go)."""
+    ``chapters_s`` without them ran without a fan-out: its old counts go);
+    ``wall_s``: this run's time from the fan-out's start to the last chapter's end
+    (the chapters run beside the fan-out, so it is at most ``units_s + total_s``;
+    a run without it drops the old one)."""
     log = read_book_run(profile, directory)
     log["chapters_s"].update({k: round(float(v), 1) for k, v in chapters_s.items()})
     log["total_s"] = round(sum(log["chapters_s"].values()), 1)
     if units_s is not None:
         log["units_s"] = round(float(units_s), 1)
+    log.pop("wall_s", None)
+    if wall_s is not None:
+        log["wall_s"] = round(float(wall_s), 1)
     counts = {k: v for k, v in log.get("units", {}).items() if k not in chapters_s}
     counts.update({k: dict(v) for k, v in (units or {}).items()})
     log.pop("units", None)

@@ -37,6 +37,7 @@ itself imports no chapter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -52,6 +53,7 @@ import yaml
 from . import paths
 from .cache import atomic_write_text
 from .execution import write_page
+from .overlap import FanOutInBackground
 from .profiles import PROFILES, SettingError, check_profile
 from .results import read_book_run, write_book_run
 from .toc import BookError, Chapter, chapters
@@ -225,10 +227,16 @@ def _tracking_engine(progress_of):
 
 
 def execute(
-    root: Path, the_plan: Plan, site: Path, heartbeat_s: float = 30.0
+    root: Path,
+    the_plan: Plan,
+    site: Path,
+    heartbeat_s: float = 30.0,
+    background: FanOutInBackground | None = None,
+    runs_alone: Callable[[str], bool] = lambda stem: False,
 ) -> dict[str, float]:
     """Run each chapter with papermill; stop at the first failure, naming notebook and
-    cell."""
+    cell. With a fan-out in the ``background``, each chapter first waits for its own
+    units (a chapter that ``runs_alone`` for all of them)."""
     import jupytext
     import papermill
     from papermill.engines import papermill_engines
@@ -254,13 +262,17 @@ def execute(
             f"[{i}/{total}] {chapter.source.relative_to(root)} ({shown}) ...",
             flush=True,
         )
+        threads = contextlib.nullcontext()
+        if background is not None:
+            background.wait(chapter.stem, whole=runs_alone(chapter.stem))
+            threads = background.kernel_environment()
         source = out_dir / f".{chapter.stem}.source.ipynb"
         target = out_dir / f"{chapter.stem}.ipynb"
         jupytext.write(chapter.notebook(), source)
         start = time.perf_counter()
         current.append(ChapterProgress(chapter.stem))
         try:
-            with Heartbeat(lambda: current[-1].line(), heartbeat_s):
+            with threads, Heartbeat(lambda: current[-1].line(), heartbeat_s):
                 papermill.execute_notebook(
                     str(source),
                     str(target),
@@ -294,16 +306,19 @@ def record_times(
     times: dict[str, float],
     units_s: float | None = None,
     units: dict[str, dict[str, int]] | None = None,
+    wall_s: float | None = None,
 ) -> Path:
     """Merge this run's chapter times into the runner's log
     (:func:`~advmanifold.book.results.write_book_run`); ``units_s``: the time the
-    fan-out took to build units before the chapters ran, ``units`` its counts per
-    chapter (:meth:`~advmanifold.book.fanout.FanOutReport.per_chapter`)."""
+    fan-out took to build units (the chapters run beside it), ``units`` its counts
+    per chapter (:meth:`~advmanifold.book.fanout.FanOutReport.per_chapter`),
+    ``wall_s`` the time from the fan-out's start to the last chapter's end."""
     return write_book_run(
         profile,
         times,
         units_s=units_s,
         units=units,
+        wall_s=wall_s,
         directory=paths.results_dir(root=root),
     )
 
@@ -575,40 +590,52 @@ def show_plan(
 
 def fan_out_units(
     the_plan: Plan, args: argparse.Namespace, registry: Registry
-) -> tuple[float, dict[str, dict[str, int]]]:
-    """Build the plan's missing units on Dask first; the seconds it took and the
-    counts per chapter (listed, built, found, ...). Raises :class:`BookError` if a
-    unit failed."""
+) -> FanOutInBackground:
+    """Start building the plan's missing units on Dask, on a thread: the chapters
+    run as their units are done (:mod:`advmanifold.book.overlap`)."""
     from .fanout import build_missing, plan_units
 
-    start = time.perf_counter()
-    units = [p.unit for p in plan_units(the_plan.parameters, args.profile, registry)]
-    report = build_missing(
-        units,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        budget_s=args.budget_s,
-        threads=args.threads,
-        priority=registry.priority,
-    )
+    planned = plan_units(the_plan.parameters, args.profile, registry)
+    missing = {p.unit.key for p in planned if not p.cached}
+    pending = {
+        stem: {u.key for u in registry.units(stem, args.profile, params)} & missing
+        for stem, params in the_plan.parameters.items()
+    }
+
+    def build(on_done):
+        return build_missing(
+            [p.unit for p in planned],
+            workers=args.workers,
+            scheduler=args.scheduler,
+            budget_s=args.budget_s,
+            threads=args.threads,
+            priority=registry.priority,
+            on_done=on_done,
+        )
+
+    return FanOutInBackground(pending, build)
+
+
+def finish_fan_out(
+    background: FanOutInBackground,
+    the_plan: Plan,
+    args: argparse.Namespace,
+    registry: Registry,
+) -> tuple[float, dict[str, dict[str, int]]]:
+    """Wait for the fan-out; the seconds it took and its counts per chapter (listed,
+    built, found, ...). Raises :class:`BookError` if a unit failed."""
+    report = background.finish()
     print(
         f"units: {len(report.built)} built, {len(report.found)} found, "
         f"{len(report.failed)} failed, {len(report.left)} left "
-        f"in {time.perf_counter() - start:.1f} s",
+        f"in {background.seconds:.1f} s",
         flush=True,
     )
-    units_s = time.perf_counter() - start
-    if report.failed:
-        raise BookError(
-            report.describe_failures() + "\nthe other units are built and "
-            "cached; fix the failing ones and run again",
-            status=1,
-        )
     listed = {
         stem: [u.key for u in registry.units(stem, args.profile, params)]
         for stem, params in the_plan.parameters.items()
     }
-    return units_s, report.per_chapter(listed)
+    return float(background.seconds), report.per_chapter(listed)
 
 
 def execute_and_record(
@@ -616,17 +643,25 @@ def execute_and_record(
     the_plan: Plan,
     site: Path,
     args: argparse.Namespace,
-    units_s: float | None,
-    units: dict[str, dict[str, int]] | None = None,
+    registry: Registry,
+    background: FanOutInBackground | None = None,
 ) -> None:
-    """Execute the chapters, log their times (and the fan-out's counts ``units``)
-    and, with ``--record``, copy their results into the committed record."""
+    """Execute the chapters (beside the fan-out in the ``background``, if any), log
+    their times, the fan-out's time and counts and the wall time of both, and, with
+    ``--record``, copy their results into the committed record."""
     start = time.perf_counter()
-    times = execute(root, the_plan, site)
-    log = record_times(root, args.profile, times, units_s, units)
+    times = execute(
+        root, the_plan, site, background=background, runs_alone=registry.runs_alone
+    )
+    units_s, units = None, None
+    if background is not None:
+        units_s, units = finish_fan_out(background, the_plan, args, registry)
+    wall_s = time.perf_counter() - (background.started if background else start)
+    log = record_times(root, args.profile, times, units_s, units, wall_s)
     print(
         f"executed {len(times)} chapter(s) in "
-        f"{time.perf_counter() - start:.1f} s (times: {log})",
+        f"{time.perf_counter() - start:.1f} s; units and chapters took "
+        f"{wall_s:.1f} s in all (times: {log})",
         flush=True,
     )
     if args.record:
@@ -647,11 +682,9 @@ def main(registry: Registry, argv: list[str] | None = None) -> int:
         show_plan(root, the_plan, args.profile, args.workers, registry)
         return 0
     fan_out = args.workers > 1 or args.scheduler or args.budget_s is not None
-    units_s, units = None, None
-    if not args.no_execute and fan_out:
-        units_s, units = fan_out_units(the_plan, args, registry)
     if not args.no_execute:
-        execute_and_record(root, the_plan, site, args, units_s, units)
+        background = fan_out_units(the_plan, args, registry) if fan_out else None
+        execute_and_record(root, the_plan, site, args, registry, background)
     if not args.no_build:
         stage(root, site, chapters(root))
         build(root, site)

@@ -86,6 +86,10 @@ def _no_check(stem: str, profile: str, params: Mapping[str, Any]) -> None:
     return None
 
 
+def _never(stem: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Registry:
     """What the runner and the fan-out ask of the chapters, as functions.
@@ -99,12 +103,15 @@ class Registry:
       first; ``()`` where the chapter has no order of its own);
     - ``check(stem, profile, params)``: raises ``ValueError`` (a
       :class:`~advmanifold.book.profiles.SettingError`) when a notebook parameter has
-      a value its setting does not take.
+      a value its setting does not take;
+    - ``runs_alone(stem)``: True for a chapter that times things, so that it runs
+      after every unit is built and beside nothing else.
     """
 
     units: Callable[[str, str, Mapping[str, Any]], list[Unit]]
     priority: Callable[[Unit], Any] = _no_priority
     check: Callable[[str, str, Mapping[str, Any]], None] = _no_check
+    runs_alone: Callable[[str], bool] = _never
 
 
 def build_device() -> str:

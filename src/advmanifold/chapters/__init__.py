@@ -63,6 +63,17 @@ def check_parameters(stem: str, profile: str, params: Mapping[str, Any]) -> None
         module.settings.from_params(profile, params)
 
 
+def runs_alone(stem: str) -> bool:
+    """Whether chapter ``stem`` times things (its module sets ``RUNS_ALONE``), so
+    that the runner gives it the machine to itself."""
+    return bool(getattr(chapter_module(stem), "RUNS_ALONE", False))
+
+
 def registry() -> Registry:
     """The functions through which the runner and the fan-out ask the chapters."""
-    return Registry(units=chapter_units, priority=unit_priority, check=check_parameters)
+    return Registry(
+        units=chapter_units,
+        priority=unit_priority,
+        check=check_parameters,
+        runs_alone=runs_alone,
+    )

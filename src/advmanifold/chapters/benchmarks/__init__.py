@@ -68,6 +68,10 @@ from .sizes import FULL, PGD_SETTING, PIECES, PROFILE_SETTINGS, STEM, settings
 from .unit import unit_time
 from .workloads import decoder_and_source, mlp_flops, mlp_unit, trained_mlp, units
 
+#: The appendix times things: the runner gives it the machine to itself, after every
+#: unit of the run is built (:func:`advmanifold.chapters.runs_alone`).
+RUNS_ALONE = True
+
 __all__ = [
     "DENORMAL_SETTINGS",
     "FULL",
