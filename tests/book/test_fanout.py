@@ -227,3 +227,18 @@ def test_one_worker_takes_the_head_of_the_longest_chain_first(fresh_cache):
     assert list(report.seconds)[0] == base.key
     assert report.chain == [base.key, top.key]
     assert set(report.built) == set(report.seconds)
+
+
+def test_under_a_budget_the_chapters_own_order_comes_first(fresh_cache):
+    first = unit(60, size=8)
+    long_head = units.Unit(
+        "99_test",
+        "test-weights",
+        {"seed": 61, "size": 8},
+        functools.partial(make_weights, 61, 8),
+        estimate_s=30.0,
+    )
+    report = fanout.build_missing(
+        [first, long_head], workers=1, heartbeat_s=600, budget_s=600
+    )
+    assert list(report.seconds) == [first.key, long_head.key]

@@ -269,7 +269,9 @@ def build_missing(
 ) -> FanOutReport:
     """Build every unit not cached yet on Dask, dependencies first. Among the units
     ready to run, a worker takes the one heading the longest chain of estimated work
-    (:func:`critical_path`), ties in :func:`build_order` with ``priority``.
+    (:func:`critical_path`), ties in :func:`build_order` with ``priority``; under a
+    budget, the first in that order (the chapters' priorities: what they need most
+    is done when the time ends).
 
     A unit that fails is reported with its chapter, name and configuration; the
     units that do not depend on it are still built and stay cached. With
@@ -306,11 +308,16 @@ def build_missing(
         print(
             "expected: " + format_schedule(seconds, level, n_workers), flush=True
         )
-        # submitted longest chain first: a worker starts on the first task it gets,
-        # before later submissions can compete. A dependency's level exceeds its
-        # dependents', so the stable sort keeps dependencies first.
-        todo.sort(key=lambda u: -level[u.key])
-        for rank, unit in enumerate(todo):
+        # Without a budget, what counts is when the last unit ends: the longest
+        # chain first, submitted first too (a worker starts on the first task it
+        # gets). A dependency's level exceeds its dependents', so the stable sort
+        # keeps dependencies first. Under a budget, what counts is which units are
+        # done when it ends: the chapters' own order.
+        rank_of = {u.key: len(todo) - i for i, u in enumerate(todo)}
+        if budget_s is None:
+            todo.sort(key=lambda u: -level[u.key])
+            rank_of = {u.key: level[u.key] + rank_of[u.key] / 1e6 for u in todo}
+        for unit in todo:
             deps = [futures[d.key] for d in unit.deps if d.key in missing_keys]
             futures[unit.key] = client.submit(
                 build_unit,
@@ -320,8 +327,7 @@ def build_missing(
                 key=f"unit-{unit.key}",
                 retries=retries,
                 pure=False,
-                # Dask runs the ready task of highest priority first
-                priority=level[unit.key] + (len(todo) - rank) / (len(todo) + 1) / 1e3,
+                priority=rank_of[unit.key],  # the ready task of highest first
             )
         by_future = {f.key: u for u, f in zip(todo, (futures[u.key] for u in todo))}
         start, done = time.perf_counter(), 0
