@@ -20,12 +20,15 @@ While a chapter runs, a heartbeat line every 30 s shows its current cell, the el
 time and the latest progress bar printed by the notebook (training, attacks).
 A chapter never executed in this tree is compiled as a placeholder page saying so.
 
-The chapters' missing units (see :mod:`advmanifold.book.units`) are first built on Dask
+The chapters' missing units (see :mod:`advmanifold.book.units`) are built on Dask
 distributed (:mod:`advmanifold.book.fanout`): on a local cluster of one process per core
 by default (``--workers N`` to choose, ``--workers 1`` to let the notebooks build them)
-or on a running scheduler (``--scheduler ADDRESS``); the notebooks then find them
-cached. With ``--budget`` the fan-out stops when the time is spent, and the chapters
-that declare an ``only_cached`` parameter use the units built so far.
+or on a running scheduler (``--scheduler ADDRESS``), the longest chain of work first.
+The chapters run beside the fan-out, in the book's order, each as soon as its own units
+are built (:mod:`advmanifold.book.overlap`); the notebooks find them cached. The fan-out
+prints the expected work and its lower bound before it starts and the measured critical
+path when it ends. With ``--budget`` the fan-out stops when the time is spent, and the
+chapters that declare an ``only_cached`` parameter use the units built so far.
 
 The runner asks the chapters (their units, build order and the check of notebook
 parameters against their declared settings) through a
