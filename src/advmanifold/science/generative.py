@@ -28,14 +28,20 @@ model and :meth:`VAEGANs.from_members` puts ten back together. Training either s
 grouped network once per batch (one Python step for all ten; the choice on a GPU) or
 steps ten separate networks in turn on the same batches (on the CPU, where grouped
 convolutions measured 8–20% slower than ten dense ones); Adam acts per coordinate,
-so both are ten independent trainings.
+so both are ten independent trainings. Every random number (initial weights, batches,
+reparameterisation noise) is drawn for all ten classes whichever models step, so one
+class trained alone (:func:`train_vaegan_class`, e.g. in a process of its own) is bit
+for bit the model of its class in the sequential run, and :func:`assemble_vaegans`
+puts ten of them back together.
 
 On-manifold adversarial examples (:func:`onmanifold_attack`) follow the original
 protocol: PGD on the latent code of the true class's model from the encoder mean,
 kept at every step within η = 0.3 (L∞) of its start and inside the per-coordinate
 [min, max] of the pooled test-set encoder means (:func:`latent_box`), with several
 independent attempts; :func:`count_onmanifold` counts them by the original rule or by
-the stricter rule used earlier in this book.
+the stricter rule used earlier in this book. With per-example random starts (``ids``)
+the attack of chunks of examples, concatenated (:func:`concat_onmanifold`), equals the
+attack of all.
 """
 
 from __future__ import annotations
@@ -260,6 +266,130 @@ class _Part:
         return stats
 
 
+TRACE = ("kl", "l1", "gan", "disc")
+"""The losses recorded per training step (columns of a trace)."""
+
+
+def _check_training(epochs, batch_size, strategy, labels, G) -> Tensor:
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if int(batch_size) != batch_size or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    counts = torch.bincount(labels, minlength=G)
+    if len(counts) != G or (counts == 0).any():
+        raise ValueError(
+            f"labels must cover every class 0..{G - 1} (one β each), "
+            f"got counts {counts.tolist()}"
+        )
+    return counts
+
+
+def _fit(
+    images: Tensor,
+    labels: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    betas,
+    gamma: float,
+    latent: int,
+    seed: int,
+    strategy: str,
+    classes: list[int] | None,
+    progress: bool,
+) -> tuple[list[_Part], list[Tensor]]:
+    """The training loop of :func:`train_vaegans`: the trained parts and, per part, its
+    trace [epochs, steps, 4] (the :data:`TRACE` losses of every step, float64).
+
+    Every random number is drawn for all G classes, whichever are trained: the initial
+    weights (one grouped model, seeded with ``seed``), each epoch's batches (a
+    permutation of every class from one generator) and the reparameterisation noise
+    ε [B, G, latent] of every step. ``classes`` (sequential only) trains the models of
+    those classes alone; since models never interact, each is the one a run over all
+    classes trains, bit for bit.
+    """
+    G = len(betas)
+    counts = _check_training(epochs, batch_size, strategy, labels, G)
+    if strategy == "auto":
+        strategy = "grouped" if images.is_cuda else "sequential"
+    if classes is None:
+        classes = list(range(G))
+    elif strategy != "sequential" or not all(0 <= g < G for g in classes):
+        raise ValueError(
+            f"classes needs strategy 'sequential' and classes in 0..{G - 1}, "
+            f"got {classes!r} with {strategy!r}"
+        )
+    flush_denormals()
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # batches
+    noise_generator = torch.Generator().manual_seed(seed + 1)  # reparameterisation ε
+    beta = torch.tensor(betas, dtype=images.dtype, device=images.device)
+    init = VAEGANs(G, latent).to(images.device)  # same initial weights, both strategies
+    steps = math.ceil(counts.max().item() / batch_size)
+    opt = dict(
+        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, steps_per_epoch=steps
+    )
+    if strategy == "grouped":
+        parts = [_Part(init, slice(0, G), beta, **opt)]
+    else:
+        parts = [
+            _Part(init.member(g), slice(g, g + 1), beta[g : g + 1], **opt)
+            for g in classes
+        ]
+    shape = (epochs, steps, len(TRACE))
+    traces = [torch.zeros(shape, dtype=torch.float64) for _ in parts]
+    flat = images.reshape(len(images), 28, 28)
+    bar = tqdm(
+        total=epochs * steps,
+        desc=f"VAE-GANs ({len(classes)} of {G} classes, {strategy})",
+        disable=not progress,
+        mininterval=2.0,
+        unit="step",
+    )
+    for part in parts:
+        part.model.train()
+    for epoch in range(epochs):
+        table = _class_table(labels, G, steps * batch_size, generator)
+        for s in range(steps):
+            x = flat[
+                table[:, s * batch_size : (s + 1) * batch_size].T
+            ]  # [B, G, 28, 28]
+            noise = torch.randn(batch_size, G, latent, generator=noise_generator)
+            noise = noise.to(images.device)
+            for part, trace in zip(parts, traces):  # grouped: one; else one per class
+                stats = part.step(x, noise, gamma)
+                row = [stats[k] for k in TRACE]  # Python floats, kept exactly
+                trace[epoch, s] = torch.tensor(row, dtype=torch.float64)
+            bar.update(1)
+        bar.set_postfix(epoch=epoch + 1)
+    bar.close()
+    return parts, traces
+
+
+def epoch_history(traces: list[Tensor], sizes: list[int]) -> list[dict]:
+    """One row per epoch: each :data:`TRACE` loss averaged over the steps and the
+    models, from the traces [epochs, steps, 4] of parts of ``sizes`` models (G in
+    all): Σ_s Σ_p v_ps · n_p / (G · S), summed in this order, so that the history of
+    ten single-class traces equals that of one run over all classes bit for bit."""
+    G = sum(sizes)
+    epochs, steps = traces[0].shape[:2]
+    rows = [t.tolist() for t in traces]
+    history = []
+    for epoch in range(epochs):
+        sums = dict.fromkeys(TRACE, 0.0)
+        for s in range(steps):
+            for row, n in zip(rows, sizes):
+                for k, v in zip(TRACE, row[epoch][s]):
+                    sums[k] += v * n / (G * steps)
+        history.append({"epoch": epoch + 1, **sums})
+    return history
+
+
 def train_vaegans(
     images: Tensor,
     labels: Tensor,
@@ -284,74 +414,79 @@ def train_vaegans(
     Python step for all); ``"sequential"`` steps G separate networks in turn on the same
     batches; ``"auto"`` picks grouped on CUDA and sequential on the CPU, where grouped
     convolutions measured slower than ten dense ones. Either way the result is returned
-    as one grouped :class:`VAEGANs` (eval mode), plus one row of mean losses per epoch.
+    as one grouped :class:`VAEGANs` (eval mode), plus one row of mean losses per epoch
+    (:func:`epoch_history`). The sequential run equals
+    :func:`assemble_vaegans` of :func:`train_vaegan_class` for every class.
     """
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if int(batch_size) != batch_size or batch_size < 2:
-        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    G = len(betas)
-    counts = torch.bincount(labels, minlength=G)
-    if len(counts) != G or (counts == 0).any():
-        raise ValueError(
-            f"labels must cover every class 0..{G - 1} (one β each), "
-            f"got counts {counts.tolist()}"
-        )
-    if strategy == "auto":
-        strategy = "grouped" if images.is_cuda else "sequential"
-    flush_denormals()
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)  # batches
-    noise_generator = torch.Generator().manual_seed(seed + 1)  # reparameterisation ε
-    beta = torch.tensor(betas, dtype=images.dtype, device=images.device)
-    init = VAEGANs(G, latent).to(images.device)  # same initial weights, both strategies
-    steps = math.ceil(counts.max().item() / batch_size)
-    opt = dict(
-        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, steps_per_epoch=steps
+    parts, traces = _fit(
+        images,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        betas=betas,
+        gamma=gamma,
+        latent=latent,
+        seed=seed,
+        strategy=strategy,
+        classes=None,
+        progress=progress,
     )
-    if strategy == "grouped":
-        parts = [_Part(init, slice(0, G), beta, **opt)]
-    else:
-        parts = [
-            _Part(init.member(g), slice(g, g + 1), beta[g : g + 1], **opt)
-            for g in range(G)
-        ]
-    flat = images.reshape(len(images), 28, 28)
-    history = []
-    bar = tqdm(
-        total=epochs * steps,
-        desc=f"VAE-GANs ({G} classes, {strategy})",
-        disable=not progress,
-        mininterval=2.0,
-        unit="step",
+    history = epoch_history(traces, [p.model.n_models for p in parts])
+    if len(parts) == 1 and parts[0].model.n_models == len(betas):  # grouped
+        return parts[0].model.eval(), history
+    return VAEGANs.from_members([p.model for p in parts]).eval(), history
+
+
+def train_vaegan_class(
+    images: Tensor,
+    labels: Tensor,
+    digit: int,
+    *,
+    epochs: int,
+    batch_size: int = 100,
+    lr: float = 0.005,
+    lr_decay: float = 0.9,
+    weight_decay: float = 1e-4,
+    betas=BETAS,
+    gamma: float = 1.0,
+    latent: int = LATENT,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[VAEGANs, Tensor]:
+    """The model of class ``digit`` alone (``n_models=1``, eval mode) and its trace
+    [epochs, steps, 4]: bit for bit member ``digit`` of :func:`train_vaegans` with
+    ``strategy="sequential"`` and the same arguments (the random numbers of every
+    class are drawn, only this class's model steps; see :func:`_fit`), so the ten
+    classes can train in parallel and :func:`assemble_vaegans` puts them together."""
+    parts, traces = _fit(
+        images,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        betas=betas,
+        gamma=gamma,
+        latent=latent,
+        seed=seed,
+        strategy="sequential",
+        classes=[int(digit)],
+        progress=progress,
     )
-    for part in parts:
-        part.model.train()
-    for epoch in range(epochs):
-        table = _class_table(labels, G, steps * batch_size, generator)
-        sums = {"kl": 0.0, "l1": 0.0, "gan": 0.0, "disc": 0.0}
-        for s in range(steps):
-            x = flat[
-                table[:, s * batch_size : (s + 1) * batch_size].T
-            ]  # [B, G, 28, 28]
-            noise = torch.randn(batch_size, G, latent, generator=noise_generator)
-            noise = noise.to(images.device)
-            for part in parts:  # one part (grouped) or one per class (sequential)
-                stats = part.step(x, noise, gamma)
-                for k, v in stats.items():
-                    sums[k] += v * part.model.n_models / (G * steps)
-            bar.update(1)
-        history.append({"epoch": epoch + 1, **sums})
-        bar.set_postfix(epoch=epoch + 1, l1=f"{sums['l1']:.1f}", kl=f"{sums['kl']:.1f}")
-    bar.close()
-    model = (
-        parts[0].model
-        if strategy == "grouped"
-        else VAEGANs.from_members([p.model for p in parts])
-    )
-    return model.eval(), history
+    return parts[0].model.eval(), traces[0]
+
+
+def assemble_vaegans(
+    members: list[tuple[VAEGANs, Tensor]],
+) -> tuple[VAEGANs, list[dict]]:
+    """The grouped model and history of :func:`train_vaegans` (sequential) from the
+    (model, trace) of :func:`train_vaegan_class` for every class, in class order."""
+    model = VAEGANs.from_members([m for m, _ in members]).eval()
+    return model, epoch_history([t for _, t in members], [1] * len(members))
 
 
 def vaegans_from_payload(payload: dict, device: str | torch.device = "cpu") -> VAEGANs:
@@ -521,6 +656,8 @@ def onmanifold_attack(
     seed: int = 0,
     batch_size: int = 1000,
     progress: bool = True,
+    z0: Tensor | None = None,
+    ids: Tensor | None = None,
 ) -> OnManifoldResult:
     """On-manifold adversarial examples in the latent space of the true class's model.
 
@@ -531,7 +668,11 @@ def onmanifold_attack(
     the first code that fools the
     classifier is kept. ``attempts`` independent runs (different random starts) are all
     returned; counting is left to :meth:`OnManifoldResult.count`. Examples are grouped
-    by class (one attack per class and attempt).
+    by class (one attack per class and attempt). ``z0``: the encoder means if already
+    computed (None: encoded here). ``ids`` (one integer per example, e.g. its index in
+    the test set): each example's random starts come from its own generators, so the
+    attack of a chunk of examples equals the matching rows of the attack of all
+    (:func:`concat_onmanifold`).
     """
     if not bound > 0:
         raise ValueError(f"bound must be > 0, got {bound!r}")
@@ -539,7 +680,8 @@ def onmanifold_attack(
         raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
     lower, upper = (None, None) if box is None else box
     classifier.eval()
-    z0 = encode_by_class(model, x, y)
+    if z0 is None:
+        z0 = encode_by_class(model, x, y)
     image_correct = predict(classifier, x) == y
     clean_correct = predict(classifier, decode_by_class(model, z0, y)) == y
     # skipping these is exact: they cannot count under either protocol
@@ -579,6 +721,7 @@ def onmanifold_attack(
                     upper=upper,
                     batch_size=batch_size,
                     seed=seed + 1000 * a + g,
+                    ids=None if ids is None else ids[sel.cpu()],
                 )
                 z[a, sel] = result.adversarial
                 fooled[a, sel], used[a, sel] = result.success, result.steps
@@ -593,4 +736,23 @@ def onmanifold_attack(
         used,
         float(bound),
         float(eta),
+    )
+
+
+def concat_onmanifold(parts: list[OnManifoldResult]) -> OnManifoldResult:
+    """The results of attacks on consecutive chunks of examples as one result (the
+    example axis concatenated; ``bound`` and ``eta`` must agree)."""
+    first = parts[0] if parts else None
+    if not parts or any((p.bound, p.eta) != (first.bound, first.eta) for p in parts):
+        raise ValueError("parts must be a non-empty list with the same bound and eta")
+    return OnManifoldResult(
+        torch.cat([p.z0 for p in parts]),
+        torch.cat([p.z for p in parts], dim=1),
+        torch.cat([p.fooled for p in parts], dim=1),
+        torch.cat([p.clean_correct for p in parts]),
+        torch.cat([p.image_correct for p in parts]),
+        torch.cat([p.attacked for p in parts]),
+        torch.cat([p.steps for p in parts], dim=1),
+        parts[0].bound,
+        parts[0].eta,
     )
