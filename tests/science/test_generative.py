@@ -6,7 +6,6 @@ from torch import nn
 
 from advmanifold.science.generative import (
     VAEGANs,
-    assemble_vaegans,
     concat_onmanifold,
     count_onmanifold,
     decode_by_class,
@@ -14,9 +13,12 @@ from advmanifold.science.generative import (
     latent_box,
     onmanifold_attack,
     sample,
+    vaegans_from_payload,
+)
+from advmanifold.science.vaegan_training import (
+    assemble_vaegans,
     train_vaegan_class,
     train_vaegans,
-    vaegans_from_payload,
 )
 
 
@@ -152,7 +154,7 @@ def test_payload_round_trip():
 
 def test_learning_rate_decays_per_batch_as_the_original():
     """lr after b of S batches of epoch e is lr0 · 0.9^(e + 1 + b/S)."""
-    from advmanifold.science.generative import _lr_factor
+    from advmanifold.science.vaegan_training import _lr_factor
 
     assert _lr_factor(0, 0.9, 10) == pytest.approx(0.9)
     assert _lr_factor(25, 0.9, 10) == pytest.approx(0.9**3.5)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..book import cache, figures, profiles
 from ..book.profiles import Setting, integer, number, optional
-from ..science import generative, models, training
+from ..science import generative, models, training, vaegan_training
 from ..science.data import load_mnist
 from ..book.units import Unit
 
@@ -202,7 +202,7 @@ def train_vaegans(
     """Build of ``vaegans-mnist``: ``{"state", "history"}`` of the ten VAE-GANs."""
     x, y = train_set(S, data_dir)
     idx = vaegan_subset(y, S.vaegan_per_class)
-    model, history = generative.train_vaegans(
+    model, history = vaegan_training.train_vaegans(
         x[idx].to(device),
         y[idx].to(device),
         epochs=S.vaegan_epochs,
