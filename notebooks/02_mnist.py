@@ -54,11 +54,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from advmanifold.science import attacks, models, verification
-from advmanifold.chapters import mnist
-from advmanifold.science.data import load_mnist
-from advmanifold.science.generative import (decode_by_class, encode_by_class,
-                                            latent_box, onmanifold_attack, sample)
+from advmanifold.science import models, verification
+from advmanifold.chapters import mnist, mnist_plots as plots
+from advmanifold.science.generative import decode_by_class, latent_box, sample
 from advmanifold.science.manifolds.knn import (anchored_projection, knn_projection,
                                        nearest_neighbours)
 from advmanifold.book import figures
@@ -71,12 +69,12 @@ params = dict(seed=seed, device=device, data_dir=data_dir, n_test=n_test,
               classifier_epochs=classifier_epochs, vaegan_epochs=vaegan_epochs,
               restarts=restarts)
 S = mnist.settings.from_params(profile, params)
-unit = {u.name: u for u in mnist.units(profile, params)}
+unit = mnist.grid(profile, params)  # the chapter's units by role
 torch.manual_seed(seed)
 res = Results("02_mnist", profile=profile, seed=seed)
 dev = torch.device(device)
 EPS, ETA, Z_BOUND = mnist.EPS, mnist.ETA, mnist.Z_BOUND
-mnist.style()
+plots.style()
 pd.DataFrame(vars(S), index=["setting"]).T
 
 # %% [markdown]
@@ -89,8 +87,8 @@ pd.DataFrame(vars(S), index=["setting"]).T
 
 # %%
 x_train, y_train = (t.to(dev) for t in mnist.train_set(S, data_dir))
-x_test, y_test = (t.to(dev) for t in load_mnist(False, data_dir=data_dir))
-classifier = mnist.classifier(unit["convnet-mnist"], device)
+x_test, y_test = (t.to(dev) for t in mnist.test_set(data_dir))
+classifier = mnist.classifier(unit["classifier"], device)
 
 # %% tags=["hide-input"]
 res.add("n_train", len(x_train))
@@ -114,12 +112,14 @@ res.add("classifier_test_accuracy", models.accuracy(classifier, x_test, y_test))
 # after every batch. The `paper` profile trains on all training images in batches of 100
 # for 30 epochs; `quick` uses the first {glue:text}`vaegan_per_class:d` images of each
 # digit in batches of {glue:text}`vaegan_batch:d` for {glue:text}`vaegan_epochs:d`
-# epochs (our choice, to fit a 2-core budget).
+# epochs (our choice, to fit a 2-core budget). The ten models train independently, as
+# ten units that can run side by side; together they are bit for bit the models of one
+# run that trains the ten in turn.
 
 # %%
-vaegans, vaegan_history = mnist.vaegans(unit["vaegans-mnist"], device)
-mu_test = encode_by_class(vaegans, x_test, y_test)    # every test image, own class
-box = latent_box(mu_test)                             # pooled [min, max] per coordinate
+vaegans, vaegan_history = mnist.vaegans(unit["vaegans"], device)
+mu_test = mnist.test_codes(unit["codes"], device)  # every test image, own class
+box = latent_box(mu_test)                          # pooled [min, max] per coordinate
 
 # %% tags=["hide-input"]
 res.add("vaegan_per_class", S.vaegan_per_class or 0)
@@ -139,7 +139,7 @@ res.add("latent_box_halfwidth_mean", ((box[1] - box[0]) / 2).mean())
 res.add("encoder_mean_std", mu_test.std(0).mean())
 first = torch.stack([(y_test[:n_recon] == c).nonzero()[0, 0] for c in range(10)])
 samples = sample(vaegans, 2, seed=seed).cpu()
-fig = mnist.plot_vaegan_grid([("test image", x_test[first, 0].cpu()),
+fig = plots.plot_vaegan_grid([("test image", x_test[first, 0].cpu()),
                               ("reconstruction", rec_test[first, 0].cpu()),
                               ("sample 1", samples[0]), ("sample 2", samples[1])])
 figures.save(fig, mnist.STEM, "vaegan_grid")
@@ -165,7 +165,7 @@ pd.DataFrame(vaegan_history).round(2)
 # outside that box:
 
 # %% tags=["hide-input"]
-figures.save(mnist.plot_latent_spread(mu_test, Z_BOUND), mnist.STEM, "latent_spread")
+figures.save(plots.plot_latent_spread(mu_test, Z_BOUND), mnist.STEM, "latent_spread")
 
 # %% [markdown]
 # ```{glue:figure} fig_latent_spread
@@ -181,7 +181,11 @@ figures.save(mnist.plot_latent_spread(mu_test, Z_BOUND), mnist.STEM, "latent_spr
 # Both attacks use the package's one PGD implementation: 40 sign steps of size
 # 2.5 ε / 40 (fewer in `smoke`), a random start, and the first iterate that changes the
 # label is kept (early stop). The original code stepped with Adam on δ; we use sign-PGD
-# {cite}`madry2018towards`.
+# {cite}`madry2018towards`. Both attacks run as units of the chapter on chunks of
+# {glue:text}`attack_chunk:d` test images, which several workers can share; every image
+# draws its random starts from a generator of its own (seeded by the seed, the restart
+# or attempt and its index in the test set), so the chunks together give exactly the
+# result of one run over all images.
 #
 # - **regular**: the first {glue:text}`n_test:d` test images that the classifier labels
 #   correctly, on the image, ‖δ‖∞ ≤ 0.3, pixels kept in [0, 1], with restarts for the
@@ -204,24 +208,22 @@ figures.save(mnist.plot_latent_spread(mu_test, Z_BOUND), mnist.STEM, "latent_spr
 
 # %%
 n = res.add("n_test", min(S.n_test, len(x_test)))
-correct = models.predict(classifier, x_test[:n]) == y_test[:n]
-xa, ya = x_test[:n][correct], y_test[:n][correct]
-t0 = time.perf_counter()
-regular = attacks.pgd(classifier, xa, ya, eps=EPS, steps=S.steps, lower=0.0, upper=1.0,
-                      restarts=S.restarts, mode="first", seed=seed)
-t1 = time.perf_counter()
+# the first n test images that the classifier labels correctly: their indices, attack
+test_index_reg, regular = mnist.regular_result(unit["regular"], device)
+xa, ya = x_test[test_index_reg], y_test[test_index_reg]
 n_on = res.add("n_onmanifold", min(S.n_onmanifold, len(x_test)))
 xo, yo = x_test[:n_on], y_test[:n_on]
-onman = onmanifold_attack(classifier, vaegans, xo, yo, box=box, eta=ETA, bound=Z_BOUND,
-                          steps=S.steps, attempts=S.attempts, seed=seed)
-t2 = time.perf_counter()
+onman = mnist.onmanifold_result(unit["onmanifold"], device)
 original, strict = onman.count("original"), onman.count("strict")
 
 # %% tags=["hide-input"]
 res.add("attempts", S.attempts)
 res.add("n_attacked", len(xa))
-res.add("regular_attack_seconds", t1 - t0)
-res.add("onmanifold_attack_seconds", t2 - t1)
+res.add("attack_chunk", S.attack_chunk)
+res.add("attack_units", len(unit["regular"]) + len(unit["onmanifold"]))
+# the units' build times as the cache recorded them, summed over the chunks
+res.add("regular_attack_seconds", mnist.build_seconds(unit["regular"]))
+res.add("onmanifold_attack_seconds", mnist.build_seconds(unit["onmanifold"]))
 res.add("regular_success_rate", regular.success.float().mean())
 res.add("regular_linf_max", (regular.adversarial - xa).abs().amax())
 res.add("onmanifold_success_rate", original.rate)
@@ -268,7 +270,10 @@ counts.style.hide(axis="index")
 # ‖z̃‖∞ = {glue:text}`onmanifold_adversarial_linf_max:.2f`, above 2, since only the
 # clean code is checked. Images that can count under neither rule (dec(μ(x)) already
 # wrong, or ‖μ(x)‖∞ > 2 + η) are not attacked at all, which changes no count and saves
-# time.
+# time. The {glue:text}`attack_units:d` attack units took
+# {glue:text}`regular_attack_seconds:.0f` s (regular) and
+# {glue:text}`onmanifold_attack_seconds:.0f` s (on-manifold) to build, summed over the
+# chunks.
 
 # %% tags=["hide-input"]
 pairs = original.success.nonzero()                       # (attempt, image) pairs
@@ -276,7 +281,6 @@ z_on = onman.z[pairs[:, 0], pairs[:, 1]]
 idx_on = pairs[:, 1]
 x_on_adv = decode_by_class(vaegans, z_on, yo[idx_on])
 # one example per digit where both attacks succeed on the same test image
-test_index_reg = correct.nonzero().squeeze(1)   # xa[i] = x_test[test_index_reg[i]]
 reg_ok_test = torch.zeros(len(x_test), dtype=torch.bool, device=dev)
 reg_ok_test[test_index_reg[regular.success]] = True
 first_on = {}
@@ -294,7 +298,7 @@ if show:
     reg_imgs = torch.stack([regular.adversarial[reg_pos[i]] if i in reg_pos
                             else x_test[i] for i in show])
     on_imgs = x_on_adv[[first_on[i] for i in show]]
-    fig = mnist.plot_adversarial_grid(
+    fig = plots.plot_adversarial_grid(
         [("clean", x_test[sel], models.predict(classifier, x_test[sel])),
          ("regular", reg_imgs, models.predict(classifier, reg_imgs)),
          ("on-manifold", on_imgs, models.predict(classifier, on_imgs))], y_test[sel])
@@ -377,12 +381,12 @@ res.add("random_distance_over_l2_median",
         (proj_rand.distance / proj_rand.delta_norm).nanmedian())
 # a uniformly random direction keeps a fraction k/784 of its squared norm in the span
 res.add("isotropic_angle_deg", np.degrees(np.arcsin(np.sqrt(1 - S.k / 784))))
-figures.save(mnist.plot_distance_histograms(dist), mnist.STEM, "distance_histograms")
-figures.save(mnist.plot_distance_vs_l2(dist), mnist.STEM, "distance_vs_l2")
+figures.save(plots.plot_distance_histograms(dist), mnist.STEM, "distance_histograms")
+figures.save(plots.plot_distance_vs_l2(dist), mnist.STEM, "distance_vs_l2")
 medians = dist.groupby("kind")[["distance", "delta_l2", "angle_deg"]].median()
 medians["distance / ‖δ‖₂"] = (dist.distance / dist.delta_l2).groupby(dist.kind).median()
 medians["examples"] = dist.groupby("kind").size()
-medians.loc[list(mnist.KIND_PALETTE)].round(2)
+medians.loc[list(plots.KIND_PALETTE)].round(2)
 
 # %% [markdown]
 # The table gives the medians in pixel units (images in [0, 1], 784 pixels); the

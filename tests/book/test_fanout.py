@@ -2,6 +2,7 @@
 
 import functools
 import json
+import math
 import sys
 from types import SimpleNamespace
 
@@ -91,6 +92,9 @@ def test_cache_counts_hits_and_misses_and_records_build_time(fresh_cache):
         and record["estimate_s"] == 0.1
         and record["chapter"] == "99_test"
     )
+    assert u.build_seconds() == record["build_s"]
+    assert cache.metadata(u.name, u.config) == record
+    assert math.isnan(unit(4).build_seconds())  # not built: no record
 
 
 def test_estimate_is_corrected_by_large_timings_on_a_calm_machine(

@@ -1,9 +1,12 @@
 """The MNIST chapter's settings and units (issue 12 §1)."""
 
+import math
+
 import pytest
 import torch
 
 from advmanifold.chapters import mnist
+from advmanifold.science import generative, vaegan_training
 from advmanifold import chapters as registry
 
 
@@ -35,7 +38,27 @@ def test_vaegan_subset_takes_the_first_images_of_each_digit():
 def test_units_are_listed_without_building(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
     listed = registry.chapter_units("02_mnist", "smoke", {"seed": 0})
-    assert [u.name for u in listed] == ["convnet-mnist", "vaegans-mnist"]
+    names = [u.name for u in listed]
+    S = mnist.settings("smoke")
+    n_regular = math.ceil(S.n_test / S.attack_chunk)
+    n_onmanifold = math.ceil(S.n_onmanifold / S.attack_chunk)
+    assert names == (
+        ["convnet-mnist"]
+        + ["vaegan-mnist"] * 10
+        + ["vaegans-mnist", "mnist-test-codes"]
+        + ["mnist-regular-attack"] * n_regular
+        + ["mnist-onmanifold-attack"] * n_onmanifold
+    )
+    assert n_regular > 1 and n_onmanifold > 1  # the chunks are shared out
+    assert [u.config["digit"] for u in listed[1:11]] == list(range(10))
+    gans = listed[11]
+    assert gans.deps == tuple(listed[1:11])  # the assembly waits for the ten
+    # every unit lists the units it reads, and their keys are in its configuration
+    for unit in listed[12:]:
+        assert unit.deps and all(d.key in unit.config.values() for d in unit.deps)
+    rows = [(u.config["start"], u.config["stop"]) for u in listed[13:]]
+    assert rows[:n_regular] == mnist.chunks(S.n_test, S.attack_chunk)
+    assert rows[n_regular:] == mnist.chunks(S.n_onmanifold, S.attack_chunk)
     assert not any(tmp_path.iterdir())  # nothing built by listing
     assert all(u.estimate_s > 0 and not u.is_cached() for u in listed)
     # the device is not part of a unit's configuration
@@ -51,16 +74,69 @@ def test_building_the_units_creates_exactly_the_listed_entries(tmp_path, monkeyp
     monkeypatch.setenv("ADVMANIFOLD_CACHE", str(tmp_path))
     torch.set_num_threads(1)
     listed = registry.chapter_units("02_mnist", "smoke", {"seed": 0})
-    by_name = {u.name: u for u in listed}
-    net = mnist.classifier(by_name["convnet-mnist"])
-    model, history = mnist.vaegans(by_name["vaegans-mnist"])
+    found = mnist.grid("smoke", {"seed": 0})
+    net = mnist.classifier(found["classifier"])
+    model, history = mnist.vaegans(found["vaegans"])
     assert model.n_models == 10
     assert len(history) == mnist.TABLE["smoke"]["vaegan_epochs"]
     assert not any(p.requires_grad for p in net.parameters())
+    index, regular = mnist.regular_result(found["regular"])
+    onman = mnist.onmanifold_result(found["onmanifold"])
+    assert len(index) == len(regular.success) and onman.z.shape[1] == 60
     stems = {p.stem for p in tmp_path.glob("*.pt")}
     assert stems == {u.key for u in listed}
     again = registry.chapter_units("02_mnist", "smoke", {"seed": 0})
     assert all(u.is_cached() for u in again)
+    assert all(u.build_seconds() > 0 for u in again)
+
+    # the ten digit units assembled are bit for bit the sequential training of all ten
+    S = mnist.settings("smoke")
+    x, y = mnist.train_set(S)
+    idx = mnist.vaegan_subset(y, S.vaegan_per_class)
+    whole, whole_history = vaegan_training.train_vaegans(
+        x[idx],
+        y[idx],
+        epochs=S.vaegan_epochs,
+        batch_size=S.vaegan_batch,
+        seed=0,
+        strategy="sequential",
+        progress=False,
+        **mnist.VAEGAN,
+    )
+    state = model.state_dict()
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    assert history == whole_history
+
+    # the attack chunks concatenated equal one attack over all the images
+    x_test, y_test = mnist.test_set()
+    n = S.n_test
+    one = mnist.regular_attack(net, x_test[:n], y_test[:n], S, seed=0)
+    assert torch.equal(index, one["index"])
+    for field in ("adversarial", "success", "steps"):
+        assert torch.equal(getattr(regular, field), one[field]), field
+    assert not torch.equal(regular.adversarial, x_test[index])  # it moved
+    mu = mnist.test_codes(found["codes"])
+    torch.testing.assert_close(mu, generative.encode_by_class(model, x_test, y_test))
+    m = S.n_onmanifold
+    whole_on = generative.onmanifold_attack(
+        net,
+        model,
+        x_test[:m],
+        y_test[:m],
+        box=generative.latent_box(mu),
+        eta=mnist.ETA,
+        bound=mnist.Z_BOUND,
+        steps=S.steps,
+        attempts=S.attempts,
+        seed=0,
+        z0=mu[:m],
+        ids=torch.arange(m),
+        progress=False,
+    )
+    assert onman.attacked.sum() > 0
+    for field in ("z0", "z", "fooled", "clean_correct", "attacked", "steps"):
+        assert torch.equal(getattr(onman, field), getattr(whole_on, field)), field
 
 
 def test_prior_bound_probability():

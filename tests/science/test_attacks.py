@@ -100,6 +100,29 @@ def test_restarts_only_add_successes_and_seed_makes_runs_identical(problem):
     assert more.success.sum() >= one.success.sum()
 
 
+
+def test_keyed_starts_make_chunks_equal_one_call(problem):
+    """With ``ids`` every example draws its own starts: chunks of examples (or other
+    batch sizes) give the rows of one call over all; without them they do not."""
+    model, x, y = problem
+    kw = dict(eps=0.03, steps=5, restarts=2, seed=3)
+    ids = torch.arange(len(x)) + 500  # e.g. indices in a test set
+    whole = attacks.pgd(model, x, y, ids=ids, **kw)
+    assert 0 < whole.success.float().mean() < 1
+    cuts = (slice(0, 70), slice(70, 130), slice(130, 200))
+    parts = [attacks.pgd(model, x[c], y[c], ids=ids[c], **kw) for c in cuts]
+    batched = attacks.pgd(model, x, y, ids=ids, batch_size=32, **kw)
+    for field in ("adversarial", "success", "steps"):
+        joined = torch.cat([getattr(p, field) for p in parts])
+        assert torch.equal(joined, getattr(whole, field)), field
+        assert torch.equal(getattr(batched, field), getattr(whole, field)), field
+    plain = [attacks.pgd(model, x[c], y[c], **kw).adversarial for c in cuts]
+    assert not torch.equal(torch.cat(plain), attacks.pgd(model, x, y, **kw).adversarial)
+    other = attacks.pgd(model, x, y, ids=ids + 1, **kw)
+    assert not torch.equal(other.adversarial, whole.adversarial)
+    with pytest.raises(ValueError, match="ids"):
+        attacks.pgd(model, x, y, ids=ids[:-1], **kw)
+
 def test_fgsm_is_one_pgd_step_without_random_start(problem):
     model, x, y = problem
     f = attacks.fgsm(model, x, y, eps=0.1)

@@ -6,14 +6,19 @@ from torch import nn
 
 from advmanifold.science.generative import (
     VAEGANs,
+    concat_onmanifold,
     count_onmanifold,
     decode_by_class,
     encode_by_class,
     latent_box,
     onmanifold_attack,
     sample,
-    train_vaegans,
     vaegans_from_payload,
+)
+from advmanifold.science.vaegan_training import (
+    assemble_vaegans,
+    train_vaegan_class,
+    train_vaegans,
 )
 
 
@@ -116,6 +121,28 @@ def test_training_is_deterministic_and_reduces_reconstruction_error():
     assert hist[-1]["l1"] < hist[0]["l1"]
 
 
+
+def test_classes_trained_alone_equal_the_combined_run_bitwise():
+    """Each class trained alone (its own unit) is bit for bit the matching member of
+    the sequential run over all classes, and so is the assembled history; another
+    seed gives another model (the comparison can fail)."""
+    x, y = _toy(n_per_class=7)
+    kwargs = dict(
+        epochs=2, batch_size=4, betas=(2.25, 5.0, 2.25), seed=5, progress=False
+    )
+    whole, history = train_vaegans(x, y, strategy="sequential", **kwargs)
+    members = [train_vaegan_class(x, y, g, **kwargs) for g in range(3)]
+    assert all(m.n_models == 1 and t.shape == (2, 2, 4) for m, t in members)
+    assembled, assembled_history = assemble_vaegans(members)
+    state = assembled.state_dict()
+    for name, p in whole.state_dict().items():
+        assert torch.equal(p, state[name]), name
+    assert assembled_history == history
+    other, _ = train_vaegan_class(x, y, 1, **{**kwargs, "seed": 6})
+    assert not torch.equal(other.mu.weight, members[1][0].mu.weight)
+    with pytest.raises(ValueError, match="classes"):
+        train_vaegan_class(x, y, 3, **kwargs)
+
 def test_payload_round_trip():
     torch.manual_seed(4)
     model = VAEGANs(3).eval()
@@ -127,7 +154,7 @@ def test_payload_round_trip():
 
 def test_learning_rate_decays_per_batch_as_the_original():
     """lr after b of S batches of epoch e is lr0 · 0.9^(e + 1 + b/S)."""
-    from advmanifold.science.generative import _lr_factor
+    from advmanifold.science.vaegan_training import _lr_factor
 
     assert _lr_factor(0, 0.9, 10) == pytest.approx(0.9)
     assert _lr_factor(25, 0.9, 10) == pytest.approx(0.9**3.5)
@@ -217,6 +244,49 @@ def test_onmanifold_attack_outcome_and_determinism():
     with pytest.raises(ValueError, match="attempts"):
         onmanifold_attack(classifier, model, x, y, box=box, attempts=0)
 
+
+
+class _Nearest(nn.Module):
+    """Logits −‖v − c_k‖₂: the nearest of the centroids ``c`` [K, 1, 28, 28]."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = nn.Parameter(c.flatten(1))
+
+    def forward(self, v):
+        return -torch.cdist(v.flatten(1), self.c)
+
+
+def test_onmanifold_attack_in_chunks_equals_one_attack():
+    """With ``ids`` (and the encoder means given), chunks of examples attacked apart
+    and concatenated equal the attack of all examples, field by field."""
+    torch.manual_seed(2)
+    one = VAEGANs(1).eval()
+    model = VAEGANs.from_members([one, one, one]).eval()  # classes differ only by z
+    x, y = _toy(n_per_class=6)
+    mu = encode_by_class(model, x, y)
+    clean = decode_by_class(model, mu, y)
+    classifier = _Nearest(torch.stack([clean[y == c].mean(0) for c in range(3)]))
+    # codes of untrained encoders spread by about 0.005: η = 0.005 fools about half
+    kw = dict(box=latent_box(mu), eta=0.005, bound=2.0, steps=5, attempts=3, seed=4)
+    ids = torch.arange(len(x))
+    whole = onmanifold_attack(classifier, model, x, y, z0=mu, ids=ids, **kw)
+    assert 0 < whole.fooled[:, whole.attacked].float().mean() < 1
+    cuts = (slice(0, 5), slice(5, 11), slice(11, len(x)))
+    parts = [
+        onmanifold_attack(
+            classifier, model, x[c], y[c], z0=mu[c], ids=ids[c], **kw
+        )
+        for c in cuts
+    ]
+    joined = concat_onmanifold(parts)
+    for field in ("z0", "z", "fooled", "clean_correct", "image_correct", "attacked"):
+        assert torch.equal(getattr(joined, field), getattr(whole, field)), field
+    assert torch.equal(joined.steps, whole.steps)
+    plain = concat_onmanifold(
+        [onmanifold_attack(classifier, model, x[c], y[c], **kw) for c in cuts]
+    )
+    assert not torch.equal(plain.z, whole.z)  # one generator per call: other starts
 
 def test_counting_protocols_differ_on_a_constructed_case():
     """Four examples, two attempts, bound 2:

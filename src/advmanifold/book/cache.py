@@ -134,6 +134,17 @@ def exists(
         return False
 
 
+
+def metadata(
+    name: str, config: Mapping[str, Any], directory: str | os.PathLike | None = None
+) -> dict[str, Any] | None:
+    """The stored metadata of one entry (build time, estimate, …), or None."""
+    _, meta_path = _paths(name, config_key(config), paths.cache_dir(directory))
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+
 def build_records(
     name: str, directory: str | os.PathLike | None = None
 ) -> list[dict[str, Any]]:

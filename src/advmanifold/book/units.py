@@ -73,6 +73,12 @@ class Unit:
             },
         )
 
+    def build_seconds(self) -> float:
+        """Seconds its build took, as the cache recorded it (NaN without a record)."""
+        meta = cache.metadata(self.name, self.config) or {}
+        seconds = meta.get("build_s")
+        return math.nan if seconds is None else float(seconds)
+
     def describe(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "data")
         return f"{self.chapter} / {self.name} ({shown})"

@@ -3,17 +3,28 @@
 Units (each one cache entry, see :mod:`advmanifold.book.units`):
 
 - ``convnet-mnist``: the ConvNet classifier of Stutz et al. trained on MNIST;
-- ``vaegans-mnist``: the ten class-specific VAE-GANs
-  (:mod:`advmanifold.science.generative`).
+- ``vaegan-mnist``: the VAE-GAN of one digit (configuration key ``digit``), ten units
+  that train in parallel
+  (:func:`advmanifold.science.vaegan_training.train_vaegan_class`);
+- ``vaegans-mnist``: the ten VAE-GANs as one grouped model, assembled from the ten
+  ``vaegan-mnist`` (its key is the one it had when it trained the ten in turn: the
+  payload is the same, bit for bit);
+- ``mnist-test-codes``: the encoder mean of every test image under its own class;
+- ``mnist-regular-attack``: the regular L∞ attack on one chunk of test images;
+- ``mnist-onmanifold-attack``: the on-manifold attack on one chunk of test images.
 
-Both are keyed by their settings and a fingerprint of the training images they see, so
-the notebook, the planner and a Dask worker all build the same entries. Everything else
-the chapter does (encoding the test set, the attacks, the k-NN distances) takes seconds
-to a few minutes and runs in the notebook.
+The attack units cover consecutive chunks of ``attack_chunk`` test images, and every
+example draws its random starts from its own generators (``ids``, the test index), so
+their results concatenated equal one attack over all the images. Models are keyed by
+their settings and a fingerprint of the training images they see, attacks by the keys
+of the models and a fingerprint of the test set, so the notebook, the planner and a
+Dask worker all build the same entries. The k-NN distances take seconds and run in
+the notebook.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from types import SimpleNamespace
@@ -22,9 +33,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..book import cache, figures, profiles
+from ..book import cache, profiles
 from ..book.profiles import Setting, integer, number, optional
-from ..science import generative, models, training
+from ..science import attacks, generative, models, training, vaegan_training
 from ..science.data import load_mnist
 from ..book.units import Unit
 
@@ -57,6 +68,7 @@ TABLE: dict[str, dict[str, Any]] = {
         vaegan_epochs=1,
         n_test=40,
         n_onmanifold=60,
+        attack_chunk=20,
         attempts=2,
         restarts=1,
         steps=10,
@@ -72,7 +84,8 @@ TABLE: dict[str, dict[str, Any]] = {
     # quick (ours): full MNIST for the classifier and the k-NN search; the VAE-GANs see
     # the first 400 images of each digit, in batches of 32; the on-manifold attack runs
     # on enough test images that 300 or more successes enter the histogram (measured:
-    # about 0.09 successes per image and attempt with these models)
+    # 443 of 9,430 counted attempts, about 0.05 per image and attempt, with these
+    # models); its attack units cover 250 test images each
     "quick": dict(
         n_train=60000,
         classifier_epochs=2,
@@ -81,6 +94,7 @@ TABLE: dict[str, dict[str, Any]] = {
         vaegan_epochs=10,
         n_test=1000,
         n_onmanifold=2000,
+        attack_chunk=250,
         attempts=5,
         restarts=2,
         steps=40,
@@ -103,6 +117,7 @@ TABLE: dict[str, dict[str, Any]] = {
         vaegan_epochs=30,
         n_test=1000,
         n_onmanifold=2500,
+        attack_chunk=250,
         attempts=5,
         restarts=5,
         steps=40,
@@ -123,6 +138,16 @@ SECONDS_PER_IMAGE_EPOCH = 7.7e-5
 #: 3.4 s per step of 10 × 100 images on one thread with the 2 cores loaded 1.5× (about
 #: 2.3 s on a whole core); 1.5e-3 assumes both cores of a quiet machine.
 SECONDS_PER_VAEGAN_IMAGE_STEP = 1.5e-3
+#: Encoding one test image (encoder mean, one class model), one thread.
+SECONDS_PER_ENCODED_IMAGE = 2e-4
+#: One forward and backward pass of one image through the ConvNet (one thread); the
+#: regular attack stops early, so its estimate is an upper bound.
+SECONDS_PER_ATTACK_PASS = 5e-5
+#: One step of the on-manifold attack for one code: decoder and ConvNet, forward and
+#: backward. The paper run: 452 s for 2,500 images × 5 attempts × at most 40 steps.
+SECONDS_PER_LATENT_STEP = 9e-4
+#: Loading the models and the test set in a unit that attacks.
+ATTACK_OVERHEAD_S = 2.0
 
 
 #: The chapter's settings (:class:`advmanifold.book.profiles.Settings`):
@@ -136,6 +161,7 @@ settings = profiles.Settings(
     Setting("vaegan_epochs", integer(1), overridable=True),
     Setting("n_test", integer(1), overridable=True),
     Setting("n_onmanifold", integer(1), overridable=True),
+    Setting("attack_chunk", integer(1)),  # test images per attack unit
     Setting("attempts", integer(1), overridable=True),
     Setting("restarts", integer(1), overridable=True),
     Setting("steps", integer(1)),
@@ -160,6 +186,27 @@ def _train_set(n_train: int, data_dir) -> tuple[Tensor, Tensor, str]:
 def train_set(S: SimpleNamespace, data_dir=None) -> tuple[Tensor, Tensor]:
     x, y, _ = _train_set(S.n_train, None if data_dir is None else str(data_dir))
     return x, y
+
+
+@functools.lru_cache(maxsize=2)
+def _test_set(data_dir) -> tuple[Tensor, Tensor, str]:
+    """The MNIST test images, labels and their fingerprint."""
+    x, y = load_mnist(False, data_dir=data_dir)
+    return x, y, cache.fingerprint(x, y)
+
+
+def _dir(data_dir) -> str | None:
+    return None if data_dir is None else str(data_dir)
+
+
+def test_set(data_dir=None) -> tuple[Tensor, Tensor]:
+    x, y, _ = _test_set(_dir(data_dir))
+    return x, y
+
+
+def chunks(n: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive ranges [start, stop) of at most ``size`` of the first n indices."""
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def vaegan_subset(y: Tensor, per_class: int | None) -> Tensor:
@@ -196,25 +243,37 @@ def train_classifier(
     return {k: v.cpu() for k, v in net.state_dict().items()}
 
 
-def train_vaegans(
-    S: SimpleNamespace, seed: int, data_dir=None, device: str = "cpu"
+def train_vaegan(
+    S: SimpleNamespace, digit: int, seed: int, data_dir=None, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Build of ``vaegans-mnist``: ``{"state", "history"}`` of the ten VAE-GANs."""
+    """Build of ``vaegan-mnist``: ``{"state", "trace"}`` of the VAE-GAN of ``digit``
+    (``n_models=1``) and its per-step losses [epochs, steps, 4]."""
     x, y = train_set(S, data_dir)
     idx = vaegan_subset(y, S.vaegan_per_class)
-    model, history = generative.train_vaegans(
+    model, trace = vaegan_training.train_vaegan_class(
         x[idx].to(device),
         y[idx].to(device),
+        digit,
         epochs=S.vaegan_epochs,
         batch_size=S.vaegan_batch,
         seed=seed,
-        strategy="sequential",
         **VAEGAN,
     )
-    return {
-        "state": {k: v.cpu() for k, v in model.state_dict().items()},
-        "history": history,
-    }
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    return {"state": state, "trace": trace}
+
+
+def assemble_vaegans(members: tuple[Unit, ...]) -> dict[str, Any]:
+    """Build of ``vaegans-mnist``: ``{"state", "history"}`` of the ten VAE-GANs,
+    assembled from the ten ``vaegan-mnist`` units (digit order); the same payload as
+    the sequential training of all ten in one process
+    (:func:`advmanifold.science.vaegan_training.assemble_vaegans`)."""
+    parts = []
+    for unit in members:
+        payload = unit.get()
+        parts.append((generative.vaegans_from_payload(payload), payload["trace"]))
+    model, history = vaegan_training.assemble_vaegans(parts)
+    return {"state": model.state_dict(), "history": history}
 
 
 def classifier_unit(
@@ -233,13 +292,9 @@ def classifier_unit(
     return Unit(STEM, "convnet-mnist", config, build, estimate_s=estimate)
 
 
-def vaegans_unit(
-    S: SimpleNamespace, *, seed: int = 0, data_dir=None, device: str = "cpu"
-) -> Unit:
-    x, y, data = _train_set(S.n_train, None if data_dir is None else str(data_dir))
-    counts = torch.bincount(y[vaegan_subset(y, S.vaegan_per_class)], minlength=10)
+def _vaegans_config(S: SimpleNamespace, seed: int, data: str) -> dict[str, Any]:
     # the sequential strategy on every device, so that the entry does not depend on it
-    config = {
+    return {
         "model": "vaegans-v2",
         "loss": "sum",
         "lr_schedule": "per-batch",
@@ -251,21 +306,276 @@ def vaegans_unit(
         "seed": seed,
         "data": data,
     }
+
+
+def vaegan_unit(
+    S: SimpleNamespace, digit: int, *, seed: int = 0, data_dir=None, device: str = "cpu"
+) -> Unit:
+    """Unit ``vaegan-mnist``: the VAE-GAN of one digit, the configuration of the ten
+    (``vaegans-mnist``) plus ``digit``."""
+    x, y, data = _train_set(S.n_train, None if data_dir is None else str(data_dir))
+    counts = torch.bincount(y[vaegan_subset(y, S.vaegan_per_class)], minlength=10)
+    config = {**_vaegans_config(S, seed, data), "digit": int(digit)}
     steps = math.ceil(counts.max().item() / S.vaegan_batch) * S.vaegan_epochs
-    estimate = SECONDS_PER_VAEGAN_IMAGE_STEP * steps * S.vaegan_batch * 10 + 2.0
-    build = functools.partial(train_vaegans, S, seed, data_dir, device)
-    return Unit(STEM, "vaegans-mnist", config, build, estimate_s=estimate)
+    estimate = SECONDS_PER_VAEGAN_IMAGE_STEP * steps * S.vaegan_batch + 2.0
+    build = functools.partial(train_vaegan, S, int(digit), seed, data_dir, device)
+    return Unit(STEM, "vaegan-mnist", config, build, estimate_s=estimate)
 
 
-def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
-    """The chapter's units for ``profile`` and notebook parameters ``params``."""
+def vaegans_unit(
+    S: SimpleNamespace, *, seed: int = 0, data_dir=None, device: str = "cpu"
+) -> Unit:
+    """Unit ``vaegans-mnist``: the ten VAE-GANs, assembled from the ten
+    ``vaegan-mnist`` (its dependencies). Their configurations are this one's plus the
+    digit, so this configuration determines them and keeps the key it had when this
+    unit trained the ten itself; the payload is the same."""
+    _, _, data = _train_set(S.n_train, None if data_dir is None else str(data_dir))
+    members = tuple(
+        vaegan_unit(S, g, seed=seed, data_dir=data_dir, device=device)
+        for g in range(len(VAEGAN["betas"]))
+    )
+    build = functools.partial(assemble_vaegans, members)
+    # cost_model 2: timings of the ten trained in one unit must not rescale this
+    return Unit(
+        STEM,
+        "vaegans-mnist",
+        _vaegans_config(S, seed, data),
+        build,
+        deps=members,
+        estimate_s=2.0,
+        cost_model=2,
+    )
+
+
+def encode_test_set(gans: Unit, data_dir=None) -> dict[str, Tensor]:
+    """Build of ``mnist-test-codes``: ``{"mu"}`` [10000, latent], the encoder mean of
+    every test image under its own class's model."""
+    x, y = test_set(data_dir)
+    model, _ = vaegans(gans)
+    return {"mu": generative.encode_by_class(model, x, y)}
+
+
+def codes_unit(gans: Unit, data_dir=None) -> Unit:
+    """Unit ``mnist-test-codes`` (:func:`encode_test_set`) of the ``vaegans-mnist``
+    unit ``gans``."""
+    x, _, test = _test_set(_dir(data_dir))
+    config = {"vaegans": gans.key, "test": test, "version": 1}
+    estimate = SECONDS_PER_ENCODED_IMAGE * len(x) + 2.0
+    build = functools.partial(encode_test_set, gans, data_dir)
+    return Unit(
+        STEM, "mnist-test-codes", config, build, deps=(gans,), estimate_s=estimate
+    )
+
+
+def regular_attack(
+    classifier: models.ConvNet, x: Tensor, y: Tensor, S, seed: int, offset: int = 0
+) -> dict[str, Tensor]:
+    """The regular attack on the test images ``x`` (test indices ``offset`` on) that
+    the classifier labels correctly: L∞ sign-PGD, ‖δ‖∞ ≤ ε, pixels in [0, 1], restarts
+    for the examples not fooled yet, the first fooling iterate kept; starts drawn per
+    test index. ``{"index", "adversarial", "success", "steps"}``."""
+    keep = (models.predict(classifier, x) == y).nonzero().squeeze(1)
+    index = keep.cpu() + offset
+    result = attacks.pgd(
+        classifier,
+        x[keep],
+        y[keep],
+        eps=EPS,
+        steps=S.steps,
+        lower=0.0,
+        upper=1.0,
+        restarts=S.restarts,
+        mode="first",
+        seed=seed,
+        ids=index,
+    )
+    return {
+        "index": index,
+        "adversarial": result.adversarial.cpu(),
+        "success": result.success.cpu(),
+        "steps": result.steps.cpu(),
+    }
+
+
+def _regular_payload(
+    net: Unit, S, seed: int, rows: tuple[int, int], data_dir, device: str
+) -> dict[str, Tensor]:
+    x, y = test_set(data_dir)
+    start, stop = rows
+    xs, ys = x[start:stop].to(device), y[start:stop].to(device)
+    return regular_attack(classifier(net, device), xs, ys, S, seed, offset=start)
+
+
+def regular_unit(
+    net: Unit,
+    S: SimpleNamespace,
+    rows: tuple[int, int],
+    *,
+    seed: int = 0,
+    data_dir=None,
+    device: str = "cpu",
+) -> Unit:
+    """Unit ``mnist-regular-attack``: :func:`regular_attack` of the classifier of
+    unit ``net`` on the test images [start, stop) = ``rows``."""
+    _, _, test = _test_set(_dir(data_dir))
+    start, stop = rows
+    config = {
+        "classifier": net.key,
+        "test": test,
+        "start": start,
+        "stop": stop,
+        "eps": EPS,
+        "steps": S.steps,
+        "restarts": S.restarts,
+        "mode": "first",
+        "seed": seed,
+        "version": 1,
+    }
+    passes = (stop - start) * S.steps * S.restarts
+    estimate = ATTACK_OVERHEAD_S + SECONDS_PER_ATTACK_PASS * passes
+    build = functools.partial(
+        _regular_payload, net, S, seed, (start, stop), data_dir, device
+    )
+    return Unit(
+        STEM,
+        "mnist-regular-attack",
+        config,
+        build,
+        deps=(net,),
+        estimate_s=estimate,
+    )
+
+
+def _onmanifold_payload(
+    net: Unit,
+    gans: Unit,
+    codes: Unit,
+    S,
+    seed: int,
+    rows: tuple[int, int],
+    data_dir,
+    device: str,
+) -> dict[str, Any]:
+    x, y = test_set(data_dir)
+    start, stop = rows
+    model, _ = vaegans(gans, device)
+    mu = test_codes(codes, device)
+    result = generative.onmanifold_attack(
+        classifier(net, device),
+        model,
+        x[start:stop].to(device),
+        y[start:stop].to(device),
+        box=generative.latent_box(mu),
+        eta=ETA,
+        bound=Z_BOUND,
+        steps=S.steps,
+        attempts=S.attempts,
+        seed=seed,
+        z0=mu[start:stop],
+        ids=torch.arange(start, stop),
+    )
+    return {
+        k: v.cpu() if isinstance(v, Tensor) else v
+        for k, v in dataclasses.asdict(result).items()
+    }
+
+
+def onmanifold_unit(
+    net: Unit,
+    gans: Unit,
+    codes: Unit,
+    S: SimpleNamespace,
+    rows: tuple[int, int],
+    *,
+    seed: int = 0,
+    data_dir=None,
+    device: str = "cpu",
+) -> Unit:
+    """Unit ``mnist-onmanifold-attack``: the on-manifold attack
+    (:func:`advmanifold.science.generative.onmanifold_attack`) of the classifier of
+    ``net`` through the VAE-GANs of ``gans`` on the test images [start, stop) =
+    ``rows``, from their codes in ``codes``, in the pooled box of all test codes, with
+    starts drawn per test index."""
+    _, _, test = _test_set(_dir(data_dir))
+    start, stop = rows
+    config = {
+        "classifier": net.key,
+        "vaegans": gans.key,
+        "codes": codes.key,
+        "test": test,
+        "start": start,
+        "stop": stop,
+        "eta": ETA,
+        "bound": Z_BOUND,
+        "steps": S.steps,
+        "attempts": S.attempts,
+        "seed": seed,
+        "version": 1,
+    }
+    code_steps = (stop - start) * S.attempts * S.steps
+    estimate = ATTACK_OVERHEAD_S + SECONDS_PER_LATENT_STEP * code_steps
+    build = functools.partial(
+        _onmanifold_payload,
+        net,
+        gans,
+        codes,
+        S,
+        seed,
+        (start, stop),
+        data_dir,
+        device,
+    )
+    return Unit(
+        STEM,
+        "mnist-onmanifold-attack",
+        config,
+        build,
+        deps=(net, gans, codes),
+        estimate_s=estimate,
+    )
+
+
+def grid(profile: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The chapter's units by role: ``classifier``, ``vaegan`` (the ten digits),
+    ``vaegans``, ``codes``, ``regular`` and ``onmanifold`` (lists of chunks)."""
     S = settings.from_params(profile, params)
     kwargs = dict(
         seed=int(params.get("seed") or 0),
         data_dir=params.get("data_dir"),
         device=params.get("device") or "cpu",
     )
-    return [classifier_unit(S, **kwargs), vaegans_unit(S, **kwargs)]
+    n_test = len(_test_set(_dir(kwargs["data_dir"]))[0])
+    net = classifier_unit(S, **kwargs)
+    gans = vaegans_unit(S, **kwargs)
+    codes = codes_unit(gans, kwargs["data_dir"])
+    return {
+        "classifier": net,
+        "vaegan": list(gans.deps),
+        "vaegans": gans,
+        "codes": codes,
+        "regular": [
+            regular_unit(net, S, rows, **kwargs)
+            for rows in chunks(min(S.n_test, n_test), S.attack_chunk)
+        ],
+        "onmanifold": [
+            onmanifold_unit(net, gans, codes, S, rows, **kwargs)
+            for rows in chunks(min(S.n_onmanifold, n_test), S.attack_chunk)
+        ],
+    }
+
+
+def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
+    """The chapter's units for ``profile`` and notebook parameters ``params``,
+    dependencies first."""
+    found = grid(profile, params)
+    return [
+        found["classifier"],
+        *found["vaegan"],
+        found["vaegans"],
+        found["codes"],
+        *found["regular"],
+        *found["onmanifold"],
+    ]
 
 
 def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
@@ -279,6 +589,45 @@ def vaegans(unit: Unit, device: str = "cpu") -> tuple[generative.VAEGANs, list[d
     """The trained VAE-GANs of a ``vaegans-mnist`` unit (eval mode), their history."""
     payload = unit.get()
     return generative.vaegans_from_payload(payload, device), payload["history"]
+
+
+def test_codes(unit: Unit, device: str = "cpu") -> Tensor:
+    """The encoder means [10000, latent] of a ``mnist-test-codes`` unit."""
+    return unit.get()["mu"].to(device)
+
+
+def regular_result(
+    chunk_units: list[Unit], device: str = "cpu"
+) -> tuple[Tensor, attacks.AttackResult]:
+    """The regular attack over the chunks, concatenated: the test indices attacked
+    (those labelled correctly) and the attack's result on them, equal to
+    :func:`regular_attack` on all the images at once."""
+    parts = [u.get() for u in chunk_units]
+    index = torch.cat([p["index"] for p in parts]).to(device)
+    fields = ("adversarial", "success", "steps")
+    joined = [torch.cat([p[f] for p in parts]).to(device) for f in fields]
+    return index, attacks.AttackResult(*joined)
+
+
+def onmanifold_result(
+    chunk_units: list[Unit], device: str = "cpu"
+) -> generative.OnManifoldResult:
+    """The on-manifold attack over the chunks, concatenated
+    (:func:`advmanifold.science.generative.concat_onmanifold`)."""
+    parts = []
+    for unit in chunk_units:
+        payload = {
+            k: v.to(device) if isinstance(v, Tensor) else v
+            for k, v in unit.get().items()
+        }
+        parts.append(generative.OnManifoldResult(**payload))
+    return generative.concat_onmanifold(parts)
+
+
+def build_seconds(chunk_units: list[Unit]) -> float:
+    """Seconds the units took to build, summed (as recorded in the cache; NaN where
+    a unit has no record)."""
+    return float(sum(u.build_seconds() for u in chunk_units))
 
 
 def prior_linf_above(bound: float = Z_BOUND, latent: int = generative.LATENT) -> float:
@@ -307,181 +656,3 @@ def verification_table(checks: Mapping[float, Any]):
         extra = frame["lowers CE worst case by"]
         columns[f"lowers CE worst case by, ε = {eps:g}"] = extra
     return pd.DataFrame(columns).reset_index()
-
-
-# ---------------------------------------------------------------------------- figures
-# At most 10 in wide with text of at least 10 pt, so that it stays at 8 pt or more at
-# the book's content width (about 750 px).
-
-KIND_PALETTE = {
-    "test": "tab:green",
-    "on-manifold adversarial": "tab:blue",
-    "regular adversarial": "tab:red",
-}
-
-
-def style() -> None:
-    """The book's seaborn theme (:func:`advmanifold.book.figures.style`)."""
-    figures.style()
-
-
-def _image(ax, image: Tensor) -> None:
-    ax.imshow(image.detach().cpu().reshape(28, 28), cmap="gray", vmin=0, vmax=1)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def plot_vaegan_grid(rows: list[tuple[str, Tensor]]):
-    """One row per (name, images [10, 28, 28]); one column per digit."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 10, figsize=(10, 1.15 * len(rows) + 0.3))
-    for r, (name, images) in enumerate(rows):
-        for c in range(10):
-            _image(axes[r, c], images[c])
-            if r == 0:
-                axes[r, c].set_title(f"digit {c}", fontsize=11)
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def plot_latent_spread(mu: Tensor, bound: float = Z_BOUND):
-    """Left: the coordinates of the test encoder means against N(0, 1); right: their
-    ‖μ‖∞ against that of z ~ N(0, I), with the validity bound."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import seaborn as sns
-
-    mu = mu.detach().cpu().double()
-    latent = mu.shape[1]
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
-    t = np.linspace(-5, 5, 400)
-    sns.histplot(
-        mu.flatten().numpy(),
-        bins=80,
-        stat="density",
-        element="step",
-        color="tab:blue",
-        label="test encoder means",
-        ax=axes[0],
-    )
-    axes[0].plot(
-        t,
-        np.exp(-(t**2) / 2) / np.sqrt(2 * np.pi),
-        color="black",
-        lw=1.5,
-        label="N(0, 1)",
-    )
-    axes[0].set(
-        xlabel="coordinate μ_j of the encoder mean", ylabel="density", xlim=(-5, 5)
-    )
-    axes[0].legend(fontsize=10)
-    linf = mu.abs().amax(1).numpy()
-    s = np.linspace(0.01, max(5.0, float(linf.max()) * 1.02), 400)
-    # density of max_j |z_j|, z ~ N(0, I): d/ds erf(s/√2)^L
-    erf = np.vectorize(math.erf)(s / np.sqrt(2))
-    dens = latent * erf ** (latent - 1) * np.sqrt(2 / np.pi) * np.exp(-(s**2) / 2)
-    sns.histplot(
-        linf,
-        bins=60,
-        stat="density",
-        element="step",
-        color="tab:blue",
-        label="‖μ‖∞, test images",
-        ax=axes[1],
-    )
-    axes[1].plot(s, dens, color="black", lw=1.5, label="‖z‖∞, z ~ N(0, I)")
-    axes[1].axvline(bound, color="crimson", ls="--", lw=1.2, label=f"bound {bound:g}")
-    axes[1].set(xlabel="L∞ norm of the latent code", ylabel="density")
-    axes[1].legend(fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def plot_adversarial_grid(rows: list[tuple[str, Tensor, Tensor]], y: Tensor):
-    """Rows of (name, images [n, ...], predictions [n]); wrong predictions in red."""
-    import matplotlib.pyplot as plt
-
-    n = len(y)
-    fig, axes = plt.subplots(
-        len(rows), n, figsize=(1.15 * n + 0.6, 1.45 * len(rows)), squeeze=False
-    )
-    for r, (name, images, pred) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r, c]
-            _image(ax, images[c])
-            wrong = bool(pred[c] != y[c])
-            ax.set_title(
-                f"pred {int(pred[c])}",
-                fontsize=11,
-                color="crimson" if wrong else "black",
-            )
-        axes[r, 0].set_ylabel(name, fontsize=11)
-    fig.tight_layout()
-    return fig
-
-
-def plot_distance_histograms(dist):
-    """Distance to the k-NN subspace and angle of δ to it, per kind (densities)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import seaborn as sns
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.histplot(
-        dist,
-        x="distance",
-        hue="kind",
-        palette=KIND_PALETTE,
-        stat="density",
-        common_norm=False,
-        bins=40,
-        element="step",
-        ax=axes[0],
-    )
-    axes[0].set(xlabel="distance to the k-NN subspace ‖x̃ − π(x̃)‖₂", ylabel="density")
-    sns.histplot(
-        dist,
-        x="angle_deg",
-        hue="kind",
-        palette=KIND_PALETTE,
-        stat="density",
-        common_norm=False,
-        bins=np.linspace(0, 90, 37),
-        element="step",
-        ax=axes[1],
-        legend=False,
-    )
-    axes[1].set(xlabel="angle between δ and the subspace (degrees)", ylabel="density")
-    fig.tight_layout()
-    return fig
-
-
-def plot_distance_vs_l2(dist):
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, ax = plt.subplots(figsize=(6, 4.8))
-    sns.scatterplot(
-        dist,
-        x="delta_l2",
-        y="distance",
-        hue="kind",
-        palette=KIND_PALETTE,
-        s=10,
-        alpha=0.6,
-        linewidth=0,
-        ax=ax,
-    )
-    top = float(dist[["delta_l2", "distance"]].max().max()) * 1.05
-    ax.plot([0, top], [0, top], color="gray", lw=1, ls="--", label="distance = ‖δ‖₂")
-    ax.set(
-        xlim=(0, top),
-        ylim=(0, top),
-        xlabel="‖δ‖₂ (perturbation norm)",
-        ylabel="distance to the k-NN subspace",
-    )
-    ax.legend(fontsize=10)
-    fig.tight_layout()
-    return fig

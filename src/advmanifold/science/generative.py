@@ -10,32 +10,20 @@ VAE-GAN of Larsen et al. 2016). Per model, with z ∈ R^10:
 - discriminator D: the classifier's convolution stack (:func:`models.conv_stack`)
   and a head 576 → 100 → 1.
 
-Losses on a batch, summed over the batch, the pixels and the latent dimensions as
-in the original code, with x̂ = dec(μ + σ ⊙ ε), ε ~ N(0, I):
-
-    L_enc,dec = KL(q(z|x) ‖ N(0, I)) + β ‖x̂ − x‖₁ + γ · (−log σ(D(x̂)))
-    L_D       = γ · (−log σ(D(x)) − log(1 − σ(D(x̂))))
-
-β = 2.25 (5 for digit 1, 3 for digit 7), γ = 1 (KL weight 1); Adam with betas
-(0.5, 0.9) and weight decay 10⁻⁴; the learning rate after b of the S batches of epoch
-e is 0.005 · 0.9^(e + 1 + b/S), the original scheduler's per-batch decay. Both losses
-use the same forward pass, as in the original code.
-
 The ten models live in one network of grouped layers (grouped convolutions, batched
 linear maps, per-channel batch norm): group g is the model of digit g and sees only
 images of digit g; groups never interact. :meth:`VAEGANs.member` cuts out one class's
-model and :meth:`VAEGANs.from_members` puts ten back together. Training either steps the
-grouped network once per batch (one Python step for all ten; the choice on a GPU) or
-steps ten separate networks in turn on the same batches (on the CPU, where grouped
-convolutions measured 8–20% slower than ten dense ones); Adam acts per coordinate,
-so both are ten independent trainings.
+model and :meth:`VAEGANs.from_members` puts ten back together. Their training, the
+whole grouped model or one class alone, is :mod:`advmanifold.science.vaegan_training`.
 
 On-manifold adversarial examples (:func:`onmanifold_attack`) follow the original
 protocol: PGD on the latent code of the true class's model from the encoder mean,
 kept at every step within η = 0.3 (L∞) of its start and inside the per-coordinate
 [min, max] of the pooled test-set encoder means (:func:`latent_box`), with several
 independent attempts; :func:`count_onmanifold` counts them by the original rule or by
-the stricter rule used earlier in this book.
+the stricter rule used earlier in this book. With per-example random starts (``ids``)
+the attack of chunks of examples, concatenated (:func:`concat_onmanifold`), equals the
+attack of all.
 """
 
 from __future__ import annotations
@@ -43,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +38,6 @@ from torch import Tensor, nn
 from tqdm.std import tqdm
 
 from . import attacks
-from .compute import flush_denormals
 from .models import conv_stack, freeze, frozen, predict
 
 LATENT = 10
@@ -175,183 +161,6 @@ class VAEGANs(nn.Module):
             }
         )
         return model
-
-
-def _losses(
-    model: VAEGANs, x: Tensor, betas: Tensor, gamma: float, noise: Tensor | None = None
-) -> tuple[Tensor, Tensor, dict]:
-    """Generator (encoder + decoder) and discriminator losses of one grouped batch;
-    ``noise`` is the ε of the reparameterisation z = μ + σ ⊙ ε (drawn if None)."""
-    mu, logvar = model.encode(x)
-    eps = torch.randn_like(mu) if noise is None else noise
-    z = mu + torch.exp(0.5 * logvar) * eps
-    x_hat = model.decode(z)
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)  # [B, G]
-    rec = (x_hat - x).abs().flatten(2).sum(-1)  # [B, G]
-    d_real, d_fake = model.discriminate(x), model.discriminate(x_hat)
-    gan = F.softplus(-d_fake)  # −log σ(D(x̂))
-    gen = (kl + betas * rec + gamma * gan).sum()  # sums, as the original
-    disc = gamma * (F.softplus(-d_real) + F.softplus(d_fake)).sum()
-    stats = {"kl": kl.mean().item(), "l1": rec.mean().item(), "gan": gan.mean().item()}
-    return gen, disc, stats
-
-
-def _class_table(
-    labels: Tensor, n_models: int, length: int, generator: torch.Generator
-) -> Tensor:
-    """[G, length] training indices: a fresh permutation of each class, repeated to
-    ``length``."""
-    rows = []
-    for g in range(n_models):  # a loop over the classes, not over examples
-        idx = (labels == g).nonzero().squeeze(1)
-        perm = idx[torch.randperm(len(idx), generator=generator)]
-        rows.append(perm.repeat(math.ceil(length / len(perm)))[:length])
-    return torch.stack(rows)
-
-
-STRATEGIES = ("auto", "grouped", "sequential")
-
-
-def _lr_factor(step: int, decay: float, steps_per_epoch: int) -> float:
-    """The original scheduler's factor after ``step`` batches: decay^(1 + step / S)."""
-    return decay ** (1 + step / steps_per_epoch)
-
-
-class _Part:
-    """One trained network (all classes grouped, or one class), its two optimisers."""
-
-    def __init__(
-        self,
-        model: VAEGANs,
-        classes: slice,
-        beta: Tensor,
-        lr: float,
-        lr_decay: float,
-        weight_decay: float,
-        steps_per_epoch: int,
-    ):
-        self.model, self.classes, self.beta = model, classes, beta
-        named = list(model.named_parameters())
-        self.gen_params = [p for n, p in named if not n.startswith("disc_")]
-        self.disc_params = [p for n, p in named if n.startswith("disc_")]
-        self.optimisers = [
-            torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.9), weight_decay=weight_decay)
-            for ps in (self.gen_params, self.disc_params)
-        ]
-        factor = partial(_lr_factor, decay=lr_decay, steps_per_epoch=steps_per_epoch)
-        self.schedules = [
-            torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimisers
-        ]
-
-    def step(self, x: Tensor, noise: Tensor, gamma: float) -> dict:
-        """One Adam step of encoder + decoder and of the discriminator on the same
-        forward pass."""
-        gen, disc, stats = _losses(
-            self.model, x[:, self.classes], self.beta, gamma, noise[:, self.classes]
-        )
-        g_grads = torch.autograd.grad(gen, self.gen_params, retain_graph=True)
-        d_grads = torch.autograd.grad(disc, self.disc_params)
-        for p, grad in zip(self.gen_params + self.disc_params, g_grads + d_grads):
-            p.grad = grad
-        for optimiser, schedule in zip(self.optimisers, self.schedules):
-            optimiser.step()
-            schedule.step()  # per batch, as the original
-        stats["disc"] = disc.item() / self.model.n_models
-        return stats
-
-
-def train_vaegans(
-    images: Tensor,
-    labels: Tensor,
-    *,
-    epochs: int,
-    batch_size: int = 100,
-    lr: float = 0.005,
-    lr_decay: float = 0.9,
-    weight_decay: float = 1e-4,
-    betas=BETAS,
-    gamma: float = 1.0,
-    latent: int = LATENT,
-    seed: int = 0,
-    strategy: str = "auto",
-    progress: bool = True,
-) -> tuple[VAEGANs, list[dict]]:
-    """Train one VAE-GAN per class on ``images`` [N, 1, 28, 28], ``labels`` in 0..G−1.
-
-    An epoch is ⌈max_g N_g / batch_size⌉ steps; each step feeds every model a batch of
-    ``batch_size`` images of its own class (smaller classes wrap around).
-    ``strategy="grouped"`` trains the G models as one network of grouped layers (one
-    Python step for all); ``"sequential"`` steps G separate networks in turn on the same
-    batches; ``"auto"`` picks grouped on CUDA and sequential on the CPU, where grouped
-    convolutions measured slower than ten dense ones. Either way the result is returned
-    as one grouped :class:`VAEGANs` (eval mode), plus one row of mean losses per epoch.
-    """
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-    if int(batch_size) != batch_size or batch_size < 2:
-        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    G = len(betas)
-    counts = torch.bincount(labels, minlength=G)
-    if len(counts) != G or (counts == 0).any():
-        raise ValueError(
-            f"labels must cover every class 0..{G - 1} (one β each), "
-            f"got counts {counts.tolist()}"
-        )
-    if strategy == "auto":
-        strategy = "grouped" if images.is_cuda else "sequential"
-    flush_denormals()
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)  # batches
-    noise_generator = torch.Generator().manual_seed(seed + 1)  # reparameterisation ε
-    beta = torch.tensor(betas, dtype=images.dtype, device=images.device)
-    init = VAEGANs(G, latent).to(images.device)  # same initial weights, both strategies
-    steps = math.ceil(counts.max().item() / batch_size)
-    opt = dict(
-        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, steps_per_epoch=steps
-    )
-    if strategy == "grouped":
-        parts = [_Part(init, slice(0, G), beta, **opt)]
-    else:
-        parts = [
-            _Part(init.member(g), slice(g, g + 1), beta[g : g + 1], **opt)
-            for g in range(G)
-        ]
-    flat = images.reshape(len(images), 28, 28)
-    history = []
-    bar = tqdm(
-        total=epochs * steps,
-        desc=f"VAE-GANs ({G} classes, {strategy})",
-        disable=not progress,
-        mininterval=2.0,
-        unit="step",
-    )
-    for part in parts:
-        part.model.train()
-    for epoch in range(epochs):
-        table = _class_table(labels, G, steps * batch_size, generator)
-        sums = {"kl": 0.0, "l1": 0.0, "gan": 0.0, "disc": 0.0}
-        for s in range(steps):
-            x = flat[
-                table[:, s * batch_size : (s + 1) * batch_size].T
-            ]  # [B, G, 28, 28]
-            noise = torch.randn(batch_size, G, latent, generator=noise_generator)
-            noise = noise.to(images.device)
-            for part in parts:  # one part (grouped) or one per class (sequential)
-                stats = part.step(x, noise, gamma)
-                for k, v in stats.items():
-                    sums[k] += v * part.model.n_models / (G * steps)
-            bar.update(1)
-        history.append({"epoch": epoch + 1, **sums})
-        bar.set_postfix(epoch=epoch + 1, l1=f"{sums['l1']:.1f}", kl=f"{sums['kl']:.1f}")
-    bar.close()
-    model = (
-        parts[0].model
-        if strategy == "grouped"
-        else VAEGANs.from_members([p.model for p in parts])
-    )
-    return model.eval(), history
 
 
 def vaegans_from_payload(payload: dict, device: str | torch.device = "cpu") -> VAEGANs:
@@ -521,6 +330,8 @@ def onmanifold_attack(
     seed: int = 0,
     batch_size: int = 1000,
     progress: bool = True,
+    z0: Tensor | None = None,
+    ids: Tensor | None = None,
 ) -> OnManifoldResult:
     """On-manifold adversarial examples in the latent space of the true class's model.
 
@@ -531,7 +342,11 @@ def onmanifold_attack(
     the first code that fools the
     classifier is kept. ``attempts`` independent runs (different random starts) are all
     returned; counting is left to :meth:`OnManifoldResult.count`. Examples are grouped
-    by class (one attack per class and attempt).
+    by class (one attack per class and attempt). ``z0``: the encoder means if already
+    computed (None: encoded here). ``ids`` (one integer per example, e.g. its index in
+    the test set): each example's random starts come from its own generators, so the
+    attack of a chunk of examples equals the matching rows of the attack of all
+    (:func:`concat_onmanifold`).
     """
     if not bound > 0:
         raise ValueError(f"bound must be > 0, got {bound!r}")
@@ -539,7 +354,8 @@ def onmanifold_attack(
         raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
     lower, upper = (None, None) if box is None else box
     classifier.eval()
-    z0 = encode_by_class(model, x, y)
+    if z0 is None:
+        z0 = encode_by_class(model, x, y)
     image_correct = predict(classifier, x) == y
     clean_correct = predict(classifier, decode_by_class(model, z0, y)) == y
     # skipping these is exact: they cannot count under either protocol
@@ -579,6 +395,7 @@ def onmanifold_attack(
                     upper=upper,
                     batch_size=batch_size,
                     seed=seed + 1000 * a + g,
+                    ids=None if ids is None else ids[sel.cpu()],
                 )
                 z[a, sel] = result.adversarial
                 fooled[a, sel], used[a, sel] = result.success, result.steps
@@ -593,4 +410,23 @@ def onmanifold_attack(
         used,
         float(bound),
         float(eta),
+    )
+
+
+def concat_onmanifold(parts: list[OnManifoldResult]) -> OnManifoldResult:
+    """The results of attacks on consecutive chunks of examples as one result (the
+    example axis concatenated; ``bound`` and ``eta`` must agree)."""
+    first = parts[0] if parts else None
+    if not parts or any((p.bound, p.eta) != (first.bound, first.eta) for p in parts):
+        raise ValueError("parts must be a non-empty list with the same bound and eta")
+    return OnManifoldResult(
+        torch.cat([p.z0 for p in parts]),
+        torch.cat([p.z for p in parts], dim=1),
+        torch.cat([p.fooled for p in parts], dim=1),
+        torch.cat([p.clean_correct for p in parts]),
+        torch.cat([p.image_correct for p in parts]),
+        torch.cat([p.attacked for p in parts]),
+        torch.cat([p.steps for p in parts], dim=1),
+        parts[0].bound,
+        parts[0].eta,
     )

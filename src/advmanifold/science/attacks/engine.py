@@ -20,11 +20,19 @@ examples leave the batch (the iterate, the label and the threat's context are ke
 iterate of largest loss (the setting for robust accuracy). Restarts re-run the
 attack from a fresh random start, in ``"first"`` mode only on the examples not fooled
 yet.
+
+Random starts come from one generator seeded with ``seed`` for the whole call, or,
+given ``ids`` (the examples' identities, e.g. their indices in the test set), from
+one generator per example and restart seeded with a hash of (seed, restart, id):
+then an example's start does not depend on the other examples of its batch, and an
+attack split into chunks of examples draws the same starts as one call over all.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Protocol
 
 import torch
@@ -138,6 +146,29 @@ def generator_of(seed: int | None) -> torch.Generator | None:
     return torch.Generator().manual_seed(seed) if seed is not None else None
 
 
+def example_seed(seed: int, restart: int, example: int) -> int:
+    """The seed of one example's random start: 32 bits of sha256("seed:restart:id")
+    (a CPU generator keeps 32 bits of its seed)."""
+    digest = hashlib.sha256(f"{seed}:{restart}:{example}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def keyed_start(
+    threat: Threat, v0: Tensor, ctx: tuple, seed: int, restart: int, ids: Tensor
+) -> Tensor:
+    """``threat.random_start`` drawn example by example, example ``ids[i]`` from a
+    generator seeded with :func:`example_seed` (seed, restart, ids[i])."""
+    starts = [
+        threat.random_start(
+            v0[i : i + 1],
+            tuple(c[i : i + 1] for c in ctx),
+            torch.Generator().manual_seed(example_seed(seed, restart, k)),
+        )
+        for i, k in enumerate(ids.tolist())
+    ]
+    return torch.cat(starts) if starts else v0.clone()
+
+
 def gradient(
     forward: Forward, v: Tensor, y: Tensor, loss: Loss = cross_entropy
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,14 +190,19 @@ def rows(t: Tensor, idx: Tensor) -> Tensor:
 # --- the engine -----------------------------------------------------------------------
 
 
+def _draw(threat: Threat, generator, v0: Tensor, ctx: tuple) -> Tensor:
+    return threat.random_start(v0, ctx, generator)
+
+
 def composed(threat: Threat, forward: Forward, ctx: tuple) -> Forward:
     """v ↦ forward(threat.to_input(v, ctx)): the classifier seen from the attacked
     variable."""
     return lambda v: forward(threat.to_input(v, ctx))
 
 
-def _pgd_once(threat, forward, loss, v0, y, ctx, steps, random_start, mode, generator):
-    """One run of PGD from one start. Returns (iterate, fooled, steps used).
+def _pgd_once(threat, forward, loss, v0, y, ctx, steps, start, mode):
+    """One run of PGD from ``start`` (a map (v0, ctx) → first iterate; None: v0).
+    Returns (iterate, fooled, steps used).
 
     In ``"first"`` mode the still-active examples are kept *compacted* (iterate,
     label, the threat's context): an example leaves these tensors when its label
@@ -174,7 +210,7 @@ def _pgd_once(threat, forward, loss, v0, y, ctx, steps, random_start, mode, gene
     few elementwise ops; gathers happen only on the steps where some example leaves.
     """
     n = v0.shape[0]
-    v = threat.random_start(v0, ctx, generator) if random_start else v0.clone()
+    v = start(v0, ctx) if start is not None else v0.clone()
     used = torch.zeros(n, dtype=torch.long, device=v0.device)
     fooled = torch.zeros(n, dtype=torch.bool, device=v0.device)
     if mode == "first":
@@ -235,6 +271,7 @@ def run_pgd(
     batch_size: int = 1000,
     seed: int | None = 0,
     loss: Loss = cross_entropy,
+    ids: Tensor | None = None,
 ) -> AttackResult:
     """PGD under ``threat`` with restarts and per-example early stop (module
     docstring), in chunks of ``batch_size`` examples.
@@ -243,7 +280,10 @@ def run_pgd(
     the start of the iterate: itself, or δ = 0); the result's ``adversarial`` is the
     attacked variable. Restarts always start at random; the random draws come from a
     generator seeded with ``seed`` (None: torch's global one), so results are
-    reproducible. In ``"best"`` mode the restart of largest final loss is kept."""
+    reproducible; with ``ids`` [N] (integers), from one generator per example and
+    restart (:func:`keyed_start`; ``seed`` required), so that the result of an
+    example does not depend on the batch it shares. In ``"best"`` mode the restart of
+    largest final loss is kept."""
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if int(restarts) != restarts or restarts < 1:
@@ -251,6 +291,13 @@ def run_pgd(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     check_lengths(x, y)
+    if ids is not None:
+        if seed is None or ids.shape != (len(x),):
+            raise ValueError(
+                f"ids must be one integer per example, with a seed; got shape "
+                f"{tuple(ids.shape)} for {len(x)} examples and seed {seed!r}"
+            )
+        ids = ids.cpu()
     flush_denormals()
     generator = generator_of(seed)
     out = threat.origin(x.detach()).clone()
@@ -272,6 +319,13 @@ def run_pgd(
             if todo.numel() == 0:
                 break
             part = tuple(c[todo] for c in ctx)
+            if not (random_start or r > 0):
+                start = None
+            elif ids is None:
+                start = partial(_draw, threat, generator)
+            else:
+                keys = ids[sl][todo.cpu()]
+                start = partial(keyed_start, threat, seed=seed, restart=r, ids=keys)
             v, fooled, n = _pgd_once(
                 threat,
                 forward,
@@ -280,9 +334,8 @@ def run_pgd(
                 yb[todo],
                 part,
                 int(steps),
-                random_start or r > 0,
+                start,
                 mode,
-                generator,
             )
             used[sl][todo] += n
             if mode == "first":

@@ -29,14 +29,23 @@ def latent_pgd(
     step_size: float | None = None,
     batch_size: int = 1000,
     seed: int | None = 0,
+    ids: Tensor | None = None,
 ) -> AttackResult:
     """PGD on the codes ``z`` against ``classifier`` ∘ ``decode`` (random start, the
     first code that changes the label kept; ``step_size`` defaults to 2.5 η / steps).
-    The result's ``adversarial`` holds the codes."""
+    The result's ``adversarial`` holds the codes; ``ids``: per-example random starts
+    (:func:`~advmanifold.science.attacks.engine.keyed_start`)."""
     check(eta, steps, 1.0 if step_size is None else step_size, 1, "first")
     threat = LinfBall(
         eta, lower, upper, step_size_or_default(eta, steps, step_size), decode
     )
     return run_pgd(
-        threat, classifier, z, y, steps=steps, batch_size=batch_size, seed=seed
+        threat,
+        classifier,
+        z,
+        y,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        ids=ids,
     )

@@ -45,6 +45,7 @@ def pgd(
     mode: str = "first",
     batch_size: int = 1000,
     seed: int | None = 0,
+    ids: Tensor | None = None,
 ) -> AttackResult:
     """L∞ PGD with sign steps, box constraints, restarts and per-example early stop
     (modes ``"first"`` and ``"best"``, see :mod:`~advmanifold.science.attacks.engine`).
@@ -52,7 +53,9 @@ def pgd(
     ``step_size`` defaults to 2.5 ε / steps (Madry et al.). ``lower``/``upper``
     are scalars, tensors broadcastable to one example, or None for no box.
     The random start draws δ ~ U[−ε, ε] per coordinate (then clips to the box)
-    from a generator seeded with ``seed``, so results are reproducible.
+    from a generator seeded with ``seed``, so results are reproducible; with ``ids``
+    (one integer per example), from one generator per example and restart, so that a
+    split of ``x`` into chunks gives the same starts (:func:`~.engine.keyed_start`).
     """
     check(eps, steps, 1.0 if step_size is None else step_size, restarts, mode)
     return run_pgd(
@@ -66,6 +69,7 @@ def pgd(
         random_start=random_start,
         batch_size=batch_size,
         seed=seed,
+        ids=ids,
     )
 
 
