@@ -246,3 +246,23 @@ def test_under_a_budget_the_chapters_own_order_comes_first(fresh_cache):
         [first, long_head], workers=1, heartbeat_s=600, budget_s=600
     )
     assert list(report.seconds) == [first.key, long_head.key]
+
+
+def test_a_cached_unit_needs_none_of_its_dependencies_built(fresh_cache):
+    parts = [unit(70 + i, size=8) for i in range(2)]
+    whole = units.Unit(
+        "99_test",
+        "test-sum",
+        {"of": [p.key for p in parts]},
+        functools.partial(sum_of, parts[0]),
+        deps=tuple(parts),
+    )
+    assert [u.key for u in fanout.to_build([*parts, whole])] == [
+        *(p.key for p in parts),
+        whole.key,
+    ]
+    whole.get()  # builds parts[0] too; parts[1] stays unbuilt
+    assert not parts[1].is_cached()
+    assert fanout.to_build([*parts, whole]) == []  # listed, but only a cached one's
+    loose = unit(72, size=8)
+    assert [u.key for u in fanout.to_build([*parts, whole, loose])] == [loose.key]

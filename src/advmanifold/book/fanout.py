@@ -203,6 +203,24 @@ def build_order(
     return unique(ranked)  # re-inserts any dependency a priority put later
 
 
+def to_build(units: Iterable[Unit]) -> list[Unit]:
+    """The units (dependencies included) that a run must build: those not cached
+    that a listed unit needs, where a cached unit needs nothing (its dependencies
+    are not built again for it: the ten per-class models of a cached assembly).
+    Dependencies first."""
+    listed = unique(units)
+    dependents: dict[str, list[str]] = {u.key: [] for u in listed}
+    for u in listed:
+        for d in u.deps:
+            dependents[d.key].append(u.key)
+    need: set[str] = set()
+    for u in reversed(listed):  # every dependent before its dependencies
+        wanted = not dependents[u.key] or any(k in need for k in dependents[u.key])
+        if wanted and not u.is_cached():
+            need.add(u.key)
+    return [u for u in listed if u.key in need]
+
+
 def critical_path(
     units: Iterable[Unit], seconds: Callable[[Unit], float]
 ) -> dict[str, float]:
@@ -286,7 +304,8 @@ def build_missing(
     """
     from dask.distributed import as_completed
 
-    todo = [u for u in build_order(units, priority) if not u.is_cached()]
+    needed = {u.key for u in to_build(units)}
+    todo = [u for u in build_order(units, priority) if u.key in needed]
     report = FanOutReport()
     if not todo:
         return report

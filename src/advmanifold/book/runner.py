@@ -596,10 +596,10 @@ def fan_out_units(
 ) -> FanOutInBackground:
     """Start building the plan's missing units on Dask, on a thread: the chapters
     run as their units are done (:mod:`advmanifold.book.overlap`)."""
-    from .fanout import build_missing, plan_units
+    from .fanout import build_missing, plan_units, to_build
 
     planned = plan_units(the_plan.parameters, args.profile, registry)
-    missing = {p.unit.key for p in planned if not p.cached}
+    missing = {u.key for u in to_build(p.unit for p in planned)}
     pending = {
         stem: {u.key for u in registry.units(stem, args.profile, params)} & missing
         for stem, params in the_plan.parameters.items()
