@@ -461,12 +461,7 @@ res.add("knn_distance_regular_median_perturbed_neighbours", alt.distance.median(
 # max_{j≠y} f_j(x) − f_y(x). An image counts as robust only if it survives all of them.
 
 # %%
-xv, yv = x_test[:S.verify_n], y_test[:S.verify_n]
-checks = {eps: verification.verify(classifier, xv, yv, eps, box=(0.0, 1.0),
-                                   steps=S.verify_steps, strong_steps=S.verify_strong,
-                                   restarts=S.verify_restarts,
-                                   targets=S.verify_targets, seed=seed)
-          for eps in (EPS, S.verify_small_eps)}
+checks = mnist.verifications(unit["verify"])  # {ε: every attack's successes}
 
 # %% tags=["hide-input"]
 res.add("verify_n", S.verify_n)
@@ -481,7 +476,7 @@ res.add("worst_case_robust_accuracy_small_eps", small.worst_case())
 res.add("margin_gain_small_eps", small.margin_gain())
 ce_names = [n for n in small.successes if not verification.is_margin(n)]
 res.add("worst_case_ce_small_eps", small.worst_case(ce_names))
-table = mnist.verification_table(checks)
+table = plots.verification_table(checks)
 res.add_table("verification", table)
 table.style.hide(axis="index").format(precision=3)
 

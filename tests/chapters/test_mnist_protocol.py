@@ -48,6 +48,7 @@ def test_units_are_listed_without_building(tmp_path, monkeypatch):
         + ["vaegans-mnist", "mnist-test-codes"]
         + ["mnist-regular-attack"] * n_regular
         + ["mnist-onmanifold-attack"] * n_onmanifold
+        + ["mnist-verify"] * 2
     )
     assert n_regular > 1 and n_onmanifold > 1  # the chunks are shared out
     assert [u.config["digit"] for u in listed[1:11]] == list(range(10))
@@ -56,7 +57,8 @@ def test_units_are_listed_without_building(tmp_path, monkeypatch):
     # every unit lists the units it reads, and their keys are in its configuration
     for unit in listed[12:]:
         assert unit.deps and all(d.key in unit.config.values() for d in unit.deps)
-    rows = [(u.config["start"], u.config["stop"]) for u in listed[13:]]
+    assert [u.config["eps"] for u in listed[-2:]] == [mnist.EPS, S.verify_small_eps]
+    rows = [(u.config["start"], u.config["stop"]) for u in listed[13:-2]]
     assert rows[:n_regular] == mnist.chunks(S.n_test, S.attack_chunk)
     assert rows[n_regular:] == mnist.chunks(S.n_onmanifold, S.attack_chunk)
     assert not any(tmp_path.iterdir())  # nothing built by listing
@@ -83,6 +85,10 @@ def test_building_the_units_creates_exactly_the_listed_entries(tmp_path, monkeyp
     index, regular = mnist.regular_result(found["regular"])
     onman = mnist.onmanifold_result(found["onmanifold"])
     assert len(index) == len(regular.success) and onman.z.shape[1] == 60
+    checks = mnist.verifications(found["verify"])
+    S = mnist.settings("smoke")
+    assert sorted(checks) == sorted([mnist.EPS, S.verify_small_eps])
+    assert all(len(c.clean) == S.verify_n for c in checks.values())
     stems = {p.stem for p in tmp_path.glob("*.pt")}
     assert stems == {u.key for u in listed}
     again = registry.chapter_units("02_mnist", "smoke", {"seed": 0})

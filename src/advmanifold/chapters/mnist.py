@@ -36,6 +36,7 @@ from torch import Tensor
 from ..book import cache, profiles
 from ..book.profiles import Setting, integer, number, optional
 from ..science import attacks, generative, models, training, vaegan_training
+from ..science import verification
 from ..science.data import load_mnist
 from ..book.units import Unit
 
@@ -535,9 +536,67 @@ def onmanifold_unit(
     )
 
 
+def _verify_payload(
+    net: Unit, S, eps: float, seed: int, data_dir, device: str
+) -> dict[str, Any]:
+    x, y = test_set(data_dir)
+    found = verification.verify(
+        classifier(net, device),
+        x[: S.verify_n].to(device),
+        y[: S.verify_n].to(device),
+        eps,
+        box=(0.0, 1.0),
+        steps=S.verify_steps,
+        strong_steps=S.verify_strong,
+        restarts=S.verify_restarts,
+        targets=S.verify_targets,
+        seed=seed,
+    )
+    return {"eps": found.eps, "clean": found.clean, "successes": found.successes}
+
+
+def verify_unit(net: Unit, S, eps: float, *, seed=0, data_dir=None, device="cpu"):
+    """Unit ``mnist-verify``: every attack of
+    :func:`advmanifold.science.verification.verify` at ``eps`` on the first
+    ``verify_n`` test images (ours, strong, margin and, when installed,
+    torchattacks'), per-example successes."""
+    _, _, test = _test_set(_dir(data_dir))
+    keys = ("verify_n", "verify_steps", "verify_strong", "verify_restarts")
+    config = {
+        "classifier": net.key, "test": test, "eps": float(eps),
+        **{k: getattr(S, k) for k in (*keys, "verify_targets")},
+        "seed": seed,
+        "third_party": verification.torchattacks_available(),
+        "version": 1,
+    }
+    # our PGD, the strong margin and CE runs and torchattacks' five, in passes
+    passes = S.verify_n * (
+        3 * S.verify_steps + 2 * S.verify_strong * S.verify_restarts
+        + S.verify_steps * (2 + S.verify_targets)
+    )
+    build = functools.partial(_verify_payload, net, S, eps, seed, data_dir, device)
+    return Unit(
+        STEM,
+        "mnist-verify",
+        config,
+        build,
+        deps=(net,),
+        estimate_s=ATTACK_OVERHEAD_S + SECONDS_PER_ATTACK_PASS * passes,
+    )
+
+
+def verifications(units: list[Unit]) -> dict[float, verification.Verification]:
+    """{ε: Verification} of ``mnist-verify`` units."""
+    return {
+        p["eps"]: verification.Verification(p["eps"], p["clean"], p["successes"])
+        for p in (u.get() for u in units)
+    }
+
+
 def grid(profile: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The chapter's units by role: ``classifier``, ``vaegan`` (the ten digits),
-    ``vaegans``, ``codes``, ``regular`` and ``onmanifold`` (lists of chunks)."""
+    ``vaegans``, ``codes``, ``regular`` and ``onmanifold`` (lists of chunks) and
+    ``verify`` (one per ε)."""
     S = settings.from_params(profile, params)
     kwargs = dict(
         seed=int(params.get("seed") or 0),
@@ -561,6 +620,9 @@ def grid(profile: str, params: Mapping[str, Any]) -> dict[str, Any]:
             onmanifold_unit(net, gans, codes, S, rows, **kwargs)
             for rows in chunks(min(S.n_onmanifold, n_test), S.attack_chunk)
         ],
+        "verify": [
+            verify_unit(net, S, eps, **kwargs) for eps in (EPS, S.verify_small_eps)
+        ],
     }
 
 
@@ -575,6 +637,7 @@ def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
         found["codes"],
         *found["regular"],
         *found["onmanifold"],
+        *found["verify"],
     ]
 
 
@@ -633,26 +696,3 @@ def build_seconds(chunk_units: list[Unit]) -> float:
 def prior_linf_above(bound: float = Z_BOUND, latent: int = generative.LATENT) -> float:
     """P(‖z‖∞ > bound) for z ~ N(0, I_latent): 1 − erf(bound / √2)^latent."""
     return 1.0 - math.erf(bound / math.sqrt(2.0)) ** latent
-
-
-def verification_table(checks: Mapping[float, Any]):
-    """One row per attack (and the worst case), per ε of ``checks`` ({ε: Verification}):
-    the accuracy under the attack and how much it lowers the worst case over the
-    cross-entropy attacks when it joins them."""
-    import pandas as pd
-
-    columns = {}
-    for eps, check in checks.items():
-        rows = check.lowering() + [
-            {
-                "attack": "worst case",
-                "loss": "all",
-                "accuracy": check.worst_case(),
-                "lowers CE worst case by": check.margin_gain(),
-            }
-        ]
-        frame = pd.DataFrame(rows).set_index(["attack", "loss"])
-        columns[f"accuracy, ε = {eps:g}"] = frame["accuracy"]
-        extra = frame["lowers CE worst case by"]
-        columns[f"lowers CE worst case by, ε = {eps:g}"] = extra
-    return pd.DataFrame(columns).reset_index()

@@ -1,5 +1,5 @@
-"""The MNIST chapter's figures (:mod:`advmanifold.chapters.mnist` has its settings
-and units).
+"""The MNIST chapter's figures and tables (:mod:`advmanifold.chapters.mnist` has its
+settings and units).
 
 At most 10 in wide with text of at least 10 pt, so that it stays at 8 pt or more at the
 book's content width (about 750 px).
@@ -8,6 +8,7 @@ book's content width (about 750 px).
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 from torch import Tensor
 
@@ -186,3 +187,26 @@ def plot_distance_vs_l2(dist):
     ax.legend(fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def verification_table(checks: Mapping[float, Any]):
+    """One row per attack (and the worst case), per ε of ``checks`` ({ε: Verification}):
+    the accuracy under the attack and how much it lowers the worst case over the
+    cross-entropy attacks when it joins them."""
+    import pandas as pd
+
+    columns = {}
+    for eps, check in checks.items():
+        rows = check.lowering() + [
+            {
+                "attack": "worst case",
+                "loss": "all",
+                "accuracy": check.worst_case(),
+                "lowers CE worst case by": check.margin_gain(),
+            }
+        ]
+        frame = pd.DataFrame(rows).set_index(["attack", "loss"])
+        columns[f"accuracy, ε = {eps:g}"] = frame["accuracy"]
+        extra = frame["lowers CE worst case by"]
+        columns[f"lowers CE worst case by, ε = {eps:g}"] = extra
+    return pd.DataFrame(columns).reset_index()
