@@ -167,6 +167,7 @@ def verify_unit(s: Any, profile: str, name: str, seed: int, data_dir=None) -> Un
         build,
         deps=(model,),
         estimate_s=verification_seconds(v),
+        cost_model=pmnist.COST_MODEL,
     )
 
 
