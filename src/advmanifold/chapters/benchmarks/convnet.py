@@ -177,10 +177,11 @@ def convnet_rates(
     rows: list[dict[str, Any]] = []
     x, y = random_batch(batch, seed)
     xa, ya = x[: batch // 2], y[: batch // 2]
+    counts, shapes = _convnet_counts(x, y, xa, ya, pgd_steps, seed)
     for t in threads:
         metrics.update(square_peak(t, peak_sizes, 3))
         with compute.threads(t):
-            work, shapes = _convnet_workloads(x, y, xa, ya, pgd_steps, seed)
+            work = _convnet_workloads(x, y, xa, ya, pgd_steps, seed, counts)
             seconds = {k: median_time(fn, repeats) for k, (fn, _) in work.items()}
             # best of at least five rounds: one slow round must not lower the peak
             shape_best = max(
@@ -213,31 +214,50 @@ def convnet_rates(
     return metrics, rows
 
 
-def _convnet_workloads(
+def _convnet_counts(
     x: Tensor, y: Tensor, xa: Tensor, ya: Tensor, pgd_steps: int, seed: int
-) -> tuple[dict[str, tuple[Callable[[], Any], int]], set[Shape]]:
-    """At the current thread count: name → (step, its FLOPs) of the attack step (on
-    ``xa``), the training step and the adversarial-training step (on ``x``), and the
-    GEMMs the attack and training steps run."""
+) -> tuple[dict[str, int], set[Shape]]:
+    """The FLOPs of the attack step (on ``xa``), the training step and the
+    adversarial-training step (on ``x``), and the GEMMs the attack and training steps
+    run: counted once, as they do not depend on the thread count."""
     net = trained_like_convnet(seed)
     with models.frozen(net):
         view = models.attack_view(net)
-        attack = input_gradient_step(view, xa, ya)
         attack_flops = flops(input_gradient_step(view, xa, ya, counting=True))
-        shapes = gemm_shapes(attack)
+        shapes = gemm_shapes(input_gradient_step(view, xa, ya))
     train_flops = flops(training_step(models.ConvNet(), x, y))
     shapes |= gemm_shapes(training_step(models.ConvNet(), x, y))
-    work = {
-        "attack_step": (attack, attack_flops),
-        "train_step": (training_step(models.ConvNet(), x, y), train_flops),
-        "adv_train_step": (
-            adversarial_training_step(
-                trained_like_convnet(seed).train(), x, y, steps=pgd_steps
-            ),
-            pgd_steps * attack_flops + train_flops,
+    counts = {
+        "attack_step": attack_flops,
+        "train_step": train_flops,
+        "adv_train_step": pgd_steps * attack_flops + train_flops,
+    }
+    return counts, shapes
+
+
+def _convnet_workloads(
+    x: Tensor,
+    y: Tensor,
+    xa: Tensor,
+    ya: Tensor,
+    pgd_steps: int,
+    seed: int,
+    counts: dict[str, int],
+) -> dict[str, tuple[Callable[[], Any], int]]:
+    """At the current thread count: name → (step, its FLOPs of ``counts``) of the
+    attack step (on ``xa``), the training step and the adversarial-training step (on
+    ``x``)."""
+    net = trained_like_convnet(seed)
+    with models.frozen(net):
+        view = models.attack_view(net)
+    steps = {
+        "attack_step": input_gradient_step(view, xa, ya),
+        "train_step": training_step(models.ConvNet(), x, y),
+        "adv_train_step": adversarial_training_step(
+            trained_like_convnet(seed).train(), x, y, steps=pgd_steps
         ),
     }
-    return work, shapes
+    return {name: (step, counts[name]) for name, step in steps.items()}
 
 
 def _peak_metrics(
