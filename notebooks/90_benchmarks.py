@@ -40,7 +40,7 @@
 #   attack and adversarial-training steps as fractions of it, the levers that make an
 #   attack step faster (one at a time), processes against threads, and one OnAdvTrain
 #   unit of the paper profile before and after this package's attack views.
-# - **Denormal floats at two threads**: Adam in fresh processes without a flush, with
+# - **Denormal floats at two threads**: Adam in a fresh process without a flush, with
 #   the flush on the calling thread only, and with
 #   `advmanifold.science.compute.flush_denormals` (every OpenMP thread).
 # - **The whole book**: execution time per profile and chapter, read from the runner's
@@ -420,16 +420,18 @@ figures.save(fig, benchmarking.STEM, "convnet")
 # OpenMP threads that already exist keep theirs. Here the PMNIST MLP
 # ({glue:text}`denormal_parameters:,.0f` parameters, so its Adam update is split over
 # the threads) gets a tiny gradient once and none after it, for
-# {glue:text}`denormal_steps:.0f` steps, in three fresh processes at two threads, one
-# after the other (idle threads sleeping, `OMP_WAIT_POLICY=PASSIVE`): without a
-# flush, with the flag set on the calling thread only, and with
-# `compute.flush_denormals`, which sets it on every thread of the team. At most
+# {glue:text}`denormal_steps:.0f` steps, at two threads in one fresh process whose
+# OpenMP team exists before any flush (idle threads sleeping,
+# `OMP_WAIT_POLICY=PASSIVE`), three times one after the other, each with a new network
+# and optimiser: without a flush, then with the flag set on the calling thread only,
+# then with `compute.flush_denormals`, which sets it on every thread of the team (each
+# setting adds flags to the one before, none is cleared). At most
 # {glue:text}`denormal_no_flush_max_count:,.0f`,
 # {glue:text}`denormal_main_thread_only_max_count:,.0f` and
 # {glue:text}`denormal_every_thread_max_count:,.0f` denormals were held in the weights
-# and Adam's state. In the second half of the run, the process without a flush made
+# and Adam's state. In the second half of its run, the network without a flush made
 # {glue:text}`denormal_no_flush_over_every_thread_late:.2f` × the steps per second of
-# the one that flushes every thread; the processes ran one after the other, so other
+# the one with every thread flushing; the runs came one after the other, so other
 # load can differ between them.
 
 # %% tags=["hide-input"]
@@ -452,8 +454,8 @@ figures.save(fig, benchmarking.STEM, "denormals")
 # %% [markdown]
 # ```{glue:figure} fig_denormals
 # :name: fig-benchmarks-denormals
-# Adam at two threads on a network whose gradient vanished, one fresh process per
-# setting: steps per second (top) and denormals in its weights and Adam's state
+# Adam at two threads on a network whose gradient vanished, one setting after the
+# other in a fresh process: steps per second (top) and denormals in its weights and Adam's state
 # (bottom, log scale; zero drawn at the bottom). The flush on every thread should hold
 # none; the flag on the calling thread alone leaves the worker thread's share. Whether
 # the rate drops with denormals depends on the processor.

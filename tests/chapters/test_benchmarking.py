@@ -234,16 +234,20 @@ def test_levers_are_measured_one_by_one_against_the_plain_network():
     assert metrics.pop("lever_notes") == []
 
 
-def test_denormal_comparison_runs_each_setting_in_its_own_process():
+def test_denormal_comparison_runs_the_settings_one_after_the_other():
+    # in one process, in the order that only adds flags (given here the other way)
     metrics, rows = B.denormal_comparison(
-        steps=20, window=10, sizes=(784, 256, 10), settings=("no flush", "every thread")
+        steps=20, window=10, sizes=(784, 256, 10), settings=("every thread", "no flush")
     )
+    assert [r["candidate"] for r in rows] == ["no flush"] * 2 + ["every thread"] * 2
     assert {r["candidate"] for r in rows} == {"no flush", "every thread"}
     assert [r["step"] for r in rows] == [10, 20, 10, 20]
     assert metrics["denormal_every_thread_all_threads_flush"] == 1
     assert metrics["denormal_no_flush_all_threads_flush"] == 0
     assert metrics["denormal_every_thread_max_count"] == 0
     assert metrics["denormal_no_flush_max_count"] > 0  # so the check can fail
+    with pytest.raises(ValueError, match="settings"):
+        B.denormal_comparison(steps=2, window=1, settings=("no flush", "sometimes"))
 
 
 def test_appendix_settings_per_profile():
@@ -299,7 +303,10 @@ def test_fresh_programs_run_by_name_and_refuse_others(capsys):
     assert set(fresh.PROGRAMS) == {"compile", "attack_rate", "unit", "denormals"}
     with pytest.raises(SystemExit, match="unknown program"):
         fresh.main(["nope", "{}"])
-    args = '{"setting": "no flush", "steps": 2, "window": 1, '
+    with pytest.raises(ValueError, match="order"):  # a flag cannot be cleared
+        fresh.main(["denormals", '{"settings": ["every thread", "no flush"], '
+                    '"steps": 2, "window": 1, "sizes": [4, 3, 2], "scale": 1e-37}'])
+    args = '{"settings": ["no flush"], "steps": 2, "window": 1, '
     args += '"sizes": [4, 3, 2], "scale": 1e-37}'
     before = torch.get_num_threads()
     try:  # here, in this process: the program sets two threads
@@ -307,7 +314,7 @@ def test_fresh_programs_run_by_name_and_refuse_others(capsys):
     finally:
         torch.set_num_threads(before)
     found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert [r["step"] for r in found["rows"]] == [1, 2]
+    assert [r["step"] for r in found["runs"][0]["rows"]] == [1, 2]
 
 
 def test_machine_metrics_come_from_the_book_wings_machine():
