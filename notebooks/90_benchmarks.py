@@ -52,9 +52,9 @@
 # are this book's own choices, not the papers'. The same functions run at full size with
 # `make benchmarks` (`python3 benchmarks/run.py`), which writes
 # `_build/results/benchmarks.json`; this page runs them with profile-dependent sizes
-# (in `quick`, smaller pieces whose comparisons run on one thread and runs cut short
-# and scaled, so that the page takes a minute or two; the time of each piece is in the
-# table at the end).
+# (in `quick`, smaller pieces whose comparisons run on one thread, runs cut short and
+# scaled, and no cold `torch.compile`, so that the page takes a minute or two; the
+# time of each piece is in the table at the end).
 
 # %% tags=["remove-cell"]
 import sys, subprocess
