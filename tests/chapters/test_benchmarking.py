@@ -289,6 +289,14 @@ def test_the_harness_loops_count_what_they_say():
     seconds = harness.per_call_times(lambda: calls.append(1), 3, inner=4)
     assert len(seconds) == 3 and len(calls) == 1 + 3 * 4  # one warm-up call
     calls.clear()
+    seconds = harness.per_call_times(lambda: calls.append(1), 3, inner=4, warmup=False)
+    assert len(seconds) == 3 and len(calls) == 3 * 4  # no warm-up call
+    with pytest.raises(ValueError, match="inner"):
+        harness.per_call_times(lambda: None, 3, warmup=False)
+    calls.clear()
+    harness.median_time(lambda: calls.append(1), 2, warmup=False)
+    assert len(calls) == 2
+    calls.clear()
     rows = harness.windowed_rates(
         lambda: calls.append(1), 6, 2, lambda: {"seen": len(calls)}
     )
