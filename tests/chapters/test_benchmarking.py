@@ -234,6 +234,44 @@ def test_levers_are_measured_one_by_one_against_the_plain_network():
     assert metrics.pop("lever_notes") == []
 
 
+def test_processes_vs_threads_starts_only_the_processes_it_lacks(monkeypatch):
+    from advmanifold.chapters.benchmarks import levers
+
+    started = []
+
+    class Done:
+        def __init__(self, rate):
+            self.rate = rate
+
+        def communicate(self):
+            return json.dumps({"steps_per_s": self.rate}), None
+
+    def start(program, args, env=None):
+        started.append((args["threads"], (env or {}).get("OMP_WAIT_POLICY")))
+        return Done(10.0 * args["threads"])
+
+    monkeypatch.setattr(levers, "start_fresh", start)
+    found = levers.processes_vs_threads(0.1, {"default": 4.0, "passive": 5.0})
+    assert started == [(1, None), (1, None)]  # the pair only
+    assert found["processes_over_threads"] == 20.0 / 4.0
+    assert found["processes_over_threads_passive"] == 20.0 / 5.0
+    started.clear()
+    found = levers.processes_vs_threads(0.1, {"default": 4.0})
+    assert started == [(2, "PASSIVE"), (1, None), (1, None)]
+    assert found["attack_steps_per_s_1proc_2threads_passive"] == 20.0
+
+
+@pytest.mark.skipif(compute.cores() < 2, reason="fresh processes at every core")
+def test_unit_processes_measure_one_process_attack_rate_first():
+    metrics, rows = B.unit_time(
+        epochs=1, n=100, bundled_fonts=True, budget_s=0.2, train_steps=1, attack_s=0.1
+    )
+    rates = metrics.pop("one_process_attack_rates")
+    assert set(rates) == {"default", "passive"}
+    assert all(rate > 0 for rate in rates.values())
+    assert len(rows) == 4 and metrics["unit_before_s"] > 0
+
+
 def test_denormal_comparison_runs_the_settings_one_after_the_other():
     # in one process, in the order that only adds flags (given here the other way)
     metrics, rows = B.denormal_comparison(

@@ -339,28 +339,34 @@ def convnet_piece(
                 f"at {t} thread(s) a workload ran faster than every GEMM timed alone "
                 "(timings disturbed by other load): its rate is that peak"
             )
-    log("attack-step levers, one at a time ...")
-    m, r = attack_levers(
-        repeats=cfg["convnet_repeats"],
-        compile_s=cfg["convnet_compile_s"],
-        parallel_s=cfg["convnet_parallel_s"],
-        seed=seed,
-    )
-    notes += m.pop("lever_notes")
-    metrics.update(m)
-    rows += r
+    # the unit first: its fresh processes at every core (spinning, then passive) each
+    # measure one process with two threads of processes against threads before their
+    # unit, which the levers then need not start processes for
+    parallel_s = cfg["convnet_parallel_s"] if compute.cores() > 1 else None
     log(
         f"OnAdvTrain unit, N = {cfg['convnet_unit_n']}, "
         f"{cfg['convnet_unit_epochs']} epoch(s), before and after ..."
     )
-    m, r = unit_time(
+    unit_m, unit_r = unit_time(
         epochs=cfg["convnet_unit_epochs"],
         n=cfg["convnet_unit_n"],
         seed=seed,
         bundled_fonts=cfg["decoder_bundled_fonts"],
         budget_s=cfg["convnet_unit_budget_s"],
         train_steps=cfg["convnet_pgd_steps"],
+        attack_s=parallel_s,
     )
+    one_process = unit_m.pop("one_process_attack_rates", None)
+    log("attack-step levers, one at a time ...")
+    m, r = attack_levers(
+        repeats=cfg["convnet_repeats"],
+        compile_s=cfg["convnet_compile_s"],
+        parallel_s=parallel_s,
+        seed=seed,
+        one_process=one_process,
+    )
+    notes += m.pop("lever_notes")
     metrics.update(m)
-    rows += r
+    metrics.update(unit_m)
+    rows += r + unit_r
     return metrics, rows, notes
