@@ -343,6 +343,27 @@ def test_the_harness_loops_count_what_they_say():
     assert harness.steps_per_second(lambda: None, 0.01) > 0
 
 
+def test_a_fresh_process_imports_no_other_chapter():
+    # its import is paid once per fresh process: the package imports no chapter
+    import subprocess
+
+    probe = ["matplotlib", "seaborn", "scipy", "advmanifold.chapters.fonts"]
+    code = (
+        "import sys, json, advmanifold.chapters.benchmarks.fresh; "
+        f"print(json.dumps([m for m in {probe!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == []
+    # so the check can fail: CHAPTERS loads every chapter
+    every = code.replace("; print", "; advmanifold.chapters.CHAPTERS; print")
+    done = subprocess.run(
+        [sys.executable, "-c", every], capture_output=True, text=True, check=True
+    )
+    assert set(json.loads(done.stdout)) == set(probe)
+
+
 def test_fresh_programs_run_by_name_and_refuse_others(capsys):
     from advmanifold.chapters.benchmarks import fresh
 
