@@ -40,7 +40,7 @@
 #   attack and adversarial-training steps as fractions of it, the levers that make an
 #   attack step faster (one at a time), processes against threads, and one OnAdvTrain
 #   unit of the paper profile before and after this package's attack views.
-# - **Denormal floats at two threads**: Adam in fresh processes without a flush, with
+# - **Denormal floats at two threads**: Adam in a fresh process without a flush, with
 #   the flush on the calling thread only, and with
 #   `advmanifold.science.compute.flush_denormals` (every OpenMP thread).
 # - **The whole book**: execution time per profile and chapter, read from the runner's
@@ -52,9 +52,9 @@
 # are this book's own choices, not the papers'. The same functions run at full size with
 # `make benchmarks` (`python3 benchmarks/run.py`), which writes
 # `_build/results/benchmarks.json`; this page runs them with profile-dependent sizes
-# (in `quick`, smaller pieces whose comparisons run on one thread and runs cut short
-# and scaled, so that the page takes a minute or two; the time of each piece is in the
-# table at the end).
+# (in `quick`, smaller pieces whose comparisons run on one thread, runs cut short and
+# scaled, and no cold `torch.compile`, so that the page takes a minute or two; the
+# time of each piece is in the table at the end).
 
 # %% tags=["remove-cell"]
 import sys, subprocess
@@ -309,9 +309,12 @@ if len(levers):
                                    na_rep="").hide(axis="index"))
 for note in [n for n in run["notes"] if "torch.compile" in n]:
     display(Markdown(f"*{note}.*"))
-if "lever_torch_compile_of_the_attack_view_ms" not in metrics:
-    display(Markdown(f"*`torch.compile` was not timed in profile `{profile}` "
-                     "(`convnet_compile_s` is None).*"))
+if S.convnet_compile_s is None:
+    display(Markdown(f"*`torch.compile` of the attack view was not timed in profile "
+                     f"`{profile}` (`convnet_compile_s` is None): with torch's caches "
+                     "empty, as on a fresh machine, its cold compile alone takes tens "
+                     "of seconds, more than this profile's budget; the `paper` "
+                     "profile and `make benchmarks` time it.*"))
 
 # %% tags=["remove-input"]
 parts = []
@@ -321,8 +324,9 @@ if "processes_over_threads" in metrics:
         f"{metrics['attack_steps_per_s_1proc_2threads']:.0f} attack steps per second "
         "with OpenMP's default wait policy (idle threads spin) and "
         f"{metrics['attack_steps_per_s_1proc_2threads_passive']:.0f} with "
-        "`OMP_WAIT_POLICY=PASSIVE` (idle threads sleep); two single-threaded "
-        "processes at the same time ran "
+        "`OMP_WAIT_POLICY=PASSIVE` (idle threads sleep), each in a fresh process "
+        "before it trained the unit below; two single-threaded processes at the "
+        "same time ran "
         f"{metrics['attack_steps_per_s_2procs_1thread']:.0f} together "
         f"({metrics['processes_over_threads']:.2f} × and "
         f"{metrics['processes_over_threads_passive']:.2f} × the one process). The "
@@ -417,16 +421,18 @@ figures.save(fig, benchmarking.STEM, "convnet")
 # OpenMP threads that already exist keep theirs. Here the PMNIST MLP
 # ({glue:text}`denormal_parameters:,.0f` parameters, so its Adam update is split over
 # the threads) gets a tiny gradient once and none after it, for
-# {glue:text}`denormal_steps:.0f` steps, in three fresh processes at two threads, one
-# after the other (idle threads sleeping, `OMP_WAIT_POLICY=PASSIVE`): without a
-# flush, with the flag set on the calling thread only, and with
-# `compute.flush_denormals`, which sets it on every thread of the team. At most
+# {glue:text}`denormal_steps:.0f` steps, at two threads in one fresh process whose
+# OpenMP team exists before any flush (idle threads sleeping,
+# `OMP_WAIT_POLICY=PASSIVE`), three times one after the other, each with a new network
+# and optimiser: without a flush, then with the flag set on the calling thread only,
+# then with `compute.flush_denormals`, which sets it on every thread of the team (each
+# setting adds flags to the one before, none is cleared). At most
 # {glue:text}`denormal_no_flush_max_count:,.0f`,
 # {glue:text}`denormal_main_thread_only_max_count:,.0f` and
 # {glue:text}`denormal_every_thread_max_count:,.0f` denormals were held in the weights
-# and Adam's state. In the second half of the run, the process without a flush made
+# and Adam's state. In the second half of its run, the network without a flush made
 # {glue:text}`denormal_no_flush_over_every_thread_late:.2f` × the steps per second of
-# the one that flushes every thread; the processes ran one after the other, so other
+# the one with every thread flushing; the runs came one after the other, so other
 # load can differ between them.
 
 # %% tags=["hide-input"]
@@ -449,8 +455,8 @@ figures.save(fig, benchmarking.STEM, "denormals")
 # %% [markdown]
 # ```{glue:figure} fig_denormals
 # :name: fig-benchmarks-denormals
-# Adam at two threads on a network whose gradient vanished, one fresh process per
-# setting: steps per second (top) and denormals in its weights and Adam's state
+# Adam at two threads on a network whose gradient vanished, one setting after the
+# other in a fresh process: steps per second (top) and denormals in its weights and Adam's state
 # (bottom, log scale; zero drawn at the bottom). The flush on every thread should hold
 # none; the flag on the calling thread alone leaves the worker thread's share. Whether
 # the rate drops with denormals depends on the processor.

@@ -234,16 +234,58 @@ def test_levers_are_measured_one_by_one_against_the_plain_network():
     assert metrics.pop("lever_notes") == []
 
 
-def test_denormal_comparison_runs_each_setting_in_its_own_process():
-    metrics, rows = B.denormal_comparison(
-        steps=20, window=10, sizes=(784, 256, 10), settings=("no flush", "every thread")
+def test_processes_vs_threads_starts_only_the_processes_it_lacks(monkeypatch):
+    from advmanifold.chapters.benchmarks import levers
+
+    started = []
+
+    class Done:
+        def __init__(self, rate):
+            self.rate = rate
+
+        def communicate(self):
+            return json.dumps({"steps_per_s": self.rate}), None
+
+    def start(program, args, env=None):
+        started.append((args["threads"], (env or {}).get("OMP_WAIT_POLICY")))
+        return Done(10.0 * args["threads"])
+
+    monkeypatch.setattr(levers, "start_fresh", start)
+    found = levers.processes_vs_threads(0.1, {"default": 4.0, "passive": 5.0})
+    assert started == [(1, None), (1, None)]  # the pair only
+    assert found["processes_over_threads"] == 20.0 / 4.0
+    assert found["processes_over_threads_passive"] == 20.0 / 5.0
+    started.clear()
+    found = levers.processes_vs_threads(0.1, {"default": 4.0})
+    assert started == [(2, "PASSIVE"), (1, None), (1, None)]
+    assert found["attack_steps_per_s_1proc_2threads_passive"] == 20.0
+
+
+@pytest.mark.skipif(compute.cores() < 2, reason="fresh processes at every core")
+def test_unit_processes_measure_one_process_attack_rate_first():
+    metrics, rows = B.unit_time(
+        epochs=1, n=100, bundled_fonts=True, budget_s=0.2, train_steps=1, attack_s=0.1
     )
+    rates = metrics.pop("one_process_attack_rates")
+    assert set(rates) == {"default", "passive"}
+    assert all(rate > 0 for rate in rates.values())
+    assert len(rows) == 4 and metrics["unit_before_s"] > 0
+
+
+def test_denormal_comparison_runs_the_settings_one_after_the_other():
+    # in one process, in the order that only adds flags (given here the other way)
+    metrics, rows = B.denormal_comparison(
+        steps=20, window=10, sizes=(784, 256, 10), settings=("every thread", "no flush")
+    )
+    assert [r["candidate"] for r in rows] == ["no flush"] * 2 + ["every thread"] * 2
     assert {r["candidate"] for r in rows} == {"no flush", "every thread"}
     assert [r["step"] for r in rows] == [10, 20, 10, 20]
     assert metrics["denormal_every_thread_all_threads_flush"] == 1
     assert metrics["denormal_no_flush_all_threads_flush"] == 0
     assert metrics["denormal_every_thread_max_count"] == 0
     assert metrics["denormal_no_flush_max_count"] > 0  # so the check can fail
+    with pytest.raises(ValueError, match="settings"):
+        B.denormal_comparison(steps=2, window=1, settings=("no flush", "sometimes"))
 
 
 def test_appendix_settings_per_profile():
@@ -285,6 +327,14 @@ def test_the_harness_loops_count_what_they_say():
     seconds = harness.per_call_times(lambda: calls.append(1), 3, inner=4)
     assert len(seconds) == 3 and len(calls) == 1 + 3 * 4  # one warm-up call
     calls.clear()
+    seconds = harness.per_call_times(lambda: calls.append(1), 3, inner=4, warmup=False)
+    assert len(seconds) == 3 and len(calls) == 3 * 4  # no warm-up call
+    with pytest.raises(ValueError, match="inner"):
+        harness.per_call_times(lambda: None, 3, warmup=False)
+    calls.clear()
+    harness.median_time(lambda: calls.append(1), 2, warmup=False)
+    assert len(calls) == 2
+    calls.clear()
     rows = harness.windowed_rates(
         lambda: calls.append(1), 6, 2, lambda: {"seen": len(calls)}
     )
@@ -293,13 +343,37 @@ def test_the_harness_loops_count_what_they_say():
     assert harness.steps_per_second(lambda: None, 0.01) > 0
 
 
+def test_a_fresh_process_imports_no_other_chapter():
+    # its import is paid once per fresh process: the package imports no chapter
+    import subprocess
+
+    probe = ["matplotlib", "seaborn", "scipy", "advmanifold.chapters.fonts"]
+    code = (
+        "import sys, json, advmanifold.chapters.benchmarks.fresh; "
+        f"print(json.dumps([m for m in {probe!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == []
+    # so the check can fail: CHAPTERS loads every chapter
+    every = code.replace("; print", "; advmanifold.chapters.CHAPTERS; print")
+    done = subprocess.run(
+        [sys.executable, "-c", every], capture_output=True, text=True, check=True
+    )
+    assert set(json.loads(done.stdout)) == set(probe)
+
+
 def test_fresh_programs_run_by_name_and_refuse_others(capsys):
     from advmanifold.chapters.benchmarks import fresh
 
     assert set(fresh.PROGRAMS) == {"compile", "attack_rate", "unit", "denormals"}
     with pytest.raises(SystemExit, match="unknown program"):
         fresh.main(["nope", "{}"])
-    args = '{"setting": "no flush", "steps": 2, "window": 1, '
+    with pytest.raises(ValueError, match="order"):  # a flag cannot be cleared
+        fresh.main(["denormals", '{"settings": ["every thread", "no flush"], '
+                    '"steps": 2, "window": 1, "sizes": [4, 3, 2], "scale": 1e-37}'])
+    args = '{"settings": ["no flush"], "steps": 2, "window": 1, '
     args += '"sizes": [4, 3, 2], "scale": 1e-37}'
     before = torch.get_num_threads()
     try:  # here, in this process: the program sets two threads
@@ -307,7 +381,7 @@ def test_fresh_programs_run_by_name_and_refuse_others(capsys):
     finally:
         torch.set_num_threads(before)
     found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert [r["step"] for r in found["rows"]] == [1, 2]
+    assert [r["step"] for r in found["runs"][0]["rows"]] == [1, 2]
 
 
 def test_machine_metrics_come_from_the_book_wings_machine():

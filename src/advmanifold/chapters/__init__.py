@@ -6,34 +6,53 @@ figures), on top of :mod:`advmanifold.science`, with the book's machinery
 ``settings`` (:class:`advmanifold.book.profiles.Settings`: every setting declared once)
 and ``units(profile, params)``. The runner asks the chapters through
 :func:`registry`, which its entry point (:mod:`advmanifold.book.__main__`) hands to it.
+
+Importing this package loads no chapter: :data:`CHAPTERS` imports them all on its
+first use (:func:`chapters`), and ``from advmanifold.chapters import fonts`` imports
+only that one. A fresh process that runs one chapter module (the benchmarks'
+``python -m advmanifold.chapters.benchmarks.fresh``) so loads neither the other
+chapters nor what they import (matplotlib, seaborn, scipy).
 """
 
 from __future__ import annotations
 
+import functools
 from types import ModuleType
 from typing import Any, Mapping
 
 from ..book.units import Registry, Unit, unique
-from . import benchmarks, bridge, fonts, generalization, mnist, pmnist
-from . import init_scale
-from . import dimpled
 
-#: Notebook stem → the module of that chapter's settings and units.
-CHAPTERS: dict[str, ModuleType] = {
-    "01_fonts": fonts,
-    "02_mnist": mnist,
-    "03_pmnist": pmnist,
-    "04_bridge": bridge,
-    "06_generalization": generalization,
-    "07_dimpled": dimpled,
-    "08_init_scale": init_scale,
-    "90_benchmarks": benchmarks,
-}
+
+@functools.cache
+def chapters() -> dict[str, ModuleType]:
+    """Notebook stem → the module of that chapter's settings and units, every chapter
+    imported on the first call (:data:`CHAPTERS`)."""
+    from . import benchmarks, bridge, fonts, generalization, mnist, pmnist
+    from . import init_scale
+    from . import dimpled
+
+    return {
+        "01_fonts": fonts,
+        "02_mnist": mnist,
+        "03_pmnist": pmnist,
+        "04_bridge": bridge,
+        "06_generalization": generalization,
+        "07_dimpled": dimpled,
+        "08_init_scale": init_scale,
+        "90_benchmarks": benchmarks,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    """``CHAPTERS``, the mapping of :func:`chapters`, loaded on first use."""
+    if name == "CHAPTERS":
+        return chapters()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def chapter_module(stem: str) -> ModuleType | None:
     """The module of a chapter with units, or None for chapters without any."""
-    return CHAPTERS.get(stem)
+    return chapters().get(stem)
 
 
 def chapter_units(

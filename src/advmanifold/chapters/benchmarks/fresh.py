@@ -6,7 +6,10 @@ denormal flags on a new thread team, processes beside each other):
 
 calls ``PROGRAMS[PROGRAM](**keywords)`` and prints its result as JSON on the last
 line (:func:`~.harness.run_fresh` and :func:`~.harness.start_fresh` start them).
-No module of the package imports this one, so ``-m`` runs it exactly once.
+Measurements that need the same kind of fresh process share one where they can:
+``unit`` may measure one process's attack rate before its unit, ``denormals`` runs
+its settings one after the other. No module of the package imports this one, so
+``-m`` runs it exactly once.
 """
 
 from __future__ import annotations

@@ -70,15 +70,21 @@ def per_call_times(
     target_s: float = 0.05,
     *,
     inner: int | None = None,
+    warmup: bool = True,
 ) -> list[float]:
     """Seconds per call of ``fn`` over ``repeats`` rounds, each of ``inner`` calls or,
     by default, of as many calls as fill about ``target_s`` (judged from a first
-    call). The first call, a warm-up, is never counted."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    if inner is None:
-        inner = max(1, min(1000, round(target_s / max(first, 1e-6))))
+    call). The first call, a warm-up, is never counted; without ``warmup`` (for a
+    ``fn`` whose operations have just run on the same shapes) there is none, and
+    ``inner`` must be given."""
+    if not warmup and inner is None:
+        raise ValueError("per_call_times without a warm-up needs inner")
+    if warmup:
+        start = time.perf_counter()
+        fn()
+        first = time.perf_counter() - start
+        if inner is None:
+            inner = max(1, min(1000, round(target_s / max(first, 1e-6))))
     out = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -88,8 +94,11 @@ def per_call_times(
     return out
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    """The median of :func:`per_call_times` (rounds of about 50 ms)."""
+def median_time(fn: Callable[[], Any], repeats: int, *, warmup: bool = True) -> float:
+    """The median of :func:`per_call_times` (rounds of about 50 ms; without
+    ``warmup``, rounds of one call and no warm-up call)."""
+    if not warmup:
+        return statistics.median(per_call_times(fn, repeats, inner=1, warmup=False))
     return statistics.median(per_call_times(fn, repeats))
 
 

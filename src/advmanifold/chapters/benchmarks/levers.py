@@ -107,12 +107,19 @@ def compile_lever(repeats: int = 3, limit_s: float = 60.0) -> dict[str, Any]:
     return found
 
 
-def processes_vs_threads(seconds: float = 4.0) -> dict[str, float]:
-    """Attack steps per second (batch 50, attack view) of one process with two
+def processes_vs_threads(
+    seconds: float = 4.0, known: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Attack steps per second (batch 50, attack view) of one fresh process with two
     threads (OpenMP's default wait policy, then ``OMP_WAIT_POLICY=PASSIVE``), then of
-    two single-threaded processes running at the same time."""
-    rates = {}
+    two single-threaded processes running at the same time. ``known``: the one-process
+    rates (``"default"``, ``"passive"``) that fresh processes of that policy already
+    measured before their other work (:func:`~.unit.unit_time`'s), not measured
+    again."""
+    rates = dict(known or {})
     for key, env in (("default", None), ("passive", PASSIVE)):
+        if key in rates:
+            continue
         one = start_fresh(
             "attack_rate", {"threads": 2, "seconds": seconds}, env=fresh_env(env)
         )
@@ -157,13 +164,15 @@ def attack_levers(
     parallel_s: float | None = None,
     batches=(200, 1000),
     seed: int = 0,
+    one_process: dict[str, float] | None = None,
 ) -> Timed:
     """Seconds of one attack step (∇ₓ of 50 images of a trained-like ConvNet in eval
     mode; per 50 images for larger batches) under each lever of :func:`lever_names`, one
     at a time, mostly at one thread; ``speedup`` = t(plain, 1 thread) / t. Each row
     says whether the package keeps the lever and why, from this run's numbers.
     ``compile_s``: limit of :func:`compile_lever` (None: not run); ``parallel_s``:
-    seconds of :func:`processes_vs_threads` (None, or one core: not run). The grouped
+    seconds of :func:`processes_vs_threads` (None, or one core: not run), which takes
+    the one-process rates ``one_process`` as measured elsewhere. The grouped
     lever times the convolution stacks only
     (:func:`advmanifold.science.models.conv_stack` with ``groups=3`` on 3 channels
     against one stack on 1), per model."""
@@ -183,7 +192,7 @@ def attack_levers(
     parallel = {}
     if compute.cores() > 1:
         parallel = _two_thread_levers(
-            t, net, folded, x, y, max(batches), timed, parallel_s
+            t, net, folded, x, y, max(batches), timed, parallel_s, one_process
         )
     kept = _lever_verdicts(t, batches, t_single / t_grouped, compiled, parallel)
     rows, metrics = _lever_table(t, kept, batches)
@@ -265,9 +274,11 @@ def _two_thread_levers(
     big: int,
     timed,
     parallel_s: float | None,
+    one_process: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Time the levers at two threads into ``t`` and, with ``parallel_s``, processes
-    against threads (:func:`processes_vs_threads`, returned; else ``{}``)."""
+    against threads (:func:`processes_vs_threads` with the rates ``one_process``
+    known, returned; else ``{}``)."""
     with compute.threads(2):
         t["plain, 2 threads"] = timed(net)
         with models.frozen(net):
@@ -277,7 +288,7 @@ def _two_thread_levers(
             )
     if parallel_s is None:
         return {}
-    parallel = processes_vs_threads(parallel_s)
+    parallel = processes_vs_threads(parallel_s, one_process)
     t["1 process × 2 threads"] = 1 / parallel["attack_steps_per_s_1proc_2threads"]
     t["1 process × 2 threads, passive wait"] = (
         1 / parallel["attack_steps_per_s_1proc_2threads_passive"]

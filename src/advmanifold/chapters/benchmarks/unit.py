@@ -11,12 +11,14 @@ import copy
 import os
 import subprocess
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from ...science import compute, models
 from .harness import PASSIVE, Timed, fresh_env, last_json, run_fresh
+from .levers import attack_rate
 
 
 class _OutOfTime(Exception):
@@ -66,8 +68,13 @@ def train_unit(
 def _warm_train_unit(
     device: str, method, data, decoder, s, seed, budget_s: float | None = None
 ) -> tuple[int, float]:
-    """:func:`train_unit` after an untimed batch on ``device`` (lazy set-up)."""
-    train_unit(device, method, data, decoder, s, seed, 0.0)  # warm-up batch
+    """:func:`train_unit` after an untimed batch on ``device`` (lazy set-up). The
+    warm-up batch attacks with one PGD step instead of ``s.train_steps``: the same
+    operations on the same shapes set up what a first batch sets up (at one thread
+    the batch after it costs what the batches after a full warm-up batch cost), at a
+    fraction of a full batch's time, which at two threads on busy cores is seconds."""
+    warm = SimpleNamespace(**{**vars(s), "train_steps": 1})
+    train_unit(device, method, data, decoder, warm, seed, 0.0)  # warm-up batch
     return train_unit(device, method, data, decoder, s, seed, budget_s)
 
 
@@ -95,21 +102,31 @@ def unit_run(
     method: str,
     budget_s: float | None,
     train_steps: int,
+    attack_s: float | None = None,
 ) -> dict[str, Any]:
     """Program ``unit``: :func:`train_unit` with attack views at ``threads`` threads
-    after an untimed batch; the batches trained and the seconds they took."""
+    after an untimed batch; the batches trained and the seconds they took. With
+    ``attack_s``, first (before the unit's inputs load) the attack steps per second at
+    two threads over about ``attack_s`` seconds (:func:`~.levers.attack_rate`, one
+    process with two threads of processes against threads)."""
+    found = {}
+    if attack_s is not None:
+        found["attack_steps_per_s"] = attack_rate(2, attack_s)["steps_per_s"]
     compute.set_threads(threads)
     s, decoder, data = _unit_inputs(epochs, n, seed, bundled_fonts, train_steps)
     with models.attack_views(True):
         done, seconds = _warm_train_unit(
             "cpu", method, data, decoder, s, seed, budget_s
         )
-    return {"batches": done, "seconds": seconds}
+    return {"batches": done, "seconds": seconds, **found}
 
 
-def _unit_in_process(args: dict, env, limit_s: float | None) -> tuple[int, float, bool]:
+def _unit_in_process(
+    args: dict, env, limit_s: float | None, rates: dict[str, float], key: str
+) -> tuple[int, float, bool]:
     """:func:`unit_run` at ``args["threads"]`` in a fresh process with ``env``;
-    killed after ``limit_s``. Returns (batches, seconds, finished)."""
+    killed after ``limit_s``. Returns (batches, seconds, finished); the attack rate it
+    measured first, if any, goes into ``rates[key]``."""
     try:
         done = run_fresh("unit", args, env=fresh_env(env), timeout=limit_s)
     except subprocess.TimeoutExpired:
@@ -117,6 +134,8 @@ def _unit_in_process(args: dict, env, limit_s: float | None) -> tuple[int, float
     if done.returncode != 0:
         raise RuntimeError(f"unit process failed:\n{done.stderr}")
     found = last_json(done.stdout)
+    if "attack_steps_per_s" in found:
+        rates[key] = found["attack_steps_per_s"]
     return found["batches"], found["seconds"], True
 
 
@@ -130,18 +149,24 @@ def unit_time(
     budget_s: float | None = None,
     train_steps: int = 40,
     gpu: bool | None = None,
+    attack_s: float | None = None,
 ) -> Timed:
     """Seconds to train the generalization chapter's ``method`` unit at ``n`` with the
     paper's settings for ``epochs`` of its 20 epochs: before (attack views off, one
     thread, as main built it) and after (views on): one thread in this process, and
     every core in a fresh process, once with OpenMP's default wait policy and once
     with ``OMP_WAIT_POLICY=PASSIVE``; on the GPU too when ``gpu`` (default: if CUDA is
-    available). Each timed run follows an untimed batch in its process (lazy set-up).
-    Every run stops after the first batch that ends past ``budget_s`` (None: never; a
-    fresh process is killed at 4 · ``budget_s`` + 30 s, which bounds its time from
-    below) and is scaled from the b batches it trained to all B, t · B / b: the
-    batches cost alike. Fonts: the chapter's, or matplotlib's;
-    ``train_steps``: PGD steps per batch (the paper's 40; fewer only to test)."""
+    available). Each timed run follows an untimed batch in its process (lazy set-up;
+    its attack takes one PGD step). Every run stops after the first batch that ends
+    past ``budget_s`` (None: never; a fresh process is killed at 4 · ``budget_s`` +
+    30 s, which bounds its time from below) and is scaled from the b batches it
+    trained to all B, t · B / b: the batches cost alike. Fonts: the chapter's, or
+    matplotlib's; ``train_steps``: PGD steps per batch (the paper's 40; fewer only
+    to test). With ``attack_s``, each fresh process first measures the attack steps
+    per second of one process with two threads under its wait policy
+    (:func:`unit_run`), returned as ``one_process_attack_rates`` ({"default": ...,
+    "passive": ...}, for :func:`~.levers.processes_vs_threads`; a process killed
+    before it ended gives none)."""
     s, decoder, data = _unit_inputs(epochs, n, seed, bundled_fonts, train_steps)
     batches = epochs * -(-n // s.batch_size)
     cores = compute.cores()
@@ -163,18 +188,23 @@ def unit_time(
         "method": method,
         "budget_s": budget_s,
         "train_steps": train_steps,
+        "attack_s": attack_s,
     }
-    limit = None if budget_s is None else 4 * budget_s + 30
-    for name, env in (
-        (f"after, {cores} threads", None),
-        (f"after, {cores} threads, passive wait", PASSIVE),
+    limit = None if budget_s is None else 4 * budget_s + 30 + (attack_s or 0)
+    rates: dict[str, float] = {}
+    for name, env, key in (
+        (f"after, {cores} threads", None, "default"),
+        (f"after, {cores} threads, passive wait", PASSIVE, "passive"),
     ):
-        row(name, *_unit_in_process(args, env, limit))
+        row(name, *_unit_in_process(args, env, limit, rates, key))
     if torch.cuda.is_available() if gpu is None else gpu:
         with models.attack_views(True):
             row("after, cuda", *_warm_train_unit("cuda", *unit, budget_s))
     sizes = {"epochs": epochs, "n": n, "pgd_steps": train_steps, "batches": batches}
-    return _unit_metrics(rows, cores, sizes), rows
+    metrics = _unit_metrics(rows, cores, sizes)
+    if attack_s is not None:
+        metrics["one_process_attack_rates"] = rates
+    return metrics, rows
 
 
 def _unit_row(
