@@ -266,3 +266,14 @@ def test_a_cached_unit_needs_none_of_its_dependencies_built(fresh_cache):
     assert fanout.to_build([*parts, whole]) == []  # listed, but only a cached one's
     loose = unit(72, size=8)
     assert [u.key for u in fanout.to_build([*parts, whole, loose])] == [loose.key]
+
+
+def test_the_first_chapters_units_weigh_the_chapters_waiting_behind_them():
+    listed = {"01": ["a"], "02": ["b", "shared"], "03": ["shared"]}
+    tails = fanout.chapter_tails(listed, {"01": 10, "02": 20, "03": 5})
+    assert tails == {"a": 35, "b": 25, "shared": 25}
+    a, b = stub("a", 1), stub("b", 5)
+    level = fanout.critical_path([a, b], lambda u: u.seconds, tails)
+    # a is the shorter unit, but three chapters wait for it: it comes first
+    assert level == {"a": 36, "b": 30}
+    assert fanout.critical_path([a, b], lambda u: u.seconds) == {"a": 1, "b": 5}

@@ -222,13 +222,17 @@ def to_build(units: Iterable[Unit]) -> list[Unit]:
 
 
 def critical_path(
-    units: Iterable[Unit], seconds: Callable[[Unit], float]
+    units: Iterable[Unit],
+    seconds: Callable[[Unit], float],
+    waiting: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Each unit's *bottom level*: ``seconds(u)`` plus the longest chain of its
-    dependents among ``units``, b(u) = s(u) + max_{v depends on u} b(v) (0 without
-    dependents). Building the unit of largest b first (longest chain first) keeps the
-    workers busy to the end: a long chain starts early and short units fill the gaps.
-    Keyed by unit key."""
+    """Each unit's *bottom level*: ``seconds(u)`` plus the longest chain of work that
+    waits for it, b(u) = s(u) + max(max_{v depends on u} b(v), w(u)), where
+    ``waiting`` w(u) (default 0) is work outside the units that waits for u: the
+    chapters that read it and those executed after them. Building the unit of largest
+    b first (longest chain first) keeps the workers busy to the end: a long chain
+    starts early and short units fill the gaps. Keyed by unit key."""
+    waiting = waiting or {}
     listed = unique(units)
     keys = {u.key for u in listed}
     dependents: dict[str, list[str]] = {u.key: [] for u in listed}
@@ -238,9 +242,26 @@ def critical_path(
                 dependents[d.key].append(u.key)
     level: dict[str, float] = {}
     for u in reversed(listed):  # dependents come after their dependencies
-        below = [level[k] for k in dependents[u.key]]
-        level[u.key] = float(seconds(u)) + max(below, default=0.0)
+        below = [level[k] for k in dependents[u.key]] + [waiting.get(u.key, 0.0)]
+        level[u.key] = float(seconds(u)) + max(below)
     return level
+
+
+def chapter_tails(
+    listed: Mapping[str, Iterable[str]], chapter_s: Mapping[str, float]
+) -> dict[str, float]:
+    """For :func:`critical_path`: per unit key, the chapter work that waits for it
+    when chapters run one after another in the order of ``listed`` (stem → its units'
+    keys), each after its units: the seconds ``chapter_s`` of the first chapter that
+    lists the unit and of every chapter after it (the largest over the chapters that
+    list it)."""
+    stems = list(listed)
+    tails, after = {}, 0.0
+    for stem in reversed(stems):
+        after += float(chapter_s.get(stem, 0.0))
+        for key in listed[stem]:
+            tails[key] = max(tails.get(key, 0.0), after)
+    return tails
 
 
 def format_schedule(
@@ -284,6 +305,7 @@ def build_missing(
     threads: int | None = None,
     priority: Callable[[Unit], Any] | None = None,
     on_done: Callable[[str], None] | None = None,
+    waiting: Mapping[str, float] | None = None,
 ) -> FanOutReport:
     """Build every unit not cached yet on Dask, dependencies first. Among the units
     ready to run, a worker takes the one heading the longest chain of estimated work
@@ -300,7 +322,9 @@ def build_missing(
     busy and none is oversubscribed; OpenMP threads that spin-wait for a busy core
     slow a training many times over); workers of a running scheduler with one
     (default) or ``threads``. ``on_done(key)`` is called as each unit ends (built,
-    found or failed), so that a caller can start what needed it.
+    found or failed), so that a caller can start what needed it; ``waiting``: the
+    work outside the units that waits for each (:func:`chapter_tails`), which the
+    longest chain includes.
     """
     from dask.distributed import as_completed
 
@@ -323,7 +347,7 @@ def build_missing(
         futures: dict[str, Any] = {}
         missing_keys = {u.key for u in todo}
         seconds = {u.key: estimate(u)[0] for u in todo}
-        level = critical_path(todo, lambda u: seconds[u.key])
+        level = critical_path(todo, lambda u: seconds[u.key], waiting)
         print(
             "expected: " + format_schedule(seconds, level, n_workers), flush=True
         )

@@ -15,13 +15,19 @@ import contextlib
 import os
 import threading
 import time
-from typing import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
+from . import paths
 from .fanout import FanOutReport
+from .results import read_book_run
 from .toc import BookError
+from .units import Registry
 
 #: the environment a kernel started during the fan-out gets
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: A chapter's own seconds (kernel, loading, figures) where no run recorded them.
+CHAPTER_S = 30.0
 
 
 class FanOutInBackground:
@@ -94,6 +100,27 @@ class FanOutInBackground:
                 status=1,
             )
 
+    def counts(
+        self,
+        parameters: Mapping[str, Mapping[str, Any]],
+        profile: str,
+        registry: Registry,
+    ) -> tuple[float, dict[str, dict[str, int]]]:
+        """Wait for the fan-out (:meth:`finish`); the seconds it took and its counts
+        per chapter of ``parameters`` (listed, built, found, ...)."""
+        report = self.finish()
+        print(
+            f"units: {len(report.built)} built, {len(report.found)} found, "
+            f"{len(report.failed)} failed, {len(report.left)} left "
+            f"in {self.seconds:.1f} s",
+            flush=True,
+        )
+        listed = {
+            stem: [u.key for u in registry.units(stem, profile, params)]
+            for stem, params in parameters.items()
+        }
+        return float(self.seconds), report.per_chapter(listed)
+
     def finish(self) -> FanOutReport:
         """Wait for the fan-out to end; its report (failures raised)."""
         self._thread.join()
@@ -124,3 +151,42 @@ class FanOutInBackground:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+def start_fan_out(
+    root: Path,
+    parameters: Mapping[str, Mapping[str, Any]],
+    args: Any,
+    registry: Registry,
+) -> FanOutInBackground:
+    """Start building the missing units of the chapters of ``parameters`` (stem →
+    notebook parameters, in the book's order) on Dask, on a thread, with the
+    runner's ``args`` (profile, workers, scheduler, budget_s, threads). The units of
+    the first chapters weigh the chapters that wait behind them (their recorded
+    seconds, :data:`CHAPTER_S` where none), so that the chapters can start early."""
+    from .fanout import build_missing, chapter_tails, plan_units, to_build
+
+    planned = plan_units(parameters, args.profile, registry)
+    missing = {u.key for u in to_build(p.unit for p in planned)}
+    listed = {
+        stem: {u.key for u in registry.units(stem, args.profile, params)}
+        for stem, params in parameters.items()
+    }
+    recorded = read_book_run(args.profile, paths.results_dir(root=root))["chapters_s"]
+    chapter_s = {stem: recorded.get(stem, CHAPTER_S) for stem in listed}
+
+    def build(on_done):
+        return build_missing(
+            [p.unit for p in planned],
+            workers=args.workers,
+            scheduler=args.scheduler,
+            budget_s=args.budget_s,
+            threads=args.threads,
+            priority=registry.priority,
+            on_done=on_done,
+            waiting=chapter_tails(listed, chapter_s),
+        )
+
+    return FanOutInBackground(
+        {stem: keys & missing for stem, keys in listed.items()}, build
+    )

@@ -56,7 +56,7 @@ import yaml
 from . import paths
 from .cache import atomic_write_text
 from .execution import write_page
-from .overlap import FanOutInBackground
+from .overlap import FanOutInBackground, start_fan_out
 from .profiles import PROFILES, SettingError, check_profile
 from .results import read_book_run, write_book_run
 from .toc import BookError, Chapter, chapters
@@ -591,56 +591,6 @@ def show_plan(
     )
 
 
-def fan_out_units(
-    the_plan: Plan, args: argparse.Namespace, registry: Registry
-) -> FanOutInBackground:
-    """Start building the plan's missing units on Dask, on a thread: the chapters
-    run as their units are done (:mod:`advmanifold.book.overlap`)."""
-    from .fanout import build_missing, plan_units, to_build
-
-    planned = plan_units(the_plan.parameters, args.profile, registry)
-    missing = {u.key for u in to_build(p.unit for p in planned)}
-    pending = {
-        stem: {u.key for u in registry.units(stem, args.profile, params)} & missing
-        for stem, params in the_plan.parameters.items()
-    }
-
-    def build(on_done):
-        return build_missing(
-            [p.unit for p in planned],
-            workers=args.workers,
-            scheduler=args.scheduler,
-            budget_s=args.budget_s,
-            threads=args.threads,
-            priority=registry.priority,
-            on_done=on_done,
-        )
-
-    return FanOutInBackground(pending, build)
-
-
-def finish_fan_out(
-    background: FanOutInBackground,
-    the_plan: Plan,
-    args: argparse.Namespace,
-    registry: Registry,
-) -> tuple[float, dict[str, dict[str, int]]]:
-    """Wait for the fan-out; the seconds it took and its counts per chapter (listed,
-    built, found, ...). Raises :class:`BookError` if a unit failed."""
-    report = background.finish()
-    print(
-        f"units: {len(report.built)} built, {len(report.found)} found, "
-        f"{len(report.failed)} failed, {len(report.left)} left "
-        f"in {background.seconds:.1f} s",
-        flush=True,
-    )
-    listed = {
-        stem: [u.key for u in registry.units(stem, args.profile, params)]
-        for stem, params in the_plan.parameters.items()
-    }
-    return float(background.seconds), report.per_chapter(listed)
-
-
 def execute_and_record(
     root: Path,
     the_plan: Plan,
@@ -658,7 +608,7 @@ def execute_and_record(
     )
     units_s, units = None, None
     if background is not None:
-        units_s, units = finish_fan_out(background, the_plan, args, registry)
+        units_s, units = background.counts(the_plan.parameters, args.profile, registry)
     wall_s = time.perf_counter() - (background.started if background else start)
     log = record_times(root, args.profile, times, units_s, units, wall_s)
     print(
@@ -686,7 +636,9 @@ def main(registry: Registry, argv: list[str] | None = None) -> int:
         return 0
     fan_out = args.workers > 1 or args.scheduler or args.budget_s is not None
     if not args.no_execute:
-        background = fan_out_units(the_plan, args, registry) if fan_out else None
+        background = None
+        if fan_out:
+            background = start_fan_out(root, the_plan.parameters, args, registry)
         execute_and_record(root, the_plan, site, args, registry, background)
     if not args.no_build:
         stage(root, site, chapters(root))
