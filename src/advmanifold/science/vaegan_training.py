@@ -266,8 +266,8 @@ def train_vaegans(
     Python step for all); ``"sequential"`` steps G separate networks in turn on the same
     batches; ``"auto"`` picks grouped on CUDA and sequential on the CPU, where grouped
     convolutions measured slower than ten dense ones. Either way the result is returned
-    as one grouped :class:`VAEGANs` (eval mode), plus one row of mean losses per epoch
-    (:func:`epoch_history`). The sequential run equals
+    as one grouped :class:`~advmanifold.science.generative.VAEGANs` (eval mode), plus
+    one row of mean losses per epoch (:func:`epoch_history`). The sequential run equals
     :func:`assemble_vaegans` of :func:`train_vaegan_class` for every class.
     """
     parts, traces = _fit(
@@ -311,7 +311,7 @@ def train_vaegan_class(
     """The model of class ``digit`` alone (``n_models=1``, eval mode) and its trace
     [epochs, steps, 4]: bit for bit member ``digit`` of :func:`train_vaegans` with
     ``strategy="sequential"`` and the same arguments (the random numbers of every
-    class are drawn, only this class's model steps; see :func:`_fit`), so the ten
+    class are drawn, only this class's model steps; see ``_fit``), so the ten
     classes can train in parallel and :func:`assemble_vaegans` puts them together."""
     parts, traces = _fit(
         images,

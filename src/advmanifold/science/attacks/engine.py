@@ -281,7 +281,7 @@ def run_pgd(
     attacked variable. Restarts always start at random; the random draws come from a
     generator seeded with ``seed`` (None: torch's global one), so results are
     reproducible; with ``ids`` [N] (integers), from one generator per example and
-    restart (:func:`keyed_start`; ``seed`` required), so that the result of an
+    restart (``engine.keyed_start``; ``seed`` required), so that the result of an
     example does not depend on the batch it shares. In ``"best"`` mode the restart of
     largest final loss is kept."""
     if int(steps) != steps or steps < 1:
