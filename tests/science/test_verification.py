@@ -33,19 +33,17 @@ def test_our_fgsm_matches_torchattacks(problem, box):
     assert torch.equal(ours.success, theirs["torchattacks FGSM"])
 
 
+def small_verify(model, x, y, **options):
+    """:func:`verification.verify` at ε = 0.05, no box, 10 and 20 steps (the small
+    settings of these tests), with the other ``options`` given."""
+    return verification.verify(
+        model, x, y, 0.05, box=(None, None), steps=10, strong_steps=20, **options
+    )
+
+
 def test_worst_case_is_below_every_attack(problem):
     model, x, y = problem
-    v = verification.verify(
-        model,
-        x,
-        y,
-        0.05,
-        box=(None, None),
-        steps=10,
-        strong_steps=20,
-        restarts=2,
-        targets=2,
-    )
+    v = small_verify(model, x, y, restarts=2, targets=2)
     acc = v.accuracies()
     assert all(acc["worst case"] <= a + 1e-9 for a in acc.values())
     assert acc["worst case"] <= v.clean.float().mean().item()
@@ -53,17 +51,7 @@ def test_worst_case_is_below_every_attack(problem):
 
 def test_masking_flags_fire_on_constructed_cases(problem):
     model, x, y = problem
-    v = verification.verify(
-        model,
-        x,
-        y,
-        0.05,
-        box=(None, None),
-        steps=10,
-        strong_steps=20,
-        restarts=1,
-        third_party=False,
-    )
+    v = small_verify(model, x, y, restarts=1, third_party=False)
     flags = verification.masking_flags(v, large_eps_accuracy=0.0, zero_gradients=0.0)
     assert flags == {
         "fgsm_beats_pgd": False,
@@ -130,17 +118,7 @@ def test_margin_logits_are_the_cw_margin(problem):
 
 def test_margin_attacks_join_the_worst_case(problem):
     model, x, y = problem
-    v = verification.verify(
-        model,
-        x,
-        y,
-        0.05,
-        box=(None, None),
-        steps=10,
-        strong_steps=20,
-        restarts=1,
-        targets=2,
-    )
+    v = small_verify(model, x, y, restarts=1, targets=2)
     names = list(v.successes)
     assert "ours PGD-CW-20×1" in names
     if verification.torchattacks_available():
@@ -155,17 +133,7 @@ def test_margin_attacks_join_the_worst_case(problem):
         assert rows[name]["accuracy"] == pytest.approx(acc[name])
         assert rows[name]["lowers CE worst case by"] >= 0
         assert (rows[name]["loss"] == "margin") == verification.is_margin(name)
-    plain = verification.verify(
-        model,
-        x,
-        y,
-        0.05,
-        box=(None, None),
-        steps=10,
-        strong_steps=20,
-        restarts=1,
-        margin=False,
-    )
+    plain = small_verify(model, x, y, restarts=1, margin=False)
     assert not any(verification.is_margin(n) for n in plain.successes)
     assert plain.margin_gain() == 0
     with pytest.raises(ValueError, match="targets"):
