@@ -208,6 +208,14 @@ def test_critical_path_is_own_time_plus_the_longest_chain_of_dependents():
     assert "at least 7 s" in text
 
 
+def test_critical_path_skips_a_dependency_that_is_not_to_be_built():
+    # a(3) is cached: only b and c are built, and a's time counts nowhere
+    a = stub("a", 3)
+    b, c = stub("b", 5, [a]), stub("c", 2, [a])
+    level = fanout.critical_path([b, c], lambda u: {"b": 5, "c": 2}[u.key])
+    assert level == {"b": 5, "c": 2}
+
+
 def test_one_worker_takes_the_head_of_the_longest_chain_first(fresh_cache):
     short = [unit(40 + i, size=8) for i in range(3)]
     base = units.Unit(

@@ -231,10 +231,13 @@ def critical_path(
     ``waiting`` w(u) (default 0) is work outside the units that waits for u: the
     chapters that read it and those executed after them. Building the unit of largest
     b first (longest chain first) keeps the workers busy to the end: a long chain
-    starts early and short units fill the gaps. Keyed by unit key."""
+    starts early and short units fill the gaps. Only the given units count: a
+    dependency not among them (already cached) is done and waits for nothing. Keyed
+    by unit key."""
     waiting = waiting or {}
-    listed = unique(units)
-    keys = {u.key for u in listed}
+    given = list(units)
+    keys = {u.key for u in given}
+    listed = [u for u in unique(given) if u.key in keys]
     dependents: dict[str, list[str]] = {u.key: [] for u in listed}
     for u in listed:
         for d in u.deps:
