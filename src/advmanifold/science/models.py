@@ -148,6 +148,12 @@ def attack_views(enabled: bool) -> Iterator[None]:
         _FOLDING.pop()
 
 
+def attack_views_on() -> bool:
+    """Whether attack views (and the other fast paths of attacks) are on: the
+    innermost :func:`attack_views` block says, on by default."""
+    return _FOLDING[-1]
+
+
 def attack_view(model: nn.Module) -> nn.Module:
     """What an input-gradient attack should run through: for a :class:`ConvNet` in
     eval mode its :class:`FoldedConvNet` (same function, about 1.8× faster ∇ₓ on the

@@ -200,6 +200,18 @@ def composed(threat: Threat, forward: Forward, ctx: tuple) -> Forward:
     return lambda v: forward(threat.to_input(v, ctx))
 
 
+def _keep_masked(best: Tensor, v: Tensor, better: Tensor) -> Tensor:
+    """``best`` with rows ``better`` replaced by those of ``v`` (in place)."""
+    best[better] = v[better]
+    return best
+
+
+def _keep_where(best: Tensor, v: Tensor, better: Tensor) -> Tensor:
+    """The rows of ``v`` where ``better``, else of ``best``: one ``torch.where``, the
+    value of :func:`_keep_masked` without its per-step indexing."""
+    return torch.where(better.view(-1, *[1] * (v.ndim - 1)), v, best)
+
+
 def _pgd_once(threat, forward, loss, v0, y, ctx, steps, start, mode):
     """One run of PGD from ``start`` (a map (v0, ctx) → first iterate; None: v0).
     Returns (iterate, fooled, steps used).
@@ -243,10 +255,11 @@ def _pgd_once(threat, forward, loss, v0, y, ctx, steps, start, mode):
     through = composed(threat, forward, ctx)
     best_v = v.clone()
     best_loss = torch.full((n,), -torch.inf, dtype=torch.float64, device=v0.device)
+    keep = _keep_where if models.attack_views_on() else _keep_masked
     for _ in range(steps):
         _, value, grad = gradient(through, v, y, loss)
         better = value > best_loss
-        best_v[better] = v[better]
+        best_v = keep(best_v, v, better)
         best_loss = torch.where(better, value, best_loss)
         v = threat.step(v, grad, ctx)
         used += 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .. import decoders
+from .. import decoders, models
 from ..decoders import FontDecoder
 from . import adam, linf
 from .engine import check, largest_loss_examples, run_pgd, step_size_or_default
@@ -62,8 +62,11 @@ class ThetaBox(LinfBall):
         return bounds(v, self.eps, lo, hi)
 
     def to_input(self, v: Tensor, ctx: tuple) -> Tensor:
+        """dec(font, letter, θ); with attack views on, its grid in closed form
+        (:func:`advmanifold.science.decoders.affine_grid`)."""
         ids = v[:, 6:].detach().round().long()
-        return self.decoder(ids[:, 0], ids[:, 1], v[:, :6])
+        fast = models.attack_views_on()
+        return self.decoder(ids[:, 0], ids[:, 1], v[:, :6], closed_form=fast)
 
 
 def attack_theta(
