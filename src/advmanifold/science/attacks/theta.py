@@ -34,7 +34,9 @@ class ThetaBox(LinfBall):
     """θ in {‖θ̃ − θ‖∞ ≤ ε} ∩ the data box of ``ranges``
     (:func:`advmanifold.science.decoders.theta_box`), font and letter fixed, sign
     steps of ``step_size``; the attacked variable is v = (θ, font, letter)
-    (:meth:`pack`) and the classifier sees dec(font, letter, θ).
+    (:meth:`pack`) and the classifier sees dec(font, letter, θ), its grid from
+    ``F.affine_grid`` or, with ``closed_form``, the same up to rounding, faster
+    (:func:`advmanifold.science.decoders.affine_grid`).
     """
 
     def __init__(
@@ -43,9 +45,11 @@ class ThetaBox(LinfBall):
         eps: float,
         ranges: str = "hard",
         step_size: float | None = None,
+        closed_form: bool = False,
     ):
         super().__init__(eps, None, None, step_size)
         self.decoder = decoder
+        self.closed_form = closed_form
         self.theta_lower, self.theta_upper = decoders.theta_box(ranges)
 
     @staticmethod
@@ -62,11 +66,12 @@ class ThetaBox(LinfBall):
         return bounds(v, self.eps, lo, hi)
 
     def to_input(self, v: Tensor, ctx: tuple) -> Tensor:
-        """dec(font, letter, θ); with attack views on, its grid in closed form
+        """dec(font, letter, θ); with ``closed_form``, its grid in closed form
         (:func:`advmanifold.science.decoders.affine_grid`)."""
         ids = v[:, 6:].detach().round().long()
-        fast = models.attack_views_on()
-        return self.decoder(ids[:, 0], ids[:, 1], v[:, :6], closed_form=fast)
+        return self.decoder(
+            ids[:, 0], ids[:, 1], v[:, :6], closed_form=self.closed_form
+        )
 
 
 def attack_theta(
@@ -128,9 +133,12 @@ def onmanifold_examples(
 ) -> Tensor:
     """Adversarial θ̃ for training (``OnAdvTrain``): PGD on θ (largest-loss iterate,
     random start) with ‖θ̃ − θ‖∞ ≤ ε and θ̃ in the data ranges, font and letter
-    fixed; weights untouched."""
+    fixed; weights untouched. With attack views on
+    (:func:`advmanifold.science.models.attack_views`), the decoder's grid is in
+    closed form (the same up to rounding, faster)."""
     check(eps, steps, 1.0, 1, "best")
-    threat = ThetaBox(decoder, eps, ranges, step_size_or_default(eps, steps, None))
+    step_size = step_size_or_default(eps, steps, None)
+    threat = ThetaBox(decoder, eps, ranges, step_size, models.attack_views_on())
     v = ThetaBox.pack(font, letter, theta)
     v_adv = largest_loss_examples(model, threat, v, letter, steps=steps, seed=seed)
     return v_adv[:, :6].detach()
