@@ -139,8 +139,11 @@ _FOLDING = [True]
 
 @contextlib.contextmanager
 def attack_views(enabled: bool) -> Iterator[None]:
-    """Switch :func:`attack_view` off (every model attacked as it is) or on within the
-    block: the benchmarks time and compare both ways in one run."""
+    """Switch the attacks' fast paths off (every model attacked as it is, the
+    decoder's grid by ``F.affine_grid``) or on within the block: :func:`attack_view`,
+    and the closed-form grid of
+    :func:`advmanifold.science.attacks.onmanifold_examples`. The benchmarks time and
+    compare both ways in one run."""
     _FOLDING.append(bool(enabled))
     try:
         yield

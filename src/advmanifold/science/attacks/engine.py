@@ -200,15 +200,9 @@ def composed(threat: Threat, forward: Forward, ctx: tuple) -> Forward:
     return lambda v: forward(threat.to_input(v, ctx))
 
 
-def _keep_masked(best: Tensor, v: Tensor, better: Tensor) -> Tensor:
-    """``best`` with rows ``better`` replaced by those of ``v`` (in place)."""
-    best[better] = v[better]
-    return best
-
-
 def _keep_where(best: Tensor, v: Tensor, better: Tensor) -> Tensor:
-    """The rows of ``v`` where ``better``, else of ``best``: one ``torch.where``, the
-    value of :func:`_keep_masked` without its per-step indexing."""
+    """The rows of ``v`` where ``better``, else of ``best`` (one ``torch.where``: no
+    per-step indexing)."""
     return torch.where(better.view(-1, *[1] * (v.ndim - 1)), v, best)
 
 
@@ -255,11 +249,10 @@ def _pgd_once(threat, forward, loss, v0, y, ctx, steps, start, mode):
     through = composed(threat, forward, ctx)
     best_v = v.clone()
     best_loss = torch.full((n,), -torch.inf, dtype=torch.float64, device=v0.device)
-    keep = _keep_where if models.attack_views_on() else _keep_masked
     for _ in range(steps):
         _, value, grad = gradient(through, v, y, loss)
         better = value > best_loss
-        best_v = keep(best_v, v, better)
+        best_v = _keep_where(best_v, v, better)
         best_loss = torch.where(better, value, best_loss)
         v = threat.step(v, grad, ctx)
         used += 1
