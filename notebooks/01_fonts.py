@@ -1,10 +1,14 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-execution,-ExecuteTime
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -papermill,-widgets,-varInspector
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -61,7 +65,7 @@ import time
 import torch
 from IPython.display import Markdown, display
 
-from advmanifold.science import attacks, decoders, models
+from advmanifold.science import decoders, models
 from advmanifold.chapters import claims
 from advmanifold.chapters import fonts
 from advmanifold.book import figures
@@ -70,7 +74,8 @@ from advmanifold.book.results import Results
 params = dict(seed=seed, device=device, font_dirs=font_dirs, font_source=font_source,
               n_fonts=n_fonts, epochs=epochs, n_attack=n_attack, restarts=restarts)
 S = fonts.settings.from_params(profile, params)
-prototype_unit, classifier_unit = fonts.units(profile, params)
+prototype_unit, classifier_unit, attack_unit, distance_unit = fonts.units(profile,
+                                                                          params)
 torch.manual_seed(seed)
 res = Results("01_fonts", profile=profile, seed=seed)
 fonts.style()
@@ -206,37 +211,19 @@ res.add("classifier_test_accuracy", models.accuracy(model, test_x, test_y));
 # ({glue:text}`onmanifold_success_rate_original:.3f`).
 
 # %%
-correct = (models.predict(model, test_x) == test_y).cpu().nonzero().squeeze(1)
-order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))
-pick = correct[order[: S.n_attack]]
-x, y = data["test_x"][pick].to(device), data["test_y"][pick].to(device)
-font = data["test_font"][pick].to(device)
-theta = data["test_theta"][pick].to(device)
-
-started = time.perf_counter()
-attack = dict(eps=fonts.EPS, steps=S.attack_steps, restarts=S.restarts, mode="first",
-              seed=seed)
-regular = attacks.pgd(model, x, y, **attack)
-on_manifold, x_on = attacks.attack_theta(model, decoder, font, y, theta,
-                                         ranges=fonts.RANGES, **attack)
-attacks_s = time.perf_counter() - started
-# the original's protocol: Adam (lr 0.005), 40 steps, 5 attempts (adam_attack defaults)
-regular_original = attacks.adam_attack(model, x, y, eps=fonts.EPS, seed=seed)
-on_manifold_original, _ = attacks.attack_theta(
-    model, decoder, font, y, theta, ranges=fonts.RANGES, eps=fonts.EPS,
-    attack=attacks.adam_attack, seed=seed)
+attacked = fonts.attacked(attack_unit, device)  # attacked once, then cached
+regular, on_manifold, x_on = attacked.regular, attacked.onmanifold, attacked.x_on
+x, y = attacked.x, attacked.y
 
 # %% tags=["hide-input"]
-res.add("n_attack", len(pick))
+res.add("n_attack", len(y))
 res.add("attack_steps", S.attack_steps)
 res.add("restarts", S.restarts)
-res.add("time_attacks_s", attacks_s)
+res.add("time_attacks_s", attacked.attacks_s)
 res.add("regular_success_rate", regular.success_rate)
 res.add("onmanifold_success_rate", on_manifold.success_rate)
-every = torch.ones(len(y), dtype=torch.bool)  # the attacked images are all correct
-res.add("regular_success_rate_original", regular_original.per_attempt_success(every))
-res.add("onmanifold_success_rate_original",
-        on_manifold_original.per_attempt_success(every))
+res.add("regular_success_rate_original", attacked.regular_success_rate_original)
+res.add("onmanifold_success_rate_original", attacked.onmanifold_success_rate_original)
 
 both = (regular.success & on_manifold.success).nonzero().squeeze(1)[:8].cpu()
 fig = fonts.plot_examples([
@@ -276,17 +263,8 @@ figures.save(fig, fonts.STEM, "examples")
 # manifold.
 
 # %%
-sets = {  # images and which of them to measure
-    "test": (x, torch.ones(len(x), dtype=torch.bool)),
-    "on-manifold adversarial": (x_on, on_manifold.success.cpu()),
-    "regular adversarial": (regular.adversarial, regular.success.cpu()),
-}
-started = time.perf_counter()
-distances = fonts.distance_frame(decoder, font, y, theta, x, sets,
-                                 steps=S.search_steps, lr=fonts.SEARCH_LR,
-                                 restarts=S.search_restarts, ranges=fonts.RANGES,
-                                 seed=seed)
-projection_s = time.perf_counter() - started
+distances = fonts.distances(distance_unit)  # searched once, then cached
+projection_s = distance_unit.build_seconds()
 
 # %% tags=["hide-input"]
 res.add("search_steps", S.search_steps)

@@ -10,7 +10,7 @@ import torch
 
 from advmanifold.book import runner as book, cache
 from advmanifold import chapters as registry
-from advmanifold.science import glyphs
+from advmanifold.science import glyphs, models
 from advmanifold.chapters import fonts
 from advmanifold.book.results import Results
 
@@ -49,8 +49,11 @@ def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
 ):
     params = {"font_dirs": [str(three_fonts)], "seed": 0, "device": "cpu"}
     listed = registry.chapter_units("01_fonts", "smoke", params)
-    assert [u.name for u in listed] == ["fonts-prototypes", "fonts-convnet"]
-    protos, net = listed
+    names = ["fonts-prototypes", "fonts-convnet", "fonts-attacks", "fonts-distances"]
+    assert [u.name for u in listed] == names
+    protos, net, attack, search = listed
+    assert attack.deps == (protos, net) and search.deps == (protos, attack)
+    assert search.config["attacks"] == attack.key
     assert net.deps == (protos,) and net.config["prototypes"] == protos.key
     assert "device" not in net.config and all(u.estimate_s > 0 for u in listed)
     assert not any(u.is_cached() for u in listed)
@@ -61,6 +64,8 @@ def test_units_are_listed_without_building_and_configs_hold_dependency_keys(
     # training settings change the classifier's key; attack settings do not
     again = {u.name: u.key for u in fonts.units("smoke", {**params, "n_attack": 5})}
     assert again["fonts-convnet"] == net.key
+    assert again["fonts-attacks"] != attack.key
+    assert again["fonts-distances"] != search.key
     other = {u.name: u.key for u in fonts.units("smoke", {**params, "epochs": 2})}
     assert other["fonts-convnet"] != net.key and other["fonts-prototypes"] == protos.key
 
@@ -78,6 +83,35 @@ def test_classifier_unit_does_not_depend_on_the_callers_random_state(three_fonts
     assert all(torch.equal(first[k], second[k]) for k in first)
     model = fonts.classifier(unit)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_attack_and_distance_units_keep_their_constraints_and_repeat(three_fonts):
+    params = {"font_dirs": [str(three_fonts)], "seed": 0, "n_attack": 12}
+    protos, net, attack, search = fonts.units("smoke", params)
+    a = fonts.attacked(attack)
+    assert 0 < len(a.index) == len(a.x) <= 12 and fonts.EPS == 0.3
+    model = fonts.classifier(net)
+    assert torch.equal(models.predict(model, a.x), a.y)  # only correct ones attacked
+    # regular: ‖x̃ − x‖∞ ≤ ε in the pixel box; on the manifold: ‖θ̃ − θ‖∞ ≤ ε
+    delta = (a.regular.adversarial - a.x).abs().amax(dim=(1, 2, 3))
+    assert bool((delta <= fonts.EPS + 1e-6).all())
+    assert 0 <= a.regular.adversarial.min() and a.regular.adversarial.max() <= 1
+    step = (a.onmanifold.adversarial - a.theta).abs().amax(1)
+    assert bool((step <= fonts.EPS + 1e-6).all())
+    rates = (a.regular_success_rate_original, a.onmanifold_success_rate_original)
+    assert all(0 <= r <= 1 for r in rates)
+    # a second build with the same seed gives the same attacks
+    again = attack.build()
+    assert torch.equal(again["x_on"], a.x_on)
+    assert torch.equal(again["regular"]["adversarial"], a.regular.adversarial)
+    frame = fonts.distances(search)
+    assert list(frame.columns)[:3] == ["distance", "delta_l2", "angle_deg"]
+    assert (frame.set == "test").sum() == len(a.x)
+    n_on, n_reg = int(a.onmanifold.success.sum()), int(a.regular.success.sum())
+    assert (frame.set == "on-manifold adversarial").sum() == n_on
+    assert (frame.set == "regular adversarial").sum() == n_reg
+    # the true θ is one of the search's starts: never farther than ‖δ‖₂
+    assert bool((frame.distance <= frame.delta_l2 + 1e-5).all())
 
 
 def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(

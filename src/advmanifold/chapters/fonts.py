@@ -12,10 +12,15 @@ The chapter's expensive work is two units (:mod:`advmanifold.book.units`):
   the first ``n_fonts`` legible faces (:func:`train_classifier`); its configuration
   holds the prototypes unit's key instead of the images.
 
+- ``fonts-attacks``: the regular and the on-manifold attack, each with our PGD and
+  with the original's Adam protocol, on ``n_attack`` correctly classified test images
+  (:func:`attack_test_images`);
+- ``fonts-distances``: the latent search for the distance to the manifold of the
+  attacked images and their adversarial examples (:func:`search_distances`).
+
 The data set itself is not cached: rendering it, ``n_fonts × 10 × (train + test)``
 images through the spatial transformer, costs seconds where training costs minutes,
-and at the paper's size it would take gigabytes on disk. The attacks and the latent
-search take about a minute at ``quick`` and run in the notebook.
+and at the paper's size it would take gigabytes on disk.
 """
 
 from __future__ import annotations
@@ -94,6 +99,10 @@ TRAINING = dict(lr=0.01, lr_decay=0.95, weight_decay=1e-4, batch_size=100)
 SECONDS_PER_FONT_FILE = 0.007
 SECONDS_PER_IMAGE_EPOCH = 7.7e-5
 SECONDS_PER_IMAGE = 6e-5
+#: seconds per image and attack step (PGD or Adam, forward and input gradient) and
+#: per image and step of the latent search (each start)
+SECONDS_PER_ATTACK_STEP = 6e-5
+SECONDS_PER_SEARCH_STEP = 3e-5
 LEGIBLE_FRACTION = 0.5  # legible share of the faces found, for estimates only
 
 
@@ -303,24 +312,212 @@ def classifier_unit(
     return Unit(STEM, "fonts-convnet", config, build, deps=(dep,), estimate_s=estimate)
 
 
+def attack_test_images(
+    prototypes_dep: Unit, net: Unit, S: SimpleNamespace, seed: int, device: str
+) -> dict[str, Any]:
+    """Build of ``fonts-attacks``. Of the test images the classifier of ``net`` labels
+    correctly, ``S.n_attack`` drawn with ``seed`` (``index``) are attacked with ε =
+    :data:`EPS`: in image space (L∞ PGD, pixels kept in [0, 1]) and on
+    the manifold (PGD on θ with font and letter fixed,
+    :func:`advmanifold.science.attacks.attack_theta`), ``S.restarts`` random starts of
+    ``S.attack_steps`` sign steps, the first fooling iterate kept; and both again with
+    the original's protocol (Adam, lr 0.005, 5 attempts of 40 steps), whose success is
+    the mean over (example, attempt) pairs. Returns the attacked images (``x``,
+    ``y``, ``font``, ``theta``), both PGD results, the on-manifold images ``x_on``,
+    the protocol's two rates and ``attacks_s``, the seconds of the two PGD attacks."""
+    import time
+
+    from ..science import attacks
+
+    every = prototypes(prototypes_dep)
+    images = every.images[: n_used(len(every), S.n_fonts)]
+    data = dataset(images, S, seed)
+    model, decoder = classifier(net, device), decoders.FontDecoder(images).to(device)
+    test_x, test_y = data["test_x"].to(device), data["test_y"].to(device)
+    correct = (models.predict(model, test_x) == test_y).cpu().nonzero().squeeze(1)
+    order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))
+    pick = correct[order[: S.n_attack]]
+    x, y = data["test_x"][pick].to(device), data["test_y"][pick].to(device)
+    font = data["test_font"][pick].to(device)
+    theta = data["test_theta"][pick].to(device)
+    started = time.perf_counter()
+    pgd = dict(
+        eps=EPS, steps=S.attack_steps, restarts=S.restarts, mode="first", seed=seed
+    )
+    regular = attacks.pgd(model, x, y, **pgd)
+    on_manifold, x_on = attacks.attack_theta(
+        model, decoder, font, y, theta, ranges=RANGES, **pgd
+    )
+    attacks_s = time.perf_counter() - started
+    regular_original = attacks.adam_attack(model, x, y, eps=EPS, seed=seed)
+    on_manifold_original, _ = attacks.attack_theta(
+        model,
+        decoder,
+        font,
+        y,
+        theta,
+        ranges=RANGES,
+        eps=EPS,
+        attack=attacks.adam_attack,
+        seed=seed,
+    )
+    every_one = torch.ones(len(y), dtype=torch.bool)  # all attacked are correct
+
+    def cpu(result) -> dict[str, Tensor]:
+        return {
+            k: getattr(result, k).cpu() for k in ("adversarial", "success", "steps")
+        }
+
+    return {
+        "index": pick,
+        **{k: v.cpu() for k, v in dict(x=x, y=y, font=font, theta=theta).items()},
+        "regular": cpu(regular),
+        "onmanifold": cpu(on_manifold),
+        "x_on": x_on.cpu(),
+        "regular_success_rate_original": regular_original.per_attempt_success(
+            every_one
+        ),
+        "onmanifold_success_rate_original": on_manifold_original.per_attempt_success(
+            every_one
+        ),
+        "attacks_s": attacks_s,
+    }
+
+
+def attacks_unit(
+    prototypes_dep: Unit, net: Unit, S: SimpleNamespace, seed: int, device: str
+) -> Unit:
+    """The ``fonts-attacks`` unit (:func:`attack_test_images`) of the classifier of
+    ``net``."""
+    config = {
+        "classifier": net.key,
+        "prototypes": prototypes_dep.key,
+        "n_attack": S.n_attack,
+        "eps": EPS,
+        "ranges": RANGES,
+        "steps": S.attack_steps,
+        "restarts": S.restarts,
+        "mode": "first",
+        "original": {"steps": 40, "lr": 0.005, "attempts": 5},
+        "seed": seed,
+        "version": 1,
+    }
+    steps_per_image = 2 * S.attack_steps * S.restarts + 2 * 5 * 40
+    estimate = 3.0 + SECONDS_PER_ATTACK_STEP * S.n_attack * steps_per_image
+    build = functools.partial(attack_test_images, prototypes_dep, net, S, seed, device)
+    return Unit(
+        STEM,
+        "fonts-attacks",
+        config,
+        build,
+        deps=(prototypes_dep, net),
+        estimate_s=estimate,
+    )
+
+
+def attacked(unit: Unit, device: str = "cpu") -> SimpleNamespace:
+    """The payload of a ``fonts-attacks`` unit: tensors on ``device``, the PGD results
+    as :class:`advmanifold.science.attacks.AttackResult`."""
+    from ..science import attacks
+
+    found = unit.get()
+    move = {k: v.to(device) for k, v in found.items() if isinstance(v, Tensor)}
+    results = {
+        k: attacks.AttackResult(**{f: v.to(device) for f, v in found[k].items()})
+        for k in ("regular", "onmanifold")
+    }
+    rest = {k: v for k, v in found.items() if k not in move and k not in results}
+    return SimpleNamespace(**move, **results, **rest)
+
+
+def search_distances(
+    prototypes_dep: Unit, attack: Unit, S: SimpleNamespace, seed: int, device: str
+) -> dict[str, Any]:
+    """Build of ``fonts-distances``: :func:`distance_frame` of the attacked test images
+    and of their successful on-manifold and regular adversarial examples, as
+    columns (``set``: list of names; the others tensors; ``columns``: their order)."""
+    every = prototypes(prototypes_dep)
+    images = every.images[: n_used(len(every), S.n_fonts)]
+    decoder = decoders.FontDecoder(images).to(device)
+    a = attacked(attack, device)
+    sets = {  # images and which of them to measure
+        "test": (a.x, torch.ones(len(a.x), dtype=torch.bool)),
+        "on-manifold adversarial": (a.x_on, a.onmanifold.success.cpu()),
+        "regular adversarial": (a.regular.adversarial, a.regular.success.cpu()),
+    }
+    frame = distance_frame(
+        decoder,
+        a.font,
+        a.y,
+        a.theta,
+        a.x,
+        sets,
+        steps=S.search_steps,
+        lr=SEARCH_LR,
+        restarts=S.search_restarts,
+        ranges=RANGES,
+        seed=seed,
+    )
+    columns = {c: torch.tensor(frame[c].to_numpy()) for c in frame if c != "set"}
+    return {"set": list(frame["set"]), **columns, "columns": list(frame.columns)}
+
+
+def distances_unit(
+    prototypes_dep: Unit, attack: Unit, S: SimpleNamespace, seed: int, device: str
+) -> Unit:
+    """The ``fonts-distances`` unit (:func:`search_distances`) of the attacks of
+    ``attack``."""
+    config = {
+        "attacks": attack.key,
+        "steps": S.search_steps,
+        "lr": SEARCH_LR,
+        "restarts": S.search_restarts,
+        "ranges": RANGES,
+        "seed": seed,
+        "version": 1,
+    }
+    searched = 3 * S.n_attack  # at most: test images and both adversarial sets
+    steps = S.search_steps * (1 + S.search_restarts)
+    estimate = 2.0 + SECONDS_PER_SEARCH_STEP * searched * steps
+    build = functools.partial(search_distances, prototypes_dep, attack, S, seed, device)
+    return Unit(
+        STEM,
+        "fonts-distances",
+        config,
+        build,
+        deps=(prototypes_dep, attack),
+        estimate_s=estimate,
+    )
+
+
+def distances(unit: Unit):
+    """The distance frame of a ``fonts-distances`` unit (:func:`distance_frame`)."""
+    import pandas as pd
+
+    found = dict(unit.get())
+    columns = found.pop("columns")
+    frame = {k: v if k == "set" else v.numpy() for k, v in found.items()}
+    return pd.DataFrame(frame)[columns]
+
+
 def units(profile: str, params: Mapping[str, Any]) -> list[Unit]:
-    """The chapter's units for ``profile`` and notebook parameters ``params``."""
+    """The chapter's units for ``profile`` and notebook parameters ``params``:
+    prototypes, classifier, attacks, distances."""
     S = settings.from_params(profile, params)
     dep = prototypes_unit(
         params.get("font_dirs"), font_source=params.get("font_source")
     )
     seed = int(params.get("seed") or 0)
     device = params.get("device") or "cpu"
-    return [
-        dep,
-        classifier_unit(
-            S,
-            seed=seed,
-            font_dirs=params.get("font_dirs"),
-            device=device,
-            prototypes_dep=dep,
-        ),
-    ]
+    net = classifier_unit(
+        S,
+        seed=seed,
+        font_dirs=params.get("font_dirs"),
+        device=device,
+        prototypes_dep=dep,
+    )
+    attack = attacks_unit(dep, net, S, seed, device)
+    return [dep, net, attack, distances_unit(dep, attack, S, seed, device)]
 
 
 def classifier(unit: Unit, device: str = "cpu") -> models.ConvNet:
