@@ -104,8 +104,9 @@ MEASURES = (
 #: bounded rejection share; with the paper's unbounded ratio AlignedAdv fell to
 #: chance, see the chapter), the attacked and aligned test images, and in
 #: ``quick``/``smoke`` the PGD steps of the training and evaluation attacks.
-#: ``quick`` (three N, two seeds) takes about 11 minutes of one core here with a cold
-#: cache, about 6 with ``--workers 2``.
+#: ``quick`` (three N up to 1,000, two seeds, a quarter of the original protocol's
+#: attacked images) is sized for the cold quick book's 15 minutes; ``--plan`` prints
+#: what its units cost.
 _ORIGINAL = dict(batch_size=100, lr=0.01, lr_decay=0.95, weight_decay=1e-4, eps=0.3)
 #: The original's success protocol (:func:`advmanifold.science.attacks.adam_attack`):
 #: 5 attempts of 40 Adam steps (lr 0.005) on the first 2,500 test images on the
@@ -136,7 +137,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     ),
     "quick": dict(
         n_fonts=None,
-        sizes=(250, 500, 2500),
+        sizes=(250, 500, 1000),
         n_seeds=2,
         epochs=20,
         **_ORIGINAL,
@@ -150,7 +151,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         eps_small=0.03,
         n_align=200,
         order="original",
-        **dict(_PROTOCOL, n_original_on=500, n_original_off=200),
+        **dict(_PROTOCOL, n_original_on=250, n_original_off=100),
     ),
     "paper": dict(
         n_fonts=None,

@@ -18,8 +18,8 @@ c or L2 weight decay λ shrinks it and, with it, the effect of perturbations ⟂
   shares, the first layer's off-subspace weights and restricted L2 PGD over ε.
 
 Rates in :data:`RATES` were measured on the reference machine (2-core Xeon, one
-torch thread, another job running). There the ``quick`` profile (30 models, 3 seeds)
-takes about 2 minutes, units included; ``paper`` (all 60,000 images, 10 epochs, 5
+torch thread, another job running). There the ``quick`` profile (20 models, 2 seeds)
+takes about 1.5 minutes, units included; ``paper`` (all 60,000 images, 10 epochs, 5
 scales, 4 decays, 3 seeds: 48 models; 1,000 attacked images, PGD-20) about 75 minutes
 in one process (:func:`estimate_seconds`; one MLP trains in about 2 minutes).
 """
@@ -72,7 +72,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         epochs=3,
         init_scales=[0.1, 1.0, 10.0],
         weight_decays=[0.0, 0.001, 0.01],
-        n_seeds=3,
+        n_seeds=2,
         n_align=1000,
         n_eval=200,
         eps_grid=[0.5, 1.0, 2.0, 3.0],
