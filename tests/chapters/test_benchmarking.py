@@ -134,10 +134,10 @@ def test_partial_book_log_gives_no_whole_book_time(tmp_path, monkeypatch):
     assert run["metrics"]["book_quick_partial_minutes"] == 2.0
     assert any("lacks 1 of 2 chapters" in note for note in run["notes"])
     log["chapters_s"]["02_mnist"] = 60.0
-    log["total_s"] = 180.0
+    log["total_s"], log["units_s"] = 180.0, 540.0
     (tmp_path / "book_run_quick.json").write_text(json.dumps(log))
     run = B.run_benchmarks({}, pieces=("book",))
-    assert run["metrics"]["book_quick_minutes"] == 3.0
+    assert run["metrics"]["book_quick_minutes"] == 12.0  # units_s + total_s
     assert [
         t["met"] for t in run["targets"] if t["metric"] == "book_quick_minutes"
     ] == [True]

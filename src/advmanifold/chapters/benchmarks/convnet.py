@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ...science import compute, models
 from .harness import Timed, median_time, per_call_times
-from .levers import attack_levers
+from .levers import attack_levers, grid_lever
 from .unit import unit_time
 from .workloads import (
     adversarial_training_step,
@@ -367,6 +367,7 @@ def convnet_piece(
     )
     notes += m.pop("lever_notes")
     metrics.update(m)
+    metrics.update(grid_lever(seed=seed))
     metrics.update(unit_m)
     rows += r + unit_r
     return metrics, rows, notes

@@ -107,6 +107,35 @@ def compile_lever(repeats: int = 3, limit_s: float = 60.0) -> dict[str, Any]:
     return found
 
 
+def grid_lever(repeats: int = 20, n: int = 50, seed: int = 0) -> dict[str, float]:
+    """Milliseconds of the decoder's warp of ``n`` images and its θ-gradient at one
+    thread, the grid by ``F.affine_grid`` (a batched ``bmm``) against the closed form
+    A·(p, 1) for all pixels in one product
+    (:func:`advmanifold.science.decoders.affine_grid`), which the OnAdvTrain attack
+    keeps (attack views on); and the ratio."""
+    from ...science import decoders
+
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, 28, 28, generator=gen)
+    theta = decoders.sample_theta(n, generator=gen)
+
+    def step(closed_form: bool):
+        def run():
+            t = theta.clone().requires_grad_(True)
+            out = decoders.warp(images, t, closed_form=closed_form)
+            return torch.autograd.grad(out.sum(), t)[0]
+
+        return run
+
+    with compute.threads(1):
+        old, new = (median_time(step(c), repeats) for c in (False, True))
+    return {
+        "lever_grid_affine_ms": old * 1e3,
+        "lever_grid_closed_form_ms": new * 1e3,
+        "lever_grid_speedup": old / new,
+    }
+
+
 def processes_vs_threads(
     seconds: float = 4.0, known: dict[str, float] | None = None
 ) -> dict[str, float]:

@@ -88,8 +88,9 @@ def book_chapter_times(
                 f"of {len(expected)} chapters "
                 f"({', '.join(missing)}): no whole-book time for it"
             )
-        else:
-            metrics[f"book_{profile}_minutes"] = log_entry["total_s"] / 60
+        else:  # the fan-out, then the chapters (which may overlap it)
+            whole = log_entry.get("units_s", 0.0) + log_entry["total_s"]
+            metrics[f"book_{profile}_minutes"] = whole / 60
     if not chapters:
         notes.append(
             "no book run log (_build/results/book_run_<profile>.json) "
@@ -129,10 +130,11 @@ TARGETS = (
         "alignment-loss step at most 2.5× a plain step",
     ),
     (
-        "unit_speedup",
+        "unit_speedup_1t",
         ">=",
         2.0,
-        "OnAdvTrain unit (paper settings, N = 2,500) at least 2× faster than before",
+        "OnAdvTrain unit (paper settings, N = 2,500) at least 2× faster than before, "
+        "both at one thread",
     ),
     (
         "max_fraction_of_peak",
@@ -146,8 +148,19 @@ TARGETS = (
         0,
         "no denormal in the weights or Adam's state with the flush on every thread",
     ),
-    ("book_quick_minutes", "<=", 30.0, "whole book, profile quick, within 30 minutes"),
-    ("book_smoke_minutes", "<=", 5.0, "whole book, profile smoke, within 5 minutes"),
+    (
+        "book_quick_minutes",
+        "<=",
+        15.0,
+        "whole book, profile quick: units and chapters (units_s + total_s) within "
+        "15 minutes",
+    ),
+    (
+        "book_smoke_minutes",
+        "<=",
+        5.0,
+        "whole book, profile smoke: units and chapters within 5 minutes",
+    ),
 )
 
 
