@@ -67,7 +67,7 @@ from IPython.display import Markdown, display
 
 from advmanifold.science import decoders, models
 from advmanifold.chapters import claims
-from advmanifold.chapters import fonts
+from advmanifold.chapters import fonts, fonts_plots as plots, fonts_record as record
 from advmanifold.book import figures
 from advmanifold.book.results import Results
 
@@ -78,15 +78,15 @@ prototype_unit, classifier_unit, attack_unit, distance_unit = fonts.units(profil
                                                                           params)
 torch.manual_seed(seed)
 res = Results("01_fonts", profile=profile, seed=seed)
-fonts.style()
+plots.style()
 
 started = time.perf_counter()
 every_font = fonts.prototypes(prototype_unit)  # rendered once, then cached
-manifest = fonts.record_fonts(res, every_font, S)
-source = fonts.record_source(res, prototype_unit)
+manifest = record.record_fonts(res, every_font, S)
+source = record.record_source(res, prototype_unit)
 res.add("time_prototypes_s", time.perf_counter() - started)
 count = len(manifest)
-warning = fonts.fallback_warning(count, fonts.fonts_wanted(S), profile)
+warning = record.fallback_warning(count, fonts.fonts_wanted(S), profile)
 if warning:
     display(Markdown(warning))
 
@@ -98,7 +98,7 @@ if warning:
 # faces (its `font_source`: {glue:text}`font_source`) and how they were chosen:
 
 # %% tags=["hide-input"]
-display(Markdown(fonts.prototypes_prose(source, res.metrics)))
+display(Markdown(record.prototypes_prose(source, res.metrics)))
 
 # %% [markdown]
 # The manifest of the faces used (file, face index, family, style and SHA-256 of the
@@ -106,7 +106,7 @@ display(Markdown(fonts.prototypes_prose(source, res.metrics)))
 # be rebuilt from the same files.
 
 # %% tags=["hide-input"]
-fonts.filter_table(every_font, count)
+record.filter_table(every_font, count)
 
 # %% [markdown]
 # ## The decoder: prototype → affine transformation → image
@@ -134,10 +134,10 @@ decoder = decoders.FontDecoder(every_font.images[:count]).to(device)
 # %% tags=["hide-input"]
 show_fonts = torch.linspace(0, count - 1, 4).round().long().tolist()
 show_letters = [0, 6, 3, 9][: len(show_fonts)]
-fig = fonts.plot_decoder_parameters(decoder.cpu(), show_fonts[:2], show_letters[:2],
+fig = plots.plot_decoder_parameters(decoder.cpu(), show_fonts[:2], show_letters[:2],
                                     every_font.names)
 figures.save(fig, fonts.STEM, "decoder")
-fig = fonts.plot_decoder_random(decoder, show_fonts, show_letters, every_font.names,
+fig = plots.plot_decoder_random(decoder, show_fonts, show_letters, every_font.names,
                                 seed=seed)
 figures.save(fig, fonts.STEM, "decoder_random")
 decoder.to(device);
@@ -226,7 +226,7 @@ res.add("regular_success_rate_original", attacked.regular_success_rate_original)
 res.add("onmanifold_success_rate_original", attacked.onmanifold_success_rate_original)
 
 both = (regular.success & on_manifold.success).nonzero().squeeze(1)[:8].cpu()
-fig = fonts.plot_examples([
+fig = plots.plot_examples([
     ("test image", x, y.cpu()),
     ("regular adversarial", regular.adversarial,
      models.predict(model, regular.adversarial)),
@@ -273,8 +273,8 @@ res.add("n_projected", len(distances))
 res.add("time_projection_s", projection_s)
 res.add("projection_examples_per_s", len(distances) / projection_s)
 res.add_table("distances", distances)
-fonts.record_distances(res, distances)
-figures.save(fonts.plot_distances(distances), fonts.STEM, "distances")
+record.record_distances(res, distances)
+figures.save(plots.plot_distances(distances), fonts.STEM, "distances")
 
 # %% [markdown]
 # ```{glue:figure} fig_distances

@@ -239,10 +239,21 @@ def fixed_fonts(monkeypatch):
 
 
 #: Parameters that select the configuration of the snapshot where a chapter's default
-#: has moved on since (a change of data gets new keys; the old ones must stay valid).
-SNAPSHOT_PARAMS = {"06_generalization": {"order": "iid"}}
+#: has moved on since (a change of data gets new keys; the old ones must stay valid),
+#: per chapter and, where only one profile moved, per "profile/chapter": quick was
+#: sized down for the cold book's 15 minutes (issue 27). Where the moved setting is
+#: not a parameter (02's verified images, 04's PMNIST models), the snapshot's entries
+#: of those units were captured again then: ``quick/02_mnist``'s two ``mnist-verify``
+#: keys and all of ``quick/04_bridge``.
+SNAPSHOT_PARAMS = {
+    "06_generalization": {"order": "iid"},
+    "quick/06_generalization": {"order": "iid", "sizes": [250, 500, 2500]},
+    "quick/03_pmnist": {"n_train": 12_000},
+    "quick/02_mnist": {"n_onmanifold": 2000},
+    "quick/08_init_scale": {"n_seeds": 3},
+}
 #: Units that did not exist when the snapshot was taken: new kinds, new methods.
-NEW_UNIT_KINDS = {"gen-eval-original"}
+NEW_UNIT_KINDS = {"gen-eval-original", "fonts-attacks", "fonts-distances"}
 NEW_METHODS = {"STNAdvTrain"}
 
 
@@ -261,14 +272,16 @@ def test_every_unit_key_is_the_one_captured_before_the_move(fixed_fonts, monkeyp
     before = json.loads(SNAPSHOT.read_text())
     now = {
         f"{profile}/{stem}": chapter_units(
-            stem, profile, SNAPSHOT_PARAMS.get(stem, {})
+            stem,
+            profile,
+            SNAPSHOT_PARAMS.get(f"{profile}/{stem}", SNAPSHOT_PARAMS.get(stem, {})),
         )
         for profile in ("smoke", "quick", "paper")
         for stem in CHAPTERS
     }
     assert now.keys() == before.keys()
     missing = {k: set(before[k]) - {u.key for u in now[k]} for k in before}
-    assert not any(missing.values()), missing
+    assert not any(missing.values()), {k: v for k, v in missing.items() if v}
     # what is new is a new kind of unit or a new method, never a moved key
     extra = {
         k: [u.key for u in now[k] if u.key not in set(before[k]) and not _is_new(u)]

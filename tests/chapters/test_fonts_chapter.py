@@ -11,7 +11,7 @@ import torch
 from advmanifold.book import runner as book, cache
 from advmanifold import chapters as registry
 from advmanifold.science import glyphs, models
-from advmanifold.chapters import fonts
+from advmanifold.chapters import fonts, fonts_record
 from advmanifold.book.results import Results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,12 +123,12 @@ def test_fallback_is_flagged_and_warned_only_below_what_the_profile_asks(
     for profile, n_fonts, flag in cases:
         res = Results("01_fonts", profile=profile, seed=0, directory=tmp_path)
         S = fonts.settings(profile, n_fonts=n_fonts)
-        manifest = fonts.record_fonts(res, every, S)
+        manifest = fonts_record.record_fonts(res, every, S)
         assert len(manifest) == res.metrics["n_fonts"] == 3
         assert res.metrics["fonts_fallback"] == flag
-        text = fonts.fallback_warning(3, fonts.fonts_wanted(S), profile)
+        text = fonts_record.fallback_warning(3, fonts.fonts_wanted(S), profile)
         assert (text is None) == (flag == 0)
-    text = fonts.fallback_warning(3, fonts.MIN_FONTS, "paper")
+    text = fonts_record.fallback_warning(3, fonts.MIN_FONTS, "paper")
     assert text.startswith(":::{admonition}") and ":class: warning" in text
     assert "**3**" in text and f"**{fonts.MIN_FONTS}**" in text
     assert "debian-font-packages.txt" in text and "font_dirs" in text
