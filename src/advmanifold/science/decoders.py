@@ -83,11 +83,12 @@ def _base_grid(h: int, w: int, dtype: torch.dtype, device: str) -> Tensor:
     """The homogeneous coordinates (x, y, 1) of the output pixels ``[3, H·W]``,
     row-major, on [−1, 1] (``align_corners=True``), as ``F.affine_grid`` builds
     them."""
-    ys = torch.linspace(-1, 1, h, dtype=dtype, device=device) if h > 1 else None
-    xs = torch.linspace(-1, 1, w, dtype=dtype, device=device) if w > 1 else None
-    ys = torch.zeros(1, dtype=dtype, device=device) if ys is None else ys
-    xs = torch.zeros(1, dtype=dtype, device=device) if xs is None else xs
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
+
+    def axis(k: int) -> Tensor:  # a single pixel sits at 0, as in F.affine_grid
+        steps = torch.linspace(-1, 1, k, dtype=dtype, device=device)
+        return steps if k > 1 else torch.zeros(1, dtype=dtype, device=device)
+
+    y, x = torch.meshgrid(axis(h), axis(w), indexing="ij")
     return torch.stack([x.flatten(), y.flatten(), torch.ones_like(x).flatten()])
 
 
