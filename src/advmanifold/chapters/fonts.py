@@ -233,6 +233,13 @@ def n_used(n_legible: int, n_fonts: int | None) -> int:
     return n_legible if n_fonts is None else min(int(n_fonts), n_legible)
 
 
+def used_images(prototypes_dep: Unit, S: SimpleNamespace) -> Tensor:
+    """The prototypes ``[F, 10, 28, 28]`` of the faces a run uses: the first
+    ``S.n_fonts`` legible ones of ``prototypes_dep`` (:func:`n_used`)."""
+    every = prototypes(prototypes_dep)
+    return every.images[: n_used(len(every), S.n_fonts)]
+
+
 def dataset(images: Tensor, S: SimpleNamespace, seed: int) -> dict[str, Tensor]:
     """FONTS from prototypes ``images [F, 10, 28, 28]``: each under
     ``S.train_per_prototype`` + ``S.test_per_prototype`` random θ of :data:`RANGES`
@@ -252,8 +259,7 @@ def train_classifier(
     """Build of ``fonts-convnet``: the ConvNet's state dict (CPU tensors) after training
     on :func:`dataset` of the first ``S.n_fonts`` legible faces of
     ``prototypes_dep``."""
-    every = prototypes(prototypes_dep)
-    data = dataset(every.images[: n_used(len(every), S.n_fonts)], S, seed)
+    data = dataset(used_images(prototypes_dep, S), S, seed)
     torch.manual_seed(seed)  # the initial weights do not depend on the caller's RNG
     net = models.ConvNet().to(device)
     training.train(
@@ -330,8 +336,7 @@ def attack_test_images(
 
     from ..science import attacks
 
-    every = prototypes(prototypes_dep)
-    images = every.images[: n_used(len(every), S.n_fonts)]
+    images = used_images(prototypes_dep, S)
     data = dataset(images, S, seed)
     model, decoder = classifier(net, device), decoders.FontDecoder(images).to(device)
     test_x, test_y = data["test_x"].to(device), data["test_y"].to(device)
@@ -437,8 +442,7 @@ def search_distances(
     """Build of ``fonts-distances``: :func:`distance_frame` of the attacked test images
     and of their successful on-manifold and regular adversarial examples, as
     columns (``set``: list of names; the others tensors; ``columns``: their order)."""
-    every = prototypes(prototypes_dep)
-    images = every.images[: n_used(len(every), S.n_fonts)]
+    images = used_images(prototypes_dep, S)
     decoder = decoders.FontDecoder(images).to(device)
     a = attacked(attack, device)
     sets = {  # images and which of them to measure
