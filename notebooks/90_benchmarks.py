@@ -383,7 +383,39 @@ if "lever_grid_speedup" in metrics:
         "`fold` (or by stride-1 convolutions and `pixel_shuffle`), their forward "
         "passes by im2col and GEMM, and channels-last weights inside the attack "
         "view; each was slower than oneDNN's kernels at a batch of 50 here, as the "
-        "copies into and out of the GEMM's layout cost more than the GEMM saved.")
+        "copies into and out of the GEMM's layout cost more than the GEMM saved. A "
+        "warp fused with its θ-gradient in closed form (one autograd node instead "
+        "of the graph of A(θ)) took as long as the closed-form grid, as "
+        "`grid_sample`'s own kernels are most of the warp's time: dropped. Batching "
+        "restarts does not apply: the training attack has one random start (the "
+        "five attempts are the evaluation protocol's).")
+if "ceiling_speedup" in metrics:
+    bf16 = ""
+    if "lever_bf16_speedup" in metrics:
+        bf16 = (
+            " The one lever left changes the arithmetic: the classifier in bfloat16 "
+            f"(this CPU's oneDNN kernels) took {metrics['lever_bf16_ms']:.2f} ms per "
+            f"step against {metrics['lever_bf16_f32_ms']:.2f} ms in float32 "
+            f"({metrics['lever_bf16_speedup']:.2f} ×), and the signs of the input "
+            "gradients agreed on "
+            f"{100 * metrics['lever_bf16_sign_agreement']:.1f} % of the pixels. Too "
+            "little speed for an attack that no longer computes the float32 "
+            "gradient, and whose results would depend on the CPU's instruction set: "
+            "dropped.")
+    parts.append(
+        "**The ceiling.** The same attack alone, on one batch's 50 examples: "
+        f"{metrics['ceiling_attack_off_ms']:.0f} ms with attack views off, "
+        f"{metrics['ceiling_attack_on_ms']:.0f} ms with them on "
+        f"({metrics['ceiling_attack_speedup']:.2f} ×). The classifier's own 40 "
+        "forward and input-gradient steps, with the decoder and the engine taken "
+        f"away, took {metrics['ceiling_classifier_ms']:.0f} ms in the same rounds. "
+        "No change to the decoder or the engine can go below that floor, so the "
+        f"attack's speed-up is at most **{metrics['ceiling_speedup']:.2f} ×** "
+        f"(the views leave {metrics['ceiling_overhead_ms']:.0f} ms above the "
+        "floor), and the unit's, which also trains, less. The 2 × target at equal "
+        f"threads {'fits under' if metrics['ceiling_speedup'] >= 2 else 'is above'} "
+        "this ceiling; the classifier's steps already run on oneDNN's kernels, "
+        "which the variants above did not beat." + bf16)
 if metrics.get("cuda_available") and "unit_after_cuda_s" in metrics:
     parts.append(
         f"**GPU.** On the GPU the unit took {metrics['unit_after_cuda_s']:.3g} s "
@@ -519,6 +551,9 @@ for single, name, unit in [
     ("largest fraction of a peak", "max_fraction_of_peak", ""),
     ("attack view / plain network, one thread", "lever_attack_view_speedup", "×"),
     ("OnAdvTrain unit: before / after, one thread", "unit_speedup_1t", "×"),
+    ("OnAdvTrain attack: ceiling (views off / classifier alone)", "ceiling_speedup",
+     "×"),
+    ("classifier step: float32 / bfloat16, one thread", "lever_bf16_speedup", "×"),
     ("OnAdvTrain unit: before (1 thread) / after (every core)", "unit_speedup_all",
      "×"),
     ("OnAdvTrain unit, full, before", "unit_full_before_s", "s"),

@@ -394,3 +394,33 @@ def test_machine_metrics_come_from_the_book_wings_machine():
     assert {"torch_version", "numpy_version", "python_version", "platform"} <= set(
         found
     )
+
+
+def test_bfloat16_view_is_the_attack_view_at_lower_precision():
+    from advmanifold.chapters.benchmarks import ceiling, workloads
+    from advmanifold.science import models
+
+    net = workloads.trained_like_convnet()
+    x, _ = workloads.random_batch(8)
+    with models.frozen(net):
+        view = models.attack_view(net)
+        half = ceiling._BFloat16View(view)
+        assert all(b.dtype == torch.bfloat16 for b in half.buffers())
+        full, low = view(x), half(x)
+    assert low.dtype == torch.float32
+    assert not torch.equal(full, low)  # a different arithmetic ...
+    scale = full.abs().max()
+    assert (full - low).abs().max() < 0.05 * scale  # ... of the same function
+
+
+def test_attack_ceiling_times_the_attack_both_ways_and_its_floor():
+    from advmanifold.chapters.benchmarks import ceiling
+
+    m = ceiling.attack_ceiling(repeats=1, n=4, steps=2)
+    off, on, floor = (
+        m[f"ceiling_{k}_ms"] for k in ("attack_off", "attack_on", "classifier")
+    )
+    assert min(off, on, floor) > 0
+    assert m["ceiling_speedup"] == pytest.approx(off / floor)
+    assert m["ceiling_attack_speedup"] == pytest.approx(off / on)
+    assert m["ceiling_overhead_ms"] == pytest.approx(on - floor)

@@ -22,8 +22,9 @@ Modules, in the order a run needs them:
   :func:`units`), the FONTS decoder, the ConvNet and its steps;
 - :mod:`.references`: torchattacks and the original k-NN pipeline;
 - :mod:`.pieces`: PGD, k-NN, decoder projection and training steps against those;
-- :mod:`.convnet`, :mod:`.levers`, :mod:`.unit`, :mod:`.denormals`: the FONTS
-  ConvNet against the machine's peak, the attack-step levers, the OnAdvTrain unit
+- :mod:`.convnet`, :mod:`.levers`, :mod:`.ceiling`, :mod:`.unit`,
+  :mod:`.denormals`: the FONTS ConvNet against the machine's peak, the attack-step
+  levers, the OnAdvTrain attack against its floor (and bfloat16), the OnAdvTrain unit
   before and after, denormals at two threads;
 - :mod:`.report`: the machine, the book's times, the targets, ``benchmarks.json``;
 - :mod:`.run`: :func:`run_benchmarks`, everything at once.

@@ -29,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ...science import compute, models
 from .harness import Timed, median_time, per_call_times
+from .ceiling import attack_ceiling, bfloat16_lever
 from .levers import attack_levers, grid_lever
 from .unit import unit_time
 from .workloads import (
@@ -368,6 +369,9 @@ def convnet_piece(
     notes += m.pop("lever_notes")
     metrics.update(m)
     metrics.update(grid_lever(seed=seed))
+    log("the OnAdvTrain attack against its floor, and bfloat16 ...")
+    metrics.update(attack_ceiling(seed=seed))
+    metrics.update(bfloat16_lever(seed=seed))
     metrics.update(unit_m)
     rows += r + unit_r
     return metrics, rows, notes

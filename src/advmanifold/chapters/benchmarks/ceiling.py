@@ -1,0 +1,118 @@
+"""How much faster the OnAdvTrain attack could get: its time with attack views off
+and on against a floor, the classifier's own gradient steps (:func:`attack_ceiling`),
+and the one lever that changes the arithmetic, bfloat16 (:func:`bfloat16_lever`).
+
+A PGD step on θ is the decoder (a warp and its θ-gradient), the classifier (forward
+and input gradient) and the engine's bookkeeping. The classifier's share cannot be
+removed without changing what is computed, so
+
+    speed-up ≤ t_off / t_classifier,
+
+whatever a faster decoder or engine achieves."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...science import attacks, compute, decoders, models
+from .harness import interleaved
+from .workloads import (
+    decoder_and_source,
+    input_gradient_step,
+    random_batch,
+    trained_like_convnet,
+)
+
+
+def attack_ceiling(
+    repeats: int = 5, n: int = 50, steps: int = 40, seed: int = 0
+) -> dict[str, float]:
+    """At one thread, milliseconds of the OnAdvTrain attack (PGD-``steps`` on θ for
+    ``n`` examples, a training batch's perturbed half, ε = 0.3) with attack views off
+    and on and of its floor, ``steps`` input-gradient steps of the classifier's attack
+    view alone at batch ``n`` (decoder and engine free), in interleaved rounds. The
+    decoder is on matplotlib's bundled fonts; the ConvNet stands in for a trained one
+    (the cost does not depend on either's values)."""
+    decoder, _ = decoder_and_source(10, bundled_only=True)
+    gen = torch.Generator().manual_seed(seed)
+    font = torch.randint(0, decoder.n_fonts, (n,), generator=gen)
+    letter = torch.randint(0, 10, (n,), generator=gen)
+    theta = decoders.sample_theta(n, generator=gen)
+    net = trained_like_convnet(seed)
+
+    def attack(views: bool):
+        def run():
+            with models.attack_views(views):
+                return attacks.onmanifold_examples(
+                    net, decoder, font, letter, theta, eps=0.3, steps=steps, seed=seed
+                )
+
+        return run
+
+    with compute.threads(1), models.frozen(net):
+        x, y = decoder(font, letter, theta), letter
+        one_step = input_gradient_step(models.attack_view(net), x, y)
+
+        def classifier():
+            for _ in range(steps):
+                one_step()
+
+        times = interleaved(
+            {"off": attack(False), "on": attack(True), "floor": classifier},
+            repeats=repeats,
+        )
+    off, on, floor = (statistics.median(times[k]) for k in ("off", "on", "floor"))
+    return {
+        "ceiling_attack_off_ms": off * 1e3,
+        "ceiling_attack_on_ms": on * 1e3,
+        "ceiling_classifier_ms": floor * 1e3,
+        "ceiling_attack_speedup": off / on,
+        "ceiling_speedup": off / floor,
+        "ceiling_overhead_ms": (on - floor) * 1e3,
+    }
+
+
+class _BFloat16View(nn.Module):
+    """A :class:`~advmanifold.science.models.FoldedConvNet`'s layers in bfloat16
+    (input cast in, logits cast back to float32)."""
+
+    def __init__(self, folded: models.FoldedConvNet):
+        super().__init__()
+        for name, buffer in folded.named_buffers():
+            self.register_buffer(name, buffer.to(torch.bfloat16))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.view(-1, 1, 28, 28).to(torch.bfloat16)
+        for i in range(3):
+            h = F.conv2d(h, getattr(self, f"w{i}"), getattr(self, f"b{i}"), 2, 1)
+            h = h.relu()
+        h = F.linear(h.flatten(1), self.fc0_w, self.fc0_b).relu()
+        return F.linear(h, self.fc1_w, self.fc1_b).float()
+
+
+def bfloat16_lever(repeats: int = 20, n: int = 50, seed: int = 0) -> dict[str, float]:
+    """At one thread, the classifier's input-gradient step at batch ``n`` in float32
+    (the attack view) against the same network in bfloat16 (oneDNN uses AMX or
+    AVX-512 BF16 where the CPU has them), and the share of ∇ₓ's coordinates whose
+    sign (all a sign step uses) the two agree on."""
+    net = trained_like_convnet(seed)
+    x, y = random_batch(n, seed)
+    with compute.threads(1), models.frozen(net):
+        view = models.attack_view(net)
+        half = _BFloat16View(view) if isinstance(view, models.FoldedConvNet) else None
+        if half is None:
+            return {}
+        f32, b16 = (input_gradient_step(m, x, y) for m in (view, half))
+        times = interleaved({"f32": f32, "b16": b16}, repeats=repeats)
+        agree = (f32().sign() == b16().sign()).float().mean().item()
+    a, b = (statistics.median(times[k]) for k in ("f32", "b16"))
+    return {
+        "lever_bf16_f32_ms": a * 1e3,
+        "lever_bf16_ms": b * 1e3,
+        "lever_bf16_speedup": a / b,
+        "lever_bf16_sign_agreement": agree,
+    }
