@@ -398,10 +398,10 @@ if "ceiling_speedup" in metrics:
             f"step against {metrics['lever_bf16_f32_ms']:.2f} ms in float32 "
             f"({metrics['lever_bf16_speedup']:.2f} ×), and the signs of the input "
             "gradients agreed on "
-            f"{100 * metrics['lever_bf16_sign_agreement']:.1f} % of the pixels. Too "
-            "little speed for an attack that no longer computes the float32 "
-            "gradient, and whose results would depend on the CPU's instruction set: "
-            "dropped.")
+            f"{100 * metrics['lever_bf16_sign_agreement']:.1f} % of the pixels. "
+            "Dropped whatever its speed: the attack would no longer follow the "
+            "float32 gradient, and the trained models would depend on the CPU's "
+            "instruction set.")
     parts.append(
         "**The ceiling.** The same attack alone, on one batch's 50 examples: "
         f"{metrics['ceiling_attack_off_ms']:.0f} ms with attack views off, "

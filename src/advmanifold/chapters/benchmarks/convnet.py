@@ -370,7 +370,7 @@ def convnet_piece(
     metrics.update(m)
     metrics.update(grid_lever(seed=seed))
     log("the OnAdvTrain attack against its floor, and bfloat16 ...")
-    metrics.update(attack_ceiling(seed=seed))
+    metrics.update(attack_ceiling(repeats=cfg["convnet_repeats"], seed=seed))
     metrics.update(bfloat16_lever(seed=seed))
     metrics.update(unit_m)
     rows += r + unit_r
