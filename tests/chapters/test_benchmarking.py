@@ -424,3 +424,5 @@ def test_attack_ceiling_times_the_attack_both_ways_and_its_floor():
     assert m["ceiling_speedup"] == pytest.approx(off / floor)
     assert m["ceiling_attack_speedup"] == pytest.approx(off / on)
     assert m["ceiling_overhead_ms"] == pytest.approx(on - floor)
+    assert 0 <= m["ceiling_same_theta_share"] <= 1
+    assert m["ceiling_loss_off"] > 0 and m["ceiling_loss_on"] > 0

@@ -36,7 +36,8 @@ def attack_ceiling(
     and on and of its floor, ``steps`` input-gradient steps of the classifier's attack
     view alone at batch ``n`` (decoder and engine free), in interleaved rounds. The
     decoder is on matplotlib's bundled fonts; the ConvNet stands in for a trained one
-    (the cost does not depend on either's values)."""
+    (the cost does not depend on either's values). With them, how alike the two
+    attacks' results are (:func:`_agreement`)."""
     decoder, _ = decoder_and_source(10, bundled_only=True)
     gen = torch.Generator().manual_seed(seed)
     font = torch.randint(0, decoder.n_fonts, (n,), generator=gen)
@@ -65,14 +66,33 @@ def attack_ceiling(
             {"off": attack(False), "on": attack(True), "floor": classifier},
             repeats=repeats,
         )
+        same = _agreement(net, decoder, font, letter, attack(False)(), attack(True)())
     off, on, floor = (statistics.median(times[k]) for k in ("off", "on", "floor"))
     return {
+        **same,
         "ceiling_attack_off_ms": off * 1e3,
         "ceiling_attack_on_ms": on * 1e3,
         "ceiling_classifier_ms": floor * 1e3,
         "ceiling_attack_speedup": off / on,
         "ceiling_speedup": off / floor,
         "ceiling_overhead_ms": (on - floor) * 1e3,
+    }
+
+
+def _agreement(net, decoder, font, letter, old: Tensor, new: Tensor) -> dict:
+    """How alike the attack's θ̃ are with views off (``old``) and on (``new``): the
+    share of examples whose θ̃ agree within 10⁻⁴ in every coordinate, and the mean
+    cross-entropy of the plain network at each (the quantity the attack maximises)."""
+    with torch.no_grad():
+        loss = [
+            F.cross_entropy(net(decoder(font, letter, t)), letter).item()
+            for t in (old, new)
+        ]
+    close = ((old - new).abs().amax(1) <= 1e-4).float().mean().item()
+    return {
+        "ceiling_same_theta_share": close,
+        "ceiling_loss_off": loss[0],
+        "ceiling_loss_on": loss[1],
     }
 
 
