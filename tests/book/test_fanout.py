@@ -285,3 +285,12 @@ def test_the_first_chapters_units_weigh_the_chapters_waiting_behind_them():
     # a is the shorter unit, but three chapters wait for it: it comes first
     assert level == {"a": 36, "b": 30}
     assert fanout.critical_path([a, b], lambda u: u.seconds) == {"a": 1, "b": 5}
+
+
+def test_summary_counts_an_unbuilt_unit_of_the_chain_as_zero():
+    from advmanifold.book.fanout import FanOutReport
+
+    # a budget spent before anything was built: the chain holds units with no time
+    report = FanOutReport(seconds={"a": 2.0}, wall_s=5.0, workers=2, chain=["a", "b"])
+    line = report.summary()
+    assert "the longest chain 2 s: a → b" in line

@@ -129,7 +129,7 @@ class FanOutReport:
         longest chain of dependent units in measured seconds (the critical path)."""
         work = sum(self.seconds.values())
         busy = work / (self.wall_s * self.workers) if self.wall_s else 0.0
-        chain_s = sum(self.seconds[k] for k in self.chain)
+        chain_s = sum(self.seconds.get(k, 0.0) for k in self.chain)  # unbuilt: 0
         return (
             f"measured: {format_seconds(work)} of unit work in "
             f"{format_seconds(self.wall_s)} on {self.workers} worker(s) "
