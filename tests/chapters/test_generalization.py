@@ -358,6 +358,23 @@ def test_models_near_chance_are_counted_per_method():
     assert res.metrics["chance_error"] == G.CHANCE_ERROR  # the prose's threshold
 
 
+def test_anchor_leaves_out_and_counts_models_near_chance():
+    n = 2500
+    readme = G.ANCHOR["OffAdvTrain"][n]
+    rows = [("OffAdvTrain", n, sd, f"o{sd}") for sd in range(3)]
+    frame = _models_frame(rows)
+    frame["test_error"] = [0.40, 0.45, 0.90]  # the third model collapsed
+    frame["onmanifold_success_original"] = [readme + 0.20, readme + 0.22, 0.0]
+    row = GR.anchor_table(frame).set_index(["method", "N"]).loc[("OffAdvTrain", n)]
+    assert row["seeds"] == 2 and row["at chance, left out"] == 1
+    assert row["difference (original protocol)"] == "+0.21"
+    assert row["within tolerance"] == "no"  # with it, the spread would have passed it
+    spread = frame.onmanifold_success_original.std()
+    assert GR.anchor_agrees(
+        frame.onmanifold_success_original.mean(), spread, 3, readme
+    )
+
+
 def _models_frame(rows):
     frame = pd.DataFrame(rows, columns=["method", "n", "seed", "eval_key"])
     for m in G.MEASURES:

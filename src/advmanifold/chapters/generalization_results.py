@@ -133,12 +133,18 @@ def settings_table(s: Any) -> pd.DataFrame:
     )
 
 
-def anchor_table(table: pd.DataFrame) -> pd.DataFrame:
+def anchor_table(frame: pd.DataFrame) -> pd.DataFrame:
     """On-manifold success rates of the original README beside ours, like for like
     under the original's protocol (``onmanifold_success_original``) and under ours
-    (mean ± sd over seeds), with the like-for-like difference and whether it is
-    within :data:`ANCHOR_TOLERANCE` or 2 standard errors ("—" where this run lacks
-    that N)."""
+    (mean ± sd over the seeds of ``frame``, one row per model), with the like-for-like
+    difference and whether it is within :data:`ANCHOR_TOLERANCE` or 2 standard errors
+    ("—" where this run lacks that N). Models near chance (test error ≥
+    ``CHANCE_ERROR``) are left out and counted: a network at chance has no decision
+    boundary left to attack, so its success rate of 0 is no robustness level, and its
+    spread would widen the tolerance."""
+    learned = frame.test_error < CHANCE_ERROR
+    table = summary(frame[learned])
+    dropped = frame[~learned].groupby(["method", "n"]).size()
     rows = []
     for method, values in ANCHOR.items():
         for n, original in values.items():
@@ -152,6 +158,7 @@ def anchor_table(table: pd.DataFrame) -> pd.DataFrame:
                 "difference (original protocol)": "—",
                 "within tolerance": "—",
                 "seeds": 0,
+                "at chance, left out": int(dropped.get((method, n), 0)),
                 "our test error": "—",
             }
             if len(hit):
