@@ -12,6 +12,7 @@ whatever a faster decoder or engine achieves."""
 
 from __future__ import annotations
 
+import copy
 import statistics
 
 import torch
@@ -97,21 +98,15 @@ def _agreement(net, decoder, font, letter, old: Tensor, new: Tensor) -> dict:
 
 
 class _BFloat16View(nn.Module):
-    """A :class:`~advmanifold.science.models.FoldedConvNet`'s layers in bfloat16
-    (input cast in, logits cast back to float32)."""
+    """An attack view (:class:`~advmanifold.science.models.FoldedConvNet`) with its
+    buffers in bfloat16: the input cast in, the logits cast back to float32."""
 
     def __init__(self, folded: models.FoldedConvNet):
         super().__init__()
-        for name, buffer in folded.named_buffers():
-            self.register_buffer(name, buffer.to(torch.bfloat16))
+        self.net = copy.deepcopy(folded).to(torch.bfloat16)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.view(-1, 1, 28, 28).to(torch.bfloat16)
-        for i in range(3):
-            h = F.conv2d(h, getattr(self, f"w{i}"), getattr(self, f"b{i}"), 2, 1)
-            h = h.relu()
-        h = F.linear(h.flatten(1), self.fc0_w, self.fc0_b).relu()
-        return F.linear(h, self.fc1_w, self.fc1_b).float()
+        return self.net(x.to(torch.bfloat16)).float()
 
 
 def bfloat16_lever(repeats: int = 20, n: int = 50, seed: int = 0) -> dict[str, float]:
