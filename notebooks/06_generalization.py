@@ -342,7 +342,8 @@ figures.save(GP.plot_readme(frame), G.STEM, "readme")
 # :name: fig-gen-readme
 # The README's curves beside ours. Dashed lines with open markers: the on-manifold
 # success rates read off the original README. Solid lines: ours under the original's
-# protocol (left) and under ours (right), mean ± 1 sd over seeds. Like for like, the
+# protocol (left) and under ours (right), mean ± 1 sd over seeds, models near chance
+# left out as in the table. Like for like, the
 # solid and dashed lines of a method should lie on each other; the gap between the two
 # panels is the difference that the protocol alone makes on the same models.
 # ```

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .generalization import ANCHOR, METHODS, ORIGINAL_METHODS
+from .generalization import ANCHOR, CHANCE_ERROR, METHODS, ORIGINAL_METHODS
 
 LABELS = {
     "test_error": "test error",
@@ -104,7 +104,9 @@ def plot_scatter(frame: pd.DataFrame, *, x="test_error", y="onmanifold_success")
 
 def plot_readme(frame: pd.DataFrame, *, methods=ORIGINAL_METHODS):
     """On-manifold success against N beside the README's curves (dashed, open
-    markers): ours under the original's protocol (left) and under ours (right)."""
+    markers): ours under the original's protocol (left) and under ours (right);
+    models near chance left out, as in
+    :func:`~advmanifold.chapters.generalization_results.anchor_table`."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -114,7 +116,7 @@ def plot_readme(frame: pd.DataFrame, *, methods=ORIGINAL_METHODS):
         ("onmanifold_success", "ours, worst case over restarts"),
     )
     fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0), sharey=True)
-    data = frame[frame.method.isin(methods)]
+    data = frame[frame.method.isin(methods) & (frame.test_error < CHANCE_ERROR)]
     for i, (ax, (measure, title)) in enumerate(zip(axes, panels)):
         if data[measure].notna().any():
             sns.lineplot(
