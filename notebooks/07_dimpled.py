@@ -1,10 +1,14 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-execution,-ExecuteTime
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -papermill,-widgets,-varInspector
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -65,8 +69,6 @@ gen_n = None         # training size of the generalization chapter's models
 threads = None       # CPU threads for torch; None: torch's default (one per core)
 
 # %% tags=["hide-input"]
-import math
-
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -92,10 +94,7 @@ def add_all(found):
     """Record every finite number of ``found``; glue the others as NaN (the prose
     then shows nan rather than failing)."""
     for key, value in found.items():
-        if math.isfinite(value):
-            res.add(key, value)
-        else:
-            glue(key, float("nan"), display=False)
+        res.add_if_finite(key, value)
 
 # %% tags=["hide-cell"]
 pd.Series(vars(S), name="this run's settings").to_frame()

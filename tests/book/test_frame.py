@@ -36,6 +36,16 @@ def test_results_reject_non_numbers(tmp_path, bad):
         Results("x", profile="smoke", seed=0, directory=tmp_path).add("m", bad)
 
 
+def test_results_add_if_finite_records_finite_numbers_only(tmp_path):
+    res = Results("x", profile="smoke", seed=0, directory=tmp_path)
+    assert res.add_if_finite("kept", torch.tensor(0.5))
+    assert not res.add_if_finite("undefined", float("nan"))
+    assert not res.add_if_finite("unbounded", float("-inf"))
+    assert res.metrics == {"kept": 0.5}  # the JSON never holds a NaN
+    with pytest.raises(TypeError, match="'text'"):  # still only numbers
+        res.add_if_finite("text", "0.5")
+
+
 def test_results_reject_unknown_profile(tmp_path):
     with pytest.raises(ValueError, match="smoke.*quick.*paper"):
         Results("x", profile="fast", seed=0, directory=tmp_path)

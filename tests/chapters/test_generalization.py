@@ -356,6 +356,31 @@ def test_models_near_chance_are_counted_per_method():
     assert res.metrics["n_at_chance_Normal"] == 0  # 0.849 is below the threshold
     assert res.metrics["n_at_chance_AlignedAdv"] == 2
     assert res.metrics["chance_error"] == G.CHANCE_ERROR  # the prose's threshold
+    learned = frame[frame.test_error < G.CHANCE_ERROR]  # the four models that learned
+    assert res.metrics["rank_corr_onmanifold_success_vs_test_error_learned"] == (
+        pytest.approx(GR.rank_correlation(learned.onmanifold_success, learned.test_error))
+    )
+    assert res.metrics["rank_corr_onmanifold_success_vs_test_error_learned"] != (
+        pytest.approx(res.metrics["rank_corr_onmanifold_success_vs_test_error"])
+    )
+
+
+def test_flat_models_are_counted_and_left_out_of_the_alignment_mean():
+    rows = [("AlignedAdv", 250, sd, f"a{sd}") for sd in range(3)]
+    rows += [("AlignedAdv", 500, sd, f"b{sd}") for sd in range(2)]
+    rows += [("Normal", n, 0, f"n{n}") for n in (250, 500)]
+    frame = _models_frame(rows)
+    for m in G.MEASURES:  # measures that vary, so that every ρ is defined
+        frame[m] = [0.1, 0.5, 0.3, 0.7, 0.2, 0.4, 0.6]
+    nan = float("nan")
+    frame["alignment_cosine"] = [0.2, nan, 0.4, nan, nan, 0.5, 0.6]
+    res = Results(G.STEM, profile="paper", seed=0)
+    GR.add_results(res, frame)  # a zero input gradient leaves the cosine undefined
+    assert res.metrics["n_flat_AlignedAdv"] == 3
+    assert res.metrics["alignment_cosine_AlignedAdv_n250"] == pytest.approx(0.3)
+    assert res.metrics["alignment_cosine_AlignedAdv_n250_n"] == 2
+    assert res.metrics["test_error_AlignedAdv_n250_n"] == 3
+    assert "alignment_cosine_AlignedAdv_n500" not in res.metrics  # all flat
 
 
 def test_anchor_leaves_out_and_counts_models_near_chance():

@@ -120,6 +120,19 @@ class Results:
             _glue(name, value)
         return value
 
+    def add_if_finite(self, name: str, value: Real) -> bool:
+        """Record ``value`` as :meth:`add` does when it is finite; otherwise record
+        nothing and glue NaN, so that the prose shows "nan" where this run has no
+        such number (a method without models at that N, an undefined measure).
+        Returns whether it was recorded."""
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            _glue(name, float("nan"))
+            return False
+        self.add(name, value)  # checks the type
+        return True
+
     def label(self, name: str, text: str, *, glue: bool = True) -> str:
         """Record one short text (e.g. which data source a run used), written to the
         results file beside the numbers and glued like them."""

@@ -77,19 +77,27 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
     and the same extent for the original four methods (``n_large_original``,
     ``n_seeds_original``), and per method ``n_models_<method>`` and
     ``n_at_chance_<method>`` (models with test error ≥ ``chance_error``, the
-    module's ``CHANCE_ERROR``); returns the summary."""
+    module's ``CHANCE_ERROR``; the on-manifold ρ without them is
+    ``rank_corr_<measure>_vs_test_error_learned``) and ``n_flat_<method>`` (models
+    whose alignment is undefined: a zero input gradient on every image measured, a
+    flat network). A mean over seeds skips undefined values, and its ``_n`` counts
+    the defined ones. Returns the summary."""
     table = summary(frame)
     res.add("chance_error", CHANCE_ERROR)
     for method, runs in frame.groupby("method"):
         res.add(f"n_models_{method}", len(runs))
         res.add(f"n_at_chance_{method}", int((runs.test_error >= CHANCE_ERROR).sum()))
+        res.add(f"n_flat_{method}", int(runs.alignment_cosine.isna().sum()))
+    defined = frame.groupby(["method", "n"])[list(MEASURES)].count()
     for row in table.itertuples(index=False):
         for m in MEASURES:
             if getattr(row, m) != getattr(row, m):  # NaN: not measured for these rows
                 continue
             res.add(f"{m}_{row.method}_n{row.n}", getattr(row, m))
             res.add(f"{m}_{row.method}_n{row.n}_std", getattr(row, f"{m}_std"))
-            res.add(f"{m}_{row.method}_n{row.n}_n", int(row.n_models))
+            res.add(
+                f"{m}_{row.method}_n{row.n}_n", int(defined.at[(row.method, row.n), m])
+            )
     for x in (
         "onmanifold_success",
         "regular_success",
@@ -104,6 +112,13 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
         res.add(f"{key}_per_seed", mean)
         res.add(f"{key}_std", std)
         res.add(f"{key}_n", count)
+    learned = frame[frame.test_error < CHANCE_ERROR]
+    for x in ("onmanifold_success", "onmanifold_success_original"):
+        if len(learned) > 1 and not learned[x].isna().any():
+            res.add(
+                f"rank_corr_{x}_vs_test_error_learned",
+                rank_correlation(learned[x], learned.test_error),
+            )
     original = frame[frame.method.isin(ORIGINAL_METHODS)]
     key = "rank_corr_onmanifold_success_vs_test_error_original_methods"
     pooled, _, std, count = correlations(original, "onmanifold_success", "test_error")
