@@ -361,6 +361,10 @@ def test_models_near_chance_are_counted_per_method():
     key = "rank_corr_onmanifold_success_vs_test_error"
     assert res.metrics[f"{key}_learned"] == pytest.approx(rho)
     assert res.metrics[f"{key}_learned"] != pytest.approx(res.metrics[key])
+    frame["test_error"] = [0.86, 0.87, 0.88, 0.9, 0.91, 0.92]  # every model at chance
+    res = Results(G.STEM, profile="paper", seed=0)
+    GR.add_results(res, frame)
+    assert f"{key}_learned" not in res.metrics and key in res.metrics
 
 
 def test_flat_models_are_counted_and_left_out_of_the_alignment_mean():

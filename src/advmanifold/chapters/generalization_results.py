@@ -114,11 +114,11 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
         res.add(f"{key}_n", count)
     learned = frame[frame.test_error < CHANCE_ERROR]
     for x in ("onmanifold_success", "onmanifold_success_original"):
-        if len(learned) > 1 and not learned[x].isna().any():
-            res.add(
-                f"rank_corr_{x}_vs_test_error_learned",
-                rank_correlation(learned[x], learned.test_error),
-            )
+        enough = len(learned) > 1 and not learned[x].isna().any()
+        res.add_if_finite(  # NaN, shown as nan: too few models, or a constant column
+            f"rank_corr_{x}_vs_test_error_learned",
+            rank_correlation(learned[x], learned.test_error) if enough else math.nan,
+        )
     original = frame[frame.method.isin(ORIGINAL_METHODS)]
     key = "rank_corr_onmanifold_success_vs_test_error_original_methods"
     pooled, _, std, count = correlations(original, "onmanifold_success", "test_error")
