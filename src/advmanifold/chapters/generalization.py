@@ -83,6 +83,13 @@ from .generalization_models import (
 
 #: a model "near chance": its test error is at least this (chance on ten letters: 0.9)
 CHANCE_ERROR = 0.85
+
+
+def learned(frame):
+    """Whether each model of ``frame`` learned: test error below :data:`CHANCE_ERROR`
+    (a boolean Series)."""
+    return frame.test_error < CHANCE_ERROR
+
 #: the measures of a model: a column each of the frame of models and of the record
 MEASURES = (
     "test_error",

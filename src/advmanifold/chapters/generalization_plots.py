@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .generalization import ANCHOR, CHANCE_ERROR, METHODS, ORIGINAL_METHODS
+from .generalization import ANCHOR, METHODS, ORIGINAL_METHODS, learned
 
 LABELS = {
     "test_error": "test error",
@@ -116,7 +116,7 @@ def plot_readme(frame: pd.DataFrame, *, methods=ORIGINAL_METHODS):
         ("onmanifold_success", "ours, worst case over restarts"),
     )
     fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0), sharey=True)
-    data = frame[frame.method.isin(methods) & (frame.test_error < CHANCE_ERROR)]
+    data = frame[frame.method.isin(methods) & learned(frame)]
     for i, (ax, (measure, title)) in enumerate(zip(axes, panels)):
         if data[measure].notna().any():
             sns.lineplot(

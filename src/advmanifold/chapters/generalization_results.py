@@ -20,6 +20,7 @@ from .generalization import (
     MEASURES,
     METHODS,
     ORIGINAL_METHODS,
+    learned,
 )
 
 
@@ -86,7 +87,7 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
     res.add("chance_error", CHANCE_ERROR)
     for method, runs in frame.groupby("method"):
         res.add(f"n_models_{method}", len(runs))
-        res.add(f"n_at_chance_{method}", int((runs.test_error >= CHANCE_ERROR).sum()))
+        res.add(f"n_at_chance_{method}", int((~learned(runs)).sum()))
         res.add(f"n_flat_{method}", int(runs.alignment_cosine.isna().sum()))
     defined = frame.groupby(["method", "n"])[list(MEASURES)].count()
     for row in table.itertuples(index=False):
@@ -112,12 +113,12 @@ def add_results(res, frame: pd.DataFrame) -> pd.DataFrame:
         res.add(f"{key}_per_seed", mean)
         res.add(f"{key}_std", std)
         res.add(f"{key}_n", count)
-    learned = frame[frame.test_error < CHANCE_ERROR]
+    trained = frame[learned(frame)]
     for x in ("onmanifold_success", "onmanifold_success_original"):
-        enough = len(learned) > 1 and not learned[x].isna().any()
+        enough = len(trained) > 1 and not trained[x].isna().any()
         res.add_if_finite(  # NaN, shown as nan: too few models, or a constant column
             f"rank_corr_{x}_vs_test_error_learned",
-            rank_correlation(learned[x], learned.test_error) if enough else math.nan,
+            rank_correlation(trained[x], trained.test_error) if enough else math.nan,
         )
     original = frame[frame.method.isin(ORIGINAL_METHODS)]
     key = "rank_corr_onmanifold_success_vs_test_error_original_methods"
@@ -157,9 +158,9 @@ def anchor_table(frame: pd.DataFrame) -> pd.DataFrame:
     ``CHANCE_ERROR``) are left out and counted: a network at chance has no decision
     boundary left to attack, so its success rate of 0 is no robustness level, and its
     spread would widen the tolerance."""
-    learned = frame.test_error < CHANCE_ERROR
-    table = summary(frame[learned])
-    dropped = frame[~learned].groupby(["method", "n"]).size()
+    trained = learned(frame)
+    table = summary(frame[trained])
+    dropped = frame[~trained].groupby(["method", "n"]).size()
     rows = []
     for method, values in ANCHOR.items():
         for n, original in values.items():
